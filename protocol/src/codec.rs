@@ -1,0 +1,332 @@
+//! MessagePack encoding of envelopes.
+//!
+//! An envelope is a MessagePack map with short string keys; `t` names the
+//! type. Absent optional fields are left out of the map. **Unknown keys are
+//! ignored** by decoders (so a newer peer may add fields), while an unknown
+//! `t` is an error the receiver answers with `unknown_type`.
+//!
+//! Decoding borrows from the input: the payload of an `emit` or `event` is a
+//! zero-copy slice of the frame's [`Bytes`].
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{
+    Emit, Envelope, ErrorBody, Event, Hello, Limits, Reply, Resume, RoomChange, Subscription,
+    Welcome,
+};
+use crate::error::{CloseReason, DecodeError, ErrorCode};
+
+/// The flat wire shape shared by all envelopes: every field but `t` is
+/// optional, and which ones an envelope needs is checked after parsing.
+#[derive(Serialize, Deserialize, Default)]
+struct Wire<'a> {
+    #[serde(borrow)]
+    t: &'a str,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    ns: Option<&'a str>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    ev: Option<&'a str>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    q: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    r: bool,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    d: Option<&'a serde_bytes::Bytes>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    xs: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ack: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tmo: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    mid: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ok: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    n: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<ErrorCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<CloseReason>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    msg: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ts: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    v: Option<u32>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resume: Option<Resume>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limits: Option<Limits>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    node: Option<&'a str>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Encodes an envelope into a new buffer.
+pub fn encode(envelope: &Envelope) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + payload_len(envelope));
+    encode_into(envelope, &mut out);
+    out
+}
+
+/// Appends the encoding of an envelope to `out`.
+pub fn encode_into(envelope: &Envelope, out: &mut Vec<u8>) {
+    let wire = to_wire(envelope);
+    // Writing a map of strings, integers and byte slices into a Vec cannot
+    // fail: the only error sources are I/O and unsupported types.
+    if let Err(error) = rmp_serde::encode::write_named(out, &wire) {
+        unreachable!("encoding into a Vec failed: {error}");
+    }
+}
+
+fn payload_len(envelope: &Envelope) -> usize {
+    match envelope {
+        Envelope::Emit(e) => e.payload.len(),
+        Envelope::Event(e) => e.payload.len(),
+        Envelope::Reply(r) => r.payload.len(),
+        _ => 0,
+    }
+}
+
+fn bin(payload: &Bytes) -> Option<&serde_bytes::Bytes> {
+    Some(serde_bytes::Bytes::new(payload))
+}
+
+fn to_wire(envelope: &Envelope) -> Wire<'_> {
+    let t = envelope.kind();
+    match envelope {
+        Envelope::Hello(h) => Wire {
+            t,
+            v: Some(h.version),
+            name: h.client.as_deref(),
+            token: h.token.as_deref(),
+            resume: h.resume.clone(),
+            ..Wire::default()
+        },
+        Envelope::Welcome(w) => Wire {
+            t,
+            v: Some(w.version),
+            sid: Some(&w.session),
+            hb: Some(w.heartbeat_ms),
+            limits: Some(w.limits),
+            node: w.node.as_deref(),
+            ..Wire::default()
+        },
+        Envelope::Subscribe(s) | Envelope::Unsubscribe(s) => Wire {
+            t,
+            id: s.id,
+            ns: Some(&s.namespace),
+            ev: Some(&s.event),
+            q: s.group.as_deref(),
+            r: s.responder,
+            ..Wire::default()
+        },
+        Envelope::Join(j) | Envelope::Leave(j) => Wire {
+            t,
+            id: j.id,
+            ns: Some(&j.namespace),
+            room: Some(&j.room),
+            ..Wire::default()
+        },
+        Envelope::Emit(e) => Wire {
+            t,
+            id: e.id,
+            ns: Some(&e.namespace),
+            ev: Some(&e.event),
+            room: e.room.as_deref(),
+            d: bin(&e.payload),
+            xs: e.exclude_self,
+            ack: e.ack,
+            tmo: e.timeout_ms,
+            ..Wire::default()
+        },
+        Envelope::Event(e) => Wire {
+            t,
+            ns: Some(&e.namespace),
+            ev: Some(&e.event),
+            room: e.room.as_deref(),
+            q: e.group.as_deref(),
+            d: bin(&e.payload),
+            ack: e.ack,
+            seq: e.seq,
+            mid: e.message_id.as_deref(),
+            ..Wire::default()
+        },
+        Envelope::Reply(r) => Wire {
+            t,
+            ack: Some(r.ack),
+            ok: Some(r.ok),
+            d: bin(&r.payload),
+            ..Wire::default()
+        },
+        Envelope::Ack { id, receivers } => Wire {
+            t,
+            id: Some(*id),
+            n: Some(*receivers),
+            ..Wire::default()
+        },
+        Envelope::Ok { id } => Wire {
+            t,
+            id: Some(*id),
+            ..Wire::default()
+        },
+        Envelope::Error(e) => Wire {
+            t,
+            id: e.id,
+            code: Some(e.code),
+            msg: Some(&e.message),
+            ..Wire::default()
+        },
+        Envelope::Ping { ts } | Envelope::Pong { ts } => Wire {
+            t,
+            ts: *ts,
+            ..Wire::default()
+        },
+        Envelope::Close { reason, message } => Wire {
+            t,
+            reason: Some(*reason),
+            msg: Some(message),
+            ..Wire::default()
+        },
+    }
+}
+
+/// Decodes one frame. The payload of the result shares `frame`'s memory.
+///
+/// Never panics, whatever the input; a frame that is not a MessagePack map
+/// is [`DecodeError::Malformed`].
+pub fn decode(frame: &Bytes) -> Result<Envelope, DecodeError> {
+    match frame.first() {
+        Some(0x80..=0x8f | 0xde | 0xdf) => {}
+        Some(_) => return Err(DecodeError::Malformed("not a MessagePack map".into())),
+        None => return Err(DecodeError::Malformed("empty frame".into())),
+    }
+    let wire: Wire<'_> =
+        rmp_serde::from_slice(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    from_wire(wire, frame)
+}
+
+fn need<T>(value: Option<T>, kind: &'static str, field: &'static str) -> Result<T, DecodeError> {
+    value.ok_or(DecodeError::MissingField { kind, field })
+}
+
+fn from_wire(w: Wire<'_>, frame: &Bytes) -> Result<Envelope, DecodeError> {
+    let owned = |s: Option<&str>| s.map(str::to_owned);
+    // `d` borrows from `frame`: share the frame's buffer instead of copying.
+    let payload = |d: Option<&serde_bytes::Bytes>| d.map(|d| frame.slice_ref(d)).unwrap_or_default();
+    let envelope = match w.t {
+        "hello" => Envelope::Hello(Hello {
+            version: need(w.v, "hello", "v")?,
+            client: owned(w.name),
+            token: owned(w.token),
+            resume: w.resume,
+        }),
+        "welcome" => Envelope::Welcome(Welcome {
+            version: need(w.v, "welcome", "v")?,
+            session: need(w.sid, "welcome", "sid")?.to_owned(),
+            heartbeat_ms: need(w.hb, "welcome", "hb")?,
+            limits: w.limits.unwrap_or_default(),
+            node: owned(w.node),
+        }),
+        kind @ ("sub" | "unsub") => {
+            let kind = if kind == "sub" { "sub" } else { "unsub" };
+            let s = Subscription {
+                id: w.id,
+                namespace: need(w.ns, kind, "ns")?.to_owned(),
+                event: need(w.ev, kind, "ev")?.to_owned(),
+                group: owned(w.q),
+                responder: w.r,
+            };
+            if kind == "sub" {
+                Envelope::Subscribe(s)
+            } else {
+                Envelope::Unsubscribe(s)
+            }
+        }
+        kind @ ("join" | "leave") => {
+            let kind = if kind == "join" { "join" } else { "leave" };
+            let j = RoomChange {
+                id: w.id,
+                namespace: need(w.ns, kind, "ns")?.to_owned(),
+                room: need(w.room, kind, "room")?.to_owned(),
+            };
+            if kind == "join" {
+                Envelope::Join(j)
+            } else {
+                Envelope::Leave(j)
+            }
+        }
+        "emit" => Envelope::Emit(Emit {
+            id: w.id,
+            namespace: need(w.ns, "emit", "ns")?.to_owned(),
+            event: need(w.ev, "emit", "ev")?.to_owned(),
+            room: owned(w.room),
+            payload: payload(w.d),
+            exclude_self: w.xs,
+            ack: w.ack,
+            timeout_ms: w.tmo,
+        }),
+        "event" => Envelope::Event(Event {
+            namespace: need(w.ns, "event", "ns")?.to_owned(),
+            event: need(w.ev, "event", "ev")?.to_owned(),
+            room: owned(w.room),
+            group: owned(w.q),
+            payload: payload(w.d),
+            ack: w.ack,
+            seq: w.seq,
+            message_id: owned(w.mid),
+        }),
+        "reply" => Envelope::Reply(Reply {
+            ack: need(w.ack, "reply", "ack")?,
+            ok: need(w.ok, "reply", "ok")?,
+            payload: payload(w.d),
+        }),
+        "ack" => Envelope::Ack {
+            id: need(w.id, "ack", "id")?,
+            receivers: need(w.n, "ack", "n")?,
+        },
+        "ok" => Envelope::Ok {
+            id: need(w.id, "ok", "id")?,
+        },
+        "err" => Envelope::Error(ErrorBody {
+            id: w.id,
+            code: need(w.code, "err", "code")?,
+            message: w.msg.unwrap_or_default().to_owned(),
+        }),
+        "ping" => Envelope::Ping { ts: w.ts },
+        "pong" => Envelope::Pong { ts: w.ts },
+        "close" => Envelope::Close {
+            reason: w.reason.unwrap_or(CloseReason::Unknown),
+            message: w.msg.unwrap_or_default().to_owned(),
+        },
+        other => return Err(DecodeError::UnknownType(truncate(other))),
+    };
+    Ok(envelope)
+}
+
+/// Keeps error messages bounded when a peer sends a huge `t`.
+fn truncate(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests;

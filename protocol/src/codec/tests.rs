@@ -1,0 +1,265 @@
+//! Codec tests: golden bytes pin the wire shape; proptests round-trip every
+//! envelope and feed random bytes to the decoder.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn round_trip(envelope: &Envelope) -> Envelope {
+    decode(&Bytes::from(encode(envelope))).expect("decodes what it encoded")
+}
+
+#[test]
+fn golden_emit() {
+    let emit = Envelope::Emit(Emit {
+        id: Some(7),
+        namespace: "/".into(),
+        event: "a.b".into(),
+        room: None,
+        payload: Bytes::from_static(&[0xc3]),
+        exclude_self: true,
+        ack: None,
+        timeout_ms: None,
+    });
+    // {"t":"emit","id":7,"ns":"/","ev":"a.b","d":bin[c3],"xs":true}
+    assert_eq!(
+        hex(&encode(&emit)),
+        "86a174a4656d6974a26964\
+         07a26e73a12fa26576a3612e62a164c401c3a27873c3"
+    );
+}
+
+#[test]
+fn golden_sub_and_ok_and_err() {
+    let sub = Envelope::Subscribe(Subscription {
+        id: Some(1),
+        namespace: "/o".into(),
+        event: "x.*".into(),
+        group: Some("g".into()),
+        responder: false,
+    });
+    // {"t":"sub","id":1,"ns":"/o","ev":"x.*","q":"g"}
+    assert_eq!(
+        hex(&encode(&sub)),
+        "85a174a3737562a2696401a26e73a22f6fa26576a3782e2aa171a167"
+    );
+    // {"t":"ok","id":1}
+    assert_eq!(hex(&encode(&Envelope::Ok { id: 1 })), "82a174a26f6ba2696401");
+    // {"t":"err","id":2,"code":"timeout","msg":"m"}
+    let err = Envelope::error(Some(2), ErrorCode::Timeout, "m");
+    assert_eq!(
+        hex(&encode(&err)),
+        "84a174a3657272a2696402a4636f6465a774696d656f7574a36d7367a16d"
+    );
+}
+
+#[test]
+fn golden_hello() {
+    let hello = Envelope::Hello(Hello {
+        version: 1,
+        ..Hello::default()
+    });
+    // {"t":"hello","v":1}
+    assert_eq!(hex(&encode(&hello)), "82a174a568656c6c6fa17601");
+}
+
+#[test]
+fn unknown_fields_are_ignored() {
+    // {"t":"ping","ts":5,"future":true}
+    let frame = Bytes::from_static(&[
+        0x83, 0xa1, b't', 0xa4, b'p', b'i', b'n', b'g', 0xa2, b't', b's', 0x05, 0xa6, b'f', b'u',
+        b't', b'u', b'r', b'e', 0xc3,
+    ]);
+    assert_eq!(decode(&frame), Ok(Envelope::Ping { ts: Some(5) }));
+}
+
+#[test]
+fn unknown_type_and_missing_fields_are_named() {
+    // {"t":"nope"}
+    let frame = Bytes::from_static(&[0x81, 0xa1, b't', 0xa4, b'n', b'o', b'p', b'e']);
+    assert_eq!(decode(&frame), Err(DecodeError::UnknownType("nope".into())));
+    // {"t":"emit"}
+    let frame = Bytes::from_static(&[0x81, 0xa1, b't', 0xa4, b'e', b'm', b'i', b't']);
+    assert_eq!(
+        decode(&frame),
+        Err(DecodeError::MissingField {
+            kind: "emit",
+            field: "ns"
+        })
+    );
+}
+
+#[test]
+fn non_maps_are_malformed() {
+    for frame in [&b""[..], b"hello", &[0x91, 0x01], &[0x81]] {
+        let err = decode(&Bytes::copy_from_slice(frame)).expect_err("malformed");
+        assert_eq!(err.code(), ErrorCode::BadFrame, "{frame:?}");
+    }
+}
+
+#[test]
+fn payload_is_shared_not_copied() {
+    let frame = Bytes::from(encode(&Envelope::Emit(Emit {
+        namespace: "/".into(),
+        event: "e".into(),
+        payload: Bytes::from(vec![9u8; 100]),
+        ..Emit::default()
+    })));
+    let Ok(Envelope::Emit(emit)) = decode(&frame) else {
+        panic!("not an emit")
+    };
+    let start = frame.as_ptr() as usize;
+    let inner = emit.payload.as_ptr() as usize;
+    assert!(inner > start && inner < start + frame.len());
+}
+
+fn opt_string() -> impl Strategy<Value = Option<String>> + Clone {
+    proptest::option::of("[a-z/._*>-]{0,12}")
+}
+
+fn payload() -> impl Strategy<Value = Bytes> {
+    proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from)
+}
+
+fn envelope() -> impl Strategy<Value = Envelope> {
+    let sub = (
+        any::<Option<u64>>(),
+        "[a-z/]{0,8}",
+        "[a-z.*>]{0,8}",
+        opt_string(),
+        any::<bool>(),
+    )
+        .prop_map(|(id, namespace, event, group, responder)| Subscription {
+            id,
+            namespace,
+            event,
+            group,
+            responder,
+        });
+    let room = (any::<Option<u64>>(), "[a-z/]{0,8}", "\\PC{0,8}").prop_map(|(id, namespace, room)| {
+        RoomChange {
+            id,
+            namespace,
+            room,
+        }
+    });
+    let emit = (
+        (any::<Option<u64>>(), "[a-z/]{0,8}", "[a-z.]{0,8}", opt_string()),
+        (payload(), any::<bool>(), any::<Option<u64>>(), any::<Option<u64>>()),
+    )
+        .prop_map(|((id, namespace, event, room), (payload, exclude_self, ack, timeout_ms))| {
+            Envelope::Emit(Emit {
+                id,
+                namespace,
+                event,
+                room,
+                payload,
+                exclude_self,
+                ack,
+                timeout_ms,
+            })
+        });
+    let event = (
+        ("[a-z/]{0,8}", "[a-z.]{0,8}", opt_string(), opt_string()),
+        (payload(), any::<Option<u64>>(), any::<Option<u64>>(), opt_string()),
+    )
+        .prop_map(|((namespace, event, room, group), (payload, ack, seq, message_id))| {
+            Envelope::Event(Event {
+                namespace,
+                event,
+                room,
+                group,
+                payload,
+                ack,
+                seq,
+                message_id,
+            })
+        });
+    let hello = (any::<u32>(), opt_string(), opt_string(), any::<bool>()).prop_map(
+        |(version, client, token, resume)| {
+            Envelope::Hello(Hello {
+                version,
+                client,
+                token,
+                resume: resume.then(|| Resume {
+                    sid: "s".into(),
+                    offsets: BTreeMap::from([("/".into(), 3)]),
+                }),
+            })
+        },
+    );
+    let welcome = (any::<u32>(), "[a-z0-9]{0,8}", any::<u64>(), any::<[u64; 4]>(), opt_string())
+        .prop_map(|(version, session, heartbeat_ms, l, node)| {
+            Envelope::Welcome(Welcome {
+                version,
+                session,
+                heartbeat_ms,
+                limits: Limits {
+                    max_payload: l[0],
+                    max_subscriptions: l[1],
+                    max_rooms: l[2],
+                    max_pending_requests: l[3],
+                },
+                node,
+            })
+        });
+    let code = proptest::sample::select(ErrorCode::ALL);
+    let reason = proptest::sample::select(CloseReason::ALL);
+    prop_oneof![
+        hello,
+        welcome,
+        sub.clone().prop_map(Envelope::Subscribe),
+        sub.prop_map(Envelope::Unsubscribe),
+        room.clone().prop_map(Envelope::Join),
+        room.prop_map(Envelope::Leave),
+        emit,
+        event,
+        (any::<u64>(), any::<bool>(), payload())
+            .prop_map(|(ack, ok, payload)| Envelope::Reply(Reply { ack, ok, payload })),
+        (any::<u64>(), any::<u64>()).prop_map(|(id, receivers)| Envelope::Ack { id, receivers }),
+        any::<u64>().prop_map(|id| Envelope::Ok { id }),
+        (any::<Option<u64>>(), code, "\\PC{0,16}")
+            .prop_map(|(id, code, message)| Envelope::error(id, code, message)),
+        any::<Option<u64>>().prop_map(|ts| Envelope::Ping { ts }),
+        any::<Option<u64>>().prop_map(|ts| Envelope::Pong { ts }),
+        (reason, "\\PC{0,16}").prop_map(|(reason, message)| Envelope::Close { reason, message }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn every_envelope_round_trips(envelope in envelope()) {
+        prop_assert_eq!(round_trip(&envelope), envelope);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = decode(&Bytes::from(bytes));
+    }
+
+    #[test]
+    fn mutated_frames_never_panic(envelope in envelope(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+        let mut bytes = encode(&envelope);
+        for (at, value) in flips {
+            if !bytes.is_empty() {
+                let i = at % bytes.len();
+                bytes[i] = value;
+            }
+        }
+        let _ = decode(&Bytes::from(bytes));
+    }
+
+    #[test]
+    fn truncated_frames_never_panic(envelope in envelope(), cut in any::<usize>()) {
+        let bytes = encode(&envelope);
+        let cut = cut % (bytes.len() + 1);
+        let _ = decode(&Bytes::copy_from_slice(&bytes[..cut]));
+    }
+}

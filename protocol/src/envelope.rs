@@ -1,0 +1,245 @@
+//! The typed envelopes of the Herald protocol.
+//!
+//! Every WebSocket binary frame holds exactly one envelope: a MessagePack map
+//! whose key `t` names the envelope type. See PROTOCOL.md for the key of each
+//! field; [`crate::codec`] maps these types to and from that shape.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CloseReason, ErrorCode};
+
+/// Where a reconnecting client wants to resume from (reserved: brokers of
+/// this version accept and ignore it; replay comes in a later version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Resume {
+    /// The session id the client had before.
+    pub sid: String,
+    /// The last sequence number seen, per namespace.
+    #[serde(default)]
+    pub offsets: BTreeMap<String, u64>,
+}
+
+/// The limits a broker enforces, announced in `welcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Limits {
+    /// Largest payload (`d`) accepted, in bytes.
+    pub max_payload: u64,
+    /// Most subscriptions one connection may hold.
+    pub max_subscriptions: u64,
+    /// Most rooms one connection may be in.
+    pub max_rooms: u64,
+    /// Most requests one connection may have in flight.
+    pub max_pending_requests: u64,
+}
+
+/// `hello`: the first envelope a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Hello {
+    /// Protocol version the client speaks (1).
+    pub version: u32,
+    /// A name for the client, shown in broker logs.
+    pub client: Option<String>,
+    /// A credential (reserved for JWT auth; ignored by this version).
+    pub token: Option<String>,
+    /// A resume point (reserved for replay; ignored by this version).
+    pub resume: Option<Resume>,
+}
+
+/// `welcome`: the broker's answer to `hello`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Welcome {
+    /// Protocol version the broker speaks.
+    pub version: u32,
+    /// The session id the broker gave this connection.
+    pub session: String,
+    /// How often the broker pings, in milliseconds; a client that hears
+    /// nothing for three intervals may consider the connection dead.
+    pub heartbeat_ms: u64,
+    /// The limits the broker enforces.
+    pub limits: Limits,
+    /// The broker node's name.
+    pub node: Option<String>,
+}
+
+/// `sub` / `unsub`: interest in an event name or pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Subscription {
+    /// Correlation id; when present the broker answers `ok` or `err` with it.
+    pub id: Option<u64>,
+    /// Namespace.
+    pub namespace: String,
+    /// Event name or pattern (`*`, `>`).
+    pub event: String,
+    /// Queue group: each event reaches one member of the group.
+    pub group: Option<String>,
+    /// A responder subscription receives requests instead of plain events.
+    pub responder: bool,
+}
+
+/// `join` / `leave`: membership of a room in a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoomChange {
+    /// Correlation id; when present the broker answers `ok` or `err` with it.
+    pub id: Option<u64>,
+    /// Namespace.
+    pub namespace: String,
+    /// Room name.
+    pub room: String,
+}
+
+/// `emit`: publish an event, or (with `ack`) make a request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Emit {
+    /// When present (and `ack` is absent) the broker answers `ack` with the
+    /// number of connections the event was queued to.
+    pub id: Option<u64>,
+    /// Namespace.
+    pub namespace: String,
+    /// Event name (no wildcards).
+    pub event: String,
+    /// Only connections in this room receive the event.
+    pub room: Option<String>,
+    /// The opaque payload (MessagePack of the user's value, by convention).
+    pub payload: Bytes,
+    /// Do not deliver to the sending connection.
+    pub exclude_self: bool,
+    /// Request/reply: the requester's ack id. The event goes to exactly one
+    /// responder and the answer comes back as `reply` with this ack id.
+    pub ack: Option<u64>,
+    /// Request timeout in milliseconds (with `ack`).
+    pub timeout_ms: Option<u64>,
+}
+
+/// `event`: a delivered event (broker to client).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    /// Namespace.
+    pub namespace: String,
+    /// Event name.
+    pub event: String,
+    /// The room the event was emitted to, if any.
+    pub room: Option<String>,
+    /// Set when the event was delivered through this queue group.
+    pub group: Option<String>,
+    /// The opaque payload.
+    pub payload: Bytes,
+    /// Set on requests: the handle to answer with a `reply`.
+    pub ack: Option<u64>,
+    /// Per-namespace sequence number (reserved for replay).
+    pub seq: Option<u64>,
+    /// Message id (reserved for de-duplication).
+    pub message_id: Option<String>,
+}
+
+/// `reply`: the answer to a request (responder to broker, broker to
+/// requester).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reply {
+    /// Responder to broker: the handle from the request's `event`.
+    /// Broker to requester: the requester's own ack id.
+    pub ack: u64,
+    /// True for a success value, false for an error value.
+    pub ok: bool,
+    /// The answer's payload (for `ok == false`, by convention a string).
+    pub payload: Bytes,
+}
+
+/// `err`: something the peer sent was refused, or a request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// The `id` (or request `ack`) of the envelope this answers, if known.
+    pub id: Option<u64>,
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// Every envelope of protocol version 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Envelope {
+    /// `hello` (client to broker).
+    Hello(Hello),
+    /// `welcome` (broker to client).
+    Welcome(Welcome),
+    /// `sub` (client to broker).
+    Subscribe(Subscription),
+    /// `unsub` (client to broker).
+    Unsubscribe(Subscription),
+    /// `join` (client to broker).
+    Join(RoomChange),
+    /// `leave` (client to broker).
+    Leave(RoomChange),
+    /// `emit` (client to broker).
+    Emit(Emit),
+    /// `event` (broker to client).
+    Event(Event),
+    /// `reply` (both ways).
+    Reply(Reply),
+    /// `ack`: the broker acknowledges an emit with an `id`.
+    Ack {
+        /// The emit's `id`.
+        id: u64,
+        /// How many connections the event was queued to.
+        receivers: u64,
+    },
+    /// `ok`: the broker accepted a `sub`, `unsub`, `join` or `leave`.
+    Ok {
+        /// The request's `id`.
+        id: u64,
+    },
+    /// `err` (broker to client).
+    Error(ErrorBody),
+    /// `ping` (both ways): the other side answers `pong` with the same `ts`.
+    Ping {
+        /// Opaque timestamp echoed back.
+        ts: Option<u64>,
+    },
+    /// `pong` (both ways).
+    Pong {
+        /// The `ts` of the `ping`.
+        ts: Option<u64>,
+    },
+    /// `close`: why the sender is about to close the connection.
+    Close {
+        /// The reason.
+        reason: CloseReason,
+        /// Human-readable detail.
+        message: String,
+    },
+}
+
+impl Envelope {
+    /// The wire name (`t`) of this envelope.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Envelope::Hello(_) => "hello",
+            Envelope::Welcome(_) => "welcome",
+            Envelope::Subscribe(_) => "sub",
+            Envelope::Unsubscribe(_) => "unsub",
+            Envelope::Join(_) => "join",
+            Envelope::Leave(_) => "leave",
+            Envelope::Emit(_) => "emit",
+            Envelope::Event(_) => "event",
+            Envelope::Reply(_) => "reply",
+            Envelope::Ack { .. } => "ack",
+            Envelope::Ok { .. } => "ok",
+            Envelope::Error(_) => "err",
+            Envelope::Ping { .. } => "ping",
+            Envelope::Pong { .. } => "pong",
+            Envelope::Close { .. } => "close",
+        }
+    }
+
+    /// Shorthand for an `err` envelope.
+    pub fn error(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Envelope {
+        Envelope::Error(ErrorBody {
+            id,
+            code,
+            message: message.into(),
+        })
+    }
+}

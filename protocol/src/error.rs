@@ -1,0 +1,196 @@
+//! Error codes carried in `err` envelopes, the reasons a connection is
+//! closed, and the error type of the decoder.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+            /// A code this version does not know (sent by a newer peer).
+            Unknown,
+        }
+
+        impl $name {
+            /// Every known value, for documentation and tests.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The wire text of this value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                    $name::Unknown => "unknown",
+                }
+            }
+
+            /// Parses the wire text; an unrecognised text is `Unknown`.
+            pub fn parse(text: &str) -> $name {
+                match text {
+                    $($text => $name::$variant,)*
+                    _ => $name::Unknown,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Ok($name::parse(&text))
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// The `code` of an `err` envelope. Codes are stable strings; a peer
+    /// must treat a code it does not know as a generic error.
+    ErrorCode {
+        /// The frame is not a MessagePack map with a string `t`.
+        BadFrame = "bad_frame",
+        /// A text WebSocket frame was sent; Herald uses binary frames only.
+        TextFrame = "text_frame",
+        /// The `t` of the envelope is not one this broker knows.
+        UnknownType = "unknown_type",
+        /// A field the envelope needs is absent or has the wrong type.
+        InvalidEnvelope = "invalid_envelope",
+        /// The first envelope was not `hello`, or `hello` was sent twice.
+        HelloRequired = "hello_required",
+        /// `hello` asked for a protocol version this broker does not speak.
+        UnsupportedVersion = "unsupported_version",
+        /// The namespace breaks the namespace rule.
+        InvalidNamespace = "invalid_namespace",
+        /// The event name breaks the event rule.
+        InvalidEvent = "invalid_event",
+        /// The subscription pattern breaks the pattern rule.
+        InvalidPattern = "invalid_pattern",
+        /// The room name breaks the room rule.
+        InvalidRoom = "invalid_room",
+        /// The queue group name breaks the group rule.
+        InvalidGroup = "invalid_group",
+        /// The payload is larger than the broker's `max_payload` limit.
+        PayloadTooLarge = "payload_too_large",
+        /// The connection already has the most subscriptions allowed.
+        TooManySubscriptions = "too_many_subscriptions",
+        /// The connection is already in the most rooms allowed.
+        TooManyRooms = "too_many_rooms",
+        /// The connection already has the most requests in flight allowed.
+        TooManyRequests = "too_many_requests",
+        /// A request found no responder subscribed to its event.
+        NoResponders = "no_responders",
+        /// A request got no reply within its timeout.
+        Timeout = "timeout",
+        /// A reply named a request that is unknown or already answered.
+        UnknownRequest = "unknown_request",
+        /// The broker is shutting down and refuses new work.
+        ShuttingDown = "shutting_down",
+        /// Events to this connection were dropped because it read too slowly.
+        Dropped = "dropped",
+        /// The broker failed for a reason that is not the client's fault.
+        Internal = "internal",
+    }
+}
+
+string_enum! {
+    /// Why a connection was closed. Sent in the `close` envelope and as the
+    /// reason text of the WebSocket close frame; logged and counted.
+    CloseReason {
+        /// The client closed the connection.
+        ClientClosed = "client_closed",
+        /// The broker is shutting down (close code 1001).
+        ShuttingDown = "shutting_down",
+        /// The outbound queue of the connection was full (slow consumer).
+        SlowConsumer = "slow_consumer",
+        /// No frame arrived within the heartbeat timeout.
+        HeartbeatTimeout = "heartbeat_timeout",
+        /// No valid `hello` within the handshake timeout.
+        HandshakeTimeout = "handshake_timeout",
+        /// The client broke the protocol (e.g. first envelope not `hello`,
+        /// unsupported version, too many invalid frames in a row).
+        ProtocolError = "protocol_error",
+        /// A frame exceeded the broker's frame size limit (close code 1009).
+        MessageTooBig = "message_too_big",
+        /// The transport failed (reset, I/O error).
+        TransportError = "transport_error",
+    }
+}
+
+impl CloseReason {
+    /// The WebSocket close code (RFC 6455 section 7.4.1) for this reason.
+    pub fn ws_code(self) -> u16 {
+        match self {
+            CloseReason::ClientClosed => 1000,
+            CloseReason::ShuttingDown => 1001,
+            CloseReason::ProtocolError | CloseReason::HandshakeTimeout => 1002,
+            CloseReason::MessageTooBig => 1009,
+            CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout => 1008,
+            CloseReason::TransportError | CloseReason::Unknown => 1011,
+        }
+    }
+}
+
+/// Why a frame could not be decoded into an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    /// Not a MessagePack map with a string `t`, or a field of the wrong type.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A well-formed envelope whose `t` is not known.
+    #[error("unknown envelope type {0:?}")]
+    UnknownType(String),
+    /// A known envelope without a field it requires.
+    #[error("envelope {kind:?} is missing field {field:?}")]
+    MissingField {
+        /// The envelope's `t`.
+        kind: &'static str,
+        /// The missing field's key.
+        field: &'static str,
+    },
+}
+
+impl DecodeError {
+    /// The error code to answer this decode error with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::Malformed(_) => ErrorCode::BadFrame,
+            DecodeError::UnknownType(_) => ErrorCode::UnknownType,
+            DecodeError::MissingField { .. } => ErrorCode::InvalidEnvelope,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_unknown_is_tolerated() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), *code);
+        }
+        for reason in CloseReason::ALL {
+            assert_eq!(CloseReason::parse(reason.as_str()), *reason);
+        }
+        assert_eq!(ErrorCode::parse("from_the_future"), ErrorCode::Unknown);
+    }
+
+    #[test]
+    fn close_codes() {
+        assert_eq!(CloseReason::ShuttingDown.ws_code(), 1001);
+        assert_eq!(CloseReason::MessageTooBig.ws_code(), 1009);
+    }
+}

@@ -1,0 +1,294 @@
+//! Name rules: namespaces, event names, subscription patterns, rooms and
+//! queue groups, and matching an event name against a pattern.
+//!
+//! Events are dot-separated tokens (`order.created`). A pattern may use `*`
+//! for exactly one token and `>` as its last token for one or more
+//! remaining tokens (NATS-style): `order.*` matches `order.created`,
+//! `order.>` matches `order.created` and `order.eu.created`.
+
+use thiserror::Error;
+
+/// Longest namespace, in bytes.
+pub const MAX_NAMESPACE_LEN: usize = 128;
+/// Longest event name or pattern, in bytes.
+pub const MAX_EVENT_LEN: usize = 256;
+/// Most tokens in an event name or pattern.
+pub const MAX_TOKENS: usize = 16;
+/// Longest room name, in bytes.
+pub const MAX_ROOM_LEN: usize = 128;
+/// Longest queue group name, in bytes.
+pub const MAX_GROUP_LEN: usize = 64;
+
+/// Why a name was refused. The message names the rule that was broken.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NameError {
+    /// The namespace breaks the namespace rule.
+    #[error("invalid namespace {0:?}: must be \"/\" or \"/segment[/segment...]\" of [A-Za-z0-9_-], at most 128 bytes")]
+    Namespace(String),
+    /// The event name breaks the event rule.
+    #[error("invalid event name {0:?}: must be 1-16 dot-separated tokens of [A-Za-z0-9_:-], at most 256 bytes, no wildcards")]
+    Event(String),
+    /// The pattern breaks the pattern rule.
+    #[error("invalid pattern {0:?}: tokens of [A-Za-z0-9_:-], '*' for one token, '>' only as the last token")]
+    Pattern(String),
+    /// The room name breaks the room rule.
+    #[error("invalid room {0:?}: must be 1-128 bytes without control characters")]
+    Room(String),
+    /// The queue group name breaks the group rule.
+    #[error("invalid queue group {0:?}: must be 1-64 bytes of [A-Za-z0-9_.-]")]
+    Group(String),
+}
+
+fn is_token_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b':')
+}
+
+fn is_plain_token(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(is_token_char)
+}
+
+/// Checks a namespace: `/` or `/a/b` with segments of `[A-Za-z0-9_-]`.
+pub fn validate_namespace(ns: &str) -> Result<(), NameError> {
+    let bad = || NameError::Namespace(ns.to_owned());
+    if ns == "/" {
+        return Ok(());
+    }
+    if ns.len() > MAX_NAMESPACE_LEN || !ns.starts_with('/') {
+        return Err(bad());
+    }
+    let ok = ns[1..].split('/').all(|seg| {
+        !seg.is_empty()
+            && seg
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+    });
+    if ok { Ok(()) } else { Err(bad()) }
+}
+
+/// Checks a concrete event name (no wildcards).
+pub fn validate_event(event: &str) -> Result<(), NameError> {
+    let ok = event.len() <= MAX_EVENT_LEN
+        && event.split('.').count() <= MAX_TOKENS
+        && event.split('.').all(is_plain_token);
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::Event(event.to_owned()))
+    }
+}
+
+/// Checks a room name.
+pub fn validate_room(room: &str) -> Result<(), NameError> {
+    if room.is_empty() || room.len() > MAX_ROOM_LEN || room.chars().any(char::is_control) {
+        Err(NameError::Room(room.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a queue group name.
+pub fn validate_group(group: &str) -> Result<(), NameError> {
+    let ok = !group.is_empty()
+        && group.len() <= MAX_GROUP_LEN
+        && group
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::Group(group.to_owned()))
+    }
+}
+
+/// One token of a parsed pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Token {
+    /// Matches exactly this token.
+    Literal(Box<str>),
+    /// `*`: matches any one token.
+    One,
+    /// `>`: matches one or more remaining tokens; always last.
+    Rest,
+}
+
+/// A subscription target: an exact event name, or a pattern with wildcards.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Pattern {
+    /// No wildcard: matches only this event name (one hash probe to route).
+    Exact(Box<str>),
+    /// At least one wildcard token.
+    Wildcard(Box<[Token]>),
+}
+
+impl Pattern {
+    /// Parses and validates a subscription target.
+    pub fn parse(text: &str) -> Result<Pattern, NameError> {
+        let bad = || NameError::Pattern(text.to_owned());
+        if text.len() > MAX_EVENT_LEN || text.split('.').count() > MAX_TOKENS {
+            return Err(bad());
+        }
+        let mut tokens = Vec::new();
+        let mut wild = false;
+        let count = text.split('.').count();
+        for (i, token) in text.split('.').enumerate() {
+            match token {
+                "*" => {
+                    wild = true;
+                    tokens.push(Token::One);
+                }
+                ">" if i + 1 == count => {
+                    wild = true;
+                    tokens.push(Token::Rest);
+                }
+                t if is_plain_token(t) => tokens.push(Token::Literal(t.into())),
+                _ => return Err(bad()),
+            }
+        }
+        if wild {
+            Ok(Pattern::Wildcard(tokens.into_boxed_slice()))
+        } else {
+            Ok(Pattern::Exact(text.into()))
+        }
+    }
+
+    /// True when the pattern has a wildcard.
+    pub fn is_wildcard(&self) -> bool {
+        matches!(self, Pattern::Wildcard(_))
+    }
+
+    /// Does this pattern match the (valid) event name?
+    pub fn matches(&self, event: &str) -> bool {
+        match self {
+            Pattern::Exact(name) => &**name == event,
+            Pattern::Wildcard(tokens) => wildcard_matches(tokens, event),
+        }
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pattern::Exact(name) => f.write_str(name),
+            Pattern::Wildcard(tokens) => {
+                for (i, t) in tokens.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    match t {
+                        Token::Literal(s) => f.write_str(s)?,
+                        Token::One => f.write_str("*")?,
+                        Token::Rest => f.write_str(">")?,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn wildcard_matches(tokens: &[Token], event: &str) -> bool {
+    let mut parts = event.split('.');
+    for token in tokens {
+        match token {
+            Token::Rest => return parts.next().is_some(),
+            Token::One => {
+                if parts.next().is_none() {
+                    return false;
+                }
+            }
+            Token::Literal(lit) => match parts.next() {
+                Some(p) if p == &**lit => {}
+                _ => return false,
+            },
+        }
+    }
+    parts.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, e: &str) -> bool {
+        Pattern::parse(p).expect("valid pattern").matches(e)
+    }
+
+    #[test]
+    fn namespaces() {
+        for ok in ["/", "/orders", "/a/b-c/d_e"] {
+            assert!(validate_namespace(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "orders", "/orders/", "//", "/a b", "/é", &format!("/{}", "a".repeat(200))] {
+            assert!(validate_namespace(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn events() {
+        for ok in ["a", "order.created", "a:b.c-d_e"] {
+            assert!(validate_event(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "a.", ".a", "a..b", "a.*", "a.>", "a b", "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q"] {
+            assert!(validate_event(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn patterns_parse() {
+        assert!(!Pattern::parse("order.created").expect("ok").is_wildcard());
+        assert!(Pattern::parse("order.*").expect("ok").is_wildcard());
+        assert!(Pattern::parse(">").expect("ok").is_wildcard());
+        for bad in ["", "a.>.b", ">.a", "a.**", "a.*b", "a..b", "a.b>"] {
+            assert!(Pattern::parse(bad).is_err(), "{bad}");
+        }
+        for text in ["a.*.c", "a.>", "*", "a.b"] {
+            assert_eq!(Pattern::parse(text).expect("ok").to_string(), text);
+        }
+    }
+
+    #[test]
+    fn pattern_matching() {
+        assert!(m("order.*", "order.created"));
+        assert!(!m("order.*", "order"));
+        assert!(!m("order.*", "order.eu.created"));
+        assert!(m("order.>", "order.created"));
+        assert!(m("order.>", "order.eu.created"));
+        assert!(!m("order.>", "order"));
+        assert!(m("*.created", "order.created"));
+        assert!(!m("*.created", "order.updated"));
+        assert!(m(">", "anything.at.all"));
+        assert!(m("a.*.c", "a.b.c"));
+        assert!(!m("a.*.c", "a.b.d"));
+        assert!(m("order.created", "order.created"));
+        assert!(!m("order.created", "order.create"));
+    }
+
+    #[test]
+    fn rooms_and_groups() {
+        assert!(validate_room("eu").is_ok());
+        assert!(validate_room("room with spaces").is_ok());
+        assert!(validate_room("").is_err());
+        assert!(validate_room("a\nb").is_err());
+        assert!(validate_group("billing").is_ok());
+        assert!(validate_group("billing.v2").is_ok());
+        assert!(validate_group("").is_err());
+        assert!(validate_group("a b").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,40}") {
+            let _ = Pattern::parse(&s);
+            let _ = validate_event(&s);
+            let _ = validate_namespace(&s);
+        }
+
+        #[test]
+        fn exact_pattern_matches_itself(tokens in proptest::collection::vec("[a-z0-9_]{1,6}", 1..6)) {
+            let name = tokens.join(".");
+            proptest::prop_assert!(Pattern::parse(&name).expect("valid").matches(&name));
+            let rest = format!("{}.>", tokens[0]);
+            proptest::prop_assert_eq!(Pattern::parse(&rest).expect("valid").matches(&name), tokens.len() > 1);
+        }
+    }
+}
