@@ -1,0 +1,194 @@
+//! The typed settings tree.
+//!
+//! These types carry no default values of their own: every value comes from
+//! the layered sources, whose lowest layer is [`crate::DEFAULT_TOML`].
+//! Every struct refuses unknown fields.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::strict;
+
+/// The whole broker configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Listener, connection count and connection lifetime settings (`[server]`).
+    pub server: ServerSettings,
+    /// Per-connection resource limits (`[limits]`).
+    pub limits: LimitSettings,
+    /// Outbound delivery settings (`[delivery]`).
+    pub delivery: DeliverySettings,
+    /// Logging settings (`[log]`).
+    pub log: LogSettings,
+}
+
+/// The `[server]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address the WebSocket listener binds to (`server.listen`).
+    pub listen: SocketAddr,
+    /// Maximum concurrent WebSocket sessions, at least 1 (`server.max_connections`).
+    #[serde(deserialize_with = "strict::usize")]
+    pub max_connections: usize,
+    /// Time allowed to complete the WebSocket handshake and the hello frame
+    /// (`server.handshake_timeout`), greater than zero.
+    #[serde(
+        serialize_with = "humantime_serde::serialize",
+        deserialize_with = "strict::duration"
+    )]
+    pub handshake_timeout: Duration,
+    /// How often the broker pings each connection (`server.heartbeat_interval`),
+    /// greater than zero.
+    #[serde(
+        serialize_with = "humantime_serde::serialize",
+        deserialize_with = "strict::duration"
+    )]
+    pub heartbeat_interval: Duration,
+    /// A connection silent for this long is closed (`server.heartbeat_timeout`);
+    /// greater than `heartbeat_interval`.
+    #[serde(
+        serialize_with = "humantime_serde::serialize",
+        deserialize_with = "strict::duration"
+    )]
+    pub heartbeat_timeout: Duration,
+    /// Drain time on SIGTERM / Ctrl-C (`server.shutdown_grace`); zero means
+    /// close connections at once.
+    #[serde(
+        serialize_with = "humantime_serde::serialize",
+        deserialize_with = "strict::duration"
+    )]
+    pub shutdown_grace: Duration,
+}
+
+/// The `[limits]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Largest accepted payload in bytes, `1..=64 MiB` (`limits.max_payload_bytes`).
+    #[serde(deserialize_with = "strict::usize")]
+    pub max_payload_bytes: usize,
+    /// Subscriptions one connection may hold, at least 1
+    /// (`limits.max_subscriptions_per_connection`).
+    #[serde(deserialize_with = "strict::usize")]
+    pub max_subscriptions_per_connection: usize,
+    /// Rooms one connection may be in, at least 1 (`limits.max_rooms_per_connection`).
+    #[serde(deserialize_with = "strict::usize")]
+    pub max_rooms_per_connection: usize,
+    /// Requests one connection may have awaiting a reply, at least 1
+    /// (`limits.max_pending_requests_per_connection`).
+    #[serde(deserialize_with = "strict::usize")]
+    pub max_pending_requests_per_connection: usize,
+    /// Longest timeout a client may set on a request, greater than zero
+    /// (`limits.max_request_timeout`).
+    #[serde(
+        serialize_with = "humantime_serde::serialize",
+        deserialize_with = "strict::duration"
+    )]
+    pub max_request_timeout: Duration,
+}
+
+/// The `[delivery]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Per-connection outbound queue capacity in frames, `1..=1_000_000`
+    /// (`delivery.queue_capacity`).
+    #[serde(deserialize_with = "strict::usize")]
+    pub queue_capacity: usize,
+    /// What to do when that queue is full (`delivery.slow_consumer`).
+    pub slow_consumer: SlowConsumerPolicy,
+}
+
+/// The `[log]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Log filter (`log.level`): comma-separated directives, each a level
+    /// (`trace|debug|info|warn|error|off`) or `target=level`. Suitable for
+    /// `tracing_subscriber::EnvFilter::try_new`.
+    pub level: String,
+    /// Output format (`log.format`).
+    pub format: LogFormat,
+}
+
+/// Policy for a connection whose outbound queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum SlowConsumerPolicy {
+    /// Close the slow connection (`"disconnect"`).
+    Disconnect,
+    /// Drop the frame for the slow connection and keep it open (`"drop"`).
+    Drop,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum LogFormat {
+    /// Human-readable output (`"pretty"`).
+    Pretty,
+    /// One JSON object per line (`"json"`).
+    Json,
+}
+
+/// Error for a string that names no variant of a settings enum.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value {value:?}, expected one of: {}", .expected.join(", "))]
+pub struct UnknownVariant {
+    /// The string that was given.
+    pub value: String,
+    /// The accepted spellings.
+    pub expected: &'static [&'static str],
+}
+
+/// Implements `as_str`, `Display`, `FromStr` and `TryFrom<String>` for a
+/// lowercase-named unit enum.
+macro_rules! lowercase_enum {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The configuration spelling of this value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = UnknownVariant;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok(Self::$variant),)+
+                    _ => Err(UnknownVariant {
+                        value: s.to_owned(),
+                        expected: &[$($name),+],
+                    }),
+                }
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = UnknownVariant;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+    };
+}
+
+lowercase_enum!(SlowConsumerPolicy { Disconnect => "disconnect", Drop => "drop" });
+lowercase_enum!(LogFormat { Pretty => "pretty", Json => "json" });

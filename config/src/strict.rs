@@ -1,0 +1,62 @@
+//! Strict deserializers for integer and duration settings.
+//!
+//! The `config` crate coerces freely when asked for an integer: `1.5` rounds
+//! to `2` and `"on"` / `true` become `1`. Limits must not be guessed, so the
+//! integer settings accept only non-negative integers, or strings holding one
+//! (command-line overrides arrive as strings). Durations are humantime
+//! strings, with humantime's reason in the error when one does not parse.
+
+use std::fmt;
+
+use serde::de::{Error, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// Deserializes a `usize` from an integer or a decimal string; anything else
+/// (floats, booleans, negative numbers) is an error.
+pub(crate) fn usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    d.deserialize_any(UsizeVisitor)
+}
+
+struct UsizeVisitor;
+
+impl Visitor<'_> for UsizeVisitor {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a non-negative integer")
+    }
+
+    fn visit_u64<E: Error>(self, v: u64) -> Result<usize, E> {
+        usize::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_i64<E: Error>(self, v: i64) -> Result<usize, E> {
+        usize::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+    }
+
+    fn visit_u128<E: Error>(self, v: u128) -> Result<usize, E> {
+        usize::try_from(v).map_err(|_| E::custom(format!("{v} is too large")))
+    }
+
+    fn visit_i128<E: Error>(self, v: i128) -> Result<usize, E> {
+        usize::try_from(v).map_err(|_| E::custom(format!("{v} is not a non-negative integer")))
+    }
+
+    fn visit_str<E: Error>(self, v: &str) -> Result<usize, E> {
+        v.trim()
+            .parse()
+            .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+    }
+}
+
+/// Deserializes a [`Duration`](std::time::Duration) from a humantime string
+/// (`"500ms"`, `"10s"`, `"1m"`), like `humantime_serde`, but keeps
+/// humantime's explanation of what is wrong in the error.
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        D::Error::custom(format!(
+            "invalid duration {text:?}: {e} (examples: \"500ms\", \"10s\", \"1m\")"
+        ))
+    })
+}

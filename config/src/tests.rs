@@ -1,0 +1,574 @@
+//! Loading, layering, error reporting and round-trip tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use config::{Config, File, FileFormat, Source, ValueKind};
+
+use crate::*;
+
+/// A TOML file in the temp dir, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(contents: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "herald-config-test-{}-{}.toml",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, contents).expect("write temp config");
+        Self(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn env(vars: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+    Some(
+        vars.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
+}
+
+fn overrides(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Loads with no file, an empty environment and the given overrides.
+fn load_overrides(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    Settings::load(&Sources {
+        file: None,
+        env: env(&[]),
+        overrides: overrides(pairs),
+    })
+}
+
+fn load_env(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    Settings::load(&Sources {
+        file: None,
+        env: env(vars),
+        overrides: Vec::new(),
+    })
+}
+
+fn load_file(contents: &str) -> Result<Settings, ConfigError> {
+    let file = TempFile::new(contents);
+    Settings::load(&Sources {
+        file: Some(file.path()),
+        env: env(&[]),
+        overrides: Vec::new(),
+    })
+}
+
+/// Asserts `result` is an `Invalid` error for `key` whose message names the
+/// key, and returns the rendered message.
+#[track_caller]
+fn assert_invalid(result: Result<Settings, ConfigError>, key: &str) -> String {
+    let err = result.expect_err("expected an error");
+    let text = err.to_string();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key: k, .. } if k == key),
+        "expected Invalid for {key}, got {err:?}"
+    );
+    assert!(text.contains(key), "message does not name {key}: {text}");
+    text
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+// ---------------------------------------------------------------- defaults
+
+#[test]
+fn defaults_load_validate_and_match_the_documentation() {
+    let s = Settings::defaults();
+    s.validate().expect("defaults validate");
+
+    let expected = Settings {
+        server: ServerSettings {
+            listen: "127.0.0.1:7400".parse().unwrap(),
+            max_connections: 100_000,
+            handshake_timeout: secs(10),
+            heartbeat_interval: secs(15),
+            heartbeat_timeout: secs(45),
+            shutdown_grace: secs(10),
+        },
+        limits: LimitSettings {
+            max_payload_bytes: 1_048_576,
+            max_subscriptions_per_connection: 1024,
+            max_rooms_per_connection: 256,
+            max_pending_requests_per_connection: 1024,
+            max_request_timeout: secs(60),
+        },
+        delivery: DeliverySettings {
+            queue_capacity: 4096,
+            slow_consumer: SlowConsumerPolicy::Disconnect,
+        },
+        log: LogSettings {
+            level: "info".to_owned(),
+            format: LogFormat::Pretty,
+        },
+    };
+    assert_eq!(s, expected);
+}
+
+#[test]
+fn load_without_file_env_or_overrides_equals_defaults() {
+    assert_eq!(load_env(&[]).unwrap(), Settings::defaults());
+}
+
+/// Every key in herald.toml has a comment and names its environment
+/// variable, so the documentation cannot drift from the key set.
+#[test]
+fn default_toml_documents_every_key() {
+    let table: toml::Table = DEFAULT_TOML.parse().unwrap();
+    let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+    let mut count = 0;
+    for (section, keys) in &table {
+        let keys = keys.as_table().expect("top level holds only sections");
+        for key in keys.keys() {
+            count += 1;
+            let dotted = format!("{section}.{key}");
+            let env_line = format!("# Env: {}", env_var_name(&dotted));
+            assert!(
+                DEFAULT_TOML.contains(&env_line),
+                "{dotted}: missing `{env_line}`"
+            );
+            let at = lines
+                .iter()
+                .position(|l| l.starts_with(&format!("{key} = ")))
+                .unwrap_or_else(|| panic!("{dotted} not found"));
+            assert!(
+                at > 0 && lines[at - 1].starts_with("# "),
+                "{dotted} has no comment right above it"
+            );
+        }
+    }
+    assert_eq!(count, 15, "a key was added or removed: update this test");
+}
+
+#[test]
+fn env_var_names() {
+    assert_eq!(env_var_name("server.listen"), "HERALD__SERVER__LISTEN");
+    assert_eq!(
+        env_var_name("limits.max_payload_bytes"),
+        "HERALD__LIMITS__MAX_PAYLOAD_BYTES"
+    );
+}
+
+// -------------------------------------------------------------- precedence
+
+#[test]
+fn one_key_through_all_four_layers() {
+    let key = "server.max_connections";
+    let file = TempFile::new("[server]\nmax_connections = 10\n");
+    let env_var = [("HERALD__SERVER__MAX_CONNECTIONS", "20")];
+
+    let mut sources = Sources {
+        file: None,
+        env: env(&[]),
+        overrides: Vec::new(),
+    };
+    assert_eq!(
+        Settings::load(&sources).unwrap().server.max_connections,
+        100_000
+    );
+
+    sources.file = Some(file.path());
+    assert_eq!(Settings::load(&sources).unwrap().server.max_connections, 10);
+
+    sources.env = env(&env_var);
+    assert_eq!(Settings::load(&sources).unwrap().server.max_connections, 20);
+
+    sources.overrides = overrides(&[(key, "30")]);
+    assert_eq!(Settings::load(&sources).unwrap().server.max_connections, 30);
+
+    // Each layer only replaces the keys it sets.
+    let s = Settings::load(&sources).unwrap();
+    assert_eq!(s.limits, Settings::defaults().limits);
+}
+
+#[test]
+fn file_sets_only_what_it_mentions() {
+    let s = load_file(
+        "[delivery]\nslow_consumer = \"drop\"\n[log]\nformat = \"json\"\nlevel = \"warn,herald_broker=debug\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.delivery.slow_consumer, SlowConsumerPolicy::Drop);
+    assert_eq!(s.delivery.queue_capacity, 4096);
+    assert_eq!(s.log.format, LogFormat::Json);
+    assert_eq!(s.log.level, "warn,herald_broker=debug");
+    assert_eq!(s.server, Settings::defaults().server);
+}
+
+#[test]
+fn env_strings_numbers_and_durations() {
+    let s = load_env(&[
+        ("HERALD__SERVER__LISTEN", "0.0.0.0:7400"),
+        ("HERALD__LOG__LEVEL", "debug"),
+        ("HERALD__LOG__FORMAT", "json"),
+        ("HERALD__LIMITS__MAX_PAYLOAD_BYTES", "2048"),
+        ("HERALD__SERVER__HANDSHAKE_TIMEOUT", "500ms"),
+        ("HERALD__SERVER__HEARTBEAT_TIMEOUT", "1m"),
+        ("HERALD__DELIVERY__SLOW_CONSUMER", "drop"),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.server.listen,
+        "0.0.0.0:7400".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(s.log.level, "debug");
+    assert_eq!(s.log.format, LogFormat::Json);
+    assert_eq!(s.limits.max_payload_bytes, 2048);
+    assert_eq!(s.server.handshake_timeout, Duration::from_millis(500));
+    assert_eq!(s.server.heartbeat_timeout, secs(60));
+    assert_eq!(s.delivery.slow_consumer, SlowConsumerPolicy::Drop);
+}
+
+#[test]
+fn env_ipv6_listen_address() {
+    let s = load_env(&[("HERALD__SERVER__LISTEN", "[::1]:9000")]).unwrap();
+    assert_eq!(s.server.listen, "[::1]:9000".parse::<SocketAddr>().unwrap());
+}
+
+#[test]
+fn unrelated_env_vars_are_ignored() {
+    let s = load_env(&[
+        ("HERALD_URL", "ws://example.invalid"),
+        ("HERALD", "x"),
+        ("HERALD_SERVER__LISTEN", "nonsense"),
+        ("PATH", "/bin"),
+        ("SERVER__LISTEN", "nonsense"),
+    ])
+    .unwrap();
+    assert_eq!(s, Settings::defaults());
+}
+
+#[test]
+fn overrides_are_converted_from_strings() {
+    let s = load_overrides(&[
+        ("server.listen", "127.0.0.1:0"),
+        ("limits.max_payload_bytes", "4096"),
+        ("server.heartbeat_interval", "1m"),
+        ("server.heartbeat_timeout", "3m"),
+        ("delivery.slow_consumer", "drop"),
+    ])
+    .unwrap();
+    assert_eq!(s.server.listen.port(), 0);
+    assert_eq!(s.limits.max_payload_bytes, 4096);
+    assert_eq!(s.server.heartbeat_interval, secs(60));
+    assert_eq!(s.server.heartbeat_timeout, secs(180));
+    assert_eq!(s.delivery.slow_consumer, SlowConsumerPolicy::Drop);
+}
+
+// --------------------------------------------------------------- validation
+
+#[test]
+fn each_validation_rule_names_its_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("server.max_connections", "0", "at least 1"),
+        ("server.handshake_timeout", "0s", "greater than zero"),
+        ("server.heartbeat_interval", "0s", "greater than zero"),
+        ("server.heartbeat_timeout", "0s", "greater than zero"),
+        (
+            "server.heartbeat_timeout",
+            "15s",
+            "server.heartbeat_interval",
+        ),
+        (
+            "server.heartbeat_timeout",
+            "5s",
+            "server.heartbeat_interval",
+        ),
+        ("limits.max_payload_bytes", "0", "between 1 and 67108864"),
+        (
+            "limits.max_payload_bytes",
+            "67108865",
+            "between 1 and 67108864",
+        ),
+        ("limits.max_subscriptions_per_connection", "0", "at least 1"),
+        ("limits.max_rooms_per_connection", "0", "at least 1"),
+        (
+            "limits.max_pending_requests_per_connection",
+            "0",
+            "at least 1",
+        ),
+        ("limits.max_request_timeout", "0s", "greater than zero"),
+        ("delivery.queue_capacity", "0", "between 1 and 1000000"),
+        (
+            "delivery.queue_capacity",
+            "1000001",
+            "between 1 and 1000000",
+        ),
+        ("delivery.slow_consumer", "bogus", "disconnect, drop"),
+        ("delivery.slow_consumer", "Drop", "disconnect, drop"),
+        ("log.level", "verbose", "unknown level"),
+        ("log.level", "", "must not be empty"),
+        ("log.level", "info,herald=loud", "unknown level"),
+        ("log.format", "xml", "pretty, json"),
+        ("server.listen", "localhost", "socket address"),
+        ("server.handshake_timeout", "10", "time unit needed"),
+        ("server.shutdown_grace", "soon", "invalid duration"),
+    ];
+    for (key, value, expected) in cases {
+        let text = assert_invalid(load_overrides(&[(key, value)]), key);
+        assert!(
+            text.contains(expected),
+            "{key}={value:?}: {text:?} lacks {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn boundary_values_are_accepted() {
+    let s = load_overrides(&[
+        ("server.max_connections", "1"),
+        ("limits.max_payload_bytes", "67108864"),
+        ("delivery.queue_capacity", "1000000"),
+        ("server.heartbeat_interval", "44s"),
+        ("server.shutdown_grace", "0s"),
+        ("log.level", "OFF"),
+    ])
+    .unwrap();
+    assert_eq!(s.limits.max_payload_bytes, MAX_PAYLOAD_BYTES_LIMIT);
+    assert_eq!(s.server.shutdown_grace, Duration::ZERO);
+}
+
+#[test]
+fn validate_checks_a_hand_built_value() {
+    let mut s = Settings::defaults();
+    s.limits.max_payload_bytes = 0;
+    let err = s.validate().unwrap_err();
+    assert_eq!(err.key(), Some("limits.max_payload_bytes"));
+}
+
+// ------------------------------------------------------------ unknown keys
+
+#[test]
+fn unknown_key_in_file_is_named() {
+    let text = assert_invalid(
+        load_file("[server]\nlisen = \"127.0.0.1:1\"\n"),
+        "server.lisen",
+    );
+    assert!(text.contains("unknown"), "{text}");
+    assert!(text.contains("listen"), "should list known keys: {text}");
+}
+
+#[test]
+fn unknown_section_in_file_is_named() {
+    let text = assert_invalid(load_file("[bogus]\nx = 1\n"), "bogus");
+    assert!(text.contains("unknown section"), "{text}");
+}
+
+#[test]
+fn unknown_key_in_env_is_named_with_its_variable() {
+    let text = assert_invalid(load_env(&[("HERALD__SERVER__BOGUS", "1")]), "server.bogus");
+    assert!(text.contains("unknown"), "{text}");
+    assert!(text.contains("HERALD__SERVER__BOGUS"), "{text}");
+}
+
+#[test]
+fn unknown_override_key_is_named() {
+    let text = assert_invalid(load_overrides(&[("log.colour", "yes")]), "log.colour");
+    assert!(text.contains("unknown"), "{text}");
+}
+
+#[test]
+fn malformed_override_key_is_named() {
+    assert_invalid(load_overrides(&[("server..listen", "x")]), "server..listen");
+}
+
+#[test]
+fn section_set_to_a_value_is_named() {
+    let text = assert_invalid(load_env(&[("HERALD__SERVER", "5")]), "server");
+    assert!(text.contains("HERALD__SERVER"), "{text}");
+    assert_invalid(load_file("server = 5\n"), "server");
+    assert_invalid(load_file("[server.listen]\nport = 1\n"), "server.listen");
+}
+
+/// The serde-level `deny_unknown_fields` backstop names the full key too
+/// (the `config` crate reports only the bare field name there).
+#[test]
+fn deny_unknown_fields_error_is_mapped_to_the_dotted_key() {
+    let layered = Config::builder()
+        .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+        .add_source(File::from_str("[server]\nlisen = 1\n", FileFormat::Toml))
+        .build()
+        .unwrap();
+    let err = crate::load::deserialize(layered).unwrap_err();
+    assert_eq!(err.key(), Some("server.lisen"), "{err}");
+    assert!(err.to_string().contains("unknown key"), "{err}");
+
+    let layered = Config::builder()
+        .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+        .add_source(File::from_str("[bogus]\n", FileFormat::Toml))
+        .build()
+        .unwrap();
+    let err = crate::load::deserialize(layered).unwrap_err();
+    assert_eq!(err.key(), Some("bogus"), "{err}");
+}
+
+// -------------------------------------------------------------- type errors
+
+#[test]
+fn wrong_type_in_env_names_the_key() {
+    for value in ["abc", "1.5", "true", "-1", "99999999999999999999999"] {
+        let text = assert_invalid(
+            load_env(&[("HERALD__LIMITS__MAX_PAYLOAD_BYTES", value)]),
+            "limits.max_payload_bytes",
+        );
+        assert!(text.contains("integer"), "{value}: {text}");
+    }
+}
+
+#[test]
+fn wrong_type_in_file_names_the_key() {
+    assert_invalid(
+        load_file("[server]\nmax_connections = \"many\"\n"),
+        "server.max_connections",
+    );
+    assert_invalid(
+        load_file("[server]\nmax_connections = 2.5\n"),
+        "server.max_connections",
+    );
+    let text = assert_invalid(
+        load_file("[server]\nheartbeat_interval = 15\n"),
+        "server.heartbeat_interval",
+    );
+    assert!(text.contains("invalid duration \"15\""), "{text}");
+    assert_invalid(load_file("[log]\nformat = 1\n"), "log.format");
+    assert_invalid(load_file("[log]\nlevel = [\"info\"]\n"), "log.level");
+}
+
+// -------------------------------------------------------------------- files
+
+#[test]
+fn missing_file_names_the_path() {
+    let path = std::env::temp_dir().join("herald-config-test-does-not-exist.toml");
+    let err = Settings::load(&Sources {
+        file: Some(&path),
+        env: env(&[]),
+        overrides: Vec::new(),
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::File { path: p, .. } if p == &path),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_file_names_the_path() {
+    let file = TempFile::new("[server\nlisten = \n");
+    let err = Settings::load(&Sources {
+        file: Some(file.path()),
+        env: env(&[]),
+        overrides: Vec::new(),
+    })
+    .unwrap_err();
+    assert!(matches!(&err, ConfigError::File { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&file.path().display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_file_changes_nothing() {
+    assert_eq!(load_file("").unwrap(), Settings::defaults());
+}
+
+// ---------------------------------------------------------------- to_toml
+
+#[test]
+fn to_toml_round_trips_through_load() {
+    let custom = load_overrides(&[
+        ("server.listen", "[::1]:9000"),
+        ("server.handshake_timeout", "1500ms"),
+        ("server.heartbeat_timeout", "1h 30m"),
+        ("limits.max_payload_bytes", "2048"),
+        ("delivery.slow_consumer", "drop"),
+        ("log.level", "warn,herald_broker::session=trace"),
+        ("log.format", "json"),
+    ])
+    .unwrap();
+    for settings in [Settings::defaults(), custom] {
+        let text = settings.to_toml();
+        let back = load_file(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back, settings, "{text}");
+    }
+}
+
+#[test]
+fn to_toml_prints_humantime_durations_and_lowercase_enums() {
+    let text = Settings::defaults().to_toml();
+    assert!(text.contains("handshake_timeout = \"10s\""), "{text}");
+    assert!(text.contains("max_request_timeout = \"1m\""), "{text}");
+    assert!(text.contains("slow_consumer = \"disconnect\""), "{text}");
+    assert!(text.contains("format = \"pretty\""), "{text}");
+    assert!(text.contains("listen = \"127.0.0.1:7400\""), "{text}");
+}
+
+/// to_toml covers every key the defaults define, and no others.
+#[test]
+fn to_toml_has_the_same_keys_as_the_defaults() {
+    fn keys(text: &str) -> Vec<String> {
+        let cfg = Config::builder()
+            .add_source(File::from_str(text, FileFormat::Toml))
+            .build()
+            .unwrap();
+        let mut out = Vec::new();
+        for (section, value) in cfg.collect().unwrap() {
+            let ValueKind::Table(table) = value.kind else {
+                panic!("{section} is not a section");
+            };
+            out.extend(table.into_keys().map(|k| format!("{section}.{k}")));
+        }
+        out.sort();
+        out
+    }
+    assert_eq!(keys(&Settings::defaults().to_toml()), keys(DEFAULT_TOML));
+}
+
+// -------------------------------------------------------------------- enums
+
+#[test]
+fn enums_parse_and_print_their_config_spelling() {
+    assert_eq!(
+        "drop".parse::<SlowConsumerPolicy>(),
+        Ok(SlowConsumerPolicy::Drop)
+    );
+    assert_eq!(SlowConsumerPolicy::Disconnect.to_string(), "disconnect");
+    assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+    assert_eq!(LogFormat::Pretty.as_str(), "pretty");
+    let err = "JSON".parse::<LogFormat>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown value \"JSON\", expected one of: pretty, json"
+    );
+}

@@ -1,0 +1,174 @@
+//! Semantic checks on a deserialized [`Settings`].
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::settings::Settings;
+
+/// Largest accepted `limits.max_payload_bytes` (64 MiB).
+pub const MAX_PAYLOAD_BYTES_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Largest accepted `delivery.queue_capacity`.
+pub const MAX_QUEUE_CAPACITY: usize = 1_000_000;
+
+/// Level names accepted in `log.level`.
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+impl Settings {
+    /// Checks the rules that types alone cannot express (ranges, ordering of
+    /// heartbeat durations, the log filter syntax).
+    ///
+    /// Returns the first violation as [`ConfigError::Invalid`] naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        at_least_one("server.max_connections", server.max_connections)?;
+        non_zero("server.handshake_timeout", server.handshake_timeout)?;
+        non_zero("server.heartbeat_interval", server.heartbeat_interval)?;
+        non_zero("server.heartbeat_timeout", server.heartbeat_timeout)?;
+        if server.heartbeat_timeout <= server.heartbeat_interval {
+            return Err(ConfigError::invalid(
+                "server.heartbeat_timeout",
+                format!(
+                    "must be greater than server.heartbeat_interval ({} <= {})",
+                    humantime::format_duration(server.heartbeat_timeout),
+                    humantime::format_duration(server.heartbeat_interval),
+                ),
+            ));
+        }
+
+        let limits = &self.limits;
+        in_range(
+            "limits.max_payload_bytes",
+            limits.max_payload_bytes,
+            MAX_PAYLOAD_BYTES_LIMIT,
+        )?;
+        at_least_one(
+            "limits.max_subscriptions_per_connection",
+            limits.max_subscriptions_per_connection,
+        )?;
+        at_least_one(
+            "limits.max_rooms_per_connection",
+            limits.max_rooms_per_connection,
+        )?;
+        at_least_one(
+            "limits.max_pending_requests_per_connection",
+            limits.max_pending_requests_per_connection,
+        )?;
+        non_zero("limits.max_request_timeout", limits.max_request_timeout)?;
+
+        in_range(
+            "delivery.queue_capacity",
+            self.delivery.queue_capacity,
+            MAX_QUEUE_CAPACITY,
+        )?;
+
+        check_log_filter(&self.log.level)
+            .map_err(|message| ConfigError::invalid("log.level", message))
+    }
+}
+
+fn at_least_one(key: &str, value: usize) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be at least 1, got 0"));
+    }
+    Ok(())
+}
+
+fn in_range(key: &str, value: usize, max: usize) -> Result<(), ConfigError> {
+    if !(1..=max).contains(&value) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("must be between 1 and {max}, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+fn non_zero(key: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::invalid(key, "must be greater than zero"));
+    }
+    Ok(())
+}
+
+/// Checks a log filter: non-empty, comma-separated directives, each a level
+/// or `target=level` where the target is a Rust module path
+/// (letters, digits, `_`, `-`, `::`-separated).
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    if filter.trim().is_empty() {
+        return Err("must not be empty (e.g. \"info\")".to_owned());
+    }
+    for directive in filter.split(',') {
+        let directive = directive.trim();
+        let level = match directive.split_once('=') {
+            None => directive,
+            Some((target, level)) => {
+                check_target(target.trim())
+                    .map_err(|why| format!("directive {directive:?}: {why}"))?;
+                level.trim()
+            }
+        };
+        if !LEVELS.iter().any(|known| known.eq_ignore_ascii_case(level)) {
+            return Err(format!(
+                "directive {directive:?}: unknown level {level:?}, expected one of: {} \
+                 (or target=level)",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_target(target: &str) -> Result<(), String> {
+    if target.is_empty() {
+        return Err("target before '=' is empty".to_owned());
+    }
+    let valid_segment = |segment: &str| {
+        !segment.is_empty()
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !target.split("::").all(valid_segment) {
+        return Err(format!(
+            "invalid target {target:?} (expected a module path such as herald_broker::session)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filters_accepted() {
+        for ok in [
+            "info",
+            "OFF",
+            "warn,herald_broker=debug",
+            "herald_broker::session=trace, tokio=off",
+            "error,hyper-util=warn",
+        ] {
+            assert_eq!(check_log_filter(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn log_filters_refused() {
+        for bad in [
+            "",
+            "  ",
+            "verbose",
+            "info,",
+            "=debug",
+            "herald=",
+            "herald=loud",
+            "a b=info",
+            "herald::=info",
+            "herald[span]=info",
+        ] {
+            assert!(check_log_filter(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
