@@ -1,0 +1,140 @@
+//! `herald-broker`: the Herald broker daemon.
+//!
+//! Loads the layered configuration (embedded defaults < `--config FILE` <
+//! `HERALD__SECTION__KEY` environment variables < flags), sets up logging,
+//! serves until SIGTERM or Ctrl-C, then shuts down gracefully. An invalid
+//! configuration exits with status 2 and a message naming the key.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use herald_broker::Broker;
+use herald_config::{LogFormat, Settings, Sources};
+use tracing_subscriber::EnvFilter;
+
+/// The Herald pub/sub broker.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML config file layered over the built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address (server.listen), e.g. 0.0.0.0:7400.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Log filter (log.level), e.g. "info" or "herald_broker=debug".
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log format (log.format): pretty or json.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Set any key, e.g. --set limits.max_payload_bytes=65536 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl Args {
+    fn overrides(&self) -> Result<Vec<(String, String)>, String> {
+        let mut overrides = Vec::new();
+        let flags = [
+            ("server.listen", &self.listen),
+            ("log.level", &self.log_level),
+            ("log.format", &self.log_format),
+        ];
+        for (key, value) in flags {
+            if let Some(value) = value {
+                overrides.push((key.to_owned(), value.clone()));
+            }
+        }
+        for pair in &self.set {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("--set {pair:?}: expected KEY=VALUE"))?;
+            overrides.push((key.trim().to_owned(), value.to_owned()));
+        }
+        Ok(overrides)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let settings = match load(&args) {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("herald-broker: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.print_config {
+        print!("{}", settings.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&settings);
+    match run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("herald-broker: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &Args) -> Result<Settings, String> {
+    let overrides = args.overrides()?;
+    let sources = Sources {
+        file: args.config.as_deref(),
+        env: None,
+        overrides,
+    };
+    Settings::load(&sources).map_err(|e| e.to_string())
+}
+
+fn init_logging(settings: &Settings) {
+    // RUST_LOG, when set, wins over log.level.
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let broker = Broker::start(settings).await.context("starting the broker")?;
+    shutdown_signal().await;
+    broker.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

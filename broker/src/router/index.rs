@@ -1,0 +1,185 @@
+//! One subscription index: exact names in a map keyed by
+//! `(namespace, event)` (one hash probe per emit), patterns kept apart per
+//! namespace, and for each, the plain subscribers and the queue groups.
+//!
+//! Entries are `Arc` snapshots: an emit clones the `Arc` out of the map and
+//! drops the map guard before offering frames, so no lock is held during
+//! fan-out. Changes use `Arc::make_mut`, which edits in place unless an
+//! emit is reading that very snapshot at the moment.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use dashmap::DashMap;
+use herald_protocol::Pattern;
+use indexmap::IndexMap;
+
+use super::key::{ChannelKey, KeyPair};
+use crate::outbox::{ConnId, Outbox};
+
+/// One queue group on one subscription target.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Group {
+    pub(crate) members: IndexMap<ConnId, Outbox>,
+    /// Round-robin position; shared by the copies of a snapshot so a
+    /// rebuild does not restart the rotation.
+    pub(crate) cursor: Arc<AtomicUsize>,
+}
+
+/// Who subscribed to one target.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Subscribers {
+    pub(crate) plain: IndexMap<ConnId, Outbox>,
+    pub(crate) groups: IndexMap<Arc<str>, Group>,
+}
+
+impl Subscribers {
+    fn is_empty(&self) -> bool {
+        self.plain.is_empty() && self.groups.is_empty()
+    }
+
+    fn insert(&mut self, group: Option<&Arc<str>>, conn: &Outbox) {
+        match group {
+            None => {
+                self.plain.insert(conn.id, conn.clone());
+            }
+            Some(name) => {
+                self.groups
+                    .entry(name.clone())
+                    .or_default()
+                    .members
+                    .insert(conn.id, conn.clone());
+            }
+        }
+    }
+
+    fn remove(&mut self, group: Option<&Arc<str>>, conn: ConnId) {
+        match group {
+            None => {
+                self.plain.swap_remove(&conn);
+            }
+            Some(name) => {
+                if let Some(g) = self.groups.get_mut(name) {
+                    g.members.swap_remove(&conn);
+                    if g.members.is_empty() {
+                        self.groups.swap_remove(name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The subscribers of one pattern in one namespace.
+#[derive(Debug, Clone)]
+pub(crate) struct PatternEntry {
+    pub(crate) pattern: Pattern,
+    pub(crate) subscribers: Subscribers,
+}
+
+/// What matched one event: the exact entry and the matching patterns.
+#[derive(Debug, Default)]
+pub(crate) struct Matched {
+    pub(crate) exact: Option<Arc<Subscribers>>,
+    pub(crate) patterns: Option<Arc<Vec<PatternEntry>>>,
+}
+
+impl Matched {
+    /// The pattern entries that match `event`.
+    pub(crate) fn pattern_hits<'a>(
+        &'a self,
+        event: &'a str,
+    ) -> impl Iterator<Item = &'a Subscribers> + 'a {
+        self.patterns
+            .iter()
+            .flat_map(|p| p.iter())
+            .filter(move |p| p.pattern.matches(event))
+            .map(|p| &p.subscribers)
+    }
+}
+
+/// Exact and pattern subscriptions of one kind (events or responders).
+#[derive(Debug, Default)]
+pub(crate) struct SubscriptionIndex {
+    exact: DashMap<ChannelKey, Arc<Subscribers>>,
+    patterns: DashMap<Box<str>, Arc<Vec<PatternEntry>>>,
+}
+
+impl SubscriptionIndex {
+    /// Everything that may match `event` in `namespace`.
+    pub(crate) fn lookup(&self, namespace: &str, event: &str) -> Matched {
+        let key: &dyn KeyPair = &(namespace, event);
+        Matched {
+            exact: self.exact.get(key).map(|e| e.value().clone()),
+            patterns: self.patterns.get(namespace).map(|p| p.value().clone()),
+        }
+    }
+
+    pub(crate) fn insert(
+        &self,
+        namespace: &str,
+        pattern: &Pattern,
+        group: Option<&Arc<str>>,
+        conn: &Outbox,
+    ) {
+        match pattern {
+            Pattern::Exact(name) => {
+                let mut entry = self.exact.entry(ChannelKey::new(namespace, name)).or_default();
+                Arc::make_mut(entry.value_mut()).insert(group, conn);
+            }
+            Pattern::Wildcard(_) => {
+                let mut entry = self.patterns.entry(namespace.into()).or_default();
+                let list = Arc::make_mut(entry.value_mut());
+                match list.iter_mut().find(|p| &p.pattern == pattern) {
+                    Some(p) => p.subscribers.insert(group, conn),
+                    None => {
+                        let mut subscribers = Subscribers::default();
+                        subscribers.insert(group, conn);
+                        list.push(PatternEntry {
+                            pattern: pattern.clone(),
+                            subscribers,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn remove(
+        &self,
+        namespace: &str,
+        pattern: &Pattern,
+        group: Option<&Arc<str>>,
+        conn: ConnId,
+    ) {
+        match pattern {
+            Pattern::Exact(name) => {
+                let key: &dyn KeyPair = &(namespace, &**name);
+                self.exact.remove_if_mut(key, |_, subs| {
+                    let subs = Arc::make_mut(subs);
+                    subs.remove(group, conn);
+                    subs.is_empty()
+                });
+            }
+            Pattern::Wildcard(_) => {
+                self.patterns.remove_if_mut(namespace, |_, list| {
+                    let list = Arc::make_mut(list);
+                    if let Some(i) = list.iter().position(|p| &p.pattern == pattern) {
+                        list[i].subscribers.remove(group, conn);
+                        if list[i].subscribers.is_empty() {
+                            list.swap_remove(i);
+                        }
+                    }
+                    list.is_empty()
+                });
+            }
+        }
+    }
+
+    /// Number of distinct targets indexed (for tests and metrics).
+    #[cfg(test)]
+    pub(crate) fn targets(&self) -> usize {
+        self.exact.len() + self.patterns.iter().map(|p| p.len()).sum::<usize>()
+    }
+}
+

@@ -1,0 +1,70 @@
+//! Requests in flight: the handle given to the responder → who asked.
+//!
+//! A request is answered by a `reply` naming the handle, or expires at its
+//! deadline; either way the entry is removed exactly once (`DashMap::remove`
+//! decides the race), so the requester gets one answer.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use dashmap::DashMap;
+
+use crate::outbox::{ConnId, Outbox};
+
+/// One request waiting for its reply.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) requester: Outbox,
+    /// The requester's own ack id, echoed in the reply.
+    pub(crate) ack: u64,
+    /// Only this connection may answer.
+    pub(crate) responder: ConnId,
+}
+
+/// The table of requests in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Requests {
+    next_handle: AtomicU64,
+    pending: DashMap<u64, Pending>,
+}
+
+impl Requests {
+    /// Records a request and returns the handle the responder will answer.
+    pub(crate) fn open(&self, pending: Pending) -> u64 {
+        let handle = self.next_handle.fetch_add(1, Relaxed) + 1;
+        pending.requester.pending_requests.fetch_add(1, Relaxed);
+        self.pending.insert(handle, pending);
+        handle
+    }
+
+    /// Takes the request answered by `responder`, if it is still open and
+    /// was sent to that responder.
+    pub(crate) fn answer(&self, handle: u64, responder: ConnId) -> Option<Pending> {
+        let (_, pending) = self
+            .pending
+            .remove_if(&handle, |_, p| p.responder == responder)?;
+        Self::release(&pending);
+        Some(pending)
+    }
+
+    /// Takes a request whose deadline passed, if nobody answered it.
+    pub(crate) fn expire(&self, handle: u64) -> Option<Pending> {
+        let (_, pending) = self.pending.remove(&handle)?;
+        Self::release(&pending);
+        Some(pending)
+    }
+
+    /// Forgets a request that could not be delivered after all.
+    pub(crate) fn cancel(&self, handle: u64) {
+        self.expire(handle);
+    }
+
+    fn release(pending: &Pending) {
+        pending.requester.pending_requests.fetch_sub(1, Relaxed);
+    }
+
+    /// Requests in flight now.
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+}
+

@@ -1,0 +1,178 @@
+//! Starting and stopping a broker: bind, the accept loop (back-off on
+//! accept errors such as running out of file descriptors), one HTTP/1
+//! connection task per socket, and graceful shutdown.
+//!
+//! Shutdown: readiness goes false and new upgrades are refused; every
+//! session flushes its queue and closes with 1001 (going away) within
+//! `server.shutdown_grace`; then the listener closes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use herald_config::Settings;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::state::Shared;
+use crate::stats::StatsSnapshot;
+
+/// What can stop a broker from starting.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr} (server.listen): {source}")]
+    Bind {
+        /// The address from `server.listen`.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Entry point: `Broker::start(settings)`.
+#[derive(Debug)]
+pub struct Broker;
+
+/// A running broker. Dropping it does not stop the broker; call
+/// [`BrokerHandle::shutdown`].
+#[derive(Debug)]
+pub struct BrokerHandle {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    stop_accepting: CancellationToken,
+    accept_loop: JoinHandle<()>,
+}
+
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+impl Broker {
+    /// Binds `settings.server.listen` and starts serving.
+    pub async fn start(settings: Settings) -> Result<BrokerHandle, Error> {
+        let addr = settings.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        let shared = Arc::new(Shared::new(settings));
+        let stop_accepting = CancellationToken::new();
+        let accept_loop = tokio::spawn(accept_loop(
+            listener,
+            shared.clone(),
+            stop_accepting.clone(),
+        ));
+        info!(%local_addr, node = %shared.node, "herald broker listening");
+        Ok(BrokerHandle {
+            shared,
+            local_addr,
+            stop_accepting,
+            accept_loop,
+        })
+    }
+}
+
+impl BrokerHandle {
+    /// The address the broker listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The broker's counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        let mut stats = self.shared.stats.snapshot();
+        stats.subscriptions = self.shared.stats.subscriptions.load(Relaxed);
+        stats
+    }
+
+    /// Rooms with at least one member now.
+    pub fn rooms(&self) -> usize {
+        self.shared.router.room_count()
+    }
+
+    /// Requests in flight now.
+    pub fn pending_requests(&self) -> usize {
+        self.shared.router.pending_requests()
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.shared.is_ready()
+    }
+
+    /// Gracefully stops: refuse new sessions, drain and close every session
+    /// with 1001 within `server.shutdown_grace`, then stop listening.
+    /// Returns true when every connection finished within the grace.
+    pub async fn shutdown(self) -> bool {
+        let grace = self.shared.settings.server.shutdown_grace;
+        info!(?grace, "shutting down");
+        self.shared.ready.store(false, Relaxed);
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        // Each session bounds its own close by the grace; allow a second
+        // more for the sockets to finish.
+        let drained = tokio::time::timeout(grace + Duration::from_secs(1), self.shared.tasks.wait())
+            .await
+            .is_ok();
+        if !drained {
+            warn!("some connections did not close within the shutdown grace");
+        }
+        self.stop_accepting.cancel();
+        let _ = self.accept_loop.await;
+        info!("shut down");
+        drained
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = Duration::from_millis(5);
+                accepted
+            }
+            Err(error) => {
+                warn!(%error, ?backoff, "accept failed; backing off");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let shared = shared.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let handshake_timeout = shared.settings.server.handshake_timeout;
+            let service = service_fn(move |req| crate::http::handle(req, shared.clone(), peer));
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(handshake_timeout)
+                .serve_connection(TokioIo::new(socket), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+}

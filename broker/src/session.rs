@@ -1,0 +1,444 @@
+//! One WebSocket session: the hello/welcome handshake, the reader that
+//! turns envelopes into router calls (validating names and limits), and
+//! the clean-up that removes the connection from every map it joined.
+//!
+//! Bad input is answered with an `err` envelope and the connection stays
+//! open; only a broken handshake, a frame over the size limit or a long run
+//! of invalid frames closes it, with a named reason.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use herald_protocol::envelope::{Emit, Limits, Reply, RoomChange, Subscription, Welcome};
+use herald_protocol::names::{validate_event, validate_group, validate_namespace, validate_room};
+use herald_protocol::{
+    CloseReason, Envelope, ErrorCode, NameError, PROTOCOL_VERSION, Pattern, decode, encode,
+};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tracing::{debug, info};
+
+use crate::outbox::{ConnShared, Outbox};
+use crate::router::SubKey;
+use crate::state::Shared;
+use crate::stats::Stats;
+use crate::writer;
+
+/// Invalid frames in a row after which the connection is closed.
+const MAX_INVALID_IN_A_ROW: u32 = 100;
+/// Request timeout when the client gives none.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves one upgraded connection until it closes.
+pub(crate) async fn run<S>(
+    ws: WebSocketStream<S>,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let id = shared.next_conn_id();
+    let (tx, rx) = mpsc::channel(shared.settings.delivery.queue_capacity);
+    let outbox = ConnShared::new(
+        id,
+        tx,
+        shared.settings.delivery.slow_consumer,
+        shared.shutdown.child_token(),
+        shared.stats.clone(),
+    );
+    Stats::add(&shared.stats.connections_opened, 1);
+    Stats::add(&shared.stats.connections_current, 1);
+    let last_seen = Arc::new(AtomicU64::new(shared.now_ms()));
+    let (sink, mut stream) = ws.split();
+    let writer = shared.tasks.spawn(writer::run(
+        sink,
+        rx,
+        outbox.clone(),
+        last_seen.clone(),
+        shared.clone(),
+    ));
+    let mut session = Session {
+        shared: shared.clone(),
+        outbox: outbox.clone(),
+        subscriptions: HashSet::new(),
+        rooms: HashSet::new(),
+        last_seen,
+        greeted: false,
+        invalid_in_a_row: 0,
+    };
+    debug!(conn = id.0, %peer, "connection opened");
+    let reason = session.read_loop(&mut stream).await;
+    outbox.close_with(reason);
+    let _ = writer.await;
+    session.clean_up();
+    let reason = outbox.close_reason();
+    shared.stats.closed(reason);
+    info!(conn = id.0, %peer, reason = reason.as_str(), "connection closed");
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    outbox: Outbox,
+    /// Reverse index: what to remove from the router on close.
+    subscriptions: HashSet<SubKey>,
+    rooms: HashSet<(Box<str>, Box<str>)>,
+    last_seen: Arc<AtomicU64>,
+    greeted: bool,
+    invalid_in_a_row: u32,
+}
+
+/// A refusal: answered with `err`, and fatal ones close the connection.
+struct Refusal {
+    id: Option<u64>,
+    code: ErrorCode,
+    message: String,
+    close: Option<CloseReason>,
+}
+
+impl Refusal {
+    fn new(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            id,
+            code,
+            message: message.into(),
+            close: None,
+        }
+    }
+
+    fn fatal(mut self) -> Refusal {
+        self.close = Some(CloseReason::ProtocolError);
+        self
+    }
+
+    fn name(id: Option<u64>, error: &NameError) -> Refusal {
+        let code = match error {
+            NameError::Namespace(_) => ErrorCode::InvalidNamespace,
+            NameError::Event(_) => ErrorCode::InvalidEvent,
+            NameError::Pattern(_) => ErrorCode::InvalidPattern,
+            NameError::Room(_) => ErrorCode::InvalidRoom,
+            NameError::Group(_) => ErrorCode::InvalidGroup,
+        };
+        Refusal::new(id, code, error.to_string())
+    }
+}
+
+type Handled = Result<(), Refusal>;
+
+impl Session {
+    async fn read_loop<St>(&mut self, stream: &mut St) -> CloseReason
+    where
+        St: Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        let hello_deadline =
+            tokio::time::Instant::now() + self.shared.settings.server.handshake_timeout;
+        let close = self.outbox.close.clone();
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = close.cancelled() => return self.outbox.close_reason(),
+                () = tokio::time::sleep_until(hello_deadline), if !self.greeted => {
+                    return CloseReason::HandshakeTimeout;
+                }
+                message = stream.next() => message,
+            };
+            self.last_seen.store(self.shared.now_ms(), Relaxed);
+            let result = match message {
+                None => return CloseReason::ClientClosed,
+                Some(Err(error)) => return read_error_reason(&error),
+                Some(Ok(Message::Binary(frame))) => self.on_frame(frame),
+                Some(Ok(Message::Text(_))) => Err(Refusal::new(
+                    None,
+                    ErrorCode::TextFrame,
+                    "text frames are not supported: send one MessagePack envelope per binary frame",
+                )),
+                Some(Ok(Message::Close(_))) => return CloseReason::ClientClosed,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
+            };
+            match result {
+                Ok(()) => self.invalid_in_a_row = 0,
+                Err(refusal) => {
+                    if let Some(reason) = self.refuse(refusal) {
+                        return reason;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a refusal; returns the close reason when it is fatal.
+    fn refuse(&mut self, refusal: Refusal) -> Option<CloseReason> {
+        Stats::add(&self.shared.stats.bad_frames, 1);
+        Stats::add(&self.shared.stats.errors_sent, 1);
+        debug!(conn = self.outbox.id.0, code = refusal.code.as_str(), message = %refusal.message, "refused");
+        self.send(&Envelope::error(refusal.id, refusal.code, refusal.message));
+        self.invalid_in_a_row += 1;
+        if refusal.close.is_some() {
+            return refusal.close;
+        }
+        (self.invalid_in_a_row >= MAX_INVALID_IN_A_ROW).then_some(CloseReason::ProtocolError)
+    }
+
+    fn send(&self, envelope: &Envelope) {
+        self.outbox.deliver(&Bytes::from(encode(envelope)));
+    }
+
+    fn on_frame(&mut self, frame: Bytes) -> Handled {
+        let envelope = decode(&frame).map_err(|e| {
+            let refusal = Refusal::new(None, e.code(), e.to_string());
+            if self.greeted { refusal } else { refusal.fatal() }
+        })?;
+        if !self.greeted {
+            return self.on_hello(envelope);
+        }
+        match envelope {
+            Envelope::Subscribe(sub) => self.on_subscribe(sub),
+            Envelope::Unsubscribe(sub) => self.on_unsubscribe(sub),
+            Envelope::Join(change) => self.on_join(change),
+            Envelope::Leave(change) => self.on_leave(change),
+            Envelope::Emit(emit) => self.on_emit(emit),
+            Envelope::Reply(reply) => self.on_reply(reply),
+            Envelope::Ping { ts } => {
+                self.send(&Envelope::Pong { ts });
+                Ok(())
+            }
+            Envelope::Pong { .. } => Ok(()),
+            Envelope::Close { .. } => {
+                self.outbox.close_with(CloseReason::ClientClosed);
+                Ok(())
+            }
+            Envelope::Hello(_) => Err(Refusal::new(
+                None,
+                ErrorCode::HelloRequired,
+                "hello was already received on this connection",
+            )),
+            other => Err(Refusal::new(
+                None,
+                ErrorCode::InvalidEnvelope,
+                format!("{:?} envelopes are sent by brokers, not to them", other.kind()),
+            )),
+        }
+    }
+
+    fn on_hello(&mut self, envelope: Envelope) -> Handled {
+        let Envelope::Hello(hello) = envelope else {
+            return Err(Refusal::new(
+                None,
+                ErrorCode::HelloRequired,
+                format!("the first envelope must be hello, got {:?}", envelope.kind()),
+            )
+            .fatal());
+        };
+        if hello.version != PROTOCOL_VERSION {
+            return Err(Refusal::new(
+                None,
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "protocol version {} is not supported; this broker speaks {PROTOCOL_VERSION}",
+                    hello.version
+                ),
+            )
+            .fatal());
+        }
+        let settings = &self.shared.settings;
+        let limits = Limits {
+            max_payload: settings.limits.max_payload_bytes as u64,
+            max_subscriptions: settings.limits.max_subscriptions_per_connection as u64,
+            max_rooms: settings.limits.max_rooms_per_connection as u64,
+            max_pending_requests: settings.limits.max_pending_requests_per_connection as u64,
+        };
+        self.send(&Envelope::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            session: format!("{}-{}", self.shared.node, self.outbox.id.0),
+            heartbeat_ms: u64::try_from(settings.server.heartbeat_interval.as_millis())
+                .unwrap_or(u64::MAX),
+            limits,
+            node: Some(self.shared.node.clone()),
+        }));
+        self.greeted = true;
+        debug!(conn = self.outbox.id.0, client = ?hello.client, "hello");
+        Ok(())
+    }
+
+    fn sub_key(sub: &Subscription) -> Result<SubKey, Refusal> {
+        validate_namespace(&sub.namespace).map_err(|e| Refusal::name(sub.id, &e))?;
+        let pattern = Pattern::parse(&sub.event).map_err(|e| Refusal::name(sub.id, &e))?;
+        if let Some(group) = &sub.group {
+            validate_group(group).map_err(|e| Refusal::name(sub.id, &e))?;
+        }
+        Ok(SubKey {
+            namespace: sub.namespace.as_str().into(),
+            pattern,
+            group: sub.group.as_deref().map(Arc::from),
+            responder: sub.responder,
+        })
+    }
+
+    fn ok(&self, id: Option<u64>) {
+        if let Some(id) = id {
+            self.send(&Envelope::Ok { id });
+        }
+    }
+
+    fn on_subscribe(&mut self, sub: Subscription) -> Handled {
+        let key = Self::sub_key(&sub)?;
+        if !self.subscriptions.contains(&key) {
+            let max = self.shared.settings.limits.max_subscriptions_per_connection;
+            if self.subscriptions.len() >= max {
+                return Err(Refusal::new(
+                    sub.id,
+                    ErrorCode::TooManySubscriptions,
+                    format!(
+                        "this connection already has {max} subscriptions \
+                         (limits.max_subscriptions_per_connection)"
+                    ),
+                ));
+            }
+            self.shared.router.subscribe(&self.outbox, &key);
+            self.subscriptions.insert(key);
+        }
+        self.ok(sub.id);
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, sub: Subscription) -> Handled {
+        let key = Self::sub_key(&sub)?;
+        if self.subscriptions.remove(&key) {
+            self.shared.router.unsubscribe(self.outbox.id, &key);
+        }
+        self.ok(sub.id);
+        Ok(())
+    }
+
+    fn room_key(change: &RoomChange) -> Result<(Box<str>, Box<str>), Refusal> {
+        validate_namespace(&change.namespace).map_err(|e| Refusal::name(change.id, &e))?;
+        validate_room(&change.room).map_err(|e| Refusal::name(change.id, &e))?;
+        Ok((change.namespace.as_str().into(), change.room.as_str().into()))
+    }
+
+    fn on_join(&mut self, change: RoomChange) -> Handled {
+        let key = Self::room_key(&change)?;
+        if !self.rooms.contains(&key) {
+            let max = self.shared.settings.limits.max_rooms_per_connection;
+            if self.rooms.len() >= max {
+                return Err(Refusal::new(
+                    change.id,
+                    ErrorCode::TooManyRooms,
+                    format!(
+                        "this connection is already in {max} rooms (limits.max_rooms_per_connection)"
+                    ),
+                ));
+            }
+            self.shared.router.join(&key.0, &key.1, self.outbox.id);
+            self.rooms.insert(key);
+        }
+        self.ok(change.id);
+        Ok(())
+    }
+
+    fn on_leave(&mut self, change: RoomChange) -> Handled {
+        let key = Self::room_key(&change)?;
+        if self.rooms.remove(&key) {
+            self.shared.router.leave(&key.0, &key.1, self.outbox.id);
+        }
+        self.ok(change.id);
+        Ok(())
+    }
+
+    fn check_payload(&self, id: Option<u64>, payload: &Bytes) -> Handled {
+        let max = self.shared.settings.limits.max_payload_bytes;
+        if payload.len() > max {
+            return Err(Refusal::new(
+                id,
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "payload of {} bytes exceeds limits.max_payload_bytes = {max}",
+                    payload.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn on_emit(&mut self, emit: Emit) -> Handled {
+        let answer_id = emit.ack.or(emit.id);
+        validate_namespace(&emit.namespace).map_err(|e| Refusal::name(answer_id, &e))?;
+        validate_event(&emit.event).map_err(|e| Refusal::name(answer_id, &e))?;
+        if let Some(room) = &emit.room {
+            validate_room(room).map_err(|e| Refusal::name(answer_id, &e))?;
+        }
+        self.check_payload(answer_id, &emit.payload)?;
+        let Some(ack) = emit.ack else {
+            let receivers = self.shared.router.emit(&self.outbox, &emit);
+            if let Some(id) = emit.id {
+                self.send(&Envelope::Ack { id, receivers });
+            }
+            return Ok(());
+        };
+        if emit.id.is_some() {
+            return Err(Refusal::new(
+                Some(ack),
+                ErrorCode::InvalidEnvelope,
+                "an emit carries either id (broker ack) or ack (request), not both",
+            ));
+        }
+        let limits = &self.shared.settings.limits;
+        if self.outbox.pending_requests.load(Relaxed) >= limits.max_pending_requests_per_connection
+        {
+            return Err(Refusal::new(
+                Some(ack),
+                ErrorCode::TooManyRequests,
+                format!(
+                    "{} requests already in flight (limits.max_pending_requests_per_connection)",
+                    limits.max_pending_requests_per_connection
+                ),
+            ));
+        }
+        let timeout = emit
+            .timeout_ms
+            .map_or(DEFAULT_REQUEST_TIMEOUT, Duration::from_millis)
+            .min(limits.max_request_timeout);
+        self.shared
+            .router
+            .request(&self.outbox, &emit, ack, timeout)
+            .map_err(|e| Refusal::new(Some(ack), e.code, e.message))
+    }
+
+    fn on_reply(&mut self, reply: Reply) -> Handled {
+        self.check_payload(Some(reply.ack), &reply.payload)?;
+        let ack = reply.ack;
+        self.shared
+            .router
+            .reply(self.outbox.id, reply)
+            .map_err(|e| Refusal::new(Some(ack), e.code, e.message))
+    }
+
+    /// Removes the connection from every map it is in: cost in proportion
+    /// to what this connection had, not to the broker's size.
+    fn clean_up(&mut self) {
+        for key in self.subscriptions.drain() {
+            self.shared.router.unsubscribe(self.outbox.id, &key);
+        }
+        for (namespace, room) in self.rooms.drain() {
+            self.shared.router.leave(&namespace, &room, self.outbox.id);
+        }
+    }
+}
+
+fn read_error_reason(error: &WsError) -> CloseReason {
+    match error {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => CloseReason::MessageTooBig,
+        WsError::Capacity(_) | WsError::Protocol(_) | WsError::Utf8(_) => {
+            CloseReason::ProtocolError
+        }
+        WsError::ConnectionClosed | WsError::AlreadyClosed => CloseReason::ClientClosed,
+        _ => CloseReason::TransportError,
+    }
+}
