@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use herald_protocol::{SUBPROTOCOL, WS_PATH};
 use http::header::{
     CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
     SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use herald_protocol::{SUBPROTOCOL, WS_PATH};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -72,9 +72,10 @@ pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<B
     );
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -181,7 +182,10 @@ where
     let h = response.headers_mut();
     h.insert(UPGRADE, http::HeaderValue::from_static("websocket"));
     h.insert(CONNECTION, http::HeaderValue::from_static("Upgrade"));
-    h.insert(SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(SUBPROTOCOL));
+    h.insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        http::HeaderValue::from_static(SUBPROTOCOL),
+    );
     if let Ok(accept) = http::HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         h.insert(SEC_WEBSOCKET_ACCEPT, accept);
     }

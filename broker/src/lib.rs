@@ -21,8 +21,8 @@ mod http;
 mod outbox;
 mod router;
 mod server;
-mod state;
 mod session;
+mod state;
 pub mod stats;
 mod writer;
 

@@ -111,7 +111,9 @@ fn init_logging(settings: &Settings) {
 
 #[tokio::main]
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let broker = Broker::start(settings).await.context("starting the broker")?;
+    let broker = Broker::start(settings)
+        .await
+        .context("starting the broker")?;
     shutdown_signal().await;
     broker.shutdown().await;
     Ok(())
@@ -122,14 +124,15 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -88,9 +88,7 @@ impl BrokerHandle {
 
     /// The broker's counters now.
     pub fn stats(&self) -> StatsSnapshot {
-        let mut stats = self.shared.stats.snapshot();
-        stats.subscriptions = self.shared.stats.subscriptions.load(Relaxed);
-        stats
+        self.shared.stats.snapshot()
     }
 
     /// Rooms with at least one member now.
@@ -119,9 +117,10 @@ impl BrokerHandle {
         self.shared.tasks.close();
         // Each session bounds its own close by the grace; allow a second
         // more for the sockets to finish.
-        let drained = tokio::time::timeout(grace + Duration::from_secs(1), self.shared.tasks.wait())
-            .await
-            .is_ok();
+        let drained =
+            tokio::time::timeout(grace + Duration::from_secs(1), self.shared.tasks.wait())
+                .await
+                .is_ok();
         if !drained {
             warn!("some connections did not close within the shutdown grace");
         }

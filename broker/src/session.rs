@@ -193,7 +193,11 @@ impl Session {
     fn on_frame(&mut self, frame: Bytes) -> Handled {
         let envelope = decode(&frame).map_err(|e| {
             let refusal = Refusal::new(None, e.code(), e.to_string());
-            if self.greeted { refusal } else { refusal.fatal() }
+            if self.greeted {
+                refusal
+            } else {
+                refusal.fatal()
+            }
         })?;
         if !self.greeted {
             return self.on_hello(envelope);
@@ -222,7 +226,10 @@ impl Session {
             other => Err(Refusal::new(
                 None,
                 ErrorCode::InvalidEnvelope,
-                format!("{:?} envelopes are sent by brokers, not to them", other.kind()),
+                format!(
+                    "{:?} envelopes are sent by brokers, not to them",
+                    other.kind()
+                ),
             )),
         }
     }
@@ -232,7 +239,10 @@ impl Session {
             return Err(Refusal::new(
                 None,
                 ErrorCode::HelloRequired,
-                format!("the first envelope must be hello, got {:?}", envelope.kind()),
+                format!(
+                    "the first envelope must be hello, got {:?}",
+                    envelope.kind()
+                ),
             )
             .fatal());
         };
@@ -320,7 +330,10 @@ impl Session {
     fn room_key(change: &RoomChange) -> Result<(Box<str>, Box<str>), Refusal> {
         validate_namespace(&change.namespace).map_err(|e| Refusal::name(change.id, &e))?;
         validate_room(&change.room).map_err(|e| Refusal::name(change.id, &e))?;
-        Ok((change.namespace.as_str().into(), change.room.as_str().into()))
+        Ok((
+            change.namespace.as_str().into(),
+            change.room.as_str().into(),
+        ))
     }
 
     fn on_join(&mut self, change: RoomChange) -> Handled {

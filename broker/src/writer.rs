@@ -34,8 +34,8 @@ pub(crate) async fn run<S>(
     S: Sink<Message, Error = WsError> + Unpin,
 {
     let interval = shared.settings.server.heartbeat_interval;
-    let timeout_ms = u64::try_from(shared.settings.server.heartbeat_timeout.as_millis())
-        .unwrap_or(u64::MAX);
+    let timeout_ms =
+        u64::try_from(shared.settings.server.heartbeat_timeout.as_millis()).unwrap_or(u64::MAX);
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -107,7 +107,8 @@ where
              (delivery.slow_consumer = \"drop\")"
         ),
     );
-    sink.feed(Message::Binary(Bytes::from(encode(&notice)))).await
+    sink.feed(Message::Binary(Bytes::from(encode(&notice))))
+        .await
 }
 
 /// Sends what a close owes the client: on shutdown the queued events first

@@ -90,12 +90,52 @@ pub fn encode(envelope: &Envelope) -> Vec<u8> {
 
 /// Appends the encoding of an envelope to `out`.
 pub fn encode_into(envelope: &Envelope, out: &mut Vec<u8>) {
-    let wire = to_wire(envelope);
+    write_wire(&to_wire(envelope), out);
+}
+
+fn write_wire(wire: &Wire<'_>, out: &mut Vec<u8>) {
     // Writing a map of strings, integers and byte slices into a Vec cannot
     // fail: the only error sources are I/O and unsupported types.
-    if let Err(error) = rmp_serde::encode::write_named(out, &wire) {
+    if let Err(error) = rmp_serde::encode::write_named(out, wire) {
         unreachable!("encoding into a Vec failed: {error}");
     }
+}
+
+/// A borrowed view of an `event` envelope, so a broker can encode the frame
+/// it fans out straight from the incoming `emit`, without copying names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventRef<'a> {
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Event name.
+    pub event: &'a str,
+    /// The room the event was emitted to, if any.
+    pub room: Option<&'a str>,
+    /// The queue group the event was delivered through, if any.
+    pub group: Option<&'a str>,
+    /// The opaque payload.
+    pub payload: &'a [u8],
+    /// The reply handle, on requests.
+    pub ack: Option<u64>,
+}
+
+/// Encodes an `event` envelope; the bytes equal those of [`encode`] on the
+/// equivalent [`Envelope::Event`].
+pub fn encode_event(event: &EventRef<'_>) -> Vec<u8> {
+    let wire = Wire {
+        t: "event",
+        ns: Some(event.namespace),
+        ev: Some(event.event),
+        room: event.room,
+        q: event.group,
+        d: Some(serde_bytes::Bytes::new(event.payload)),
+        ack: event.ack,
+        ..Wire::default()
+    };
+    let mut out =
+        Vec::with_capacity(32 + event.namespace.len() + event.event.len() + event.payload.len());
+    write_wire(&wire, &mut out);
+    out
 }
 
 fn payload_len(envelope: &Envelope) -> usize {
@@ -232,7 +272,8 @@ fn need<T>(value: Option<T>, kind: &'static str, field: &'static str) -> Result<
 fn from_wire(w: Wire<'_>, frame: &Bytes) -> Result<Envelope, DecodeError> {
     let owned = |s: Option<&str>| s.map(str::to_owned);
     // `d` borrows from `frame`: share the frame's buffer instead of copying.
-    let payload = |d: Option<&serde_bytes::Bytes>| d.map(|d| frame.slice_ref(d)).unwrap_or_default();
+    let payload =
+        |d: Option<&serde_bytes::Bytes>| d.map(|d| frame.slice_ref(d)).unwrap_or_default();
     let envelope = match w.t {
         "hello" => Envelope::Hello(Hello {
             version: need(w.v, "hello", "v")?,

@@ -17,7 +17,7 @@ pub mod envelope;
 pub mod error;
 pub mod names;
 
-pub use codec::{decode, encode, encode_into};
+pub use codec::{EventRef, decode, encode, encode_event, encode_into};
 pub use envelope::{Envelope, Limits, Resume};
 pub use error::{CloseReason, DecodeError, ErrorCode};
 pub use names::{NameError, Pattern};

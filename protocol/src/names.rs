@@ -23,13 +23,19 @@ pub const MAX_GROUP_LEN: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum NameError {
     /// The namespace breaks the namespace rule.
-    #[error("invalid namespace {0:?}: must be \"/\" or \"/segment[/segment...]\" of [A-Za-z0-9_-], at most 128 bytes")]
+    #[error(
+        "invalid namespace {0:?}: must be \"/\" or \"/segment[/segment...]\" of [A-Za-z0-9_-], at most 128 bytes"
+    )]
     Namespace(String),
     /// The event name breaks the event rule.
-    #[error("invalid event name {0:?}: must be 1-16 dot-separated tokens of [A-Za-z0-9_:-], at most 256 bytes, no wildcards")]
+    #[error(
+        "invalid event name {0:?}: must be 1-16 dot-separated tokens of [A-Za-z0-9_:-], at most 256 bytes, no wildcards"
+    )]
     Event(String),
     /// The pattern breaks the pattern rule.
-    #[error("invalid pattern {0:?}: tokens of [A-Za-z0-9_:-], '*' for one token, '>' only as the last token")]
+    #[error(
+        "invalid pattern {0:?}: tokens of [A-Za-z0-9_:-], '*' for one token, '>' only as the last token"
+    )]
     Pattern(String),
     /// The room name breaks the room rule.
     #[error("invalid room {0:?}: must be 1-128 bytes without control characters")]
@@ -218,7 +224,15 @@ mod tests {
         for ok in ["/", "/orders", "/a/b-c/d_e"] {
             assert!(validate_namespace(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "orders", "/orders/", "//", "/a b", "/é", &format!("/{}", "a".repeat(200))] {
+        for bad in [
+            "",
+            "orders",
+            "/orders/",
+            "//",
+            "/a b",
+            "/é",
+            &format!("/{}", "a".repeat(200)),
+        ] {
             assert!(validate_namespace(bad).is_err(), "{bad}");
         }
     }
@@ -228,7 +242,17 @@ mod tests {
         for ok in ["a", "order.created", "a:b.c-d_e"] {
             assert!(validate_event(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "a.", ".a", "a..b", "a.*", "a.>", "a b", "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q"] {
+        for bad in [
+            "",
+            ".",
+            "a.",
+            ".a",
+            "a..b",
+            "a.*",
+            "a.>",
+            "a b",
+            "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q",
+        ] {
             assert!(validate_event(bad).is_err(), "{bad}");
         }
     }

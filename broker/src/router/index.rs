@@ -124,7 +124,10 @@ impl SubscriptionIndex {
     ) {
         match pattern {
             Pattern::Exact(name) => {
-                let mut entry = self.exact.entry(ChannelKey::new(namespace, name)).or_default();
+                let mut entry = self
+                    .exact
+                    .entry(ChannelKey::new(namespace, name))
+                    .or_default();
                 Arc::make_mut(entry.value_mut()).insert(group, conn);
             }
             Pattern::Wildcard(_) => {
@@ -182,4 +185,3 @@ impl SubscriptionIndex {
         self.exact.len() + self.patterns.iter().map(|p| p.len()).sum::<usize>()
     }
 }
-

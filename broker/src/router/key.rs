@@ -84,7 +84,10 @@ mod tests {
     fn borrowed_lookup_finds_owned_key() {
         let mut map = HashMap::new();
         map.insert(ChannelKey::new("/orders", "order.created"), 1);
-        assert_eq!(map.get(&("/orders", "order.created") as &dyn KeyPair), Some(&1));
+        assert_eq!(
+            map.get(&("/orders", "order.created") as &dyn KeyPair),
+            Some(&1)
+        );
         assert_eq!(map.get(&("/orders", "order.updated") as &dyn KeyPair), None);
         // The split point matters: ("/a", "bc") is not ("/ab", "c").
         map.insert(ChannelKey::new("/a", "bc"), 2);

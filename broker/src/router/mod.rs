@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald_protocol::envelope::{Emit, Event, Reply};
-use herald_protocol::{Envelope, ErrorCode, Pattern, encode};
+use herald_protocol::envelope::{Emit, Reply};
+use herald_protocol::{Envelope, ErrorCode, EventRef, Pattern, encode, encode_event};
 use indexmap::IndexMap;
 
-use self::index::{Group, SubscriptionIndex, Subscribers};
+use self::index::{Group, Subscribers, SubscriptionIndex};
 use self::requests::{Pending, Requests};
 use self::rooms::Rooms;
 use crate::outbox::{ConnId, Offer, Outbox};
@@ -66,17 +66,16 @@ pub(crate) struct Router {
     stats: Arc<Stats>,
 }
 
+/// Encodes the `event` frame for an emit, straight from its borrowed parts.
 fn event_frame(emit: &Emit, group: Option<&str>, ack: Option<u64>) -> Bytes {
-    Bytes::from(encode(&Envelope::Event(Event {
-        namespace: emit.namespace.clone(),
-        event: emit.event.clone(),
-        room: emit.room.clone(),
-        group: group.map(str::to_owned),
-        payload: emit.payload.clone(),
+    Bytes::from(encode_event(&EventRef {
+        namespace: &emit.namespace,
+        event: &emit.event,
+        room: emit.room.as_deref(),
+        group,
+        payload: &emit.payload,
         ack,
-        seq: None,
-        message_id: None,
-    })))
+    }))
 }
 
 /// Offers `frame` to one eligible member, starting at the group's cursor;
@@ -203,7 +202,10 @@ impl Router {
         };
         if hits.is_empty() {
             // The common case: exact subscribers only, no de-duplication.
-            exact.into_iter().flat_map(|s| s.plain.values()).for_each(send);
+            exact
+                .into_iter()
+                .flat_map(|s| s.plain.values())
+                .for_each(send);
         } else {
             let mut seen = HashSet::new();
             exact

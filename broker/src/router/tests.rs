@@ -101,8 +101,13 @@ fn queue_group_gets_each_event_once_spread_over_members() {
         .iter_mut()
         .map(|m| {
             let got = received(m);
-            other += got.iter().filter(|(_, g)| g.as_deref() == Some("other")).count();
-            got.iter().filter(|(_, g)| g.as_deref() == Some("workers")).count()
+            other += got
+                .iter()
+                .filter(|(_, g)| g.as_deref() == Some("other"))
+                .count();
+            got.iter()
+                .filter(|(_, g)| g.as_deref() == Some("workers"))
+                .count()
         })
         .collect();
     assert_eq!(other, 30, "the other group gets every event too");
@@ -173,7 +178,9 @@ fn slow_consumer_drop_policy_counts() {
     let slow = conn(1, 2, SlowConsumerPolicy::Drop);
     router.subscribe(&slow.outbox, &key("tick", None));
     let sender = conn(3, 1, SlowConsumerPolicy::Drop);
-    let reached: u64 = (0..10).map(|_| router.emit(&sender.outbox, &emit("tick"))).sum();
+    let reached: u64 = (0..10)
+        .map(|_| router.emit(&sender.outbox, &emit("tick")))
+        .sum();
     assert_eq!(reached, 2);
     assert!(!slow.outbox.close.is_cancelled());
     assert_eq!(
@@ -189,7 +196,12 @@ async fn request_goes_to_one_responder_and_reply_returns() {
     let router = router();
     let mut requester = conn(1, 16, SlowConsumerPolicy::Disconnect);
     let err = router
-        .request(&requester.outbox, &emit("rpc"), 7, std::time::Duration::from_secs(5))
+        .request(
+            &requester.outbox,
+            &emit("rpc"),
+            7,
+            std::time::Duration::from_secs(5),
+        )
         .expect_err("no responders");
     assert_eq!(err.code, herald_protocol::ErrorCode::NoResponders);
     let mut r1 = conn(2, 16, SlowConsumerPolicy::Disconnect);
@@ -204,7 +216,12 @@ async fn request_goes_to_one_responder_and_reply_returns() {
         );
     }
     router
-        .request(&requester.outbox, &emit("rpc"), 7, std::time::Duration::from_secs(5))
+        .request(
+            &requester.outbox,
+            &emit("rpc"),
+            7,
+            std::time::Duration::from_secs(5),
+        )
         .expect("routed");
     let mut frames: Vec<Bytes> = Vec::new();
     for r in [&mut r1, &mut r2] {

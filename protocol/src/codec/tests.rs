@@ -51,7 +51,10 @@ fn golden_sub_and_ok_and_err() {
         "85a174a3737562a2696401a26e73a22f6fa26576a3782e2aa171a167"
     );
     // {"t":"ok","id":1}
-    assert_eq!(hex(&encode(&Envelope::Ok { id: 1 })), "82a174a26f6ba2696401");
+    assert_eq!(
+        hex(&encode(&Envelope::Ok { id: 1 })),
+        "82a174a26f6ba2696401"
+    );
     // {"t":"err","id":2,"code":"timeout","msg":"m"}
     let err = Envelope::error(Some(2), ErrorCode::Timeout, "m");
     assert_eq!(
@@ -143,45 +146,65 @@ fn envelope() -> impl Strategy<Value = Envelope> {
             group,
             responder,
         });
-    let room = (any::<Option<u64>>(), "[a-z/]{0,8}", "\\PC{0,8}").prop_map(|(id, namespace, room)| {
-        RoomChange {
-            id,
-            namespace,
-            room,
-        }
-    });
-    let emit = (
-        (any::<Option<u64>>(), "[a-z/]{0,8}", "[a-z.]{0,8}", opt_string()),
-        (payload(), any::<bool>(), any::<Option<u64>>(), any::<Option<u64>>()),
-    )
-        .prop_map(|((id, namespace, event, room), (payload, exclude_self, ack, timeout_ms))| {
-            Envelope::Emit(Emit {
+    let room =
+        (any::<Option<u64>>(), "[a-z/]{0,8}", "\\PC{0,8}").prop_map(|(id, namespace, room)| {
+            RoomChange {
                 id,
                 namespace,
-                event,
                 room,
-                payload,
-                exclude_self,
-                ack,
-                timeout_ms,
-            })
+            }
         });
+    let emit = (
+        (
+            any::<Option<u64>>(),
+            "[a-z/]{0,8}",
+            "[a-z.]{0,8}",
+            opt_string(),
+        ),
+        (
+            payload(),
+            any::<bool>(),
+            any::<Option<u64>>(),
+            any::<Option<u64>>(),
+        ),
+    )
+        .prop_map(
+            |((id, namespace, event, room), (payload, exclude_self, ack, timeout_ms))| {
+                Envelope::Emit(Emit {
+                    id,
+                    namespace,
+                    event,
+                    room,
+                    payload,
+                    exclude_self,
+                    ack,
+                    timeout_ms,
+                })
+            },
+        );
     let event = (
         ("[a-z/]{0,8}", "[a-z.]{0,8}", opt_string(), opt_string()),
-        (payload(), any::<Option<u64>>(), any::<Option<u64>>(), opt_string()),
+        (
+            payload(),
+            any::<Option<u64>>(),
+            any::<Option<u64>>(),
+            opt_string(),
+        ),
     )
-        .prop_map(|((namespace, event, room, group), (payload, ack, seq, message_id))| {
-            Envelope::Event(Event {
-                namespace,
-                event,
-                room,
-                group,
-                payload,
-                ack,
-                seq,
-                message_id,
-            })
-        });
+        .prop_map(
+            |((namespace, event, room, group), (payload, ack, seq, message_id))| {
+                Envelope::Event(Event {
+                    namespace,
+                    event,
+                    room,
+                    group,
+                    payload,
+                    ack,
+                    seq,
+                    message_id,
+                })
+            },
+        );
     let hello = (any::<u32>(), opt_string(), opt_string(), any::<bool>()).prop_map(
         |(version, client, token, resume)| {
             Envelope::Hello(Hello {
@@ -195,7 +218,13 @@ fn envelope() -> impl Strategy<Value = Envelope> {
             })
         },
     );
-    let welcome = (any::<u32>(), "[a-z0-9]{0,8}", any::<u64>(), any::<[u64; 4]>(), opt_string())
+    let welcome = (
+        any::<u32>(),
+        "[a-z0-9]{0,8}",
+        any::<u64>(),
+        any::<[u64; 4]>(),
+        opt_string(),
+    )
         .prop_map(|(version, session, heartbeat_ms, l, node)| {
             Envelope::Welcome(Welcome {
                 version,
@@ -234,6 +263,23 @@ fn envelope() -> impl Strategy<Value = Envelope> {
 }
 
 proptest! {
+    #[test]
+    fn encode_event_equals_encode(envelope in envelope()) {
+        if let Envelope::Event(e) = &envelope {
+            if e.seq.is_none() && e.message_id.is_none() {
+                let view = EventRef {
+                    namespace: &e.namespace,
+                    event: &e.event,
+                    room: e.room.as_deref(),
+                    group: e.group.as_deref(),
+                    payload: &e.payload,
+                    ack: e.ack,
+                };
+                prop_assert_eq!(encode_event(&view), encode(&envelope));
+            }
+        }
+    }
+
     #[test]
     fn every_envelope_round_trips(envelope in envelope()) {
         prop_assert_eq!(round_trip(&envelope), envelope);
