@@ -1,0 +1,130 @@
+//! [`ClientBuilder`]: the client's settings, and the first connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backoff::ReconnectPolicy;
+use crate::client::{Client, Config, ConnectionState, Shared};
+use crate::connection;
+use crate::error::Error;
+use crate::lock;
+
+/// Default capacity of the offline buffer.
+pub const DEFAULT_OFFLINE_BUFFER: usize = 1024;
+/// Default capacity of each handler's queue.
+pub const DEFAULT_HANDLER_QUEUE: usize = 1024;
+/// Default bound on one connection attempt.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Configures and connects a [`Client`]; made by [`Client::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until .connect() is awaited"]
+pub struct ClientBuilder {
+    urls: Vec<String>,
+    name: String,
+    reconnect: ReconnectPolicy,
+    offline_buffer: usize,
+    handler_queue: usize,
+    connect_timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// A builder for the broker at `url` (base or full endpoint URL).
+    pub fn new(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            urls: vec![url.into()],
+            name: format!("herald-client-rs/{}", env!("CARGO_PKG_VERSION")),
+            reconnect: ReconnectPolicy::default(),
+            offline_buffer: DEFAULT_OFFLINE_BUFFER,
+            handler_queue: DEFAULT_HANDLER_QUEUE,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+
+    /// The client name sent in `hello` (shown in broker logs). Defaults to
+    /// `herald-client-rs/VERSION`.
+    pub fn name(mut self, name: impl Into<String>) -> ClientBuilder {
+        self.name = name.into();
+        self
+    }
+
+    /// More broker URLs to fail over to: tried in order after the first
+    /// one; reconnection rotates through all of them.
+    pub fn urls<I, S>(mut self, urls: I) -> ClientBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.urls.extend(urls.into_iter().map(Into::into));
+        self
+    }
+
+    /// The reconnection back-off (default: 100 ms doubling up to 5 s, full
+    /// jitter, forever); [`ReconnectPolicy::disabled`] turns it off.
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> ClientBuilder {
+        self.reconnect = policy;
+        self
+    }
+
+    /// How many emits are kept while disconnected (default 1024); when it
+    /// is full, `emit` fails with [`Error::BufferFull`]. Zero refuses every
+    /// emit made while disconnected.
+    pub fn offline_buffer(mut self, capacity: usize) -> ClientBuilder {
+        self.offline_buffer = capacity;
+        self
+    }
+
+    /// How many delivered events may wait for each handler (default 1024,
+    /// at least 1). When a handler's queue is full, the client stops reading
+    /// from the broker until there is room (backpressure, nothing dropped);
+    /// a broker may then treat the connection as a slow consumer. While the
+    /// client is not reading, answers to calls are not read either: a
+    /// handler that awaits a request or subscribe of its own while its queue
+    /// is full waits until that call times out.
+    pub fn handler_queue(mut self, capacity: usize) -> ClientBuilder {
+        self.handler_queue = capacity.max(1);
+        self
+    }
+
+    /// Bound on one connection attempt (TCP connect, WebSocket upgrade,
+    /// hello/welcome), default 10 s. Also bounds the wait for the broker's
+    /// answer to a subscribe, unsubscribe, join, leave or `emit_acked`
+    /// ([`Error::Timeout`] when it does not come).
+    pub fn connect_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Connects: one attempt per URL, in order, each bounded by the
+    /// connect timeout. Fails with [`Error::InvalidUrl`] for a malformed
+    /// URL, with the broker's refusal when it refuses the handshake for a
+    /// reason retrying will not fix (e.g. [`Error::Handshake`] with status
+    /// 400), or else with [`Error::Connect`] when no broker was reachable.
+    pub async fn connect(self) -> Result<Client, Error> {
+        let urls = self
+            .urls
+            .iter()
+            .map(|u| crate::url::normalize(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = Config {
+            urls,
+            name: self.name,
+            reconnect: self.reconnect,
+            offline_buffer: self.offline_buffer,
+            handler_queue: self.handler_queue,
+            connect_timeout: self.connect_timeout,
+        };
+        let established = connection::connect_first(&config).await?;
+        let shared = Arc::new(Shared::new(config));
+        let live = match connection::activate(&shared, established).await {
+            Ok(live) => live,
+            Err(error) => {
+                shared.set_state(ConnectionState::Closed);
+                return Err(error);
+            }
+        };
+        let task = tokio::spawn(connection::run(Arc::clone(&shared), live));
+        *lock(&shared.task) = Some(task);
+        Ok(Client::from_shared(shared))
+    }
+}

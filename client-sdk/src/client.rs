@@ -1,0 +1,470 @@
+//! [`Client`]: the handle to one logical connection, and the state every
+//! handle, handler task and the connection task share.
+//!
+//! The client's operations all come down to a few moves on [`Shared`]:
+//! [`Shared::emit`] (fire and forget, buffered while offline),
+//! [`Shared::call`] (send an envelope with a fresh id and await the broker's
+//! answer), and the membership changes ([`Shared::subscribe`],
+//! [`Shared::join`], ...) that also update what is restored after a
+//! reconnect.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use herald_protocol::envelope::{RoomChange, Subscription as SubEnvelope};
+use herald_protocol::{Envelope, ErrorCode, Limits, Pattern};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::backoff::ReconnectPolicy;
+use crate::builder::ClientBuilder;
+use crate::dispatch::{Queue, Registry, SubKey};
+use crate::error::{ClientEvent, Error};
+use crate::lock;
+use crate::namespace::Namespace;
+use crate::outbox::{Outbox, Outgoing};
+use crate::pending::{Answer, Pending, PendingGuard};
+
+/// Where the client stands with its broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// The first connection is being made.
+    Connecting,
+    /// Connected: the broker answered `welcome`.
+    Connected,
+    /// The connection was lost; the client is reconnecting (emits are
+    /// buffered meanwhile).
+    Reconnecting,
+    /// Closed by [`Client::close`], by dropping every handle, or after
+    /// reconnection gave up. Final.
+    Closed,
+}
+
+/// The callback that receives [`ClientEvent`]s.
+pub(crate) type ErrorCallback = Arc<dyn Fn(ClientEvent) + Send + Sync>;
+
+/// The settings a client was built with.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// Broker endpoints, in the order they are tried.
+    pub(crate) urls: Vec<Url>,
+    /// Name sent in `hello`.
+    pub(crate) name: String,
+    /// Reconnection back-off.
+    pub(crate) reconnect: ReconnectPolicy,
+    /// Capacity of the offline buffer.
+    pub(crate) offline_buffer: usize,
+    /// Capacity of each handler's queue.
+    pub(crate) handler_queue: usize,
+    /// Bound on one connection attempt (TCP, upgrade, hello/welcome), and
+    /// on waiting for the broker's answer to sub/unsub/join/leave.
+    pub(crate) connect_timeout: Duration,
+}
+
+/// State shared by the handles, the handler tasks and the connection task.
+pub(crate) struct Shared {
+    /// The settings.
+    pub(crate) config: Config,
+    /// Where frames go: the current connection or the offline buffer.
+    pub(crate) outbox: Outbox,
+    /// Calls awaiting the broker's answer.
+    pub(crate) pending: Pending,
+    /// Local handlers by subscription.
+    pub(crate) registry: Registry,
+    /// Rooms joined, as (namespace, room): restored after a reconnect.
+    pub(crate) rooms: Mutex<BTreeSet<(String, String)>>,
+    /// Serialises membership changes (sub/unsub/join/leave) with the
+    /// restore after a reconnect, so the restore sees every change either
+    /// before it (and restores it) or after it (and the change goes to the
+    /// new connection). A tokio mutex: it is held while awaiting the
+    /// broker's answer.
+    pub(crate) membership: tokio::sync::Mutex<()>,
+    /// The connection state, observable through [`Client::state_changes`].
+    pub(crate) state: watch::Sender<ConnectionState>,
+    /// The session id the broker gave the current connection.
+    pub(crate) session: Mutex<Option<String>>,
+    /// The limits the current broker announced.
+    pub(crate) limits: Mutex<Option<Limits>>,
+    /// The user's error callback.
+    pub(crate) on_error: RwLock<Option<ErrorCallback>>,
+    /// Cancelled to close: stops the connection task, which flushes and
+    /// sends a close frame.
+    pub(crate) cancel: CancellationToken,
+    /// Set by the first [`Client::close`].
+    pub(crate) closing: AtomicBool,
+    /// Counts connections; a reply goes back only on its own connection.
+    pub(crate) generation: AtomicU64,
+    /// The connection task, awaited by [`Client::close`].
+    pub(crate) task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("state", &*self.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Fresh shared state, not connected yet.
+    pub(crate) fn new(config: Config) -> Shared {
+        let offline = config.offline_buffer;
+        Shared {
+            config,
+            outbox: Outbox::new(offline),
+            pending: Pending::default(),
+            registry: Registry::default(),
+            rooms: Mutex::new(BTreeSet::new()),
+            membership: tokio::sync::Mutex::new(()),
+            state: watch::Sender::new(ConnectionState::Connecting),
+            session: Mutex::new(None),
+            limits: Mutex::new(None),
+            on_error: RwLock::new(None),
+            cancel: CancellationToken::new(),
+            closing: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            task: Mutex::new(None),
+        }
+    }
+
+    /// Moves to `state` (watchers see only changes).
+    pub(crate) fn set_state(&self, state: ConnectionState) {
+        self.state.send_if_modified(|current| {
+            let changed = *current != state;
+            *current = state;
+            changed
+        });
+    }
+
+    /// Reports an event to `tracing` and the user's callback. The callback
+    /// runs on the reporting task; a panic in it is caught and logged.
+    pub(crate) fn report(&self, event: ClientEvent) {
+        match &event {
+            ClientEvent::ConnectionLost { .. } => tracing::info!(%event, "herald client"),
+            _ => tracing::warn!(%event, "herald client"),
+        }
+        let callback = self
+            .on_error
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(callback) = callback {
+            let run = std::panic::AssertUnwindSafe(|| callback(event));
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!("the herald client error callback panicked");
+            }
+        }
+    }
+
+    /// `Err(Closed)` once the client is closed.
+    pub(crate) fn ensure_open(&self) -> Result<(), Error> {
+        if self.closing.load(Ordering::Acquire) || self.outbox.is_closed() {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Refuses a payload larger than the broker's announced limit before
+    /// sending it (the broker would refuse it anyway).
+    pub(crate) fn check_payload(&self, len: usize) -> Result<(), Error> {
+        let max = lock(&self.limits).map_or(0, |l| l.max_payload);
+        if max > 0 && u64::try_from(len).unwrap_or(u64::MAX) > max {
+            return Err(Error::Broker {
+                code: ErrorCode::PayloadTooLarge,
+                message: format!("payload of {len} bytes exceeds the broker's limit of {max}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends a fire-and-forget frame: to the connection, or into the
+    /// offline buffer while disconnected.
+    pub(crate) async fn emit(&self, frame: Bytes) -> Result<(), Error> {
+        self.ensure_open()?;
+        // A send fails only if the connection died after we took its sender;
+        // the outbox has moved on by then, so routing again settles it.
+        for _ in 0..3 {
+            match self.outbox.route_emit(&frame)? {
+                None => return Ok(()),
+                Some((tx, _)) => {
+                    if tx.send(Outgoing::replayable(frame.clone())).await.is_ok() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Err(Error::Disconnected)
+    }
+
+    /// Sends the envelope `build(id)` with a fresh id and awaits the
+    /// broker's answer, at most `timeout`.
+    pub(crate) async fn call(
+        &self,
+        timeout: Duration,
+        build: impl FnOnce(u64) -> Envelope,
+    ) -> Result<Answer, Error> {
+        self.ensure_open()?;
+        let id = self.pending.next_id();
+        let frame = Bytes::from(herald_protocol::encode(&build(id)));
+        let (tx, _) = self.outbox.sender()?;
+        let answer = self.pending.call(id);
+        let _guard = PendingGuard::new(&self.pending, id);
+        // The entry is registered before the frame is queued: if the
+        // connection dies in between, either the sweep fails the entry or
+        // the send fails here. The timeout covers waiting for queue space.
+        let exchange = async {
+            tx.send(Outgoing::once(frame))
+                .await
+                .map_err(|_| Error::Disconnected)?;
+            answer.await.unwrap_or(Err(Error::Disconnected))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(Error::Timeout))
+    }
+
+    /// Subscribes `key` (once per key on the broker) and registers a
+    /// handler queue under it; returns the handler id.
+    pub(crate) async fn subscribe(
+        &self,
+        key: SubKey,
+        pattern: Pattern,
+        queue: Queue,
+    ) -> Result<u64, Error> {
+        self.ensure_open()?;
+        let _membership = self.membership.lock().await;
+        if !self.registry.contains(&key) {
+            let envelope = sub_envelope(&key, None);
+            let answer = self
+                .call(self.config.connect_timeout, |id| {
+                    Envelope::Subscribe(SubEnvelope {
+                        id: Some(id),
+                        ..envelope
+                    })
+                })
+                .await?;
+            expect_ok(&answer)?;
+        }
+        Ok(self.registry.add(key, pattern, queue))
+    }
+
+    /// Removes a handler; unsubscribes on the broker with the last handler
+    /// of its key. A lost connection counts as success: the subscription is
+    /// not restored.
+    pub(crate) async fn unsubscribe(&self, key: &SubKey, handler: u64) -> Result<(), Error> {
+        self.ensure_open()?;
+        let _membership = self.membership.lock().await;
+        if !self.registry.remove(key, handler) {
+            return Ok(());
+        }
+        let envelope = sub_envelope(key, None);
+        let result = self
+            .call(self.config.connect_timeout, |id| {
+                Envelope::Unsubscribe(SubEnvelope {
+                    id: Some(id),
+                    ..envelope
+                })
+            })
+            .await;
+        match result {
+            Ok(answer) => expect_ok(&answer),
+            Err(Error::Disconnected) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Joins a room (restored after reconnects).
+    pub(crate) async fn join(&self, namespace: &str, room: &str) -> Result<(), Error> {
+        self.ensure_open()?;
+        let _membership = self.membership.lock().await;
+        let member = (namespace.to_owned(), room.to_owned());
+        if lock(&self.rooms).contains(&member) {
+            return Ok(());
+        }
+        let answer = self
+            .call(self.config.connect_timeout, |id| {
+                Envelope::Join(room_change(id, namespace, room))
+            })
+            .await?;
+        expect_ok(&answer)?;
+        lock(&self.rooms).insert(member);
+        Ok(())
+    }
+
+    /// Leaves a room. A lost connection counts as success: the membership
+    /// is not restored.
+    pub(crate) async fn leave(&self, namespace: &str, room: &str) -> Result<(), Error> {
+        self.ensure_open()?;
+        let _membership = self.membership.lock().await;
+        let member = (namespace.to_owned(), room.to_owned());
+        if !lock(&self.rooms).remove(&member) {
+            return Ok(());
+        }
+        let result = self
+            .call(self.config.connect_timeout, |id| {
+                Envelope::Leave(room_change(id, namespace, room))
+            })
+            .await;
+        match result {
+            Ok(answer) => expect_ok(&answer),
+            Err(Error::Disconnected) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// The `sub`/`unsub` body for `key`.
+pub(crate) fn sub_envelope(key: &SubKey, id: Option<u64>) -> SubEnvelope {
+    SubEnvelope {
+        id,
+        namespace: key.namespace.clone(),
+        event: key.event.clone(),
+        group: key.group.clone(),
+        responder: key.responder,
+    }
+}
+
+/// The `join`/`leave` body.
+pub(crate) fn room_change(id: u64, namespace: &str, room: &str) -> RoomChange {
+    RoomChange {
+        id: Some(id),
+        namespace: namespace.to_owned(),
+        room: room.to_owned(),
+    }
+}
+
+/// Checks that a membership change was answered with `ok`.
+fn expect_ok(answer: &Answer) -> Result<(), Error> {
+    match answer {
+        Answer::Ok => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The error for an answer of the wrong kind (a broker bug).
+pub(crate) fn unexpected(answer: &Answer) -> Error {
+    Error::Broker {
+        code: ErrorCode::Unknown,
+        message: format!("unexpected answer from the broker: {answer:?}"),
+    }
+}
+
+/// Closes the connection when the last user handle is dropped.
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The connection task flushes queued emits, sends a close frame and
+        // ends, as for `close()`, just without anyone awaiting it.
+        self.shared.cancel.cancel();
+    }
+}
+
+/// A connection to a Herald broker, with automatic reconnection.
+///
+/// Cheap to clone: clones share the connection. The connection lives until
+/// [`Client::close`] is called or every handle is dropped ([`Namespace`]s,
+/// [`Subscription`](crate::Subscription)s and handlers that capture a
+/// handle count); dropping the last one closes it like `close()`, in the
+/// background.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Client {
+    /// Connects to one broker with default settings; see [`ClientBuilder`].
+    ///
+    /// `url` is a base URL (`ws://127.0.0.1:7400`, to which `/v1/ws` is
+    /// appended) or a full endpoint URL (`ws://host:7400/v1/ws`).
+    pub async fn connect(url: impl Into<String>) -> Result<Client, Error> {
+        ClientBuilder::new(url).connect().await
+    }
+
+    /// Starts configuring a client for the broker at `url`.
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Client {
+        Client {
+            inner: Arc::new(Inner { shared }),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// A handle on `namespace` (`/` or `/a/b`), where events are emitted
+    /// and subscribed. The name is checked when the handle is used.
+    pub fn of(&self, namespace: impl Into<String>) -> Namespace {
+        Namespace::new(self.clone(), namespace.into())
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> ConnectionState {
+        *self.shared().state.borrow()
+    }
+
+    /// A receiver that sees every change of the connection state.
+    pub fn state_changes(&self) -> watch::Receiver<ConnectionState> {
+        self.shared().state.subscribe()
+    }
+
+    /// The session id the broker gave the current connection, or `None`
+    /// while disconnected.
+    pub fn session_id(&self) -> Option<String> {
+        lock(&self.shared().session).clone()
+    }
+
+    /// The limits the current broker announced in `welcome`.
+    pub fn limits(&self) -> Option<Limits> {
+        *lock(&self.shared().limits)
+    }
+
+    /// Sets the callback that receives what goes wrong outside any call:
+    /// payloads that did not decode, handler panics, broker errors that
+    /// answer no call, lost connections (see [`ClientEvent`]). Replaces any
+    /// earlier callback. It runs on the client's tasks, so it must return
+    /// quickly; everything it receives is also logged with `tracing`.
+    pub fn on_error(&self, callback: impl Fn(ClientEvent) + Send + Sync + 'static) {
+        *self
+            .shared()
+            .on_error
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(callback));
+    }
+
+    /// Closes the client: writes the emits already queued for the
+    /// connection, sends a WebSocket close (1000), and stops reconnecting.
+    /// Emits waiting in the offline buffer are discarded (and reported).
+    /// Calls in flight fail with [`Error::Closed`], as does every later call,
+    /// including a second `close()`.
+    pub async fn close(&self) -> Result<(), Error> {
+        let shared = self.shared();
+        if shared.closing.swap(true, Ordering::AcqRel) {
+            return Err(Error::Closed);
+        }
+        shared.cancel.cancel();
+        let task = lock(&shared.task).take();
+        if let Some(task) = task {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "herald connection task failed");
+            }
+        }
+        shared.set_state(ConnectionState::Closed);
+        Ok(())
+    }
+}

@@ -1,0 +1,706 @@
+//! The connection task: it owns the socket, and keeps one connected.
+//!
+//! - Handshake ([`attempt`]): WebSocket upgrade offering `herald.v1`, then
+//!   `hello` and the broker's `welcome`, all within the connect timeout.
+//! - Activation ([`activate`]): builds the frames that restore every
+//!   subscription and room, puts the offline buffer behind them, and opens
+//!   the outbox to the new connection's bounded queue.
+//! - Serving ([`serve`]): a reader (decodes frames, completes pending calls,
+//!   feeds handler queues, awaiting their space) and a writer (drains the
+//!   queue: receive one, take what else is ready, feed each, flush once)
+//!   run side by side until the connection fails or the client closes.
+//! - Reconnecting ([`reconnect`]): back-off with full jitter, rotating
+//!   through the broker URLs, until a broker answers or the policy gives up.
+//!
+//! A connection is considered dead when nothing arrives for three of the
+//! broker's heartbeat intervals (the broker pings every interval; pongs are
+//! answered by tungstenite while the reader reads).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use herald_protocol::envelope::{Event, Hello, Reply, Welcome};
+use herald_protocol::{CloseReason, Envelope, PROTOCOL_VERSION, SUBPROTOCOL};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use url::Url;
+
+use crate::backoff::Backoff;
+use crate::client::{Config, ConnectionState, Shared, room_change, sub_envelope};
+use crate::dispatch::{Delivery, ReplyTo, Route};
+use crate::error::{ClientEvent, Error};
+use crate::handler::{error_payload, send_reply};
+use crate::lock;
+use crate::outbox::Outgoing;
+use crate::pending::{Answer, Completion};
+
+type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Capacity of each connection's outgoing queue; a full queue makes
+/// senders wait (backpressure) rather than grow.
+const OUTGOING_QUEUE: usize = 1024;
+/// Most frames the writer feeds before one flush.
+const MAX_BATCH: usize = 256;
+/// How long a closing client waits to write what is queued and for the
+/// broker to answer its close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long to wait to answer the broker's close frame when it closed.
+const CLOSE_REPLY_GRACE: Duration = Duration::from_millis(500);
+/// Largest frame accepted from the broker (its payload limit is at most
+/// 64 MiB; envelopes add a few bytes).
+const MAX_FRAME: usize = 64 * 1024 * 1024 + 64 * 1024;
+
+/// A connection that completed the hello/welcome handshake.
+#[derive(Debug)]
+pub(crate) struct Established {
+    ws: WsStream,
+    welcome: Welcome,
+    url_index: usize,
+}
+
+/// An activated connection, ready to serve.
+#[derive(Debug)]
+pub(crate) struct Live {
+    ws: WsStream,
+    /// The receiving end of the queue the outbox now hands out.
+    rx: mpsc::Receiver<Outgoing>,
+    /// Written before anything from `rx`: restore frames, then the offline
+    /// buffer.
+    initial: VecDeque<Outgoing>,
+    generation: u64,
+    heartbeat_ms: u64,
+    url_index: usize,
+}
+
+/// Why serving a connection stopped.
+#[derive(Debug)]
+struct Lost {
+    reason: String,
+    /// The broker sent a close frame: answer it before leaving.
+    close_received: bool,
+}
+
+/// The first connection: one attempt per URL, in order. Fails with the
+/// first refusal that retrying would not fix, or else [`Error::Connect`]
+/// naming every failure.
+pub(crate) async fn connect_first(config: &Config) -> Result<Established, Error> {
+    let mut refusal = None;
+    let mut failures = Vec::new();
+    for (url_index, url) in config.urls.iter().enumerate() {
+        match attempt(url, &config.name, config.connect_timeout).await {
+            Ok((ws, welcome)) => {
+                return Ok(Established {
+                    ws,
+                    welcome,
+                    url_index,
+                });
+            }
+            Err(error) => {
+                tracing::debug!(%url, %error, "connection attempt failed");
+                if !error.is_retryable() && refusal.is_none() {
+                    refusal = Some(error.clone());
+                }
+                failures.push(match error {
+                    Error::Connect(message) => message,
+                    other => format!("{url}: {other}"),
+                });
+            }
+        }
+    }
+    Err(refusal.unwrap_or_else(|| Error::Connect(failures.join("; "))))
+}
+
+/// One connection attempt: upgrade, hello, welcome; bounded by `timeout`.
+async fn attempt(url: &Url, name: &str, timeout: Duration) -> Result<(WsStream, Welcome), Error> {
+    let handshake = async {
+        let mut ws = open(url).await?;
+        let welcome = hello(&mut ws, url, name).await?;
+        Ok((ws, welcome))
+    };
+    tokio::time::timeout(timeout, handshake)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Connect(format!(
+                "{url}: no welcome within {timeout:?}"
+            )))
+        })
+}
+
+/// The WebSocket upgrade, offering the `herald.v1` subprotocol.
+async fn open(url: &Url) -> Result<WsStream, Error> {
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| Error::InvalidUrl(format!("{url}: {e}")))?;
+    request.headers_mut().insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME));
+    let (ws, _response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+        .await
+        .map_err(|e| handshake_error(url, e))?;
+    Ok(ws)
+}
+
+/// Maps a failed upgrade to an [`Error`].
+fn handshake_error(url: &Url, error: WsError) -> Error {
+    match error {
+        WsError::Http(response) => {
+            let status = response.status();
+            let body = response
+                .body()
+                .as_deref()
+                .map(|b| {
+                    String::from_utf8_lossy(b)
+                        .trim()
+                        .chars()
+                        .take(512)
+                        .collect()
+                })
+                .filter(|b: &String| !b.is_empty());
+            Error::Handshake {
+                status: status.as_u16(),
+                reason: body.unwrap_or_else(|| {
+                    status
+                        .canonical_reason()
+                        .unwrap_or("no reason given")
+                        .to_owned()
+                }),
+            }
+        }
+        WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(e)) => Error::Handshake {
+            status: 101,
+            reason: format!("{url} did not accept subprotocol {SUBPROTOCOL}: {e}"),
+        },
+        WsError::Url(e) => Error::InvalidUrl(format!("{url}: {e}")),
+        other => Error::Connect(format!("{url}: {other}")),
+    }
+}
+
+/// Sends `hello` and waits for `welcome`.
+async fn hello(ws: &mut WsStream, url: &Url, name: &str) -> Result<Welcome, Error> {
+    let failed = |what: String| Error::Connect(format!("{url}: {what}"));
+    let hello = Envelope::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        client: Some(name.to_owned()),
+        token: None,
+        resume: None,
+    });
+    ws.send(binary(herald_protocol::encode(&hello)))
+        .await
+        .map_err(|e| failed(format!("sending hello failed: {e}")))?;
+    loop {
+        let frame = match ws.next().await {
+            None => return Err(failed("closed before welcome".into())),
+            Some(Err(e)) => return Err(failed(format!("reading welcome failed: {e}"))),
+            Some(Ok(Message::Binary(frame))) => frame,
+            Some(Ok(Message::Close(close))) => {
+                return Err(failed(format!(
+                    "closed before welcome: {}",
+                    describe_close(close.as_ref())
+                )));
+            }
+            // Pings are answered by tungstenite; text frames are not ours.
+            Some(Ok(_)) => continue,
+        };
+        match herald_protocol::decode(&frame) {
+            Ok(Envelope::Welcome(welcome)) => {
+                if welcome.version != PROTOCOL_VERSION {
+                    tracing::warn!(%url, version = welcome.version, "broker speaks another protocol version");
+                }
+                return Ok(welcome);
+            }
+            Ok(Envelope::Error(e)) => {
+                return Err(Error::Broker {
+                    code: e.code,
+                    message: e.message,
+                });
+            }
+            Ok(Envelope::Close { reason, message }) => {
+                return Err(failed(format!("broker closed: {reason}: {message}")));
+            }
+            Ok(Envelope::Ping { ts }) => {
+                ws.send(binary(herald_protocol::encode(&Envelope::Pong { ts })))
+                    .await
+                    .map_err(|e| failed(format!("answering ping failed: {e}")))?;
+            }
+            Ok(other) => {
+                return Err(failed(format!("expected welcome, got {}", other.kind())));
+            }
+            Err(e) => return Err(failed(format!("undecodable answer to hello: {e}"))),
+        }
+    }
+}
+
+fn binary(frame: Vec<u8>) -> Message {
+    Message::Binary(Bytes::from(frame))
+}
+
+fn describe_close(close: Option<&CloseFrame>) -> String {
+    match close {
+        Some(frame) if frame.reason.is_empty() => format!("code {}", u16::from(frame.code)),
+        Some(frame) => format!("{} (code {})", frame.reason, u16::from(frame.code)),
+        None => "no close reason".to_owned(),
+    }
+}
+
+/// Makes `established` the current connection: queues the frames that
+/// restore subscriptions and rooms, then the offline buffer, and opens the
+/// outbox to the new queue. Fails with [`Error::Closed`] if the client
+/// closed meanwhile.
+pub(crate) async fn activate(
+    shared: &Arc<Shared>,
+    established: Established,
+) -> Result<Live, Error> {
+    let Established {
+        ws,
+        welcome,
+        url_index,
+    } = established;
+    // Holding the membership lock, every sub/join either finished before
+    // (and is restored here) or starts after (and goes to the new queue).
+    let _membership = shared.membership.lock().await;
+    let mut initial = VecDeque::new();
+    for key in shared.registry.keys() {
+        let id = shared.pending.next_id();
+        shared.pending.restore(id, format!("subscription {key}"));
+        let envelope = Envelope::Subscribe(sub_envelope(&key, Some(id)));
+        initial.push_back(Outgoing::once(encode(&envelope)));
+    }
+    let rooms: Vec<(String, String)> = lock(&shared.rooms).iter().cloned().collect();
+    for (namespace, room) in rooms {
+        let id = shared.pending.next_id();
+        shared
+            .pending
+            .restore(id, format!("room {room} in {namespace}"));
+        let envelope = Envelope::Join(room_change(id, &namespace, &room));
+        initial.push_back(Outgoing::once(encode(&envelope)));
+    }
+    let restored = initial.len();
+    let generation = shared
+        .generation
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+    let buffered = shared.outbox.go_up(tx, generation)?;
+    let flushed = buffered.len();
+    initial.extend(buffered.into_iter().map(Outgoing::replayable));
+    *lock(&shared.session) = Some(welcome.session.clone());
+    *lock(&shared.limits) = Some(welcome.limits);
+    shared.set_state(ConnectionState::Connected);
+    let url = &shared.config.urls[url_index];
+    tracing::info!(
+        %url,
+        session = %welcome.session,
+        node = welcome.node.as_deref().unwrap_or(""),
+        restored,
+        flushed,
+        "connected to herald broker"
+    );
+    Ok(Live {
+        ws,
+        rx,
+        initial,
+        generation,
+        heartbeat_ms: welcome.heartbeat_ms,
+        url_index,
+    })
+}
+
+fn encode(envelope: &Envelope) -> Bytes {
+    Bytes::from(herald_protocol::encode(envelope))
+}
+
+/// The connection task: serves `live`, reconnects when it is lost, and
+/// closes everything when the client closes or reconnection gives up.
+pub(crate) async fn run(shared: Arc<Shared>, mut live: Live) {
+    loop {
+        let url_index = live.url_index;
+        let Some(reason) = serve(&shared, live).await else {
+            break;
+        };
+        shared.report(ClientEvent::ConnectionLost { reason });
+        if !shared.config.reconnect.is_enabled() {
+            break;
+        }
+        shared.set_state(ConnectionState::Reconnecting);
+        match reconnect(&shared, url_index).await {
+            Some(next) => live = next,
+            None => break,
+        }
+    }
+    finish(&shared);
+}
+
+/// Closes for good: nothing more goes out, every waiter is told.
+fn finish(shared: &Shared) {
+    let dropped = shared.outbox.close();
+    if dropped > 0 {
+        shared.report(ClientEvent::EmitsDropped { count: dropped });
+    }
+    shared.pending.fail_all(&Error::Closed);
+    // Dropping the handler queues ends the handler tasks once they drain.
+    shared.registry.clear();
+    *lock(&shared.session) = None;
+    shared.set_state(ConnectionState::Closed);
+    tracing::debug!("herald client closed");
+}
+
+/// Serves one connection. Returns why it was lost, or `None` when the
+/// client closed (the close handshake is done by then).
+async fn serve(shared: &Arc<Shared>, live: Live) -> Option<String> {
+    let Live {
+        ws,
+        mut rx,
+        initial,
+        generation,
+        heartbeat_ms,
+        ..
+    } = live;
+    let dead_after =
+        (heartbeat_ms > 0).then(|| Duration::from_millis(heartbeat_ms.saturating_mul(3)));
+    let (mut sink, mut stream) = ws.split();
+    let mut batch = initial;
+    let lost = {
+        let reader = read_loop(shared, &mut stream, dead_after, generation);
+        let writer = write_loop(&mut sink, &mut rx, &mut batch);
+        tokio::select! {
+            biased;
+            () = shared.cancel.cancelled() => None,
+            lost = reader => Some(lost),
+            reason = writer => Some(Lost { reason, close_received: false }),
+        }
+    };
+    let Some(lost) = lost else {
+        close_gracefully(shared, sink, stream, rx, batch).await;
+        return None;
+    };
+
+    // From here on emits are buffered; then the queue is closed and what it
+    // still holds is collected (a sender that raced the close re-routes to
+    // the buffer, behind the frames collected here).
+    shared.outbox.go_down();
+    rx.close();
+    let mut replay: Vec<Bytes> = batch
+        .into_iter()
+        .filter(|o| o.replay)
+        .map(|o| o.frame)
+        .collect();
+    while let Ok(outgoing) = rx.try_recv() {
+        if outgoing.replay {
+            replay.push(outgoing.frame);
+        }
+    }
+    let dropped = shared.outbox.requeue_front(replay);
+    if dropped > 0 {
+        shared.report(ClientEvent::EmitsDropped { count: dropped });
+    }
+    shared.pending.fail_all(&Error::Disconnected);
+    *lock(&shared.session) = None;
+    if lost.close_received {
+        // Lets tungstenite write its answer to the broker's close frame.
+        let _ = tokio::time::timeout(CLOSE_REPLY_GRACE, sink.close()).await;
+    }
+    Some(lost.reason)
+}
+
+/// Writes what is queued, sends a close frame (1000, `client_closed`) and
+/// waits briefly for the broker's answer.
+async fn close_gracefully(
+    shared: &Shared,
+    mut sink: SplitSink<WsStream, Message>,
+    mut stream: SplitStream<WsStream>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    mut frames: VecDeque<Outgoing>,
+) {
+    let dropped = shared.outbox.close();
+    if dropped > 0 {
+        shared.report(ClientEvent::EmitsDropped { count: dropped });
+    }
+    rx.close();
+    while let Ok(outgoing) = rx.try_recv() {
+        frames.push_back(outgoing);
+    }
+    let count = frames.len();
+    let goodbye = async {
+        for outgoing in frames {
+            sink.feed(Message::Binary(outgoing.frame)).await?;
+        }
+        sink.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: CloseReason::ClientClosed.as_str().into(),
+        })))
+        .await?;
+        // The broker answers with its own close frame; then the stream ends.
+        while let Some(message) = stream.next().await {
+            if matches!(message, Ok(Message::Close(_)) | Err(_)) {
+                break;
+            }
+        }
+        Ok::<(), WsError>(())
+    };
+    match tokio::time::timeout(CLOSE_GRACE, goodbye).await {
+        Ok(Ok(())) => tracing::debug!(flushed = count, "closed the connection"),
+        Ok(Err(error)) => tracing::debug!(%error, "closing the connection failed"),
+        Err(_) => tracing::debug!("the broker did not answer the close frame in time"),
+    }
+}
+
+/// Drains the outgoing queue into the socket: feeds a batch, flushes once.
+/// A frame leaves `batch` only once fed, so frames not yet written survive
+/// this future being dropped. Returns why writing stopped.
+async fn write_loop(
+    sink: &mut SplitSink<WsStream, Message>,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    batch: &mut VecDeque<Outgoing>,
+) -> String {
+    loop {
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(outgoing) => batch.push_back(outgoing),
+                None => return "outgoing queue closed".to_owned(),
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(outgoing) => batch.push_back(outgoing),
+                    Err(_) => break,
+                }
+            }
+        }
+        while let Some(outgoing) = batch.front() {
+            if let Err(error) = sink.feed(Message::Binary(outgoing.frame.clone())).await {
+                return format!("write failed: {error}");
+            }
+            batch.pop_front();
+        }
+        if let Err(error) = sink.flush().await {
+            return format!("write failed: {error}");
+        }
+    }
+}
+
+/// Reads frames until the connection fails, closes or goes silent for
+/// `dead_after`.
+async fn read_loop(
+    shared: &Arc<Shared>,
+    stream: &mut SplitStream<WsStream>,
+    dead_after: Option<Duration>,
+    generation: u64,
+) -> Lost {
+    let lost = |reason: String| Lost {
+        reason,
+        close_received: false,
+    };
+    // The reason from a `close` envelope, reported with the close frame.
+    let mut announced: Option<String> = None;
+    loop {
+        let next = match dead_after {
+            Some(limit) => match tokio::time::timeout(limit, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    return lost(format!(
+                        "nothing received from the broker for {limit:?} (3 heartbeats)"
+                    ));
+                }
+            },
+            None => stream.next().await,
+        };
+        match next {
+            None => return lost(announced.unwrap_or_else(|| "connection closed".into())),
+            Some(Err(error)) => return lost(format!("read failed: {error}")),
+            Some(Ok(Message::Binary(frame))) => {
+                handle_frame(shared, frame, generation, &mut announced).await;
+            }
+            Some(Ok(Message::Close(close))) => {
+                let mut reason = format!(
+                    "broker closed the connection: {}",
+                    describe_close(close.as_ref())
+                );
+                if let Some(announced) = announced {
+                    reason.push_str(&format!(" ({announced})"));
+                }
+                return Lost {
+                    reason,
+                    close_received: true,
+                };
+            }
+            Some(Ok(Message::Text(_))) => {
+                tracing::warn!("ignoring a text frame from the broker (herald uses binary frames)");
+            }
+            // Pings are answered by tungstenite itself; pongs need nothing.
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Acts on one frame from the broker.
+async fn handle_frame(
+    shared: &Arc<Shared>,
+    frame: Bytes,
+    generation: u64,
+    announced: &mut Option<String>,
+) {
+    let envelope = match herald_protocol::decode(&frame) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            tracing::warn!(%error, "ignoring an undecodable frame from the broker");
+            return;
+        }
+    };
+    match envelope {
+        Envelope::Event(event) => deliver(shared, event, generation).await,
+        Envelope::Ok { id } => complete(shared, id, Ok(Answer::Ok)),
+        Envelope::Ack { id, receivers } => complete(shared, id, Ok(Answer::Ack(receivers))),
+        Envelope::Reply(reply) => complete(
+            shared,
+            reply.ack,
+            Ok(Answer::Reply {
+                ok: reply.ok,
+                payload: reply.payload,
+            }),
+        ),
+        Envelope::Error(error) => match error.id {
+            Some(id) => complete(
+                shared,
+                id,
+                Err(Error::from_broker(error.code, error.message)),
+            ),
+            None => shared.report(ClientEvent::Broker {
+                code: error.code,
+                message: error.message,
+            }),
+        },
+        Envelope::Ping { ts } => {
+            if let Some(tx) = shared.outbox.sender_for(generation) {
+                // A full queue is busy writing, which shows liveness anyway.
+                let _ = tx.try_send(Outgoing::once(encode(&Envelope::Pong { ts })));
+            }
+        }
+        Envelope::Pong { .. } => {}
+        Envelope::Close { reason, message } => {
+            tracing::info!(%reason, %message, "broker is closing the connection");
+            *announced = Some(format!("{reason}: {message}"));
+        }
+        other => tracing::debug!(kind = other.kind(), "ignoring an unexpected envelope"),
+    }
+}
+
+/// Hands an answer to its waiter; reports what nobody waits for.
+fn complete(shared: &Shared, id: u64, result: Result<Answer, Error>) {
+    match shared.pending.complete(id, result) {
+        Completion::Delivered | Completion::Restore(_, Ok(_)) => {}
+        Completion::Restore(what, Err(error)) => {
+            shared.report(ClientEvent::RestoreFailed { what, error });
+        }
+        Completion::Unknown(Ok(answer)) => {
+            // Most likely the caller timed out before the answer came.
+            tracing::debug!(id, ?answer, "answer for a call nobody waits for");
+        }
+        Completion::Unknown(Err(error)) => match error {
+            Error::Broker { code, message } => {
+                shared.report(ClientEvent::Broker { code, message });
+            }
+            other => tracing::debug!(id, error = %other, "error for a call nobody waits for"),
+        },
+    }
+}
+
+/// Feeds a delivered event to the handlers it runs, waiting for queue
+/// space. A request nobody here answers gets an error reply at once.
+async fn deliver(shared: &Arc<Shared>, event: Event, generation: u64) {
+    match shared.registry.route(&event) {
+        Route::Handlers(queues) => {
+            if queues.is_empty() {
+                tracing::debug!(namespace = %event.namespace, event = %event.event, "no local handler for event");
+            }
+            let reply = event.ack.map(|handle| ReplyTo { handle, generation });
+            for queue in queues {
+                let delivery = Delivery {
+                    event: event.event.clone(),
+                    room: event.room.clone(),
+                    payload: event.payload.clone(),
+                    reply,
+                };
+                // Fails only when the handler was just unsubscribed.
+                let _ = queue.send(delivery).await;
+            }
+        }
+        Route::NoResponder => {
+            let Some(handle) = event.ack else { return };
+            let message = format!(
+                "no responder for {} in {} on this connection",
+                event.event, event.namespace
+            );
+            let reply = Envelope::Reply(Reply {
+                ack: handle,
+                ok: false,
+                payload: Bytes::from(error_payload(&message)),
+            });
+            send_reply(shared, generation, herald_protocol::encode(&reply)).await;
+        }
+    }
+}
+
+/// Reconnects with back-off, rotating through the URLs from the one that
+/// was lost. `None` when the client closed or the policy gave up.
+async fn reconnect(shared: &Arc<Shared>, lost_url: usize) -> Option<Live> {
+    let config = &shared.config;
+    let mut backoff = Backoff::new(config.reconnect);
+    let mut last_error = Error::Disconnected;
+    loop {
+        let Some(delay) = next_delay(&mut backoff) else {
+            shared.report(ClientEvent::GaveUp {
+                attempts: backoff.attempts(),
+                error: last_error,
+            });
+            return None;
+        };
+        let attempt_no = backoff.attempts();
+        let url_index = (lost_url + attempt_no as usize - 1) % config.urls.len();
+        let url = &config.urls[url_index];
+        tokio::select! {
+            biased;
+            () = shared.cancel.cancelled() => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        let result = tokio::select! {
+            biased;
+            () = shared.cancel.cancelled() => return None,
+            result = attempt(url, &config.name, config.connect_timeout) => result,
+        };
+        match result {
+            Ok((ws, welcome)) => {
+                let established = Established {
+                    ws,
+                    welcome,
+                    url_index,
+                };
+                return activate(shared, established).await.ok();
+            }
+            Err(error) => {
+                tracing::debug!(%url, attempt = attempt_no, %error, "reconnect attempt failed");
+                last_error = error;
+            }
+        }
+    }
+}
+
+/// The next back-off delay (the thread-local RNG is not held across an
+/// await).
+fn next_delay(backoff: &mut Backoff) -> Option<Duration> {
+    backoff.next_delay(&mut rand::rng())
+}

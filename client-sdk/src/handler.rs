@@ -1,0 +1,215 @@
+//! Handler tasks: each registered handler runs in its own task, draining its
+//! bounded queue one event at a time.
+//!
+//! A task decodes the payload as the handler's type, runs the handler with
+//! panics caught (`catch_unwind` on the handler's future), and for requests
+//! sends the reply. A payload that does not decode, or a handler that
+//! panics, is reported (see [`ClientEvent`]) and the task goes on with the
+//! next event. A task ends when its queue's sender is dropped: on
+//! unsubscribe, or when the client closes.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use herald_protocol::Envelope;
+use herald_protocol::envelope::Reply;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::client::Shared;
+use crate::dispatch::{Delivery, ReplyTo};
+use crate::error::ClientEvent;
+use crate::namespace::Event;
+use crate::outbox::Outgoing;
+
+/// What a handler task needs besides its handler.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    /// Weak: the registry (inside `Shared`) owns this task's queue sender,
+    /// so a strong reference would keep `Shared` alive through its own
+    /// tasks.
+    pub(crate) shared: Weak<Shared>,
+    /// The subscription's namespace, for reports.
+    pub(crate) namespace: String,
+}
+
+impl Context {
+    fn report(&self, event: ClientEvent) {
+        match self.shared.upgrade() {
+            Some(shared) => shared.report(event),
+            None => tracing::warn!(%event, "herald client event after the client was dropped"),
+        }
+    }
+
+    fn decode_failed(&self, delivery: &Delivery, error: &rmp_serde::decode::Error) {
+        self.report(ClientEvent::Decode {
+            namespace: self.namespace.clone(),
+            event: delivery.event.clone(),
+            error: error.to_string(),
+        });
+    }
+
+    fn panicked(&self, delivery: &Delivery, panic: &(dyn Any + Send)) {
+        self.report(ClientEvent::HandlerPanic {
+            namespace: self.namespace.clone(),
+            event: delivery.event.clone(),
+            message: panic_message(panic),
+        });
+    }
+
+    /// Sends a reply on the connection the request came from.
+    async fn reply(&self, to: ReplyTo, ok: bool, payload: Vec<u8>) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let frame = herald_protocol::encode(&Envelope::Reply(Reply {
+            ack: to.handle,
+            ok,
+            payload: Bytes::from(payload),
+        }));
+        send_reply(&shared, to.generation, frame).await;
+    }
+}
+
+/// Sends an encoded `reply` on connection `generation`, or drops it (with a
+/// debug log) when that connection is gone: the broker that issued the
+/// handle forgot it with the connection.
+pub(crate) async fn send_reply(shared: &Arc<Shared>, generation: u64, frame: Vec<u8>) {
+    match shared.outbox.sender_for(generation) {
+        Some(tx) => {
+            if tx.send(Outgoing::once(Bytes::from(frame))).await.is_err() {
+                tracing::debug!("reply dropped: its connection closed");
+            }
+        }
+        None => tracing::debug!("reply dropped: its connection is gone"),
+    }
+}
+
+/// Encodes the error text of an `ok: false` reply (a MessagePack string).
+pub(crate) fn error_payload(message: &str) -> Vec<u8> {
+    rmp_serde::to_vec(message).unwrap_or_default()
+}
+
+/// The text of a panic payload.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Runs an event handler over its queue until the queue closes. The
+/// handler gets the event's name and room besides the decoded payload.
+pub(crate) async fn run_events<T, F, Fut>(
+    mut queue: mpsc::Receiver<Delivery>,
+    ctx: Context,
+    handler: F,
+) where
+    T: DeserializeOwned,
+    F: Fn(Event<T>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    while let Some(delivery) = queue.recv().await {
+        let value: T = match rmp_serde::from_slice(&delivery.payload) {
+            Ok(value) => value,
+            Err(error) => {
+                ctx.decode_failed(&delivery, &error);
+                continue;
+            }
+        };
+        let event = Event {
+            namespace: ctx.namespace.clone(),
+            event: delivery.event.clone(),
+            room: delivery.room.clone(),
+            data: value,
+        };
+        // The call itself happens inside the async block, so a panic before
+        // the handler's first await is caught too.
+        let run = AssertUnwindSafe(async { handler(event).await }).catch_unwind();
+        if let Err(panic) = run.await {
+            ctx.panicked(&delivery, &*panic);
+        }
+    }
+}
+
+/// Runs a request handler over its queue until the queue closes, answering
+/// every request: `ok: true` with the encoded value, or `ok: false` with
+/// the error's text.
+pub(crate) async fn run_requests<T, R, E, F, Fut>(
+    mut queue: mpsc::Receiver<Delivery>,
+    ctx: Context,
+    handler: F,
+) where
+    T: DeserializeOwned,
+    R: Serialize,
+    E: std::fmt::Display,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+{
+    while let Some(delivery) = queue.recv().await {
+        let Some(reply_to) = delivery.reply else {
+            tracing::debug!(event = %delivery.event, "responder got an event without ack handle");
+            continue;
+        };
+        let (ok, payload) = match rmp_serde::from_slice::<T>(&delivery.payload) {
+            Err(error) => {
+                ctx.decode_failed(&delivery, &error);
+                (
+                    false,
+                    error_payload(&format!("request payload did not decode: {error}")),
+                )
+            }
+            Ok(value) => {
+                let run = AssertUnwindSafe(async { handler(value).await }).catch_unwind();
+                match run.await {
+                    Ok(Ok(answer)) => match rmp_serde::to_vec_named(&answer) {
+                        Ok(bytes) => (true, bytes),
+                        Err(error) => {
+                            tracing::warn!(event = %delivery.event, %error, "reply did not encode");
+                            (
+                                false,
+                                error_payload(&format!("reply did not encode: {error}")),
+                            )
+                        }
+                    },
+                    Ok(Err(error)) => (false, error_payload(&error.to_string())),
+                    Err(panic) => {
+                        ctx.panicked(&delivery, &*panic);
+                        (false, error_payload("responder panicked"))
+                    }
+                }
+            }
+        };
+        ctx.reply(reply_to, ok, payload).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages() {
+        let boxed: Box<dyn Any + Send> = Box::new("boom");
+        assert_eq!(panic_message(&*boxed), "boom");
+        let boxed: Box<dyn Any + Send> = Box::new(String::from("bang"));
+        assert_eq!(panic_message(&*boxed), "bang");
+        let boxed: Box<dyn Any + Send> = Box::new(3_u8);
+        assert_eq!(panic_message(&*boxed), "non-string panic payload");
+    }
+
+    #[test]
+    fn error_payload_is_a_msgpack_string() {
+        let decoded: String =
+            rmp_serde::from_slice(&error_payload("nope")).expect("a msgpack string");
+        assert_eq!(decoded, "nope");
+    }
+}

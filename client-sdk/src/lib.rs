@@ -1,0 +1,82 @@
+//! The Herald client SDK: connect to a Herald broker, subscribe with typed
+//! handlers, emit, make requests, join rooms, share work in queue groups,
+//! and stay connected across broker restarts.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! struct Order { id: u64 }
+//!
+//! # async fn demo() -> Result<(), herald_client::Error> {
+//! let client = herald_client::Client::builder("ws://127.0.0.1:7400")
+//!     .name("billing")
+//!     .connect()
+//!     .await?;
+//! let orders = client.of("/orders");
+//! orders.on("order.*", |o: Order| async move { println!("got {o:?}") }).await?;
+//! orders.on_request("order.lookup", |id: u64| async move {
+//!     Ok::<Order, String>(Order { id })
+//! }).await?;
+//! orders.emit("order.created", &Order { id: 1 }).await?;
+//! let found: Order = orders.request("order.lookup", &7_u64, Duration::from_secs(2)).await?;
+//! client.close().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`builder`]: [`ClientBuilder`], the settings, and the first connection.
+//! - `client`: [`Client`], its [`ConnectionState`], and the state shared by
+//!   handles, handler tasks and the connection task.
+//! - `namespace`: [`Namespace`] (on / emit / request / rooms in one
+//!   namespace), [`Emitter`] (an emit to a room, or excluding oneself) and
+//!   [`Event`] (a payload with its event name and room).
+//! - `subscription`: [`Subscription`], the handle to unsubscribe.
+//! - `dispatch`: the local handler registry; which handlers a delivered
+//!   event runs (plain, queue group, or one responder for a request).
+//! - `handler`: the task per handler: decode, run with panics caught, reply.
+//! - `connection`: the task that owns the socket: handshake, reader,
+//!   batching writer, restore after reconnect, reconnect loop.
+//! - `outbox`: the current connection's queue or the bounded offline buffer.
+//! - `pending`: calls awaiting the broker's answer, by correlation id.
+//! - [`backoff`]: [`ReconnectPolicy`], exponential back-off with full jitter.
+//! - `error`: [`Error`] (what a call fails with) and [`ClientEvent`] (what
+//!   goes to [`Client::on_error`]).
+//! - `url`: broker URL normalisation (a base URL gets `/v1/ws`).
+//!
+//! # Delivery guarantees
+//! At most once. Emits queued while disconnected (the offline buffer) and
+//! emits still queued when a connection fails are sent after reconnecting,
+//! in order; an emit already written to a socket that then failed may be
+//! lost. Events emitted while this client is disconnected do not reach it.
+
+pub mod backoff;
+pub mod builder;
+mod client;
+mod connection;
+mod dispatch;
+mod error;
+mod handler;
+mod namespace;
+mod outbox;
+mod pending;
+mod subscription;
+mod url;
+
+pub use backoff::ReconnectPolicy;
+pub use builder::ClientBuilder;
+pub use client::{Client, ConnectionState};
+pub use error::{ClientEvent, Error};
+pub use herald_protocol::{ErrorCode, Limits, NameError};
+pub use namespace::{Emitter, Event, Namespace};
+pub use subscription::Subscription;
+
+/// Locks a std mutex, ignoring poisoning: every critical section in this
+/// crate leaves the data consistent, so a panic elsewhere does not make it
+/// unusable.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

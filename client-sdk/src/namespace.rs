@@ -1,0 +1,372 @@
+//! [`Namespace`]: subscribe, emit, request and rooms in one namespace; and
+//! [`Emitter`], an emit aimed at a room and/or excluding the sender.
+//!
+//! Payloads are the user's values encoded with `rmp_serde::to_vec_named`
+//! (a MessagePack map keyed by field name) and decoded with
+//! `rmp_serde::from_slice`; other SDKs follow the same convention. Every
+//! name is checked locally with the protocol's rules before anything is
+//! sent, so a bad name fails with [`Error::InvalidName`] without a round
+//! trip.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use herald_protocol::envelope::Emit;
+use herald_protocol::names::{validate_event, validate_group, validate_namespace, validate_room};
+use herald_protocol::{Envelope, Pattern};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::client::{Client, unexpected};
+use crate::dispatch::{Delivery, SubKey};
+use crate::error::Error;
+use crate::handler::{self, Context};
+use crate::pending::Answer;
+use crate::subscription::Subscription;
+
+/// A handle on one namespace of a [`Client`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    client: Client,
+    name: Arc<str>,
+}
+
+impl Namespace {
+    pub(crate) fn new(client: Client, name: String) -> Namespace {
+        Namespace {
+            client,
+            name: name.into(),
+        }
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The client this handle belongs to.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs `handler` for every event matching `event`: an event name or a
+    /// pattern (`order.*` for one token, `order.>` for the rest). Returns
+    /// once the broker accepted the subscription.
+    ///
+    /// The handler gets the payload decoded as `T`; events arrive one at a
+    /// time and in each publisher's order. A payload that does not decode
+    /// as `T`, or a panic in the handler, is reported through
+    /// [`Client::on_error`] and the subscription goes on. Dropping the
+    /// returned [`Subscription`] does NOT unsubscribe.
+    pub async fn on<T, F, Fut>(&self, event: &str, handler: F) -> Result<Subscription, Error>
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handler = move |event: Event<T>| handler(event.data);
+        self.subscribe(event, None, false, move |queue, ctx| {
+            tokio::spawn(handler::run_events(queue, ctx, handler));
+        })
+        .await
+    }
+
+    /// Like [`Namespace::on`], but the handler gets an [`Event`]: the
+    /// payload with the event's name and room, for patterns that match
+    /// several events.
+    pub async fn on_event<T, F, Fut>(&self, event: &str, handler: F) -> Result<Subscription, Error>
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.subscribe(event, None, false, move |queue, ctx| {
+            tokio::spawn(handler::run_events(queue, ctx, handler));
+        })
+        .await
+    }
+
+    /// Like [`Namespace::on`], as a member of queue group `group`: each
+    /// event reaches one member of the group (across all connections that
+    /// subscribed with that group).
+    pub async fn on_queue<T, F, Fut>(
+        &self,
+        event: &str,
+        group: &str,
+        handler: F,
+    ) -> Result<Subscription, Error>
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        validate_group(group)?;
+        let handler = move |event: Event<T>| handler(event.data);
+        self.subscribe(event, Some(group), false, move |queue, ctx| {
+            tokio::spawn(handler::run_events(queue, ctx, handler));
+        })
+        .await
+    }
+
+    /// Answers requests for `event`: the broker routes each request to one
+    /// responder. `Ok(value)` replies with the encoded value; `Err(e)`
+    /// replies with an error carrying `e.to_string()`, which the requester
+    /// gets as [`Error::Remote`]. A panic replies with an error too.
+    pub async fn on_request<T, R, E, F, Fut>(
+        &self,
+        event: &str,
+        handler: F,
+    ) -> Result<Subscription, Error>
+    where
+        T: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+    {
+        self.subscribe(event, None, true, move |queue, ctx| {
+            tokio::spawn(handler::run_requests(queue, ctx, handler));
+        })
+        .await
+    }
+
+    async fn subscribe(
+        &self,
+        event: &str,
+        group: Option<&str>,
+        responder: bool,
+        spawn: impl FnOnce(mpsc::Receiver<Delivery>, Context),
+    ) -> Result<Subscription, Error> {
+        validate_namespace(&self.name)?;
+        let pattern = Pattern::parse(event)?;
+        let shared = self.client.shared();
+        let key = SubKey {
+            namespace: self.name.to_string(),
+            event: event.to_owned(),
+            group: group.map(str::to_owned),
+            responder,
+        };
+        let (tx, rx) = mpsc::channel(shared.config.handler_queue);
+        let handler_id = shared.subscribe(key.clone(), pattern, tx).await?;
+        spawn(
+            rx,
+            Context {
+                shared: Arc::downgrade(shared),
+                namespace: key.namespace.clone(),
+            },
+        );
+        Ok(Subscription::new(self.client.clone(), key, handler_id))
+    }
+
+    /// Emits `event` to every subscriber in this namespace (fire and
+    /// forget). Returns once the event was handed to the connection, or to
+    /// the offline buffer while disconnected ([`Error::BufferFull`] when
+    /// that is full).
+    pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<(), Error> {
+        self.emitter().emit(event, payload).await
+    }
+
+    /// Emits `event` and waits for the broker's acknowledgement: the number
+    /// of connections the event was queued to. Needs a connection
+    /// ([`Error::Disconnected`] otherwise).
+    pub async fn emit_acked<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        payload: &T,
+    ) -> Result<u64, Error> {
+        self.emitter().emit_acked(event, payload).await
+    }
+
+    /// Sends a request to one responder of `event` and waits at most
+    /// `timeout` for its reply, decoded as `R`.
+    ///
+    /// Fails with [`Error::NoResponders`] when nobody answers `event`,
+    /// [`Error::Timeout`] when the reply does not come in time (also
+    /// enforced locally), [`Error::Remote`] when the responder failed, and
+    /// [`Error::Disconnected`] when the connection is (or goes) down.
+    pub async fn request<T, R>(
+        &self,
+        event: &str,
+        payload: &T,
+        timeout: Duration,
+    ) -> Result<R, Error>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let emitter = self.emitter();
+        let (event, payload) = emitter.prepare(event, payload)?;
+        let timeout_ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let answer = self
+            .client
+            .shared()
+            .call(timeout, |id| {
+                Envelope::Emit(Emit {
+                    ack: Some(id),
+                    timeout_ms: Some(timeout_ms),
+                    ..emitter.envelope(event, payload)
+                })
+            })
+            .await?;
+        match answer {
+            Answer::Reply { ok: true, payload } => {
+                rmp_serde::from_slice(&payload).map_err(|e| Error::Decode(e.to_string()))
+            }
+            Answer::Reply { ok: false, payload } => Err(Error::Remote(remote_message(&payload))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Joins `room` in this namespace: events emitted to the room reach
+    /// this client. Restored after reconnects.
+    pub async fn join(&self, room: &str) -> Result<(), Error> {
+        validate_namespace(&self.name)?;
+        validate_room(room)?;
+        self.client.shared().join(&self.name, room).await
+    }
+
+    /// Leaves `room` in this namespace.
+    pub async fn leave(&self, room: &str) -> Result<(), Error> {
+        validate_namespace(&self.name)?;
+        validate_room(room)?;
+        self.client.shared().leave(&self.name, room).await
+    }
+
+    /// An emitter that reaches only the members of `room`.
+    pub fn to(&self, room: impl Into<String>) -> Emitter {
+        self.emitter().to(room)
+    }
+
+    /// An emitter that does not deliver to this client itself.
+    pub fn except_self(&self) -> Emitter {
+        self.emitter().exclude_self()
+    }
+
+    fn emitter(&self) -> Emitter {
+        Emitter {
+            namespace: self.clone(),
+            room: None,
+            exclude_self: false,
+        }
+    }
+}
+
+/// A delivered event with its metadata, for [`Namespace::on_event`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Event<T> {
+    /// The namespace it was emitted in.
+    pub namespace: String,
+    /// The event's name (the subscription may have been a pattern).
+    pub event: String,
+    /// The room it was emitted to, if any.
+    pub room: Option<String>,
+    /// The payload, decoded.
+    pub data: T,
+}
+
+/// The text of an `ok: false` reply: a MessagePack string by convention,
+/// else a description of what came.
+fn remote_message(payload: &Bytes) -> String {
+    rmp_serde::from_slice::<String>(payload).unwrap_or_else(|_| {
+        format!(
+            "responder error with a {}-byte non-string payload",
+            payload.len()
+        )
+    })
+}
+
+/// An emit aimed at a room and/or excluding the sender; made by
+/// [`Namespace::to`] and [`Namespace::except_self`].
+#[derive(Debug, Clone)]
+#[must_use = "an emitter does nothing until .emit() is awaited"]
+pub struct Emitter {
+    namespace: Namespace,
+    room: Option<String>,
+    exclude_self: bool,
+}
+
+impl Emitter {
+    /// Only the members of `room` receive the event.
+    pub fn to(mut self, room: impl Into<String>) -> Emitter {
+        self.room = Some(room.into());
+        self
+    }
+
+    /// The sending client does not receive the event itself.
+    pub fn exclude_self(mut self) -> Emitter {
+        self.exclude_self = true;
+        self
+    }
+
+    /// Emits `event` (fire and forget; see [`Namespace::emit`]).
+    pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<(), Error> {
+        let (event, payload) = self.prepare(event, payload)?;
+        let frame = herald_protocol::encode(&Envelope::Emit(self.envelope(event, payload)));
+        self.namespace
+            .client
+            .shared()
+            .emit(Bytes::from(frame))
+            .await
+    }
+
+    /// Emits `event` and waits for the broker's count of receivers (see
+    /// [`Namespace::emit_acked`]).
+    pub async fn emit_acked<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        payload: &T,
+    ) -> Result<u64, Error> {
+        let (event, payload) = self.prepare(event, payload)?;
+        let shared = self.namespace.client.shared();
+        let answer = shared
+            .call(shared.config.connect_timeout, |id| {
+                Envelope::Emit(Emit {
+                    id: Some(id),
+                    ..self.envelope(event, payload)
+                })
+            })
+            .await?;
+        match answer {
+            Answer::Ack(receivers) => Ok(receivers),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Checks the names, encodes the payload and checks its size.
+    fn prepare<'e, T: Serialize + ?Sized>(
+        &self,
+        event: &'e str,
+        payload: &T,
+    ) -> Result<(&'e str, Bytes), Error> {
+        validate_namespace(&self.namespace.name)?;
+        validate_event(event)?;
+        if let Some(room) = &self.room {
+            validate_room(room)?;
+        }
+        let payload = rmp_serde::to_vec_named(payload).map_err(|e| Error::Encode(e.to_string()))?;
+        self.namespace
+            .client
+            .shared()
+            .check_payload(payload.len())?;
+        Ok((event, Bytes::from(payload)))
+    }
+
+    fn envelope(&self, event: &str, payload: Bytes) -> Emit {
+        Emit {
+            id: None,
+            namespace: self.namespace.name.to_string(),
+            event: event.to_owned(),
+            room: self.room.clone(),
+            payload,
+            exclude_self: self.exclude_self,
+            ack: None,
+            timeout_ms: None,
+        }
+    }
+}
