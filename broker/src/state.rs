@@ -42,6 +42,21 @@ pub(crate) struct Shared {
     started: Instant,
 }
 
+/// A node name unique per broker start (session ids are built from it, so
+/// they never repeat across restarts, even when the broker is always PID 1
+/// in a container). std's `RandomState` is randomly seeded per process and
+/// per instance, which is all the randomness this needs.
+fn node_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("herald-{:012x}", hasher.finish() & 0xffff_ffff_ffff)
+}
+
 impl Shared {
     pub(crate) fn new(settings: Settings) -> Shared {
         let stats = Arc::new(Stats::default());
@@ -52,7 +67,7 @@ impl Shared {
             ready: AtomicBool::new(true),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            node: format!("herald-{}", std::process::id()),
+            node: node_name(),
             next_conn: AtomicU64::new(0),
             started: Instant::now(),
             settings,

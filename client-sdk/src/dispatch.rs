@@ -8,8 +8,9 @@
 //!
 //! - an event with `ack` is a request: it runs ONE responder handler (the
 //!   first registered whose pattern matches);
-//! - an event with `group` runs the handlers of that queue group whose
-//!   pattern matches;
+//! - an event with `group` runs ONE handler of that queue group whose
+//!   pattern matches (round-robin), so "exactly one member per group" holds
+//!   for handlers in one process as it does for connections;
 //! - any other event runs the plain handlers whose pattern matches.
 //!
 //! Each handler owns a bounded queue ([`Delivery`]s) drained by its own
@@ -97,6 +98,8 @@ struct Inner {
     /// Entries by namespace, each list in subscription order.
     by_namespace: HashMap<String, Vec<Entry>>,
     next_handler: u64,
+    /// Round-robin position among the local handlers of a queue group.
+    group_cursor: usize,
 }
 
 /// What a delivered event should run.
@@ -183,7 +186,8 @@ impl Registry {
 
     /// The handlers `event` runs (see the module documentation).
     pub(crate) fn route(&self, event: &Event) -> Route {
-        let inner = lock(&self.inner);
+        let mut guard = lock(&self.inner);
+        let inner = &mut *guard;
         let entries = inner
             .by_namespace
             .get(&event.namespace)
@@ -200,7 +204,7 @@ impl Registry {
                     Route::Handlers(vec![q.clone()])
                 });
         }
-        let queues = entries
+        let mut queues: Vec<Queue> = entries
             .iter()
             .filter(|e| match &event.group {
                 Some(group) => !e.key.responder && e.key.group.as_ref() == Some(group),
@@ -209,6 +213,11 @@ impl Registry {
             .filter(matching)
             .flat_map(|e| e.handlers.iter().map(|(_, q)| q.clone()))
             .collect();
+        if event.group.is_some() && queues.len() > 1 {
+            inner.group_cursor = inner.group_cursor.wrapping_add(1);
+            let chosen = queues.swap_remove(inner.group_cursor % queues.len());
+            queues = vec![chosen];
+        }
         Route::Handlers(queues)
     }
 }
@@ -313,6 +322,25 @@ mod tests {
         let mut elsewhere = event("order.created");
         elsewhere.namespace = "/other".into();
         assert!(f.deliver(elsewhere).is_empty());
+    }
+
+    #[test]
+    fn one_local_handler_per_group_event_round_robin() {
+        let mut f = Fixture::new();
+        f.add("w1", key("job", Some("workers"), false));
+        f.add("w2", key("job", Some("workers"), false));
+        f.add("w3", key("*", Some("workers"), false));
+        let mut job = event("job");
+        job.group = Some("workers".into());
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let hit = f.deliver(job.clone());
+            assert_eq!(hit.len(), 1, "exactly one handler of the group: {hit:?}");
+            seen.push(hit[0]);
+        }
+        for worker in ["w1", "w2", "w3"] {
+            assert_eq!(seen.iter().filter(|w| **w == worker).count(), 2, "{seen:?}");
+        }
     }
 
     #[test]
