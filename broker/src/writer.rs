@@ -111,8 +111,24 @@ where
         .await
 }
 
-/// Sends what a close owes the client: on shutdown the queued events first
-/// (within the grace period), then a `close` envelope and a close frame.
+/// Whether a close for `reason` first writes what is still queued. On
+/// shutdown that is the queued events; on a protocol error it is the `err`
+/// envelope that explains it (queued just before the close was asked for).
+/// Not for a slow consumer (its queue is what overflowed), a peer that
+/// stopped answering, or one that is gone.
+fn drains_queue(reason: CloseReason) -> bool {
+    matches!(
+        reason,
+        CloseReason::ShuttingDown
+            | CloseReason::ProtocolError
+            | CloseReason::MessageTooBig
+            | CloseReason::HandshakeTimeout
+    )
+}
+
+/// Sends what a close owes the client: the queued frames first when
+/// [`drains_queue`] says so (on shutdown within the grace period), then a
+/// `close` envelope and a close frame.
 async fn close<S>(mut sink: S, mut queue: mpsc::Receiver<Bytes>, conn: &Outbox, shared: &Shared)
 where
     S: Sink<Message, Error = WsError> + Unpin,
@@ -123,7 +139,7 @@ where
         _ => CLOSE_TIMEOUT,
     };
     let goodbye = async {
-        if reason == CloseReason::ShuttingDown {
+        if drains_queue(reason) {
             queue.close();
             while let Some(frame) = queue.recv().await {
                 sink.feed(Message::Binary(frame)).await?;

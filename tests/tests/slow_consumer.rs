@@ -1,0 +1,203 @@
+//! Slow consumers: a subscriber that stops reading fills its bounded
+//! queue; the configured policy either disconnects it (`slow_consumer`)
+//! or drops events for it (counted, and reported with an `err` of code
+//! `dropped`), while the publisher and a fast subscriber get everything.
+//!
+//! The kernel's socket buffers absorb megabytes, so the queue is tiny (4
+//! frames) and the payloads big (64 KiB): a bounded number of events then
+//! really fills it.
+
+#![allow(clippy::unwrap_used)]
+
+use herald_config::SlowConsumerPolicy;
+use herald_protocol::{CloseReason, Envelope, ErrorCode};
+use herald_tests::{RawClient, TestBroker, emit, payload_seq, seq_payload, start_broker};
+use tokio::task::JoinHandle;
+
+const NS: &str = "/firehose";
+const PAYLOAD: usize = 64 * 1024;
+/// Upper bound on events before the queue must have overflowed (25 MiB).
+const MAX_EVENTS: u64 = 400;
+/// Events published after the overflow was seen.
+const AFTER_OVERFLOW: u64 = 20;
+
+async fn broker_with(policy: SlowConsumerPolicy) -> TestBroker {
+    start_broker(|s| {
+        s.delivery.queue_capacity = 4;
+        s.delivery.slow_consumer = policy;
+    })
+    .await
+}
+
+/// A subscriber read in a task until the `done` event; yields the sequence
+/// numbers of the `big` events it got, and the still open client.
+async fn fast_subscriber(broker: &TestBroker) -> JoinHandle<(Vec<u64>, RawClient)> {
+    let mut fast = broker.client().await;
+    fast.subscribe(NS, "big", None, false).await;
+    fast.subscribe(NS, "done", None, false).await;
+    tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        loop {
+            let event = fast.expect_event().await;
+            if event.event == "done" {
+                break;
+            }
+            seqs.push(payload_seq(&event.payload));
+        }
+        fast.assert_no_event().await;
+        (seqs, fast)
+    })
+}
+
+/// Publishes 64 KiB events with acks until one reaches only one receiver
+/// (the slow subscriber's queue was full), then `AFTER_OVERFLOW` more.
+/// Returns (events published, the ack counts).
+async fn publish_until_overflow(publisher: &mut RawClient) -> (u64, Vec<u64>) {
+    let mut acks = Vec::new();
+    let mut overflow_at = None;
+    for seq in 0..MAX_EVENTS {
+        let receivers = publisher
+            .emit_acked(emit(NS, "big", seq_payload(seq, PAYLOAD)))
+            .await;
+        assert!(
+            (1..=2).contains(&receivers),
+            "event {seq} reached {receivers}"
+        );
+        acks.push(receivers);
+        if receivers == 1 && overflow_at.is_none() {
+            overflow_at = Some(seq);
+        }
+        if overflow_at.is_some_and(|at| seq >= at + AFTER_OVERFLOW) {
+            break;
+        }
+    }
+    let Some(at) = overflow_at else {
+        panic!("{MAX_EVENTS} events of {PAYLOAD} bytes never filled a 4-frame queue");
+    };
+    println!("the slow subscriber's queue overflowed at event {at}");
+    assert_eq!(
+        publisher.emit_acked(emit(NS, "done", &b""[..])).await,
+        1,
+        "only the fast subscriber is left for `done`"
+    );
+    (acks.len() as u64, acks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_policy_closes_the_slow_subscriber_only() {
+    let broker = broker_with(SlowConsumerPolicy::Disconnect).await;
+    let mut slow = broker.client().await;
+    slow.subscribe(NS, "big", None, false).await;
+    let fast = fast_subscriber(&broker).await;
+    let mut publisher = broker.client().await;
+
+    // The slow subscriber is not read until the publisher is done.
+    let (published, acks) = publish_until_overflow(&mut publisher).await;
+
+    // The fast subscriber got every event, in order.
+    let all: Vec<u64> = (0..published).collect();
+    let (seqs, _fast) = fast.await.unwrap();
+    assert_eq!(seqs, all);
+    // Once full, the slow subscriber was cut off: every later event
+    // reached the fast subscriber only.
+    let first_single = acks.iter().position(|&n| n == 1).unwrap();
+    assert!(acks[first_single..].iter().all(|&n| n == 1), "{acks:?}");
+
+    // Reading the slow subscriber now shows what it was sent before the
+    // cut (in order, intact), and why it was closed.
+    let closing = slow.read_until_close().await;
+    let mut expected = 0;
+    for envelope in &closing.envelopes {
+        let Envelope::Event(event) = envelope else {
+            panic!("the slow subscriber got {envelope:?}");
+        };
+        assert_eq!(payload_seq(&event.payload), expected);
+        expected += 1;
+    }
+    assert!(expected <= first_single as u64);
+    let (code, reason) = RawClient::check_closing(&closing);
+    assert_eq!((code, reason.as_str()), (1008, "slow_consumer"));
+
+    let stats = broker
+        .wait_for_stats("the slow consumer's close to be counted", |s| {
+            s.closed(CloseReason::SlowConsumer) == 1
+        })
+        .await;
+    assert_eq!(stats.connections_current, 2, "{stats:#?}");
+    assert_eq!(stats.events_dropped, 0);
+    publisher.assert_no_event().await;
+    broker.assert_healthy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_policy_keeps_the_slow_subscriber_and_reports_drops() {
+    let broker = broker_with(SlowConsumerPolicy::Drop).await;
+    let mut slow = broker.client().await;
+    slow.subscribe(NS, "big", None, false).await;
+    let fast = fast_subscriber(&broker).await;
+    let mut publisher = broker.client().await;
+
+    let (published, acks) = publish_until_overflow(&mut publisher).await;
+    let all: Vec<u64> = (0..published).collect();
+    let (seqs, _fast) = fast.await.unwrap();
+    assert_eq!(seqs, all);
+
+    // The slow subscriber is still connected, and the drops are counted.
+    let stats = broker.stats();
+    assert!(stats.events_dropped > 0, "{stats:#?}");
+    assert_eq!(stats.connections_current, 3, "{stats:#?}");
+    let dropped = stats.events_dropped;
+    let reached_slow: u64 = acks.iter().map(|n| n - 1).sum();
+    assert_eq!(
+        reached_slow + dropped,
+        published,
+        "every event queued or counted"
+    );
+
+    // Reading it now: the events that fit (in order, intact) and at least
+    // one `err` with code `dropped`.
+    let mut last = None;
+    let mut received = 0;
+    let mut notices = 0;
+    while received < reached_slow {
+        match slow.recv().await {
+            Envelope::Event(event) => {
+                let seq = payload_seq(&event.payload);
+                assert!(last.is_none_or(|l| seq > l), "{seq} after {last:?}");
+                last = Some(seq);
+                received += 1;
+            }
+            Envelope::Error(error) if error.code == ErrorCode::Dropped => notices += 1,
+            other => panic!("the slow subscriber got {other:?}"),
+        }
+    }
+    for envelope in slow.barrier().await {
+        match envelope {
+            Envelope::Error(error) if error.code == ErrorCode::Dropped => notices += 1,
+            other => panic!("unexpected after the last event: {other:?}"),
+        }
+    }
+    assert!(
+        notices > 0,
+        "no `dropped` error reached the slow subscriber"
+    );
+
+    // It still works both ways.
+    slow.assert_no_event().await;
+    assert_eq!(
+        publisher
+            .emit_acked(emit(NS, "big", seq_payload(0, 8)))
+            .await,
+        2
+    );
+    assert_eq!(slow.drain_events().await.len(), 1);
+    let stats = broker.stats();
+    assert_eq!(
+        stats.events_dropped, dropped,
+        "nothing dropped once it read"
+    );
+    assert!(
+        stats.closed_by_reason.iter().all(|(_, n)| *n == 0),
+        "{stats:#?}"
+    );
+}
