@@ -187,7 +187,7 @@ impl Session {
     }
 
     fn send(&self, envelope: &Envelope) {
-        self.outbox.deliver(&Bytes::from(encode(envelope)));
+        self.outbox.answer(&Bytes::from(encode(envelope)));
     }
 
     fn on_frame(&mut self, frame: Bytes) -> Handled {

@@ -341,7 +341,7 @@ impl Router {
                     ErrorCode::Timeout,
                     format!("no reply within {} ms", timeout.as_millis()),
                 )));
-                pending.requester.deliver(&frame);
+                pending.requester.answer(&frame);
             }
         });
     }
@@ -361,7 +361,7 @@ impl Router {
             ack: pending.ack,
             ..reply
         })));
-        pending.requester.deliver(&frame);
+        pending.requester.answer(&frame);
         Ok(())
     }
 }
