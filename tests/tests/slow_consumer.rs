@@ -201,3 +201,49 @@ async fn drop_policy_keeps_the_slow_subscriber_and_reports_drops() {
         "{stats:#?}"
     );
 }
+
+/// Regression: under the `drop` policy an overflowing queue used to drop
+/// the broker's answers to the slow connection too (an `ack` lost means a
+/// client waiting forever). Answers now use slots events may not take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_to_a_slow_connection_are_not_dropped() {
+    let broker = start_broker(|s| {
+        s.delivery.queue_capacity = 16;
+        s.delivery.slow_consumer = SlowConsumerPolicy::Drop;
+    })
+    .await;
+    let mut slow = broker.client().await;
+    slow.subscribe(NS, "big", None, false).await;
+    let mut publisher = broker.client().await;
+    let mut overflowed = false;
+    for seq in 0..MAX_EVENTS {
+        let receivers = publisher
+            .emit_acked(emit(NS, "big", seq_payload(seq, PAYLOAD)))
+            .await;
+        if receivers == 0 {
+            overflowed = true;
+            break;
+        }
+    }
+    assert!(overflowed, "the slow subscriber's queue never filled");
+    // Its event queue is full; it now asks for an answer, then reads.
+    let id = slow.next_id();
+    let mut ask = emit(NS, "nobody.listens", &b""[..]);
+    ask.id = Some(id);
+    slow.send(&Envelope::Emit(ask)).await;
+    let mut events = 0;
+    loop {
+        match slow.recv().await {
+            Envelope::Event(_) => events += 1,
+            Envelope::Error(error) if error.code == ErrorCode::Dropped => {}
+            Envelope::Ack { id: got, receivers } => {
+                assert_eq!((got, receivers), (id, 0));
+                break;
+            }
+            other => panic!("the slow subscriber got {other:?}"),
+        }
+    }
+    assert!(events > 0);
+    assert!(broker.stats().events_dropped > 0);
+    broker.assert_healthy().await;
+}
