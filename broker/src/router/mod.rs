@@ -49,7 +49,15 @@ struct Eligible<'a> {
     room: Option<&'a HashSet<ConnId>>,
 }
 
-impl Eligible<'_> {
+impl<'a> Eligible<'a> {
+    fn new(from: &Outbox, emit: &Emit, room: Option<&'a HashSet<ConnId>>) -> Eligible<'a> {
+        Eligible {
+            from: from.id,
+            exclude_self: emit.exclude_self,
+            room,
+        }
+    }
+
     fn allows(&self, id: ConnId) -> bool {
         !(self.exclude_self && id == self.from) && self.room.is_none_or(|r| r.contains(&id))
     }
@@ -162,21 +170,21 @@ impl Router {
         self.requests.len()
     }
 
+    /// The members of the emit's room, when it names one.
+    fn room_of(&self, emit: &Emit) -> Option<Arc<HashSet<ConnId>>> {
+        emit.room
+            .as_deref()
+            .map(|room| self.rooms.members(&emit.namespace, room))
+    }
+
     /// Delivers an emit to every matching subscriber (once per connection)
     /// and to one member of each matching queue group. Returns how many
     /// connections the event was queued to.
     pub(crate) fn emit(&self, from: &Outbox, emit: &Emit) -> u64 {
         Stats::add(&self.stats.events_received, 1);
         let matched = self.events.lookup(&emit.namespace, &emit.event);
-        let room = emit
-            .room
-            .as_deref()
-            .map(|r| self.rooms.members(&emit.namespace, r));
-        let eligible = Eligible {
-            from: from.id,
-            exclude_self: emit.exclude_self,
-            room: room.as_deref(),
-        };
+        let room = self.room_of(emit);
+        let eligible = Eligible::new(from, emit, room.as_deref());
         let hits: Vec<&Subscribers> = matched.pattern_hits(&emit.event).collect();
         let exact = matched.exact.as_deref();
         let mut reached = self.deliver_plain(emit, exact, &hits, &eligible);
@@ -275,15 +283,8 @@ impl Router {
     ) -> Result<(), RouteError> {
         Stats::add(&self.stats.events_received, 1);
         let matched = self.responders.lookup(&emit.namespace, &emit.event);
-        let room = emit
-            .room
-            .as_deref()
-            .map(|r| self.rooms.members(&emit.namespace, r));
-        let eligible = Eligible {
-            from: from.id,
-            exclude_self: emit.exclude_self,
-            room: room.as_deref(),
-        };
+        let room = self.room_of(emit);
+        let eligible = Eligible::new(from, emit, room.as_deref());
         let mut candidates: IndexMap<ConnId, &Outbox> = IndexMap::new();
         for subs in matched
             .exact
