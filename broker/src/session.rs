@@ -73,6 +73,7 @@ pub(crate) async fn run<S>(
         last_seen,
         greeted: false,
         invalid_in_a_row: 0,
+        was_responder: false,
     };
     debug!(conn = id.0, %peer, "connection opened");
     let reason = session.read_loop(&mut stream).await;
@@ -93,6 +94,9 @@ struct Session {
     last_seen: Arc<AtomicU64>,
     greeted: bool,
     invalid_in_a_row: u32,
+    /// Set once the connection subscribes as a responder: on close, the
+    /// requests still waiting on it are failed at once.
+    was_responder: bool,
 }
 
 /// A refusal: answered with `err`, and fatal ones close the connection.
@@ -312,6 +316,7 @@ impl Session {
                 ));
             }
             self.shared.router.subscribe(&self.outbox, &key);
+            self.was_responder |= key.responder;
             self.subscriptions.insert(key);
         }
         self.ok(sub.id);
@@ -438,6 +443,9 @@ impl Session {
     fn clean_up(&mut self) {
         for key in self.subscriptions.drain() {
             self.shared.router.unsubscribe(self.outbox.id, &key);
+        }
+        if self.was_responder {
+            self.shared.router.responder_gone(self.outbox.id);
         }
         for (namespace, room) in self.rooms.drain() {
             self.shared.router.leave(&namespace, &room, self.outbox.id);

@@ -23,7 +23,8 @@ pub(crate) struct Stats {
     pub(crate) subscriptions: AtomicU64,
 }
 
-const CLOSE_REASONS: usize = 9;
+/// Every known reason, plus one slot for `Unknown`.
+const CLOSE_REASONS: usize = CloseReason::ALL.len() + 1;
 
 fn reason_index(reason: CloseReason) -> usize {
     CloseReason::ALL

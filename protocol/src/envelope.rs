@@ -94,7 +94,8 @@ pub struct RoomChange {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Emit {
     /// When present (and `ack` is absent) the broker answers `ack` with the
-    /// number of connections the event was queued to.
+    /// number of deliveries: one per connection reached through plain
+    /// subscriptions, plus one per queue group that took the event.
     pub id: Option<u64>,
     /// Namespace.
     pub namespace: String,
@@ -183,7 +184,8 @@ pub enum Envelope {
     Ack {
         /// The emit's `id`.
         id: u64,
-        /// How many connections the event was queued to.
+        /// Deliveries: connections reached through plain subscriptions plus
+        /// queue groups that took the event.
         receivers: u64,
     },
     /// `ok`: the broker accepted a `sub`, `unsub`, `join` or `leave`.

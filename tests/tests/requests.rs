@@ -254,3 +254,24 @@ async fn a_responder_that_disconnects_leads_to_no_responders() {
         Some(5)
     );
 }
+
+/// A responder that disconnects holding a request fails it at once with
+/// `no_responders`, instead of leaving the requester to its timeout (60 s
+/// here, far beyond the harness's wait bound).
+#[tokio::test]
+async fn a_request_held_by_a_disconnecting_responder_fails_at_once() {
+    let broker = start_broker(|_| {}).await;
+    let mut responder = broker.client().await;
+    responder.subscribe(NS, "held", None, true).await;
+    let mut requester = broker.client().await;
+    requester
+        .request(emit(NS, "held", &b""[..]), 8, Some(60_000))
+        .await;
+    let _ = expect_request(&mut responder).await;
+    assert_eq!(broker.handle().pending_requests(), 1);
+    responder.close().await;
+    let error = requester.expect_error(ErrorCode::NoResponders).await;
+    assert_eq!(error.id, Some(8));
+    assert!(error.message.contains("disconnected"), "{}", error.message);
+    assert_eq!(broker.handle().pending_requests(), 0);
+}

@@ -178,8 +178,8 @@ impl Router {
     }
 
     /// Delivers an emit to every matching subscriber (once per connection)
-    /// and to one member of each matching queue group. Returns how many
-    /// connections the event was queued to.
+    /// and to one member of each matching queue group. Returns the number
+    /// of deliveries: plain receivers plus queue groups that took it.
     pub(crate) fn emit(&self, from: &Outbox, emit: &Emit) -> u64 {
         Stats::add(&self.stats.events_received, 1);
         let matched = self.events.lookup(&emit.namespace, &emit.event);
@@ -345,6 +345,19 @@ impl Router {
                 pending.requester.answer(&frame);
             }
         });
+    }
+
+    /// A responder connection went away: its unanswered requests fail now
+    /// with `no_responders` rather than at their timeout.
+    pub(crate) fn responder_gone(&self, responder: ConnId) {
+        for pending in self.requests.abandon(responder) {
+            let frame = Bytes::from(encode(&Envelope::error(
+                Some(pending.ack),
+                ErrorCode::NoResponders,
+                "the responder disconnected before replying",
+            )));
+            pending.requester.answer(&frame);
+        }
     }
 
     /// Forwards a responder's reply to the requester.

@@ -53,6 +53,23 @@ impl Requests {
         Some(pending)
     }
 
+    /// Takes every request waiting on `responder` (it disconnected), so
+    /// their requesters are told at once instead of at their timeout.
+    /// Costs a scan of the requests in flight; called only for connections
+    /// that had responder subscriptions.
+    pub(crate) fn abandon(&self, responder: ConnId) -> Vec<Pending> {
+        let handles: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|entry| entry.value().responder == responder)
+            .map(|entry| *entry.key())
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|handle| self.answer(handle, responder))
+            .collect()
+    }
+
     /// Forgets a request that could not be delivered after all.
     pub(crate) fn cancel(&self, handle: u64) {
         self.expire(handle);
