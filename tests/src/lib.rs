@@ -19,6 +19,8 @@
 //!   `TcpStream` for `/healthz`, `/readyz` and refused upgrades.
 //! - Payload helpers ([`seq_payload`], [`payload_seq`]) that number events
 //!   and let a receiver check that the bytes arrived intact.
+//! - [`sdk`]: helpers for the tests that drive the broker through the SDK
+//!   (bounded waits on channels, forwarding handlers, SDK clients).
 //!
 //! # Rules every test follows
 //! - Every wait is bounded: a read gives up after [`TIMEOUT`] with a message
@@ -50,6 +52,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub mod sdk;
 
 /// How long any single wait of a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,6 +98,14 @@ pub async fn start_broker_on(
         addr,
         grace,
     }
+}
+
+/// A `configure` for [`start_broker`] / [`start_broker_on`]: a shutdown
+/// grace of 500 ms instead of the default 10 s, for tests that stop a broker
+/// while clients may still be connected (e.g. SDK clients that reconnect)
+/// and should not wait long for them to leave.
+pub fn short_grace(settings: &mut Settings) {
+    settings.server.shutdown_grace = Duration::from_millis(500);
 }
 
 /// `127.0.0.1:port`.
@@ -453,22 +465,28 @@ impl RawClient {
 
     /// Subscribes (with a correlation id) and waits for the `ok`.
     pub async fn subscribe(&mut self, ns: &str, ev: &str, group: Option<&str>, responder: bool) {
-        let id = self.next_id();
-        self.send(&Envelope::Subscribe(Subscription {
-            id: Some(id),
-            namespace: ns.into(),
-            event: ev.into(),
-            group: group.map(str::to_owned),
-            responder,
-        }))
-        .await;
-        self.expect_ok(id).await;
+        self.subscription_change(Envelope::Subscribe, ns, ev, group, responder)
+            .await;
     }
 
     /// Unsubscribes (with a correlation id) and waits for the `ok`.
     pub async fn unsubscribe(&mut self, ns: &str, ev: &str, group: Option<&str>, responder: bool) {
+        self.subscription_change(Envelope::Unsubscribe, ns, ev, group, responder)
+            .await;
+    }
+
+    /// Sends `kind` (`Subscribe` or `Unsubscribe`) of a [`Subscription`]
+    /// with a fresh correlation id and waits for the `ok`.
+    async fn subscription_change(
+        &mut self,
+        kind: fn(Subscription) -> Envelope,
+        ns: &str,
+        ev: &str,
+        group: Option<&str>,
+        responder: bool,
+    ) {
         let id = self.next_id();
-        self.send(&Envelope::Unsubscribe(Subscription {
+        self.send(&kind(Subscription {
             id: Some(id),
             namespace: ns.into(),
             event: ev.into(),
@@ -481,20 +499,19 @@ impl RawClient {
 
     /// Joins a room and waits for the `ok`.
     pub async fn join(&mut self, ns: &str, room: &str) {
-        let id = self.next_id();
-        self.send(&Envelope::Join(RoomChange {
-            id: Some(id),
-            namespace: ns.into(),
-            room: room.into(),
-        }))
-        .await;
-        self.expect_ok(id).await;
+        self.room_change(Envelope::Join, ns, room).await;
     }
 
     /// Leaves a room and waits for the `ok`.
     pub async fn leave(&mut self, ns: &str, room: &str) {
+        self.room_change(Envelope::Leave, ns, room).await;
+    }
+
+    /// Sends `kind` (`Join` or `Leave`) of a [`RoomChange`] with a fresh
+    /// correlation id and waits for the `ok`.
+    async fn room_change(&mut self, kind: fn(RoomChange) -> Envelope, ns: &str, room: &str) {
         let id = self.next_id();
-        self.send(&Envelope::Leave(RoomChange {
+        self.send(&kind(RoomChange {
             id: Some(id),
             namespace: ns.into(),
             room: room.into(),

@@ -1,22 +1,21 @@
-//! Smoke tests of the SDK against a real broker on a real socket
-//! (`127.0.0.1:0`). Nothing sleeps to synchronise: events are awaited
-//! through channels, each wait bounded by a timeout.
+//! Smoke tests of the SDK (`herald-client`) against a real broker on a
+//! real socket (`127.0.0.1:0`). Nothing sleeps to synchronise: events are
+//! awaited through channels, each wait bounded by a timeout (helpers in
+//! [`herald_tests::sdk`]).
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use herald_broker::{Broker, BrokerHandle};
 use herald_client::{Client, ClientEvent, ConnectionState, Error, Event, ReconnectPolicy};
-use herald_config::Settings;
+use herald_tests::sdk::{bounded, client, forward, reconnecting_client, recv, wait_state};
+use herald_tests::{TIMEOUT, short_grace, start_broker, start_broker_on};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio::time::timeout;
 
-/// Bound on any single wait in these tests.
-const WAIT: Duration = Duration::from_secs(5);
+/// The `hello` client name of the clients these tests connect.
+const NAME: &str = "sdk-test";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Order {
@@ -31,55 +30,11 @@ fn order(id: u64) -> Order {
     }
 }
 
-async fn start_on(listen: SocketAddr) -> BrokerHandle {
-    let mut settings = Settings::defaults();
-    settings.server.listen = listen;
-    settings.server.shutdown_grace = Duration::from_millis(500);
-    Broker::start(settings).await.expect("broker starts")
-}
-
-async fn start_broker() -> BrokerHandle {
-    start_on("127.0.0.1:0".parse().unwrap()).await
-}
-
-fn url(broker: &BrokerHandle) -> String {
-    format!("ws://{}", broker.local_addr())
-}
-
-async fn client(broker: &BrokerHandle) -> Client {
-    Client::builder(url(broker))
-        .name("sdk-test")
-        .connect()
-        .await
-        .expect("client connects")
-}
-
-/// The next item from `rx`, failing the test after [`WAIT`].
-async fn recv<T>(rx: &mut mpsc::Receiver<T>) -> T {
-    timeout(WAIT, rx.recv())
-        .await
-        .expect("timed out waiting for an event")
-        .expect("channel closed")
-}
-
-/// A handler that forwards every value it gets into a channel.
-fn forward<T: Send + 'static>(
-    tx: &mpsc::Sender<T>,
-) -> impl Fn(T) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static {
-    let tx = tx.clone();
-    move |value| {
-        let tx = tx.clone();
-        Box::pin(async move {
-            let _ = tx.send(value).await;
-        })
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_round_trip_between_two_clients() {
-    let broker = start_broker().await;
-    let subscriber = client(&broker).await;
-    let publisher = client(&broker).await;
+    let broker = start_broker(short_grace).await;
+    let subscriber = client(&broker, NAME).await;
+    let publisher = client(&broker, NAME).await;
     assert_eq!(subscriber.state(), ConnectionState::Connected);
     assert!(subscriber.session_id().is_some());
     assert_ne!(subscriber.session_id(), publisher.session_id());
@@ -119,8 +74,8 @@ async fn typed_round_trip_between_two_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patterns_fan_out_to_local_handlers() {
-    let broker = start_broker().await;
-    let c = client(&broker).await;
+    let broker = start_broker(short_grace).await;
+    let c = client(&broker, NAME).await;
     let ns = c.of("/orders");
     let (tx, mut rx) = mpsc::channel(16);
     let tagged = |tag: &'static str| {
@@ -138,7 +93,7 @@ async fn patterns_fan_out_to_local_handlers() {
 
     // One emit reaches all three matching handlers (the broker sends one
     // frame; the SDK fans out), a deeper name only `order.>`.
-    let publisher = client(&broker).await;
+    let publisher = client(&broker, NAME).await;
     let pns = publisher.of("/orders");
     assert_eq!(pns.emit_acked("order.created", &order(1)).await.unwrap(), 1);
     pns.emit("order.eu.created", &order(2)).await.unwrap();
@@ -165,15 +120,15 @@ async fn patterns_fan_out_to_local_handlers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_event_sees_the_event_name_and_room() {
-    let broker = start_broker().await;
-    let c = client(&broker).await;
+    let broker = start_broker(short_grace).await;
+    let c = client(&broker, NAME).await;
     let ns = c.of("/orders");
     ns.join("eu").await.unwrap();
     let (tx, mut rx) = mpsc::channel(16);
     ns.on_event("order.>", forward::<Event<Order>>(&tx))
         .await
         .unwrap();
-    let publisher = client(&broker).await;
+    let publisher = client(&broker, NAME).await;
     let pns = publisher.of("/orders");
     pns.emit("order.eu.created", &order(1)).await.unwrap();
     pns.to("eu").emit("order.shipped", &order(2)).await.unwrap();
@@ -200,11 +155,11 @@ async fn on_event_sees_the_event_name_and_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_group_delivers_each_event_exactly_once() {
-    let broker = start_broker().await;
+    let broker = start_broker(short_grace).await;
     let (tx, mut rx) = mpsc::channel(64);
     let mut members = Vec::new();
     for member in 0..3_u8 {
-        let c = client(&broker).await;
+        let c = client(&broker, NAME).await;
         let tx = tx.clone();
         c.of("/jobs")
             .on_queue("job.run", "workers", move |id: u64| {
@@ -218,7 +173,7 @@ async fn queue_group_delivers_each_event_exactly_once() {
         members.push(c);
     }
     // A plain subscriber beside the group gets every event too.
-    let watcher = client(&broker).await;
+    let watcher = client(&broker, NAME).await;
     let (wtx, mut wrx) = mpsc::channel(64);
     watcher
         .of("/jobs")
@@ -226,7 +181,7 @@ async fn queue_group_delivers_each_event_exactly_once() {
         .await
         .unwrap();
 
-    let publisher = client(&broker).await;
+    let publisher = client(&broker, NAME).await;
     let jobs = publisher.of("/jobs");
     const N: u64 = 30;
     for id in 0..N {
@@ -275,8 +230,8 @@ struct Invoice {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_reply_and_its_failures() {
-    let broker = start_broker().await;
-    let responder = client(&broker).await;
+    let broker = start_broker(short_grace).await;
+    let responder = client(&broker, NAME).await;
     let billing = responder.of("/billing");
     billing
         .on_request("invoice.create", |r: InvoiceReq| async move {
@@ -299,7 +254,7 @@ async fn request_reply_and_its_failures() {
         .await
         .expect("responder registered");
 
-    let requester = client(&broker).await;
+    let requester = client(&broker, NAME).await;
     let ns = requester.of("/billing");
     let invoice: Invoice = ns
         .request(
@@ -308,7 +263,7 @@ async fn request_reply_and_its_failures() {
                 order: 7,
                 amount: 21,
             },
-            WAIT,
+            TIMEOUT,
         )
         .await
         .expect("reply");
@@ -327,7 +282,7 @@ async fn request_reply_and_its_failures() {
                 order: 8,
                 amount: 0,
             },
-            WAIT,
+            TIMEOUT,
         )
         .await;
     assert_eq!(
@@ -342,7 +297,7 @@ async fn request_reply_and_its_failures() {
                 order: 9,
                 amount: 1,
             },
-            WAIT,
+            TIMEOUT,
         )
         .await;
     assert_eq!(nobody, Err(Error::NoResponders));
@@ -367,7 +322,7 @@ async fn request_reply_and_its_failures() {
                 order: 1,
                 amount: 1,
             },
-            WAIT,
+            TIMEOUT,
         )
         .await;
     assert!(matches!(wrong, Err(Error::Decode(_))), "{wrong:?}");
@@ -379,9 +334,9 @@ async fn request_reply_and_its_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_and_exclude_self() {
-    let broker = start_broker().await;
+    let broker = start_broker(short_grace).await;
     let (tx, mut inside_rx) = mpsc::channel(16);
-    let inside = client(&broker).await;
+    let inside = client(&broker, NAME).await;
     inside
         .of("/chat")
         .on("msg", forward::<String>(&tx))
@@ -390,14 +345,14 @@ async fn rooms_and_exclude_self() {
     inside.of("/chat").join("eu").await.expect("joined");
 
     let (tx, mut outside_rx) = mpsc::channel(16);
-    let outside = client(&broker).await;
+    let outside = client(&broker, NAME).await;
     outside
         .of("/chat")
         .on("msg", forward::<String>(&tx))
         .await
         .unwrap();
 
-    let publisher = client(&broker).await;
+    let publisher = client(&broker, NAME).await;
     let chat = publisher.of("/chat");
     assert_eq!(chat.to("eu").emit_acked("msg", "to eu").await.unwrap(), 1);
     chat.emit("msg", "to all").await.unwrap();
@@ -434,8 +389,8 @@ async fn rooms_and_exclude_self() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_payloads_and_panics_are_reported_and_the_handler_goes_on() {
-    let broker = start_broker().await;
-    let c = client(&broker).await;
+    let broker = start_broker(short_grace).await;
+    let c = client(&broker, NAME).await;
     let (etx, mut errors) = mpsc::channel(16);
     c.on_error(move |event| {
         let _ = etx.try_send(event);
@@ -454,7 +409,7 @@ async fn bad_payloads_and_panics_are_reported_and_the_handler_goes_on() {
         .await
         .unwrap();
 
-    let publisher = client(&broker).await;
+    let publisher = client(&broker, NAME).await;
     let ns = publisher.of("/orders");
     ns.emit("order.created", "not an order").await.unwrap();
     ns.emit("order.created", &order(13)).await.unwrap();
@@ -484,8 +439,8 @@ async fn bad_payloads_and_panics_are_reported_and_the_handler_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribe_stops_delivery() {
-    let broker = start_broker().await;
-    let c = client(&broker).await;
+    let broker = start_broker(short_grace).await;
+    let c = client(&broker, NAME).await;
     let ns = c.of("/orders");
     let (tx, mut rx) = mpsc::channel(16);
     let first = ns.on("order.created", forward::<Order>(&tx)).await.unwrap();
@@ -493,7 +448,7 @@ async fn unsubscribe_stops_delivery() {
     let (tx2, mut rx2) = mpsc::channel(16);
     let _second = ns.on("order.>", forward::<Order>(&tx2)).await.unwrap();
 
-    let publisher = client(&broker).await;
+    let publisher = client(&broker, NAME).await;
     let pns = publisher.of("/orders");
     pns.emit("order.created", &order(1)).await.unwrap();
     assert_eq!(recv(&mut rx).await, order(1));
@@ -504,7 +459,7 @@ async fn unsubscribe_stops_delivery() {
     assert_eq!(recv(&mut rx2).await, order(2));
     // The unsubscribed handler's channel closes (its task ended) without
     // receiving order 2.
-    assert_eq!(timeout(WAIT, rx.recv()).await.expect("task ended"), None);
+    assert_eq!(bounded("the handler task to end", rx.recv()).await, None);
 
     publisher.close().await.unwrap();
     c.close().await.unwrap();
@@ -513,8 +468,8 @@ async fn unsubscribe_stops_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_handler_gets_backpressure_not_losses() {
-    let broker = start_broker().await;
-    let c = Client::builder(url(&broker))
+    let broker = start_broker(short_grace).await;
+    let c = Client::builder(broker.url())
         .handler_queue(1)
         .connect()
         .await
@@ -533,7 +488,7 @@ async fn a_slow_handler_gets_backpressure_not_losses() {
         })
         .await
         .unwrap();
-    let publisher = client(&broker).await;
+    let publisher = client(&broker, NAME).await;
     let ns = publisher.of("/slow");
     const N: u64 = 100;
     for n in 0..N {
@@ -553,8 +508,8 @@ async fn a_slow_handler_gets_backpressure_not_losses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_flushes_queued_emits_and_is_final() {
-    let broker = start_broker().await;
-    let receiver = client(&broker).await;
+    let broker = start_broker(short_grace).await;
+    let receiver = client(&broker, NAME).await;
     let (tx, mut rx) = mpsc::channel(256);
     receiver
         .of("/bulk")
@@ -562,7 +517,7 @@ async fn close_flushes_queued_emits_and_is_final() {
         .await
         .unwrap();
 
-    let sender = client(&broker).await;
+    let sender = client(&broker, NAME).await;
     let ns = sender.of("/bulk");
     for i in 0..200_u64 {
         ns.emit("item", &i).await.unwrap();
@@ -586,8 +541,8 @@ async fn close_flushes_queued_emits_and_is_final() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_names_fail_locally() {
-    let broker = start_broker().await;
-    let c = client(&broker).await;
+    let broker = start_broker(short_grace).await;
+    let c = client(&broker, NAME).await;
     assert!(matches!(
         c.of("orders").emit("x", &1).await,
         Err(Error::InvalidName(_))
@@ -620,19 +575,18 @@ async fn connect_fails_fast_without_a_broker_and_on_a_refusal() {
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = free.local_addr().unwrap();
     drop(free);
-    let result = timeout(
-        WAIT,
+    let result = bounded(
+        "connect() to return instead of hanging",
         Client::builder(format!("ws://{addr}"))
             .connect_timeout(Duration::from_secs(1))
             .connect(),
     )
-    .await
-    .expect("connect() returns instead of hanging");
+    .await;
     assert!(matches!(result, Err(Error::Connect(_))), "{result:?}");
 
     // A path the broker does not serve: refused with a 4xx, not retried.
-    let broker = start_broker().await;
-    let result = Client::connect(format!("ws://{}/not/herald", broker.local_addr())).await;
+    let broker = start_broker(short_grace).await;
+    let result = Client::connect(format!("ws://{}/not/herald", broker.addr())).await;
     match result {
         Err(Error::Handshake { status, reason }) => {
             assert_eq!(status, 404, "{reason}");
@@ -642,7 +596,7 @@ async fn connect_fails_fast_without_a_broker_and_on_a_refusal() {
 
     // Failing over: the first URL is dead, the second is the broker.
     let c = Client::builder(format!("ws://{addr}"))
-        .urls([url(&broker)])
+        .urls([broker.url()])
         .connect_timeout(Duration::from_secs(1))
         .connect()
         .await
@@ -658,18 +612,9 @@ async fn connect_fails_fast_without_a_broker_and_on_a_refusal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_broker_restart_and_restores_everything() {
-    let broker = start_broker().await;
-    let addr = broker.local_addr();
-    let c = Client::builder(url(&broker))
-        .reconnect(ReconnectPolicy {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(200),
-            factor: 2.0,
-            max_attempts: None,
-        })
-        .connect()
-        .await
-        .unwrap();
+    let broker = start_broker(short_grace).await;
+    let addr = broker.addr();
+    let c = reconnecting_client(&broker, NAME).await;
     let (etx, mut events) = mpsc::channel(64);
     c.on_error(move |event| {
         let _ = etx.try_send(event);
@@ -687,15 +632,9 @@ async fn reconnects_after_broker_restart_and_restores_everything() {
     ns.join("lobby").await.unwrap();
     assert!(c.session_id().is_some());
 
-    let mut states = c.state_changes();
     broker.shutdown().await;
-    timeout(
-        WAIT,
-        states.wait_for(|s| *s == ConnectionState::Reconnecting),
-    )
-    .await
-    .expect("noticed the broker went away")
-    .unwrap();
+    // The client noticed the broker went away.
+    wait_state(&c, "the client", ConnectionState::Reconnecting).await;
     loop {
         match recv(&mut events).await {
             ClientEvent::ConnectionLost { .. } => break,
@@ -710,11 +649,8 @@ async fn reconnects_after_broker_restart_and_restores_everything() {
     assert_eq!(ns.emit_acked("msg", "x").await, Err(Error::Disconnected));
     assert_eq!(ns.join("other").await, Err(Error::Disconnected));
 
-    let broker = start_on(addr).await;
-    timeout(WAIT, states.wait_for(|s| *s == ConnectionState::Connected))
-        .await
-        .expect("reconnected")
-        .unwrap();
+    let broker = start_broker_on(addr, short_grace).await;
+    wait_state(&c, "the client", ConnectionState::Connected).await;
     // A new session (the broker's ids restart with the broker, so they are
     // not compared here).
     assert!(c.session_id().is_some());
@@ -724,7 +660,7 @@ async fn reconnects_after_broker_restart_and_restores_everything() {
     assert_eq!(recv(&mut rx).await, "sent while offline");
 
     // Room membership, queue group and responder were restored.
-    let other = client(&broker).await;
+    let other = client(&broker, NAME).await;
     let ons = other.of("/chat");
     assert_eq!(
         ons.to("lobby").emit_acked("msg", "to lobby").await.unwrap(),
@@ -733,7 +669,7 @@ async fn reconnects_after_broker_restart_and_restores_everything() {
     assert_eq!(recv(&mut rx).await, "to lobby");
     ons.emit("job", &5_u64).await.unwrap();
     assert_eq!(recv(&mut qrx).await, 5);
-    let echoed: String = ons.request("echo", "hi", WAIT).await.unwrap();
+    let echoed: String = ons.request("echo", "hi", TIMEOUT).await.unwrap();
     assert_eq!(echoed, "hi");
 
     other.close().await.unwrap();
@@ -744,23 +680,19 @@ async fn reconnects_after_broker_restart_and_restores_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_disabled_closes_and_offline_buffer_is_bounded() {
     // Disabled: losing the broker closes the client.
-    let broker = start_broker().await;
-    let c = Client::builder(url(&broker))
+    let broker = start_broker(short_grace).await;
+    let c = Client::builder(broker.url())
         .reconnect(ReconnectPolicy::disabled())
         .connect()
         .await
         .unwrap();
-    let mut states = c.state_changes();
     broker.shutdown().await;
-    timeout(WAIT, states.wait_for(|s| *s == ConnectionState::Closed))
-        .await
-        .expect("closed")
-        .unwrap();
+    wait_state(&c, "the client", ConnectionState::Closed).await;
     assert_eq!(c.of("/a").emit("e", &1).await, Err(Error::Closed));
 
     // Enabled with a tiny buffer: the third offline emit is refused.
-    let broker = start_broker().await;
-    let c = Client::builder(url(&broker))
+    let broker = start_broker(short_grace).await;
+    let c = Client::builder(broker.url())
         .offline_buffer(2)
         .reconnect(ReconnectPolicy {
             initial: Duration::from_secs(30),
@@ -771,15 +703,8 @@ async fn reconnect_disabled_closes_and_offline_buffer_is_bounded() {
         .connect()
         .await
         .unwrap();
-    let mut states = c.state_changes();
     broker.shutdown().await;
-    timeout(
-        WAIT,
-        states.wait_for(|s| *s == ConnectionState::Reconnecting),
-    )
-    .await
-    .expect("reconnecting")
-    .unwrap();
+    wait_state(&c, "the client", ConnectionState::Reconnecting).await;
     let ns = c.of("/a");
     ns.emit("e", &1).await.unwrap();
     ns.emit("e", &2).await.unwrap();

@@ -6,82 +6,49 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::Duration;
 
-use herald_client::{Client, ConnectionState, ReconnectPolicy};
-use herald_tests::{TIMEOUT, TestBroker, start_broker, start_broker_on};
+use herald_client::{Client, ConnectionState};
+use herald_tests::sdk::{bounded, forward, reconnecting_client, wait_state};
+use herald_tests::{TestBroker, start_broker, start_broker_on};
 use tokio::sync::mpsc;
 
 const NS: &str = "/restart";
 const JOBS: u64 = 20;
-
-async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(TIMEOUT, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("timed out after {TIMEOUT:?} waiting for {what}"),
-    }
-}
-
-async fn sdk_client(broker: &TestBroker, name: &str) -> Client {
-    let policy = ReconnectPolicy {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        factor: 2.0,
-        max_attempts: None,
-    };
-    let connect = Client::builder(broker.url())
-        .name(name)
-        .reconnect(policy)
-        .connect();
-    bounded("the SDK to connect", connect).await.unwrap()
-}
-
-async fn wait_state(client: &Client, name: &str, state: ConnectionState) {
-    let mut changes = client.state_changes();
-    bounded(
-        &format!("{name} to be {state:?}"),
-        changes.wait_for(|s| *s == state),
-    )
-    .await
-    .unwrap();
-}
+/// Capacity of the channels the handlers forward into: room for every job
+/// of a round, so no handler ever waits on one.
+const CHANNEL: usize = 64;
 
 /// Everything the clients subscribed, checked end to end.
 struct World {
     publisher: Client,
     clients: Vec<(&'static str, Client)>,
-    ticks: mpsc::UnboundedReceiver<u64>,
-    jobs: mpsc::UnboundedReceiver<(usize, u64)>,
-    chats: mpsc::UnboundedReceiver<String>,
+    ticks: mpsc::Receiver<u64>,
+    jobs: mpsc::Receiver<(usize, u64)>,
+    chats: mpsc::Receiver<String>,
 }
 
 impl World {
     async fn new(broker: &TestBroker) -> World {
-        let (tick_tx, ticks) = mpsc::unbounded_channel();
-        let subscriber = sdk_client(broker, "subscriber").await;
+        let (tick_tx, ticks) = mpsc::channel(CHANNEL);
+        let subscriber = reconnecting_client(broker, "subscriber").await;
         subscriber
             .of(NS)
-            .on("tick", move |n: u64| {
-                let tx = tick_tx.clone();
-                async move {
-                    let _ = tx.send(n);
-                }
-            })
+            .on("tick", forward::<u64>(&tick_tx))
             .await
             .unwrap();
 
-        let (job_tx, jobs) = mpsc::unbounded_channel();
+        let (job_tx, jobs) = mpsc::channel(CHANNEL);
         let mut workers = Vec::new();
         for member in 0..2 {
-            let worker = sdk_client(broker, "worker").await;
+            let worker = reconnecting_client(broker, "worker").await;
             let tx = job_tx.clone();
             worker
                 .of(NS)
                 .on_queue("job", "workers", move |n: u64| {
                     let tx = tx.clone();
                     async move {
-                        let _ = tx.send((member, n));
+                        let _ = tx.send((member, n)).await;
                     }
                 })
                 .await
@@ -89,28 +56,23 @@ impl World {
             workers.push(worker);
         }
 
-        let (chat_tx, chats) = mpsc::unbounded_channel();
-        let member = sdk_client(broker, "room member").await;
+        let (chat_tx, chats) = mpsc::channel(CHANNEL);
+        let member = reconnecting_client(broker, "room member").await;
         member.of(NS).join("lobby").await.unwrap();
         member
             .of(NS)
-            .on("chat", move |text: String| {
-                let tx = chat_tx.clone();
-                async move {
-                    let _ = tx.send(text);
-                }
-            })
+            .on("chat", forward::<String>(&chat_tx))
             .await
             .unwrap();
 
-        let responder = sdk_client(broker, "responder").await;
+        let responder = reconnecting_client(broker, "responder").await;
         responder
             .of(NS)
             .on_request("double", |n: u64| async move { Ok::<u64, String>(n * 2) })
             .await
             .unwrap();
 
-        let publisher = sdk_client(broker, "publisher").await;
+        let publisher = reconnecting_client(broker, "publisher").await;
         let mut clients = vec![("subscriber", subscriber), ("room member", member)];
         clients.push(("responder", responder));
         clients.extend(workers.into_iter().map(|w| ("worker", w)));

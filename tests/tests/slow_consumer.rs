@@ -21,14 +21,6 @@ const MAX_EVENTS: u64 = 400;
 /// Events published after the overflow was seen.
 const AFTER_OVERFLOW: u64 = 20;
 
-async fn broker_with(policy: SlowConsumerPolicy) -> TestBroker {
-    start_broker(|s| {
-        s.delivery.queue_capacity = 4;
-        s.delivery.slow_consumer = policy;
-    })
-    .await
-}
-
 /// A subscriber read in a task until the `done` event; yields the sequence
 /// numbers of the `big` events it got, and the still open client.
 async fn fast_subscriber(broker: &TestBroker) -> JoinHandle<(Vec<u64>, RawClient)> {
@@ -83,9 +75,32 @@ async fn publish_until_overflow(publisher: &mut RawClient) -> (u64, Vec<u64>) {
     (acks.len() as u64, acks)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disconnect_policy_closes_the_slow_subscriber_only() {
-    let broker = broker_with(SlowConsumerPolicy::Disconnect).await;
+/// What [`overflow`] leaves behind for a policy test to check.
+struct Overflowed {
+    broker: TestBroker,
+    /// The slow subscriber, not read yet.
+    slow: RawClient,
+    publisher: RawClient,
+    /// The fast subscriber, still connected (it counts in the broker's
+    /// connections).
+    fast: RawClient,
+    /// How many `big` events were published.
+    published: u64,
+    /// The ack count of each `big` event, in order.
+    acks: Vec<u64>,
+}
+
+/// The set-up both policy tests share: a broker with a 4-frame queue and
+/// `policy`, a slow subscriber that is not read, a fast subscriber and a
+/// publisher that publishes until the slow subscriber's queue overflowed
+/// ([`publish_until_overflow`]); checks that the fast subscriber got every
+/// event, in order.
+async fn overflow(policy: SlowConsumerPolicy) -> Overflowed {
+    let broker = start_broker(|s| {
+        s.delivery.queue_capacity = 4;
+        s.delivery.slow_consumer = policy;
+    })
+    .await;
     let mut slow = broker.client().await;
     slow.subscribe(NS, "big", None, false).await;
     let fast = fast_subscriber(&broker).await;
@@ -96,8 +111,28 @@ async fn disconnect_policy_closes_the_slow_subscriber_only() {
 
     // The fast subscriber got every event, in order.
     let all: Vec<u64> = (0..published).collect();
-    let (seqs, _fast) = fast.await.unwrap();
+    let (seqs, fast) = fast.await.unwrap();
     assert_eq!(seqs, all);
+    Overflowed {
+        broker,
+        slow,
+        publisher,
+        fast,
+        published,
+        acks,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_policy_closes_the_slow_subscriber_only() {
+    let Overflowed {
+        broker,
+        mut slow,
+        mut publisher,
+        fast: _fast,
+        published: _,
+        acks,
+    } = overflow(SlowConsumerPolicy::Disconnect).await;
     // Once full, the slow subscriber was cut off: every later event
     // reached the fast subscriber only.
     let first_single = acks.iter().position(|&n| n == 1).unwrap();
@@ -131,16 +166,14 @@ async fn disconnect_policy_closes_the_slow_subscriber_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_policy_keeps_the_slow_subscriber_and_reports_drops() {
-    let broker = broker_with(SlowConsumerPolicy::Drop).await;
-    let mut slow = broker.client().await;
-    slow.subscribe(NS, "big", None, false).await;
-    let fast = fast_subscriber(&broker).await;
-    let mut publisher = broker.client().await;
-
-    let (published, acks) = publish_until_overflow(&mut publisher).await;
-    let all: Vec<u64> = (0..published).collect();
-    let (seqs, _fast) = fast.await.unwrap();
-    assert_eq!(seqs, all);
+    let Overflowed {
+        broker,
+        mut slow,
+        mut publisher,
+        fast: _fast,
+        published,
+        acks,
+    } = overflow(SlowConsumerPolicy::Drop).await;
 
     // The slow subscriber is still connected, and the drops are counted.
     let stats = broker.stats();
