@@ -257,3 +257,152 @@ async fn request_goes_to_one_responder_and_reply_returns() {
     assert_eq!(back.ack, 7);
     assert_eq!(router.pending_requests(), 0);
 }
+
+/// The router against a naive model: random subscribe / unsubscribe /
+/// join / leave / emit sequences, and after each emit the frames every
+/// connection got must be exactly what the model says: one plain frame per
+/// eligible connection with a matching plain subscription, and one frame per
+/// queue group with an eligible matching member, taken by such a member.
+mod model {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CONNS: usize = 4;
+    const NAMESPACES: &[&str] = &["/", "/a"];
+    const EVENTS: &[&str] = &["x", "x.y", "x.z", "y.y"];
+    const PATTERNS: &[&str] = &["x", "x.y", "x.*", "x.>", "*.y", ">"];
+    const GROUPS: &[Option<&str>] = &[None, Some("g"), Some("h")];
+    const ROOMS: &[&str] = &["r1", "r2"];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Sub(usize, usize, usize, usize),
+        Unsub(usize, usize, usize, usize),
+        Join(usize, usize, usize),
+        Leave(usize, usize, usize),
+        Emit(usize, usize, usize, Option<usize>, bool),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let c = 0..CONNS;
+        let ns = 0..NAMESPACES.len();
+        prop_oneof![
+            3 => (c.clone(), ns.clone(), 0..PATTERNS.len(), 0..GROUPS.len())
+                .prop_map(|(c, n, p, g)| Op::Sub(c, n, p, g)),
+            1 => (c.clone(), ns.clone(), 0..PATTERNS.len(), 0..GROUPS.len())
+                .prop_map(|(c, n, p, g)| Op::Unsub(c, n, p, g)),
+            1 => (c.clone(), ns.clone(), 0..ROOMS.len()).prop_map(|(c, n, r)| Op::Join(c, n, r)),
+            1 => (c.clone(), ns.clone(), 0..ROOMS.len()).prop_map(|(c, n, r)| Op::Leave(c, n, r)),
+            4 => (c, ns, 0..EVENTS.len(), proptest::option::of(0..ROOMS.len()), any::<bool>())
+                .prop_map(|(c, n, e, r, x)| Op::Emit(c, n, e, r, x)),
+        ]
+    }
+
+    fn sub_key(n: usize, p: usize, g: usize) -> SubKey {
+        SubKey {
+            namespace: NAMESPACES[n].into(),
+            pattern: Pattern::parse(PATTERNS[p]).expect("valid"),
+            group: GROUPS[g].map(Arc::from),
+            responder: false,
+        }
+    }
+
+    fn frames(conn: &mut Conn) -> Vec<Option<String>> {
+        let mut out = Vec::new();
+        while let Ok(frame) = conn.rx.try_recv() {
+            let Ok(Envelope::Event(event)) = decode(&frame) else {
+                panic!("not an event frame");
+            };
+            out.push(event.group);
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn router_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let router = router();
+            let mut conns: Vec<Conn> = (0..CONNS)
+                .map(|i| conn(i as u64, 1024, SlowConsumerPolicy::Disconnect))
+                .collect();
+            // (conn, ns, pattern, group) and (conn, ns, room)
+            let mut subs: BTreeSet<(usize, usize, usize, usize)> = BTreeSet::new();
+            let mut rooms: BTreeSet<(usize, usize, usize)> = BTreeSet::new();
+            for op in ops {
+                match op {
+                    Op::Sub(c, n, p, g) => {
+                        // The session de-duplicates; so does the model.
+                        if subs.insert((c, n, p, g)) {
+                            router.subscribe(&conns[c].outbox, &sub_key(n, p, g));
+                        }
+                    }
+                    Op::Unsub(c, n, p, g) => {
+                        if subs.remove(&(c, n, p, g)) {
+                            router.unsubscribe(conns[c].outbox.id, &sub_key(n, p, g));
+                        }
+                    }
+                    Op::Join(c, n, r) => {
+                        rooms.insert((c, n, r));
+                        router.join(NAMESPACES[n], ROOMS[r], conns[c].outbox.id);
+                    }
+                    Op::Leave(c, n, r) => {
+                        rooms.remove(&(c, n, r));
+                        router.leave(NAMESPACES[n], ROOMS[r], conns[c].outbox.id);
+                    }
+                    Op::Emit(from, n, e, room, xs) => {
+                        let eligible = |c: usize| {
+                            !(xs && c == from) && room.is_none_or(|r| rooms.contains(&(c, n, r)))
+                        };
+                        let matching = |p: usize| {
+                            Pattern::parse(PATTERNS[p]).expect("valid").matches(EVENTS[e])
+                        };
+                        let plain: BTreeSet<usize> = subs
+                            .iter()
+                            .filter(|(c, sn, p, g)| *sn == n && GROUPS[*g].is_none() && matching(*p) && eligible(*c))
+                            .map(|(c, ..)| *c)
+                            .collect();
+                        let mut members: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+                        for (c, sn, p, g) in &subs {
+                            if let Some(group) = GROUPS[*g] {
+                                if *sn == n && matching(*p) && eligible(*c) {
+                                    members.entry(group).or_default().insert(*c);
+                                }
+                            }
+                        }
+                        let emit = Emit {
+                            namespace: NAMESPACES[n].into(),
+                            event: EVENTS[e].into(),
+                            room: room.map(|r| ROOMS[r].to_owned()),
+                            exclude_self: xs,
+                            payload: Bytes::from_static(b"\x00"),
+                            ..Emit::default()
+                        };
+                        let reached = router.emit(&conns[from].outbox, &emit);
+                        prop_assert_eq!(reached, (plain.len() + members.len()) as u64);
+                        let mut got_plain = BTreeSet::new();
+                        let mut got_group: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+                        for (c, conn) in conns.iter_mut().enumerate() {
+                            for group in frames(conn) {
+                                match group {
+                                    None => prop_assert!(got_plain.insert(c), "two plain frames to {}", c),
+                                    Some(g) => got_group.entry(g).or_default().push(c),
+                                }
+                            }
+                        }
+                        prop_assert_eq!(&got_plain, &plain);
+                        prop_assert_eq!(got_group.len(), members.len());
+                        for (group, takers) in &got_group {
+                            prop_assert_eq!(takers.len(), 1, "group {} delivered {:?}", group, takers);
+                            let allowed = members.get(group.as_str());
+                            prop_assert!(allowed.is_some_and(|m| m.contains(&takers[0])));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
