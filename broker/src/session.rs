@@ -23,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::outbox::{ConnShared, Outbox};
 use crate::router::SubKey;
@@ -82,7 +82,7 @@ pub(crate) async fn run<S>(
     session.clean_up();
     let reason = outbox.close_reason();
     shared.stats.closed(reason);
-    info!(conn = id.0, %peer, reason = reason.as_str(), "connection closed");
+    log_close(id.0, peer, reason);
 }
 
 struct Session {
@@ -450,6 +450,19 @@ impl Session {
         for (namespace, room) in self.rooms.drain() {
             self.shared.router.leave(&namespace, &room, self.outbox.id);
         }
+    }
+}
+
+/// Ordinary closes are debug noise at scale; the broker's own decisions
+/// are worth an operator's attention.
+fn log_close(conn: u64, peer: SocketAddr, reason: CloseReason) {
+    let reason_text = reason.as_str();
+    match reason {
+        CloseReason::ClientClosed | CloseReason::TransportError => {
+            debug!(conn, %peer, reason = reason_text, "connection closed");
+        }
+        CloseReason::ShuttingDown => info!(conn, %peer, reason = reason_text, "connection closed"),
+        _ => warn!(conn, %peer, reason = reason_text, "connection closed by the broker"),
     }
 }
 
