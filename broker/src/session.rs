@@ -23,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::outbox::{ConnShared, Outbox};
 use crate::router::SubKey;
@@ -458,10 +458,9 @@ impl Session {
 fn log_close(conn: u64, peer: SocketAddr, reason: CloseReason) {
     let reason_text = reason.as_str();
     match reason {
-        CloseReason::ClientClosed | CloseReason::TransportError => {
+        CloseReason::ClientClosed | CloseReason::TransportError | CloseReason::ShuttingDown => {
             debug!(conn, %peer, reason = reason_text, "connection closed");
         }
-        CloseReason::ShuttingDown => info!(conn, %peer, reason = reason_text, "connection closed"),
         _ => warn!(conn, %peer, reason = reason_text, "connection closed by the broker"),
     }
 }
