@@ -2,7 +2,7 @@
 //! events to the connections subscribed to them.
 //!
 //! # Layout
-//! - [`server`]: [`Broker::start`], the accept loop (back-off on errors),
+//! - `server`: [`Broker::start`], the accept loop (back-off on errors),
 //!   graceful shutdown, and the [`BrokerHandle`] a caller keeps.
 //! - `http`: the HTTP side of the one port: `/v1/ws` (the WebSocket
 //!   upgrade, subprotocol check, connection limit), `/healthz`, `/readyz`.
