@@ -38,31 +38,19 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Time allowed to complete the WebSocket handshake and the hello frame
     /// (`server.handshake_timeout`), greater than zero.
-    #[serde(
-        serialize_with = "humantime_serde::serialize",
-        deserialize_with = "strict::duration"
-    )]
+    #[serde(with = "strict::duration")]
     pub handshake_timeout: Duration,
     /// How often the broker pings each connection (`server.heartbeat_interval`),
     /// greater than zero.
-    #[serde(
-        serialize_with = "humantime_serde::serialize",
-        deserialize_with = "strict::duration"
-    )]
+    #[serde(with = "strict::duration")]
     pub heartbeat_interval: Duration,
     /// A connection silent for this long is closed (`server.heartbeat_timeout`);
     /// greater than `heartbeat_interval`.
-    #[serde(
-        serialize_with = "humantime_serde::serialize",
-        deserialize_with = "strict::duration"
-    )]
+    #[serde(with = "strict::duration")]
     pub heartbeat_timeout: Duration,
     /// Drain time on SIGTERM / Ctrl-C (`server.shutdown_grace`); zero means
     /// close connections at once.
-    #[serde(
-        serialize_with = "humantime_serde::serialize",
-        deserialize_with = "strict::duration"
-    )]
+    #[serde(with = "strict::duration")]
     pub shutdown_grace: Duration,
 }
 
@@ -86,10 +74,7 @@ pub struct LimitSettings {
     pub max_pending_requests_per_connection: usize,
     /// Longest timeout a client may set on a request, greater than zero
     /// (`limits.max_request_timeout`).
-    #[serde(
-        serialize_with = "humantime_serde::serialize",
-        deserialize_with = "strict::duration"
-    )]
+    #[serde(with = "strict::duration")]
     pub max_request_timeout: Duration,
 }
 

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use serde::de::{Error, Unexpected, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserializer;
 
 /// Deserializes a `usize` from an integer or a decimal string; anything else
 /// (floats, booleans, negative numbers) is an error.
@@ -49,14 +49,30 @@ impl Visitor<'_> for UsizeVisitor {
     }
 }
 
-/// Deserializes a [`Duration`](std::time::Duration) from a humantime string
-/// (`"500ms"`, `"10s"`, `"1m"`), like `humantime_serde`, but keeps
-/// humantime's explanation of what is wrong in the error.
-pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        D::Error::custom(format!(
-            "invalid duration {text:?}: {e} (examples: \"500ms\", \"10s\", \"1m\")"
-        ))
-    })
+/// A [`Duration`](std::time::Duration) as a humantime string both ways:
+/// `#[serde(with = "strict::duration")]`.
+pub(crate) mod duration {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `"10s"`-style text, as `humantime_serde` does.
+    pub(crate) fn serialize<S: Serializer>(
+        value: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        humantime_serde::serialize(value, s)
+    }
+
+    /// Reads a humantime string (`"500ms"`, `"10s"`, `"1m"`), keeping
+    /// humantime's explanation of what is wrong in the error.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<std::time::Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            D::Error::custom(format!(
+                "invalid duration {text:?}: {e} (examples: \"500ms\", \"10s\", \"1m\")"
+            ))
+        })
+    }
 }
