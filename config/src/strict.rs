@@ -8,8 +8,8 @@
 
 use std::fmt;
 
-use serde::de::{Error, Unexpected, Visitor};
 use serde::Deserializer;
+use serde::de::{Error, Unexpected, Visitor};
 
 /// Deserializes a `usize` from an integer or a decimal string; anything else
 /// (floats, booleans, negative numbers) is an error.
