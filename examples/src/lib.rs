@@ -1,0 +1,1 @@
+//! Runnable microservice examples built on the Herald SDK: orders, billing, notifier.
