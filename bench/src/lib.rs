@@ -1,1 +1,31 @@
-//! The side-by-side benchmark: Herald against NATS, Redis pub/sub, socketioxide and a floor forwarder.
+//! The side-by-side benchmark: Herald against NATS, Redis pub/sub,
+//! socketioxide and a floor forwarder.
+//!
+//! - [`compare`]: every workload of `herald-loadgen` against every
+//!   [`targets::Target`], each server a child process ([`server`]) pinned to
+//!   CPU 0 while the load runs on CPU 1 ([`pinning`]); [`verdict`] turns the
+//!   records into ratios and the PASS / FAIL lines.
+//! - [`scale`]: 100,000 idle connections on one Herald broker.
+//! - The peers' clients: [`nats`], [`redis_target`], [`socketio_client`],
+//!   [`floor_client`] (Herald's is in `herald-loadgen`).
+//! - The relays built into the binary: [`socketio_relay`] (socketioxide
+//!   over hyper) and [`floor_server`] (the least a WebSocket relay can do).
+
+pub mod accept;
+pub mod build;
+pub mod compare;
+pub mod floor_client;
+pub mod floor_server;
+pub mod machine;
+pub mod nats;
+pub mod pinning;
+pub mod redis_target;
+pub mod scale;
+pub mod server;
+pub mod socketio_client;
+pub mod socketio_relay;
+pub mod targets;
+pub mod verdict;
+
+/// Herald's name in results.
+pub const HERALD: &str = herald_loadgen::herald::TARGET;

@@ -1,6 +1,8 @@
 //! The HTTP side of the broker's one port: the WebSocket upgrade at
 //! `/v1/ws` (subprotocol `herald.v1` required, connection limit, refused
-//! while shutting down), `GET /healthz` and `GET /readyz`.
+//! while shutting down), the HTTP publish API `POST /v1/emit/{event}`
+//! (`publish`), Prometheus metrics at `GET /metrics` (`metrics`),
+//! `GET /healthz` and `GET /readyz`.
 //!
 //! Refusals are JSON `{"error":{"code":…,"message":…}}` with a 4xx/5xx
 //! status, so a client can print exactly why it was turned away.
@@ -12,22 +14,50 @@ use std::sync::Arc;
 use bytes::Bytes;
 use herald_protocol::{SUBPROTOCOL, WS_PATH};
 use http::header::{
-    CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
-    SEC_WEBSOCKET_VERSION, UPGRADE,
+    ALLOW, CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper_util::rt::TokioIo;
-use tokio_tungstenite::WebSocketStream;
+use hyper::body::Body as HttpBody;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::{debug, warn};
 
+use crate::metrics::{self, Sample};
+use crate::publish::{self, EMIT_PATH};
 use crate::session;
+use crate::socket::{self, Halves};
 use crate::state::Shared;
 use crate::stats::Stats;
 
 pub(crate) type Body = Full<Bytes>;
+
+/// Where a request goes, decided from its method and path alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Health,
+    Ready,
+    Upgrade,
+    Emit,
+    Metrics,
+    /// The path exists, but not for this method; the value is `Allow`.
+    WrongMethod(&'static str),
+    NotFound,
+}
+
+fn route(method: &Method, path: &str) -> Route {
+    let get = method == Method::GET;
+    match path {
+        "/healthz" if get => Route::Health,
+        "/readyz" if get => Route::Ready,
+        "/metrics" if get => Route::Metrics,
+        WS_PATH if get => Route::Upgrade,
+        "/healthz" | "/readyz" | "/metrics" | WS_PATH => Route::WrongMethod("GET"),
+        path if publish::is_emit_path(path) && method == Method::POST => Route::Emit,
+        path if publish::is_emit_path(path) => Route::WrongMethod("POST"),
+        _ => Route::NotFound,
+    }
+}
 
 /// Routes one HTTP request.
 pub(crate) async fn handle<B>(
@@ -36,22 +66,41 @@ pub(crate) async fn handle<B>(
     peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible>
 where
-    B: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let response = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/readyz") if shared.is_ready() => text(StatusCode::OK, "ready\n"),
-        (&Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
-        (&Method::GET, WS_PATH) => upgrade(req, shared, peer),
-        (_, "/healthz" | "/readyz" | WS_PATH) => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "use GET",
+    let response = match route(req.method(), req.uri().path()) {
+        Route::Health => text(StatusCode::OK, "ok\n"),
+        Route::Ready if !shared.is_ready() => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+        }
+        Route::Ready if shared.cluster_degraded() => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded: cluster backplane (redis) unreachable; delivering to local subscribers only\n",
         ),
-        (_, path) => error(
+        Route::Ready => text(StatusCode::OK, "ready\n"),
+        Route::Upgrade => upgrade(req, shared, peer),
+        Route::Emit => publish::publish(req, &shared).await,
+        Route::Metrics => metrics_text(&shared),
+        Route::WrongMethod(allow) => {
+            let mut response = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                &format!("use {allow}"),
+            );
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+            response
+        }
+        Route::NotFound => error(
             StatusCode::NOT_FOUND,
             "not_found",
-            &format!("no route for {path}; the WebSocket endpoint is {WS_PATH}"),
+            &format!(
+                "no route for {}; the WebSocket endpoint is {WS_PATH}, \
+                 HTTP publishing is POST {EMIT_PATH}/{{event}}",
+                req.uri().path()
+            ),
         ),
     };
     Ok(response)
@@ -63,35 +112,41 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     response
 }
 
-/// A JSON error response.
-pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = format!(
-        "{{\"error\":{{\"code\":{},\"message\":{}}}}}\n",
-        json_string(code),
-        json_string(message)
-    );
+/// `GET /metrics`: every metric as Prometheus text.
+fn metrics_text(shared: &Shared) -> Response<Body> {
+    let sample = Sample {
+        stats: shared.stats.snapshot(),
+        rooms: shared.router.room_count(),
+        pending_requests: shared.router.pending_requests(),
+        cluster: shared.cluster.as_ref().map(|c| c.sample()),
+    };
+    let body = shared.stats.metrics.render(&sample);
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
+        HeaderValue::from_static(metrics::CONTENT_TYPE),
     );
     response
 }
 
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// A JSON response.
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut body = value.to_string();
+    body.push('\n');
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A JSON error response: `{"error":{"code":…,"message":…}}`.
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    json(
+        status,
+        &serde_json::json!({ "error": { "code": code, "message": message } }),
+    )
 }
 
 fn header_has_token(headers: &HeaderMap, name: http::HeaderName, token: &str) -> bool {
@@ -164,16 +219,12 @@ where
     let tasks = shared.tasks.clone();
     tasks.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => {
-                let config = shared.ws_config();
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                session::run(ws, shared, peer, permit).await;
-            }
+            Ok(upgraded) => match socket::split(upgraded) {
+                Halves::Tcp(read, write) => session::run(read, write, shared, peer, permit).await,
+                Halves::Other(read, write) => {
+                    session::run(read, write, shared, peer, permit).await;
+                }
+            },
             Err(e) => warn!(%peer, error = %e, "upgrade failed"),
         }
     });
@@ -194,10 +245,43 @@ where
 
 #[cfg(test)]
 mod tests {
+    use http_body_util::BodyExt;
+
     use super::*;
 
+    #[tokio::test]
+    async fn error_bodies_are_escaped_json() {
+        let response = error(StatusCode::BAD_REQUEST, "x", "a\"b\\c\n");
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a full body")
+            .to_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(value["error"]["message"], "a\"b\\c\n");
+        assert_eq!(value["error"]["code"], "x");
+    }
+
     #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    fn routes_depend_on_method_and_path() {
+        let cases = [
+            (Method::GET, "/healthz", Route::Health),
+            (Method::GET, "/metrics", Route::Metrics),
+            (Method::POST, "/metrics", Route::WrongMethod("GET")),
+            (Method::GET, WS_PATH, Route::Upgrade),
+            (Method::POST, "/v1/emit/order.created", Route::Emit),
+            (
+                Method::GET,
+                "/v1/emit/order.created",
+                Route::WrongMethod("POST"),
+            ),
+            (Method::PUT, "/v1/emit", Route::WrongMethod("POST")),
+            (Method::POST, "/v1/emitter", Route::NotFound),
+            (Method::GET, "/", Route::NotFound),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(route(&method, path), expected, "{method} {path}");
+        }
     }
 }

@@ -5,23 +5,47 @@
 //! - `server`: [`Broker::start`], the accept loop (back-off on errors),
 //!   graceful shutdown, and the [`BrokerHandle`] a caller keeps.
 //! - `http`: the HTTP side of the one port: `/v1/ws` (the WebSocket
-//!   upgrade, subprotocol check, connection limit), `/healthz`, `/readyz`.
+//!   upgrade, subprotocol check, connection limit), `/healthz`, `/readyz`,
+//!   and the routes of the two modules below.
+//! - `publish`: `POST /v1/emit/{event}`, publishing over HTTP through the
+//!   same router path as a WebSocket emit.
+//! - `metrics`: `GET /metrics`, Prometheus text from the broker's own
+//!   recorder (never a global one), filled from [`stats`] at scrape time.
 //! - `session`: one WebSocket connection: the hello/welcome handshake, the
 //!   reader that turns envelopes into router calls, limits, clean-up.
+//! - `frame`: server-to-client WebSocket frames, built once (an event's
+//!   frame is the same bytes for every receiver).
+//! - `socket`: an upgraded connection split into the reader's half
+//!   (tungstenite) and the writer's raw half.
 //! - `writer`: the one task per connection that drains its bounded queue
-//!   into the socket in batches, sends heartbeats and the close frame.
+//!   into the socket in batches (one write each), sends heartbeats and the
+//!   close frame.
 //! - `outbox`: the send handle the router keeps per connection: a bounded
 //!   queue plus the slow-consumer policy.
+//! - `cluster`: the router's remote side when nodes are clustered over
+//!   Redis (`cluster.backend = "redis"`).
 //! - `router`: the fan-out maps (exact names, patterns, queue groups,
 //!   responders, rooms) and pending requests.
+//! - [`healthcheck`]: the probe behind `herald-broker healthcheck`, one
+//!   bounded `GET /healthz` (the Docker image's `HEALTHCHECK`).
 //! - [`stats`]: counters an operator (and the tests) can read.
 //! - [`Error`]: what can stop the broker from starting.
+//! - `bench_api` (hidden): router access for the criterion benchmarks only;
+//!   not a stable API.
 
+#[doc(hidden)]
+pub mod bench_api;
+mod cluster;
+mod frame;
+pub mod healthcheck;
 mod http;
+mod metrics;
 mod outbox;
+mod publish;
 mod router;
 mod server;
 mod session;
+mod socket;
 mod state;
 pub mod stats;
 mod writer;

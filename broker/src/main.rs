@@ -4,13 +4,18 @@
 //! `HERALD__SECTION__KEY` environment variables < flags), sets up logging,
 //! serves until SIGTERM or Ctrl-C, then shuts down gracefully. An invalid
 //! configuration exits with status 2 and a message naming the key.
+//!
+//! `herald-broker healthcheck` instead probes a running broker's `/healthz`
+//! (by default on the configured listen address) and exits 0 when healthy,
+//! 1 otherwise, with a one-line message: the Docker image's `HEALTHCHECK`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
-use herald_broker::Broker;
+use clap::{Parser, Subcommand};
+use herald_broker::{Broker, healthcheck};
 use herald_config::{LogFormat, Settings, Sources};
 use tracing_subscriber::EnvFilter;
 
@@ -19,23 +24,40 @@ use tracing_subscriber::EnvFilter;
 #[command(version, about)]
 struct Args {
     /// TOML config file layered over the built-in defaults.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Listen address (server.listen), e.g. 0.0.0.0:7400.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     listen: Option<String>,
     /// Log filter (log.level), e.g. "info" or "herald_broker=debug".
-    #[arg(long, value_name = "FILTER")]
+    #[arg(long, global = true, value_name = "FILTER")]
     log_level: Option<String>,
     /// Log format (log.format): pretty or json.
-    #[arg(long, value_name = "FORMAT")]
+    #[arg(long, global = true, value_name = "FORMAT")]
     log_format: Option<String>,
     /// Set any key, e.g. --set limits.max_payload_bytes=65536 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Probe a running broker's /healthz: exit 0 when it answers 2xx, 1
+    /// otherwise (for container health checks).
+    Healthcheck {
+        /// URL to GET [default: /healthz on the configured server.listen,
+        /// 0.0.0.0 and [::] probed on loopback].
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Give up after this long, e.g. "500ms" or "3s".
+        #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 impl Args {
@@ -63,6 +85,9 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Healthcheck { url, timeout }) = &args.command {
+        return health_check(&args, url.as_deref(), *timeout);
+    }
     let settings = match load(&args) {
         Ok(settings) => settings,
         Err(message) => {
@@ -93,6 +118,40 @@ fn load(args: &Args) -> Result<Settings, String> {
         overrides,
     };
     Settings::load(&sources).map_err(|e| e.to_string())
+}
+
+/// `herald-broker healthcheck`: exit 0 and `healthy: …` on stdout, or
+/// exit 1 and `unhealthy: …` on stderr (1 also for a bad configuration:
+/// container runtimes reserve other codes).
+fn health_check(args: &Args, url: Option<&str>, timeout: Duration) -> ExitCode {
+    let url = match url {
+        Some(url) => url.to_owned(),
+        None => match load(args) {
+            Ok(settings) => healthcheck::default_url(settings.server.listen),
+            Err(message) => {
+                eprintln!("unhealthy: {message}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match probe(&url, timeout) {
+        Ok(status) => {
+            println!("healthy: {url} answered {status}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("unhealthy: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn probe(
+    url: &str,
+    timeout: Duration,
+) -> Result<http::StatusCode, healthcheck::HealthcheckError> {
+    healthcheck::probe(url, timeout).await
 }
 
 fn init_logging(settings: &Settings) {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use herald_config::Settings;
+use herald_config::{ClusterBackend, Settings};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::state::Shared;
+use crate::cluster::Cluster;
+use crate::state::{Shared, node_name};
 use crate::stats::StatsSnapshot;
 
 /// What can stop a broker from starting.
@@ -34,6 +35,12 @@ pub enum Error {
         addr: SocketAddr,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// The cluster side could not be set up (`[cluster]`).
+    #[error("{message}")]
+    Cluster {
+        /// What is wrong, naming the key.
+        message: String,
     },
 }
 
@@ -63,7 +70,25 @@ impl Broker {
         let local_addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
-        let shared = Arc::new(Shared::new(settings));
+        let node = node_name();
+        let cluster = match settings.cluster.backend {
+            ClusterBackend::None => None,
+            ClusterBackend::Redis => {
+                let id = match settings.cluster.node_id.as_str() {
+                    "" => node.as_str(),
+                    id => id,
+                };
+                let cluster = Cluster::new(&settings.cluster, id).map_err(|e| Error::Cluster {
+                    message: e.to_string(),
+                })?;
+                Some(cluster)
+            }
+        };
+        let shared = Arc::new(Shared::new(settings, node, cluster.clone()));
+        if let Some(cluster) = &cluster {
+            cluster.start(&shared);
+            info!(node = cluster.node(), "clustered over redis");
+        }
         let stop_accepting = CancellationToken::new();
         let accept_loop = tokio::spawn(accept_loop(
             listener,
@@ -101,9 +126,10 @@ impl BrokerHandle {
         self.shared.router.pending_requests()
     }
 
-    /// Whether `/readyz` answers 200.
+    /// Whether `/readyz` answers 200: not shutting down, and when
+    /// clustered, connected to the backplane.
     pub fn is_ready(&self) -> bool {
-        self.shared.is_ready()
+        self.shared.is_ready() && !self.shared.cluster_degraded()
     }
 
     /// Gracefully stops: refuse new sessions, drain and close every session
@@ -123,6 +149,9 @@ impl BrokerHandle {
                 .is_ok();
         if !drained {
             warn!("some connections did not close within the shutdown grace");
+        }
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.leave().await;
         }
         self.stop_accepting.cancel();
         let _ = self.accept_loop.await;

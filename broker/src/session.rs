@@ -17,16 +17,19 @@ use futures_util::{Stream, StreamExt};
 use herald_protocol::envelope::{Emit, Limits, Reply, RoomChange, Subscription, Welcome};
 use herald_protocol::names::{validate_event, validate_group, validate_namespace, validate_room};
 use herald_protocol::{
-    CloseReason, Envelope, ErrorCode, NameError, PROTOCOL_VERSION, Pattern, decode, encode,
+    CloseReason, Envelope, ErrorCode, NameError, PROTOCOL_VERSION, Pattern, decode,
 };
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::{debug, warn};
 
+use crate::frame;
 use crate::outbox::{ConnShared, Outbox};
 use crate::router::SubKey;
+use crate::socket::ReadOnly;
 use crate::state::Shared;
 use crate::stats::Stats;
 use crate::writer;
@@ -36,15 +39,24 @@ const MAX_INVALID_IN_A_ROW: u32 = 100;
 /// Request timeout when the client gives none.
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves one upgraded connection until it closes.
-pub(crate) async fn run<S>(
-    ws: WebSocketStream<S>,
+/// Serves one upgraded connection until it closes: `read` is parsed by
+/// tungstenite here, `write` belongs to the connection's writer task.
+pub(crate) async fn run<R, W>(
+    read: R,
+    write: W,
     shared: Arc<Shared>,
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let mut stream = WebSocketStream::from_raw_socket(
+        ReadOnly::new(read),
+        Role::Server,
+        Some(shared.ws_config()),
+    )
+    .await;
     let id = shared.next_conn_id();
     let (tx, rx) = mpsc::channel(shared.settings.delivery.queue_capacity);
     let outbox = ConnShared::new(
@@ -57,9 +69,8 @@ pub(crate) async fn run<S>(
     Stats::add(&shared.stats.connections_opened, 1);
     Stats::add(&shared.stats.connections_current, 1);
     let last_seen = Arc::new(AtomicU64::new(shared.now_ms()));
-    let (sink, mut stream) = ws.split();
     let writer = shared.tasks.spawn(writer::run(
-        sink,
+        write,
         rx,
         outbox.clone(),
         last_seen.clone(),
@@ -154,6 +165,9 @@ impl Session {
                 message = stream.next() => message,
             };
             self.last_seen.store(self.shared.now_ms(), Relaxed);
+            if let Some(Ok(message)) = &message {
+                Stats::add(&self.shared.stats.bytes_received, message.len() as u64);
+            }
             let result = match message {
                 None => return CloseReason::ClientClosed,
                 Some(Err(error)) => return read_error_reason(&error),
@@ -164,7 +178,11 @@ impl Session {
                     "text frames are not supported: send one MessagePack envelope per binary frame",
                 )),
                 Some(Ok(Message::Close(_))) => return CloseReason::ClientClosed,
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
+                Some(Ok(Message::Ping(payload))) => {
+                    self.outbox.answer(&frame::pong(&payload));
+                    Ok(())
+                }
+                Some(Ok(Message::Pong(_) | Message::Frame(_))) => Ok(()),
             };
             match result {
                 Ok(()) => self.invalid_in_a_row = 0,
@@ -191,11 +209,12 @@ impl Session {
     }
 
     fn send(&self, envelope: &Envelope) {
-        self.outbox.answer(&Bytes::from(encode(envelope)));
+        self.outbox.answer(&frame::envelope(envelope));
     }
 
     fn on_frame(&mut self, frame: Bytes) -> Handled {
         let envelope = decode(&frame).map_err(|e| {
+            Stats::add(&self.shared.stats.decode_errors, 1);
             let refusal = Refusal::new(None, e.code(), e.to_string());
             if self.greeted {
                 refusal

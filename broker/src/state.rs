@@ -11,15 +11,15 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::Cluster;
 use crate::outbox::ConnId;
 use crate::router::Router;
 use crate::stats::Stats;
 
-/// Bytes of read buffer per connection. Small, so idle connections stay
-/// cheap; a busy publisher still reads dozens of frames per syscall.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Frames are written to the socket once this much is buffered, or on flush.
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// Bytes of tungstenite's read buffer per connection. Small, so idle
+/// connections stay cheap; a busy publisher's socket is still read in
+/// bursts of `socket::BURST_BYTES` per syscall.
+const READ_BUFFER_BYTES: usize = 1024;
 /// Room for envelope fields around the largest payload.
 const ENVELOPE_OVERHEAD_BYTES: usize = 64 * 1024;
 
@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     /// One permit per WebSocket session (`server.max_connections`).
     pub(crate) sessions: Arc<Semaphore>,
     pub(crate) node: String,
+    /// The remote side, when clustered (`cluster.backend = "redis"`).
+    pub(crate) cluster: Option<Arc<Cluster>>,
     next_conn: AtomicU64,
     started: Instant,
 }
@@ -46,7 +48,7 @@ pub(crate) struct Shared {
 /// they never repeat across restarts, even when the broker is always PID 1
 /// in a container). std's `RandomState` is randomly seeded per process and
 /// per instance, which is all the randomness this needs.
-fn node_name() -> String {
+pub(crate) fn node_name() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
@@ -58,16 +60,19 @@ fn node_name() -> String {
 }
 
 impl Shared {
-    pub(crate) fn new(settings: Settings) -> Shared {
+    /// The state of a broker named `node`, clustered when `cluster` is
+    /// given.
+    pub(crate) fn new(settings: Settings, node: String, cluster: Option<Arc<Cluster>>) -> Shared {
         let stats = Arc::new(Stats::default());
         Shared {
             sessions: Arc::new(Semaphore::new(settings.server.max_connections)),
-            router: Router::new(stats.clone()),
+            router: Router::clustered(stats.clone(), cluster.clone()),
+            cluster,
             stats,
             ready: AtomicBool::new(true),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            node: node_name(),
+            node,
             next_conn: AtomicU64::new(0),
             started: Instant::now(),
             settings,
@@ -88,13 +93,18 @@ impl Shared {
         self.ready.load(Relaxed)
     }
 
-    /// The WebSocket limits: bounded message, frame and write buffer sizes.
+    /// True while clustered and the backplane (Redis) is unreachable: the
+    /// node still serves and delivers locally, but not across nodes.
+    pub(crate) fn cluster_degraded(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| !c.is_up())
+    }
+
+    /// The reader's WebSocket limits: bounded message and frame sizes. (The
+    /// writer does not go through tungstenite; see `crate::socket`.)
     pub(crate) fn ws_config(&self) -> WebSocketConfig {
         let max_message = self.settings.limits.max_payload_bytes + ENVELOPE_OVERHEAD_BYTES;
         WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER_BYTES)
-            .write_buffer_size(WRITE_BUFFER_BYTES)
-            .max_write_buffer_size(WRITE_BUFFER_BYTES + 2 * max_message)
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message))
     }

@@ -1,11 +1,17 @@
-//! Broker counters: connections, events, drops, errors, close reasons.
+//! Broker counters: connections, events, drops, errors, close reasons,
+//! bytes, and the request latency histogram.
 //!
 //! Plain atomics bumped on the hot path with relaxed ordering; a
-//! [`StatsSnapshot`] is what callers read.
+//! [`StatsSnapshot`] is what callers read. `GET /metrics` renders the same
+//! counters as Prometheus text (see `metrics`), read at scrape time, so
+//! nothing on the delivery path touches the metrics registry.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use herald_protocol::CloseReason;
+
+use crate::metrics::Metrics;
 
 /// Live counters, shared by every task of one broker.
 #[derive(Debug, Default)]
@@ -20,7 +26,15 @@ pub(crate) struct Stats {
     pub(crate) bad_frames: AtomicU64,
     pub(crate) errors_sent: AtomicU64,
     pub(crate) requests: AtomicU64,
+    pub(crate) request_timeouts: AtomicU64,
     pub(crate) subscriptions: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) http_publishes: AtomicU64,
+    pub(crate) http_publishes_refused: AtomicU64,
+    /// This broker's own Prometheus registry (never a global one).
+    pub(crate) metrics: Metrics,
 }
 
 /// Every known reason, plus one slot for `Unknown`.
@@ -36,6 +50,11 @@ fn reason_index(reason: CloseReason) -> usize {
 impl Stats {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
+    }
+
+    /// A request was answered `elapsed` after it was routed.
+    pub(crate) fn request_answered(&self, elapsed: Duration) {
+        self.metrics.record_request_duration(elapsed);
     }
 
     pub(crate) fn closed(&self, reason: CloseReason) {
@@ -59,7 +78,13 @@ impl Stats {
             bad_frames: self.bad_frames.load(Relaxed),
             errors_sent: self.errors_sent.load(Relaxed),
             requests: self.requests.load(Relaxed),
+            request_timeouts: self.request_timeouts.load(Relaxed),
             subscriptions: self.subscriptions.load(Relaxed),
+            decode_errors: self.decode_errors.load(Relaxed),
+            bytes_received: self.bytes_received.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
+            http_publishes: self.http_publishes.load(Relaxed),
+            http_publishes_refused: self.http_publishes_refused.load(Relaxed),
         }
     }
 }
@@ -75,7 +100,7 @@ pub struct StatsSnapshot {
     pub connections_refused: u64,
     /// Sessions closed, by reason.
     pub closed_by_reason: Vec<(CloseReason, u64)>,
-    /// `emit` envelopes accepted (requests included).
+    /// Emits accepted, over WebSocket (requests included) or HTTP.
     pub events_received: u64,
     /// Event frames queued to connections.
     pub events_delivered: u64,
@@ -87,8 +112,20 @@ pub struct StatsSnapshot {
     pub errors_sent: u64,
     /// Requests routed to a responder.
     pub requests: u64,
+    /// Requests that got no reply in time.
+    pub request_timeouts: u64,
     /// Subscriptions held now.
     pub subscriptions: u64,
+    /// Binary frames that could not be decoded as an envelope.
+    pub decode_errors: u64,
+    /// Bytes of WebSocket messages read from clients.
+    pub bytes_received: u64,
+    /// Bytes of frames written to clients' WebSockets.
+    pub bytes_sent: u64,
+    /// Events published over HTTP (`POST /v1/emit/...`).
+    pub http_publishes: u64,
+    /// HTTP publishes refused with an error status.
+    pub http_publishes_refused: u64,
 }
 
 impl StatsSnapshot {

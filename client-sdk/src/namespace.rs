@@ -111,6 +111,26 @@ impl Namespace {
         .await
     }
 
+    /// Like [`Namespace::on_queue`], but the handler gets an [`Event`]: the
+    /// payload with the event's name and room.
+    pub async fn on_queue_event<T, F, Fut>(
+        &self,
+        event: &str,
+        group: &str,
+        handler: F,
+    ) -> Result<Subscription, Error>
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        validate_group(group)?;
+        self.subscribe(event, Some(group), false, move |queue, ctx| {
+            tokio::spawn(handler::run_events(queue, ctx, handler));
+        })
+        .await
+    }
+
     /// Answers requests for `event`: the broker routes each request to one
     /// responder. `Ok(value)` replies with the encoded value; `Err(e)`
     /// replies with an error carrying `e.to_string()`, which the requester
@@ -128,6 +148,29 @@ impl Namespace {
         Fut: Future<Output = Result<R, E>> + Send + 'static,
     {
         self.subscribe(event, None, true, move |queue, ctx| {
+            tokio::spawn(handler::run_requests(queue, ctx, handler));
+        })
+        .await
+    }
+
+    /// Like [`Namespace::on_request`], as a responder in queue group
+    /// `group`. In protocol version 1 every request already goes to exactly
+    /// one responder, so the group does not change who is picked.
+    pub async fn on_request_queue<T, R, E, F, Fut>(
+        &self,
+        event: &str,
+        group: &str,
+        handler: F,
+    ) -> Result<Subscription, Error>
+    where
+        T: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+    {
+        validate_group(group)?;
+        self.subscribe(event, Some(group), true, move |queue, ctx| {
             tokio::spawn(handler::run_requests(queue, ctx, handler));
         })
         .await

@@ -27,8 +27,8 @@ mod validate;
 pub use error::ConfigError;
 pub use load::{ENV_PREFIX, ENV_SEPARATOR, Sources, env_var_name};
 pub use settings::{
-    DeliverySettings, LimitSettings, LogFormat, LogSettings, ServerSettings, Settings,
-    SlowConsumerPolicy, UnknownVariant,
+    ClusterBackend, ClusterSettings, DeliverySettings, LimitSettings, LogFormat, LogSettings,
+    ServerSettings, Settings, SlowConsumerPolicy, UnknownVariant,
 };
 pub use validate::{MAX_PAYLOAD_BYTES_LIMIT, MAX_QUEUE_CAPACITY};
 

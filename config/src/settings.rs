@@ -25,6 +25,8 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// Logging settings (`[log]`).
     pub log: LogSettings,
+    /// Clustering several nodes over a backplane (`[cluster]`).
+    pub cluster: ClusterSettings,
 }
 
 /// The `[server]` section.
@@ -102,6 +104,52 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
+/// The `[cluster]` section: several nodes sharing events through Redis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// `"none"` (one node, in memory) or `"redis"` (`cluster.backend`).
+    pub backend: ClusterBackend,
+    /// The Redis server, `redis://[user:password@]host[:port][/db]`
+    /// (`cluster.redis_url`); used when `backend = "redis"`.
+    pub redis_url: String,
+    /// Prefix of every Redis key and channel (`cluster.prefix`): clusters
+    /// with different prefixes can share one Redis without seeing each
+    /// other. `[A-Za-z0-9_-]`, 1 to 64 characters.
+    pub prefix: String,
+    /// This node's id in the cluster (`cluster.node_id`); empty means a new
+    /// id generated at every start. `[A-Za-z0-9_-]`, at most 64 characters.
+    pub node_id: String,
+    /// How often a node refreshes its liveness key and its view of the other
+    /// nodes (`cluster.heartbeat_interval`), greater than zero.
+    #[serde(with = "strict::duration")]
+    pub heartbeat_interval: Duration,
+    /// A node that has not refreshed its liveness key for this long is
+    /// considered dead and its queue-group members and responders are
+    /// dropped (`cluster.node_ttl`); greater than `heartbeat_interval`.
+    #[serde(with = "strict::duration")]
+    pub node_ttl: Duration,
+    /// Time allowed for connecting to Redis and for each command
+    /// (`cluster.command_timeout`), greater than zero.
+    #[serde(with = "strict::duration")]
+    pub command_timeout: Duration,
+    /// Cross-node messages waiting to be published, at most
+    /// (`cluster.queue_capacity`), `1..=1_000_000`; more are dropped and
+    /// counted.
+    #[serde(deserialize_with = "strict::usize")]
+    pub queue_capacity: usize,
+}
+
+/// Which backplane, if any, links the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum ClusterBackend {
+    /// A single node with in-memory state (`"none"`).
+    None,
+    /// Nodes linked through Redis pub/sub (`"redis"`).
+    Redis,
+}
+
 /// Policy for a connection whose outbound queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", try_from = "String")]
@@ -177,3 +225,4 @@ macro_rules! lowercase_enum {
 
 lowercase_enum!(SlowConsumerPolicy { Disconnect => "disconnect", Drop => "drop" });
 lowercase_enum!(LogFormat { Pretty => "pretty", Json => "json" });
+lowercase_enum!(ClusterBackend { None => "none", Redis => "redis" });

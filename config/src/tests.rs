@@ -129,6 +129,16 @@ fn defaults_load_validate_and_match_the_documentation() {
             level: "info".to_owned(),
             format: LogFormat::Pretty,
         },
+        cluster: ClusterSettings {
+            backend: ClusterBackend::None,
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            prefix: "herald".to_owned(),
+            node_id: String::new(),
+            heartbeat_interval: secs(1),
+            node_ttl: secs(5),
+            command_timeout: secs(2),
+            queue_capacity: 65536,
+        },
     };
     assert_eq!(s, expected);
 }
@@ -165,7 +175,7 @@ fn default_toml_documents_every_key() {
             );
         }
     }
-    assert_eq!(count, 15, "a key was added or removed: update this test");
+    assert_eq!(count, 23, "a key was added or removed: update this test");
 }
 
 #[test]
@@ -330,6 +340,16 @@ fn each_validation_rule_names_its_key() {
         ("server.listen", "localhost", "socket address"),
         ("server.handshake_timeout", "10", "time unit needed"),
         ("server.shutdown_grace", "soon", "invalid duration"),
+        ("cluster.backend", "etcd", "none, redis"),
+        ("cluster.redis_url", "http://x", "not a Redis URL"),
+        ("cluster.redis_url", "redis://", "names no host"),
+        ("cluster.prefix", "", "is not valid"),
+        ("cluster.prefix", "a:b", "is not valid"),
+        ("cluster.node_id", "node 1", "is not valid"),
+        ("cluster.heartbeat_interval", "0s", "greater than zero"),
+        ("cluster.node_ttl", "1s", "cluster.heartbeat_interval"),
+        ("cluster.command_timeout", "0s", "greater than zero"),
+        ("cluster.queue_capacity", "0", "between 1 and 1000000"),
     ];
     for (key, value, expected) in cases {
         let text = assert_invalid(load_overrides(&[(key, value)]), key);

@@ -63,7 +63,34 @@ impl Settings {
         )?;
 
         check_log_filter(&self.log.level)
-            .map_err(|message| ConfigError::invalid("log.level", message))
+            .map_err(|message| ConfigError::invalid("log.level", message))?;
+        self.validate_cluster()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        check_redis_url(&cluster.redis_url)
+            .map_err(|message| ConfigError::invalid("cluster.redis_url", message))?;
+        check_id("cluster.prefix", &cluster.prefix, false)?;
+        check_id("cluster.node_id", &cluster.node_id, true)?;
+        non_zero("cluster.heartbeat_interval", cluster.heartbeat_interval)?;
+        non_zero("cluster.node_ttl", cluster.node_ttl)?;
+        if cluster.node_ttl <= cluster.heartbeat_interval {
+            return Err(ConfigError::invalid(
+                "cluster.node_ttl",
+                format!(
+                    "must be greater than cluster.heartbeat_interval ({} <= {})",
+                    humantime::format_duration(cluster.node_ttl),
+                    humantime::format_duration(cluster.heartbeat_interval),
+                ),
+            ));
+        }
+        non_zero("cluster.command_timeout", cluster.command_timeout)?;
+        in_range(
+            "cluster.queue_capacity",
+            cluster.queue_capacity,
+            MAX_QUEUE_CAPACITY,
+        )
     }
 }
 
@@ -82,6 +109,46 @@ fn in_range(key: &str, value: usize, max: usize) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// Longest accepted `cluster.prefix` and `cluster.node_id`.
+const MAX_ID_LEN: usize = 64;
+
+/// A key prefix or node id: `[A-Za-z0-9_-]`, at most 64 characters, empty
+/// only when `may_be_empty`.
+fn check_id(key: &str, value: &str, may_be_empty: bool) -> Result<(), ConfigError> {
+    if value.is_empty() && may_be_empty {
+        return Ok(());
+    }
+    let valid = !value.is_empty()
+        && value.len() <= MAX_ID_LEN
+        && value
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
+    if valid {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        key,
+        format!(
+            "{value:?} is not valid: use 1 to {MAX_ID_LEN} characters of A-Z, a-z, 0-9, '_' or '-'"
+        ),
+    ))
+}
+
+/// A Redis URL: `redis://host[:port][/db]` (or `redis+unix://` /
+/// `unix://` for a socket path).
+fn check_redis_url(url: &str) -> Result<(), String> {
+    let rest = ["redis://", "redis+unix://", "unix://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme));
+    match rest {
+        None => Err(format!(
+            "{url:?} is not a Redis URL: expected redis://host[:port][/db]"
+        )),
+        Some("") => Err(format!("{url:?} names no host")),
+        Some(_) => Ok(()),
+    }
 }
 
 fn non_zero(key: &str, value: Duration) -> Result<(), ConfigError> {

@@ -122,6 +122,14 @@ pub struct EventRef<'a> {
 /// Encodes an `event` envelope; the bytes equal those of [`encode`] on the
 /// equivalent [`Envelope::Event`].
 pub fn encode_event(event: &EventRef<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(event_len_hint(event));
+    encode_event_into(event, &mut out);
+    out
+}
+
+/// Like [`encode_event`], appending to `out` (so a caller can put a frame
+/// header in front without copying the envelope).
+pub fn encode_event_into(event: &EventRef<'_>, out: &mut Vec<u8>) {
     let wire = Wire {
         t: "event",
         ns: Some(event.namespace),
@@ -132,10 +140,17 @@ pub fn encode_event(event: &EventRef<'_>) -> Vec<u8> {
         ack: event.ack,
         ..Wire::default()
     };
-    let mut out =
-        Vec::with_capacity(32 + event.namespace.len() + event.event.len() + event.payload.len());
-    write_wire(&wire, &mut out);
-    out
+    write_wire(&wire, out);
+}
+
+/// About how many bytes [`encode_event`] produces (enough in practice to
+/// need no reallocation).
+pub fn event_len_hint(event: &EventRef<'_>) -> usize {
+    48 + event.namespace.len()
+        + event.event.len()
+        + event.room.map_or(0, str::len)
+        + event.group.map_or(0, str::len)
+        + event.payload.len()
 }
 
 fn payload_len(envelope: &Envelope) -> usize {

@@ -17,7 +17,9 @@ pub mod envelope;
 pub mod error;
 pub mod names;
 
-pub use codec::{EventRef, decode, encode, encode_event, encode_into};
+pub use codec::{
+    EventRef, decode, encode, encode_event, encode_event_into, encode_into, event_len_hint,
+};
 pub use envelope::{Envelope, Limits, Resume};
 pub use error::{CloseReason, DecodeError, ErrorCode};
 pub use names::{NameError, Pattern};

@@ -15,12 +15,15 @@
 //!   `assert_no_event`).
 //! - [`MuteSocket`]: a hand-written WebSocket client that never answers
 //!   pings (a truly silent peer) and reads raw frames afterwards.
-//! - [`http_get`] / [`http_request`]: a tiny HTTP/1.1 client over a plain
-//!   `TcpStream` for `/healthz`, `/readyz` and refused upgrades.
+//! - [`http_get`] / [`http_post`] / [`http_request`]: a tiny HTTP/1.1
+//!   client over a plain `TcpStream` for `/healthz`, `/readyz`, `/metrics`,
+//!   the HTTP publish API and refused upgrades.
 //! - Payload helpers ([`seq_payload`], [`payload_seq`]) that number events
 //!   and let a receiver check that the bytes arrived intact.
 //! - [`sdk`]: helpers for the tests that drive the broker through the SDK
 //!   (bounded waits on channels, forwarding handlers, SDK clients).
+//! - [`cluster`]: a real `redis-server` on a free port and broker daemon
+//!   processes clustered over it, for the broker's cluster tests.
 //!
 //! # Rules every test follows
 //! - Every wait is bounded: a read gives up after [`TIMEOUT`] with a message
@@ -53,6 +56,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod cluster;
 pub mod sdk;
 
 /// How long any single wait of a test may take before it fails.
@@ -202,6 +206,11 @@ impl TestBroker {
     /// HTTP `GET path` against the broker.
     pub async fn get(&self, path: &str) -> HttpResponse {
         http_get(self.addr, path).await
+    }
+
+    /// HTTP `POST path` with `body` (and `Content-Type`, when given).
+    pub async fn post(&self, path: &str, content_type: Option<&str>, body: &[u8]) -> HttpResponse {
+        http_post(self.addr, path, content_type, body).await
     }
 
     /// Gracefully stops the broker (bounded by the shutdown grace plus
@@ -899,12 +908,39 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
     .await
 }
 
+/// `POST path` with `body`, `Content-Length`, `Connection: close` and,
+/// when given, `Content-Type: content_type` (e.g. for the HTTP publish API,
+/// `POST /v1/emit/{event}`).
+pub async fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> HttpResponse {
+    let content_type = content_type
+        .map(|value| format!("Content-Type: {value}\r\n"))
+        .unwrap_or_default();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{content_type}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    http_request_bytes(addr, &request).await
+}
+
 /// Sends `request` (a complete HTTP/1.1 request that asks for
 /// `Connection: close`) and reads the response until the server closes.
 pub async fn http_request(addr: SocketAddr, request: &str) -> HttpResponse {
+    http_request_bytes(addr, request.as_bytes()).await
+}
+
+/// [`http_request`] for a request given as bytes (e.g. with a binary body).
+pub async fn http_request_bytes(addr: SocketAddr, request: &[u8]) -> HttpResponse {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
-        stream.write_all(request.as_bytes()).await?;
+        stream.write_all(request).await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
         Ok::<_, std::io::Error>(raw)

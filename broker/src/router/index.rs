@@ -1,6 +1,7 @@
 //! One subscription index: exact names in a map keyed by
-//! `(namespace, event)` (one hash probe per emit), patterns kept apart per
-//! namespace, and for each, the plain subscribers and the queue groups.
+//! `(namespace, event)` (one hash probe per emit), patterns kept apart in a
+//! token trie per namespace, and for each, the plain subscribers and the
+//! queue groups.
 //!
 //! Entries are `Arc` snapshots: an emit clones the `Arc` out of the map and
 //! drops the map guard before offering frames, so no lock is held during
@@ -15,6 +16,7 @@ use herald_protocol::Pattern;
 use indexmap::IndexMap;
 
 use super::key::{ChannelKey, KeyPair};
+use super::trie::PatternTrie;
 use crate::outbox::{ConnId, Outbox};
 
 /// One queue group on one subscription target.
@@ -34,11 +36,11 @@ pub(crate) struct Subscribers {
 }
 
 impl Subscribers {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.plain.is_empty() && self.groups.is_empty()
     }
 
-    fn insert(&mut self, group: Option<&Arc<str>>, conn: &Outbox) {
+    pub(crate) fn insert(&mut self, group: Option<&Arc<str>>, conn: &Outbox) {
         match group {
             None => {
                 self.plain.insert(conn.id, conn.clone());
@@ -53,7 +55,7 @@ impl Subscribers {
         }
     }
 
-    fn remove(&mut self, group: Option<&Arc<str>>, conn: ConnId) {
+    pub(crate) fn remove(&mut self, group: Option<&Arc<str>>, conn: ConnId) {
         match group {
             None => {
                 self.plain.swap_remove(&conn);
@@ -70,31 +72,22 @@ impl Subscribers {
     }
 }
 
-/// The subscribers of one pattern in one namespace.
-#[derive(Debug, Clone)]
-pub(crate) struct PatternEntry {
-    pub(crate) pattern: Pattern,
-    pub(crate) subscribers: Subscribers,
-}
-
-/// What matched one event: the exact entry and the matching patterns.
+/// What matched one event: the exact entry and the namespace's patterns.
 #[derive(Debug, Default)]
 pub(crate) struct Matched {
     pub(crate) exact: Option<Arc<Subscribers>>,
-    pub(crate) patterns: Option<Arc<Vec<PatternEntry>>>,
+    pub(crate) patterns: Option<Arc<PatternTrie>>,
 }
 
 impl Matched {
-    /// The pattern entries that match `event`.
-    pub(crate) fn pattern_hits<'a>(
-        &'a self,
-        event: &'a str,
-    ) -> impl Iterator<Item = &'a Subscribers> + 'a {
-        self.patterns
-            .iter()
-            .flat_map(|p| p.iter())
-            .filter(move |p| p.pattern.matches(event))
-            .map(|p| &p.subscribers)
+    /// The subscribers of the patterns that match `event` (found by
+    /// walking the trie, not by testing each pattern).
+    pub(crate) fn pattern_hits<'a>(&'a self, event: &str) -> Vec<&'a Subscribers> {
+        let mut hits = Vec::new();
+        if let Some(trie) = &self.patterns {
+            trie.matches(event, &mut |subs| hits.push(subs));
+        }
+        hits
     }
 }
 
@@ -102,7 +95,7 @@ impl Matched {
 #[derive(Debug, Default)]
 pub(crate) struct SubscriptionIndex {
     exact: DashMap<ChannelKey, Arc<Subscribers>>,
-    patterns: DashMap<Box<str>, Arc<Vec<PatternEntry>>>,
+    patterns: DashMap<Box<str>, Arc<PatternTrie>>,
 }
 
 impl SubscriptionIndex {
@@ -130,20 +123,11 @@ impl SubscriptionIndex {
                     .or_default();
                 Arc::make_mut(entry.value_mut()).insert(group, conn);
             }
-            Pattern::Wildcard(_) => {
+            Pattern::Wildcard(tokens) => {
                 let mut entry = self.patterns.entry(namespace.into()).or_default();
-                let list = Arc::make_mut(entry.value_mut());
-                match list.iter_mut().find(|p| &p.pattern == pattern) {
-                    Some(p) => p.subscribers.insert(group, conn),
-                    None => {
-                        let mut subscribers = Subscribers::default();
-                        subscribers.insert(group, conn);
-                        list.push(PatternEntry {
-                            pattern: pattern.clone(),
-                            subscribers,
-                        });
-                    }
-                }
+                Arc::make_mut(entry.value_mut())
+                    .entry(tokens)
+                    .insert(group, conn);
             }
         }
     }
@@ -164,16 +148,11 @@ impl SubscriptionIndex {
                     subs.is_empty()
                 });
             }
-            Pattern::Wildcard(_) => {
-                self.patterns.remove_if_mut(namespace, |_, list| {
-                    let list = Arc::make_mut(list);
-                    if let Some(i) = list.iter().position(|p| &p.pattern == pattern) {
-                        list[i].subscribers.remove(group, conn);
-                        if list[i].subscribers.is_empty() {
-                            list.swap_remove(i);
-                        }
-                    }
-                    list.is_empty()
+            Pattern::Wildcard(tokens) => {
+                self.patterns.remove_if_mut(namespace, |_, trie| {
+                    let trie = Arc::make_mut(trie);
+                    trie.update(tokens, |subs| subs.remove(group, conn));
+                    trie.is_empty()
                 });
             }
         }

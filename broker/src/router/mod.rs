@@ -4,25 +4,34 @@
 //! sockets: a receiver is an [`Outbox`]. Each emit encodes its outgoing
 //! frame once (once more per queue group, whose frame names the group) and
 //! offers clones of the same [`Bytes`] to every receiver.
+//!
+//! In a cluster the router has a remote side ([`Cluster`]): plain emits are
+//! also published for the other nodes, queue groups and requests may pick
+//! a member on another node, and messages from other nodes come back in
+//! through the `*_remote` / `*_from_node` entry points into the same local
+//! fan-out. Sessions never know which node an event came from.
 
 mod index;
 mod key;
 mod requests;
 mod rooms;
+mod trie;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use herald_protocol::envelope::{Emit, Reply};
-use herald_protocol::{Envelope, ErrorCode, EventRef, Pattern, encode, encode_event};
+use herald_protocol::{Envelope, ErrorCode, EventRef, Pattern};
 use indexmap::IndexMap;
 
 use self::index::{Group, Subscribers, SubscriptionIndex};
-use self::requests::{Pending, Requests};
+use self::requests::{Pending, Requester, Requests, Responder};
 use self::rooms::Rooms;
+use crate::cluster::{Body, Cluster, WireEmit};
+use crate::frame;
 use crate::outbox::{ConnId, Offer, Outbox};
 use crate::stats::Stats;
 
@@ -44,22 +53,32 @@ pub(crate) struct RouteError {
 
 /// Which connections an emit may reach.
 struct Eligible<'a> {
-    from: ConnId,
+    /// The sending connection; none for an HTTP publish.
+    from: Option<ConnId>,
     exclude_self: bool,
     room: Option<&'a HashSet<ConnId>>,
 }
 
 impl<'a> Eligible<'a> {
-    fn new(from: &Outbox, emit: &Emit, room: Option<&'a HashSet<ConnId>>) -> Eligible<'a> {
+    fn new(from: Option<&Outbox>, emit: &Emit, room: Option<&'a HashSet<ConnId>>) -> Eligible<'a> {
         Eligible {
-            from: from.id,
+            from: from.map(|o| o.id),
             exclude_self: emit.exclude_self,
             room,
         }
     }
 
+    /// For an emit from another node: only the room filters.
+    fn remote(room: Option<&'a HashSet<ConnId>>) -> Eligible<'a> {
+        Eligible {
+            from: None,
+            exclude_self: false,
+            room,
+        }
+    }
+
     fn allows(&self, id: ConnId) -> bool {
-        !(self.exclude_self && id == self.from) && self.room.is_none_or(|r| r.contains(&id))
+        !(self.exclude_self && Some(id) == self.from) && self.room.is_none_or(|r| r.contains(&id))
     }
 }
 
@@ -72,18 +91,41 @@ pub(crate) struct Router {
     requests: Arc<Requests>,
     request_cursor: AtomicUsize,
     stats: Arc<Stats>,
+    /// The remote side, when clustered.
+    cluster: Option<Arc<Cluster>>,
+}
+
+/// A queue group's members on this node, merged over the exact name and
+/// the matching patterns.
+type LocalGroups<'a> = IndexMap<&'a str, (IndexMap<ConnId, &'a Outbox>, &'a Group)>;
+
+/// Merges the queue groups of the exact entry and the pattern hits by name
+/// (NATS semantics: one member per group name).
+fn merge_groups<'a>(exact: Option<&'a Subscribers>, hits: &[&'a Subscribers]) -> LocalGroups<'a> {
+    let mut merged: LocalGroups<'a> = IndexMap::new();
+    for (name, group) in exact
+        .into_iter()
+        .chain(hits.iter().copied())
+        .flat_map(|s| s.groups.iter())
+    {
+        let (members, _) = merged
+            .entry(&**name)
+            .or_insert_with(|| (IndexMap::new(), group));
+        members.extend(group.members.iter().map(|(id, o)| (*id, o)));
+    }
+    merged
 }
 
 /// Encodes the `event` frame for an emit, straight from its borrowed parts.
 fn event_frame(emit: &Emit, group: Option<&str>, ack: Option<u64>) -> Bytes {
-    Bytes::from(encode_event(&EventRef {
+    frame::event(&EventRef {
         namespace: &emit.namespace,
         event: &emit.event,
         room: emit.room.as_deref(),
         group,
         payload: &emit.payload,
         ack,
-    }))
+    })
 }
 
 /// Offers `frame` to one eligible member, starting at the group's cursor;
@@ -122,6 +164,11 @@ fn pick_one<'a>(
 
 impl Router {
     pub(crate) fn new(stats: Arc<Stats>) -> Router {
+        Router::clustered(stats, None)
+    }
+
+    /// A router with a remote side when `cluster` is given.
+    pub(crate) fn clustered(stats: Arc<Stats>, cluster: Option<Arc<Cluster>>) -> Router {
         Router {
             events: SubscriptionIndex::default(),
             responders: SubscriptionIndex::default(),
@@ -129,6 +176,7 @@ impl Router {
             requests: Arc::new(Requests::default()),
             request_cursor: AtomicUsize::new(0),
             stats,
+            cluster,
         }
     }
 
@@ -144,12 +192,18 @@ impl Router {
         self.index(key.responder)
             .insert(&key.namespace, &key.pattern, key.group.as_ref(), conn);
         Stats::add(&self.stats.subscriptions, 1);
+        if let Some(cluster) = &self.cluster {
+            cluster.subscribed(key);
+        }
     }
 
     pub(crate) fn unsubscribe(&self, conn: ConnId, key: &SubKey) {
         self.index(key.responder)
             .remove(&key.namespace, &key.pattern, key.group.as_ref(), conn);
         self.stats.subscriptions.fetch_sub(1, Relaxed);
+        if let Some(cluster) = &self.cluster {
+            cluster.unsubscribed(key);
+        }
     }
 
     pub(crate) fn join(&self, namespace: &str, room: &str, conn: ConnId) {
@@ -163,6 +217,13 @@ impl Router {
     /// Rooms with at least one member.
     pub(crate) fn room_count(&self) -> usize {
         self.rooms.count()
+    }
+
+    /// How many subscription entries (the exact one, matching patterns)
+    /// an emit of `event` would consult; for benchmarks.
+    pub(crate) fn match_count(&self, namespace: &str, event: &str) -> usize {
+        let matched = self.events.lookup(namespace, event);
+        usize::from(matched.exact.is_some()) + matched.pattern_hits(event).len()
     }
 
     /// Requests in flight.
@@ -181,16 +242,65 @@ impl Router {
     /// and to one member of each matching queue group. Returns the number
     /// of deliveries: plain receivers plus queue groups that took it.
     pub(crate) fn emit(&self, from: &Outbox, emit: &Emit) -> u64 {
+        self.publish(Some(from), emit)
+    }
+
+    /// [`Router::emit`] from any sender: a connection, or none at all (an
+    /// HTTP publish, which has nothing to exclude).
+    pub(crate) fn publish(&self, from: Option<&Outbox>, emit: &Emit) -> u64 {
         Stats::add(&self.stats.events_received, 1);
         let matched = self.events.lookup(&emit.namespace, &emit.event);
         let room = self.room_of(emit);
         let eligible = Eligible::new(from, emit, room.as_deref());
-        let hits: Vec<&Subscribers> = matched.pattern_hits(&emit.event).collect();
+        let hits = matched.pattern_hits(&emit.event);
         let exact = matched.exact.as_deref();
         let mut reached = self.deliver_plain(emit, exact, &hits, &eligible);
         reached += self.deliver_groups(emit, exact, &hits, &eligible);
         Stats::add(&self.stats.events_delivered, reached);
+        if let Some(cluster) = &self.cluster {
+            cluster.forward_event(emit);
+        }
         reached
+    }
+
+    /// An emit from another node: to this node's plain subscribers only
+    /// (its queue groups get group deliveries of their own).
+    pub(crate) fn deliver_remote(&self, emit: &Emit) -> u64 {
+        let matched = self.events.lookup(&emit.namespace, &emit.event);
+        let room = self.room_of(emit);
+        let hits = matched.pattern_hits(&emit.event);
+        let reached = self.deliver_plain(
+            emit,
+            matched.exact.as_deref(),
+            &hits,
+            &Eligible::remote(room.as_deref()),
+        );
+        Stats::add(&self.stats.events_delivered, reached);
+        reached
+    }
+
+    /// A group delivery from another node: to one local member of `group`.
+    /// False when this node has no eligible member any more (the origin's
+    /// view was stale): the event is counted as undeliverable, never
+    /// duplicated.
+    pub(crate) fn deliver_remote_group(&self, emit: &Emit, group: &str) -> bool {
+        let matched = self.events.lookup(&emit.namespace, &emit.event);
+        let room = self.room_of(emit);
+        let hits = matched.pattern_hits(&emit.event);
+        let merged = merge_groups(matched.exact.as_deref(), &hits);
+        let Some((members, group_state)) = merged.get(group) else {
+            return false;
+        };
+        let frame = event_frame(emit, Some(group), None);
+        let taken = pick_one(
+            |i| members[i],
+            members.len(),
+            &group_state.cursor,
+            &Eligible::remote(room.as_deref()),
+            &frame,
+        );
+        Stats::add(&self.stats.events_delivered, u64::from(taken));
+        taken
     }
 
     fn deliver_plain(
@@ -234,7 +344,12 @@ impl Router {
         eligible: &Eligible<'_>,
     ) -> u64 {
         let mut reached = 0;
-        if hits.iter().all(|h| h.groups.is_empty()) {
+        let clustered = self
+            .cluster
+            .as_ref()
+            .map(|cluster| (cluster, cluster.view()))
+            .filter(|(_, view)| view.has_groups(&emit.namespace));
+        if clustered.is_none() && hits.iter().all(|h| h.groups.is_empty()) {
             for (name, group) in exact.into_iter().flat_map(|s| s.groups.iter()) {
                 let frame = event_frame(emit, Some(name), None);
                 reached += u64::from(pick_one(
@@ -247,18 +362,9 @@ impl Router {
             }
             return reached;
         }
-        // A group may span the exact name and several patterns (NATS
-        // semantics: one member per group name): merge the members.
-        let mut merged: IndexMap<&str, (IndexMap<ConnId, &Outbox>, &Group)> = IndexMap::new();
-        for (name, group) in exact
-            .into_iter()
-            .chain(hits.iter().copied())
-            .flat_map(|s| s.groups.iter())
-        {
-            let (members, _) = merged
-                .entry(&**name)
-                .or_insert_with(|| (IndexMap::new(), group));
-            members.extend(group.members.iter().map(|(id, o)| (*id, o)));
+        let merged = merge_groups(exact, hits);
+        if let Some((cluster, view)) = clustered {
+            return Self::deliver_groups_clustered(cluster, &view, emit, &merged, eligible);
         }
         for (name, (members, group)) in &merged {
             let frame = event_frame(emit, Some(name), None);
@@ -273,18 +379,62 @@ impl Router {
         reached
     }
 
-    /// Routes a request to exactly one responder and arms its timeout.
-    pub(crate) fn request(
-        &self,
-        from: &Outbox,
+    /// Queue groups that span nodes: per group name, ONE node is picked
+    /// round robin among those with a member (this one included); a node
+    /// that cannot take it (local members all full, backplane down) passes
+    /// it to the next, so no event is delivered twice.
+    fn deliver_groups_clustered(
+        cluster: &Cluster,
+        view: &crate::cluster::RemoteView,
         emit: &Emit,
-        ack: u64,
-        timeout: Duration,
-    ) -> Result<(), RouteError> {
-        Stats::add(&self.stats.events_received, 1);
+        local: &LocalGroups<'_>,
+        eligible: &Eligible<'_>,
+    ) -> u64 {
+        let remote = view.groups(&emit.namespace, &emit.event);
+        let mut names: Vec<&str> = local.keys().copied().collect();
+        names.extend(
+            remote
+                .keys()
+                .map(|n| &**n)
+                .filter(|n| !local.contains_key(n)),
+        );
+        let mut reached = 0;
+        for name in names {
+            let here = local.get(name);
+            let nodes = remote.get(name).map_or(&[][..], Vec::as_slice);
+            let choices = usize::from(here.is_some()) + nodes.len();
+            let start = cluster.next_cursor();
+            for i in 0..choices {
+                let choice = (start + i) % choices;
+                let taken = match (here, choice) {
+                    (Some((members, group)), 0) => pick_one(
+                        |i| members[i],
+                        members.len(),
+                        &group.cursor,
+                        eligible,
+                        &event_frame(emit, Some(name), None),
+                    ),
+                    _ => cluster.send_to(
+                        &nodes[choice - usize::from(here.is_some())],
+                        Body::Group {
+                            q: name.to_owned(),
+                            emit: WireEmit::from_emit(emit),
+                        },
+                    ),
+                };
+                if taken {
+                    reached += 1;
+                    break;
+                }
+            }
+        }
+        reached
+    }
+
+    /// This node's responders for the emit that `eligible` allows, one
+    /// entry per connection.
+    fn local_responders(&self, emit: &Emit, eligible: &Eligible<'_>) -> Vec<Outbox> {
         let matched = self.responders.lookup(&emit.namespace, &emit.event);
-        let room = self.room_of(emit);
-        let eligible = Eligible::new(from, emit, room.as_deref());
         let mut candidates: IndexMap<ConnId, &Outbox> = IndexMap::new();
         for subs in matched
             .exact
@@ -298,7 +448,54 @@ impl Router {
                 .chain(subs.groups.values().flat_map(|g| g.members.values()));
             candidates.extend(members.filter(|o| eligible.allows(o.id)).map(|o| (o.id, o)));
         }
-        if candidates.is_empty() {
+        candidates.into_values().cloned().collect()
+    }
+
+    /// Offers a request to one local responder, recording who asked.
+    /// True when a responder's queue took it.
+    fn offer_request(
+        &self,
+        responder: &Outbox,
+        requester: Requester,
+        ack: u64,
+        emit: &Emit,
+        timeout: Duration,
+    ) -> bool {
+        let handle = self.requests.open(Pending {
+            requester,
+            ack,
+            responder: Responder::Local(responder.id),
+            started: Instant::now(),
+        });
+        let frame = event_frame(emit, None, Some(handle));
+        if responder.offer(&frame) == Offer::Queued {
+            Stats::add(&self.stats.events_delivered, 1);
+            self.arm_timeout(handle, timeout);
+            return true;
+        }
+        self.requests.cancel(handle);
+        false
+    }
+
+    /// Routes a request to exactly one responder, on this node or another
+    /// (round robin over the local responders and the remote nodes that
+    /// have one), and arms its timeout.
+    pub(crate) fn request(
+        &self,
+        from: &Outbox,
+        emit: &Emit,
+        ack: u64,
+        timeout: Duration,
+    ) -> Result<(), RouteError> {
+        Stats::add(&self.stats.events_received, 1);
+        let room = self.room_of(emit);
+        let eligible = Eligible::new(Some(from), emit, room.as_deref());
+        let local = self.local_responders(emit, &eligible);
+        let remote = self.cluster.as_ref().map_or_else(Vec::new, |cluster| {
+            cluster.view().responders(&emit.namespace, &emit.event)
+        });
+        let choices = local.len() + remote.len();
+        if choices == 0 {
             return Err(RouteError {
                 code: ErrorCode::NoResponders,
                 message: format!(
@@ -308,61 +505,172 @@ impl Router {
             });
         }
         let start = self.request_cursor.fetch_add(1, Relaxed);
-        for i in 0..candidates.len() {
-            let responder = candidates[(start + i) % candidates.len()];
-            let handle = self.requests.open(Pending {
-                requester: from.clone(),
-                ack,
-                responder: responder.id,
-            });
-            let frame = event_frame(emit, None, Some(handle));
-            match responder.offer(&frame) {
-                Offer::Queued => {
-                    Stats::add(&self.stats.requests, 1);
-                    Stats::add(&self.stats.events_delivered, 1);
-                    self.arm_timeout(handle, timeout);
-                    return Ok(());
+        for i in 0..choices {
+            let choice = (start + i) % choices;
+            let routed = match local.get(choice) {
+                Some(responder) => self.offer_request(
+                    responder,
+                    Requester::Local(from.clone()),
+                    ack,
+                    emit,
+                    timeout,
+                ),
+                None => {
+                    self.request_remote(&remote[choice - local.len()], from, emit, ack, timeout)
                 }
-                Offer::Full | Offer::Closed => self.requests.cancel(handle),
+            };
+            if routed {
+                Stats::add(&self.stats.requests, 1);
+                return Ok(());
             }
         }
         Err(RouteError {
             code: ErrorCode::Dropped,
-            message: "every responder's queue is full".into(),
+            message: "no responder could take the request: every responder's queue is full \
+                      (or the cluster backplane is unavailable)"
+                .into(),
         })
+    }
+
+    /// Sends a request to another node, which picks the responder.
+    fn request_remote(
+        &self,
+        node: &Arc<str>,
+        from: &Outbox,
+        emit: &Emit,
+        ack: u64,
+        timeout: Duration,
+    ) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return false;
+        };
+        let handle = self.requests.open(Pending {
+            requester: Requester::Local(from.clone()),
+            ack,
+            responder: Responder::Node(node.clone()),
+            started: Instant::now(),
+        });
+        let body = Body::Request {
+            h: handle,
+            tmo: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            emit: WireEmit::from_emit(emit),
+        };
+        if cluster.send_to(node, body) {
+            self.arm_timeout(handle, timeout);
+            return true;
+        }
+        self.requests.cancel(handle);
+        false
+    }
+
+    /// A request from another node (`h` is its handle): to one local
+    /// responder. When there is none any more, the origin is told at once
+    /// (its requester gets `no_responders`). The origin keeps its own
+    /// timeout; the one armed here only forgets the entry.
+    pub(crate) fn request_from_node(
+        &self,
+        origin: &str,
+        h: u64,
+        emit: &Emit,
+        timeout: Duration,
+    ) -> bool {
+        let room = self.room_of(emit);
+        let local = self.local_responders(emit, &Eligible::remote(room.as_deref()));
+        let start = self.request_cursor.fetch_add(1, Relaxed);
+        let origin: Arc<str> = Arc::from(origin);
+        for i in 0..local.len() {
+            let responder = &local[(start + i) % local.len()];
+            if self.offer_request(responder, Requester::Node(origin.clone()), h, emit, timeout) {
+                return true;
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.send_to(&origin, Body::Gone { h });
+        }
+        false
     }
 
     fn arm_timeout(&self, handle: u64, timeout: Duration) {
         let requests = self.requests.clone();
+        let stats = self.stats.clone();
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
-            if let Some(pending) = requests.expire(handle) {
-                let frame = Bytes::from(encode(&Envelope::error(
+            let Some(pending) = requests.expire(handle) else {
+                return;
+            };
+            // A request from another node times out at its origin.
+            if let Requester::Local(requester) = pending.requester {
+                Stats::add(&stats.request_timeouts, 1);
+                let frame = frame::envelope(&Envelope::error(
                     Some(pending.ack),
                     ErrorCode::Timeout,
                     format!("no reply within {} ms", timeout.as_millis()),
-                )));
-                pending.requester.answer(&frame);
+                ));
+                requester.answer(&frame);
             }
         });
+    }
+
+    /// Tells a requester (here or on another node) that its responder is
+    /// gone.
+    fn no_responder(&self, pending: Pending, message: &str) {
+        match pending.requester {
+            Requester::Local(requester) => {
+                let frame = frame::envelope(&Envelope::error(
+                    Some(pending.ack),
+                    ErrorCode::NoResponders,
+                    message,
+                ));
+                requester.answer(&frame);
+            }
+            Requester::Node(node) => {
+                if let Some(cluster) = &self.cluster {
+                    cluster.send_to(&node, Body::Gone { h: pending.ack });
+                }
+            }
+        }
     }
 
     /// A responder connection went away: its unanswered requests fail now
     /// with `no_responders` rather than at their timeout.
     pub(crate) fn responder_gone(&self, responder: ConnId) {
-        for pending in self.requests.abandon(responder) {
-            let frame = Bytes::from(encode(&Envelope::error(
-                Some(pending.ack),
-                ErrorCode::NoResponders,
-                "the responder disconnected before replying",
-            )));
-            pending.requester.answer(&frame);
+        for pending in self.requests.abandon(&Responder::Local(responder)) {
+            self.no_responder(pending, "the responder disconnected before replying");
         }
+    }
+
+    /// Another node left or expired: requests waiting on it fail now.
+    pub(crate) fn node_gone(&self, node: &str) {
+        for pending in self.requests.abandon(&Responder::Node(Arc::from(node))) {
+            self.no_responder(
+                pending,
+                "the responder's node left the cluster before replying",
+            );
+        }
+    }
+
+    /// Another node's responder for request `h` disconnected.
+    pub(crate) fn gone_from_node(&self, node: &str, h: u64) -> bool {
+        let Some(pending) = self.requests.answer(h, &Responder::Node(Arc::from(node))) else {
+            return false;
+        };
+        self.no_responder(pending, "the responder disconnected before replying");
+        true
+    }
+
+    /// Another node's responder answered request `h`. False when it is no
+    /// longer waiting (expired: a late reply is ignored).
+    pub(crate) fn reply_from_node(&self, node: &str, h: u64, ok: bool, payload: Bytes) -> bool {
+        let Some(pending) = self.requests.answer(h, &Responder::Node(Arc::from(node))) else {
+            return false;
+        };
+        self.forward_reply(pending, ok, payload);
+        true
     }
 
     /// Forwards a responder's reply to the requester.
     pub(crate) fn reply(&self, from: ConnId, reply: Reply) -> Result<(), RouteError> {
-        let Some(pending) = self.requests.answer(reply.ack, from) else {
+        let Some(pending) = self.requests.answer(reply.ack, &Responder::Local(from)) else {
             return Err(RouteError {
                 code: ErrorCode::UnknownRequest,
                 message: format!(
@@ -371,12 +679,28 @@ impl Router {
                 ),
             });
         };
-        let frame = Bytes::from(encode(&Envelope::Reply(Reply {
-            ack: pending.ack,
-            ..reply
-        })));
-        pending.requester.answer(&frame);
+        self.forward_reply(pending, reply.ok, reply.payload);
         Ok(())
+    }
+
+    fn forward_reply(&self, pending: Pending, ok: bool, payload: Bytes) {
+        match pending.requester {
+            Requester::Local(requester) => {
+                self.stats.request_answered(pending.started.elapsed());
+                let frame = frame::envelope(&Envelope::Reply(Reply {
+                    ack: pending.ack,
+                    ok,
+                    payload,
+                }));
+                requester.answer(&frame);
+            }
+            Requester::Node(node) => {
+                if let Some(cluster) = &self.cluster {
+                    let h = pending.ack;
+                    cluster.send_to(&node, Body::Reply { h, ok, d: payload });
+                }
+            }
+        }
     }
 }
 

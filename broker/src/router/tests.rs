@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Router, SubKey};
+use crate::frame;
 use crate::outbox::{ConnId, ConnShared, Outbox};
 use crate::stats::Stats;
 
@@ -51,7 +52,7 @@ fn emit(event: &str) -> Emit {
 fn received(conn: &mut Conn) -> Vec<(String, Option<String>)> {
     let mut out = Vec::new();
     while let Ok(frame) = conn.rx.try_recv() {
-        match decode(&frame) {
+        match decode(&frame::payload(&frame)) {
             Ok(Envelope::Event(e)) => out.push((e.event, e.group)),
             other => panic!("unexpected frame {other:?}"),
         }
@@ -230,7 +231,7 @@ async fn request_goes_to_one_responder_and_reply_returns() {
         }
     }
     assert_eq!(frames.len(), 1, "exactly one responder");
-    let Ok(Envelope::Event(event)) = decode(&frames[0]) else {
+    let Ok(Envelope::Event(event)) = decode(&frame::payload(&frames[0])) else {
         panic!("not an event")
     };
     let handle = event.ack.expect("request carries a handle");
@@ -251,7 +252,9 @@ async fn request_goes_to_one_responder_and_reply_returns() {
     };
     assert!(chosen.is_some());
     assert!(router.reply(chosen.expect("answered"), reply).is_err());
-    let Ok(Envelope::Reply(back)) = decode(&requester.rx.try_recv().expect("reply")) else {
+    let Ok(Envelope::Reply(back)) =
+        decode(&frame::payload(&requester.rx.try_recv().expect("reply")))
+    else {
         panic!("not a reply")
     };
     assert_eq!(back.ack, 7);
@@ -313,7 +316,7 @@ mod model {
     fn frames(conn: &mut Conn) -> Vec<Option<String>> {
         let mut out = Vec::new();
         while let Ok(frame) = conn.rx.try_recv() {
-            let Ok(Envelope::Event(event)) = decode(&frame) else {
+            let Ok(Envelope::Event(event)) = decode(&frame::payload(&frame)) else {
                 panic!("not an event frame");
             };
             out.push(event.group);

@@ -1,0 +1,213 @@
+//! `herald-bench compare`: every selected workload against every selected
+//! target, each on a freshly started server (so CPU, memory and
+//! subscriptions start clean), then the table, the ratios of Herald to each
+//! peer and the issue's targets.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use herald_loadgen::herald::{DEFAULT_NAMESPACE, HeraldDriver};
+use herald_loadgen::procfs::ProcessProbe;
+use herald_loadgen::workload::{DEFAULT_BATCH, DEFAULT_DRAIN_TIMEOUT, DEFAULT_WINDOW, Overrides};
+use herald_loadgen::{BenchError, Plan, Record, Workload, measure};
+
+use crate::floor_client::FloorDriver;
+use crate::nats::NatsDriver;
+use crate::redis_target::RedisDriver;
+use crate::server::{ServerProcess, free_local_addr};
+use crate::socketio_client::SocketIoDriver;
+use crate::targets::{Programs, Target};
+
+/// What to compare, and how.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    /// The targets, in order.
+    pub targets: Vec<Target>,
+    /// The workloads, in order.
+    pub workloads: Vec<Workload>,
+    /// Scale and other changes to the workloads' defaults.
+    pub overrides: Overrides,
+    /// The CPU servers are pinned to, if any.
+    pub server_cpu: Option<usize>,
+    /// Whether to draw progress bars.
+    pub progress: bool,
+}
+
+/// The results of a comparison, and the server command lines used.
+#[derive(Debug, Clone, Default)]
+pub struct Comparison {
+    /// One record per target and workload (skipped ones included).
+    pub records: Vec<Record>,
+    /// `target: command line` of each server started.
+    pub commands: Vec<String>,
+}
+
+/// Runs the comparison. A target that is not installed is recorded as
+/// skipped; a run that fails is recorded with its error and no figures.
+pub async fn compare(options: &CompareOptions, programs: &Programs, log_dir: &Path) -> Comparison {
+    let mut comparison = Comparison::default();
+    for &target in &options.targets {
+        for &workload in &options.workloads {
+            let record = match run_one(
+                target,
+                workload,
+                options,
+                programs,
+                log_dir,
+                &mut comparison.commands,
+            )
+            .await
+            {
+                Ok(record) => record,
+                Err(error) => Record::failed(target.name(), workload.name(), &error),
+            };
+            eprintln!("{}", summary(&record));
+            comparison.records.push(record);
+        }
+    }
+    comparison
+}
+
+/// One line saying how a run went, for stderr while the comparison runs.
+fn summary(record: &Record) -> String {
+    let head = format!("{} {}", record.target, record.workload);
+    if let Some(reason) = &record.skipped {
+        return format!("{head}: skipped ({reason})");
+    }
+    if record.msgs_per_sec.is_none() && record.kib_per_conn.is_none() && !record.errors.is_empty() {
+        return format!("{head}: FAILED: {}", record.errors.join("; "));
+    }
+    let mut line = format!("{head}: done");
+    if let Some(loss) = record.loss {
+        line.push_str(&format!(", loss {loss}"));
+    }
+    for error in &record.errors {
+        line.push_str(&format!("; {error}"));
+    }
+    line
+}
+
+async fn run_one(
+    target: Target,
+    workload: Workload,
+    options: &CompareOptions,
+    programs: &Programs,
+    log_dir: &Path,
+    commands: &mut Vec<String>,
+) -> Result<Record, String> {
+    let plan = workload
+        .plan(&options.overrides)
+        .map_err(|e| e.to_string())?;
+    let addr = free_local_addr().map_err(|e| e.to_string())?;
+    let launch = match programs.launch(target, addr, &[]) {
+        Ok(launch) => launch,
+        Err(reason) => return Ok(Record::skipped(target.name(), workload.name(), &reason)),
+    };
+    let command = format!("{target}: {}", launch.display());
+    if !commands
+        .iter()
+        .any(|c| c.split(' ').next() == command.split(' ').next())
+    {
+        commands.push(command);
+    }
+    let mut server =
+        ServerProcess::start(target.name(), &launch, addr, options.server_cpu, log_dir)
+            .await
+            .map_err(|e| e.to_string())?;
+    let result = measure_on(
+        target,
+        addr,
+        workload,
+        &plan,
+        server.probe(),
+        options.progress,
+    )
+    .await;
+    let crashed = server.crashed();
+    server.stop().await;
+    match (result, crashed) {
+        (Ok(mut record), Some(crash)) => {
+            record.errors.push(crash);
+            Ok(record)
+        }
+        (Ok(record), None) => Ok(record),
+        (Err(error), Some(crash)) => Err(format!("{error}; {crash}")),
+        (Err(error), None) => Err(error.to_string()),
+    }
+}
+
+/// Runs `workload` against the `target` server listening on `addr`.
+pub async fn measure_on(
+    target: Target,
+    addr: SocketAddr,
+    workload: Workload,
+    plan: &Plan,
+    probe: &ProcessProbe,
+    progress: bool,
+) -> Result<Record, BenchError> {
+    let probe = Some(probe);
+    match target {
+        Target::Herald => {
+            let driver = HeraldDriver::new(&format!("ws://{addr}"), DEFAULT_NAMESPACE)?;
+            measure(&driver, workload, plan, probe, progress).await
+        }
+        Target::Nats => measure(&NatsDriver::new(addr), workload, plan, probe, progress).await,
+        Target::Redis => measure(&RedisDriver::new(addr)?, workload, plan, probe, progress).await,
+        Target::Socketioxide => {
+            measure(&SocketIoDriver::new(addr), workload, plan, probe, progress).await
+        }
+        Target::Floor => measure(&FloorDriver::new(addr), workload, plan, probe, progress).await,
+    }
+}
+
+/// The report printed after a comparison: how it ran, the table, the
+/// ratios and the targets.
+pub fn report(comparison: &Comparison, options: &CompareOptions, machine: &str) -> String {
+    let records = &comparison.records;
+    let mut out = String::new();
+    out.push_str(&format!("machine: {machine}\n"));
+    let pinning = match options.server_cpu {
+        Some(cpu) => format!("each server pinned to CPU {cpu}, the load generator to the other"),
+        None => "NOT pinned (figures are less comparable)".to_owned(),
+    };
+    let scale = options.overrides.scale.unwrap_or(1.0);
+    out.push_str(&format!(
+        "setup: loopback; {pinning}; every server restarted for every workload; scale {scale}; \
+         publishers fire-and-forget, at most {DEFAULT_WINDOW} messages in flight, flush every \
+         {DEFAULT_BATCH}; receipts awaited until {DEFAULT_DRAIN_TIMEOUT:?} after the last\n\n"
+    ));
+    out.push_str(&herald_loadgen::report::render_table(records));
+    let ratios = crate::verdict::ratios_table(records);
+    if !ratios.is_empty() {
+        out.push_str("\nherald ÷ peer (above 1 is better for msgs/s and msgs/CPU-s, below 1 for p50 and KiB/conn):\n");
+        out.push_str(&ratios);
+    }
+    out.push_str("\ntargets:\n");
+    for check in crate::verdict::checks(records) {
+        out.push_str(&format!("{check}\n"));
+    }
+    if !comparison.commands.is_empty() {
+        out.push_str("\nservers:\n");
+        for command in &comparison.commands {
+            out.push_str(&format!("  {command}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_say_what_happened() {
+        let skipped = Record::skipped("nats", "fanout", "not installed");
+        assert_eq!(summary(&skipped), "nats fanout: skipped (not installed)");
+        let failed = Record::failed("redis", "pairs", "refused");
+        assert_eq!(summary(&failed), "redis pairs: FAILED: refused");
+        let mut done = Record::failed("herald", "fanout", "note");
+        done.msgs_per_sec = Some(1.0);
+        done.loss = Some(0);
+        assert_eq!(summary(&done), "herald fanout: done, loss 0; note");
+    }
+}

@@ -1,0 +1,403 @@
+//! Herald against each peer: the ratios table and the issue's targets as
+//! PASS / FAIL / SKIP lines. A missing figure (a peer not installed, a run
+//! that failed) is SKIP for a peer and FAIL for Herald, never PASS.
+
+use std::fmt;
+
+use herald_loadgen::Record;
+use herald_loadgen::report::grouped;
+
+use crate::HERALD;
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The target is met.
+    Pass,
+    /// The target is missed, or Herald's figure is missing.
+    Fail,
+    /// The peer's figure is missing: nothing to compare with.
+    Skip,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Skip => "SKIP",
+        })
+    }
+}
+
+/// One checked target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    /// What is checked.
+    pub name: String,
+    /// The outcome.
+    pub verdict: Verdict,
+    /// The figures behind it.
+    pub detail: String,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}  {}: {}", self.verdict, self.name, self.detail)
+    }
+}
+
+/// A figure of a record.
+type Figure = fn(&Record) -> Option<f64>;
+
+fn msgs_per_sec(record: &Record) -> Option<f64> {
+    record.msgs_per_sec
+}
+
+fn msgs_per_cpu(record: &Record) -> Option<f64> {
+    record.msgs_per_server_cpu_sec
+}
+
+fn p50(record: &Record) -> Option<f64> {
+    record.p50_us.map(|v| v as f64)
+}
+
+fn kib_per_conn(record: &Record) -> Option<f64> {
+    record.kib_per_conn
+}
+
+fn figure(records: &[Record], target: &str, workload: &str, figure: Figure) -> Option<f64> {
+    records
+        .iter()
+        .find(|r| r.target == target && r.workload == workload && r.skipped.is_none())
+        .and_then(figure)
+}
+
+/// "Herald's figure ≥ factor × the peer's" (or ≤, when `at_most`).
+fn relative(
+    records: &[Record],
+    workload: &str,
+    label: &str,
+    get: Figure,
+    peer: &str,
+    factor: f64,
+    at_most: bool,
+) -> Check {
+    let relation = if at_most { "≤" } else { "≥" };
+    let factor_text = if factor == 1.0 {
+        String::new()
+    } else {
+        format!("{factor}× ")
+    };
+    let name = format!("{workload} {label} {relation} {factor_text}{peer}");
+    let herald = figure(records, HERALD, workload, get);
+    let other = figure(records, peer, workload, get);
+    let (verdict, detail) = match (herald, other) {
+        (None, _) => (Verdict::Fail, "no figure for herald".to_owned()),
+        (Some(_), None) => (Verdict::Skip, format!("no figure for {peer}")),
+        (Some(h), Some(p)) => {
+            let ok = if at_most {
+                h <= factor * p
+            } else {
+                h >= factor * p
+            };
+            let ratio = if p > 0.0 {
+                format!("{:.2}×", h / p)
+            } else {
+                "n/a".to_owned()
+            };
+            (
+                if ok { Verdict::Pass } else { Verdict::Fail },
+                format!("herald {} vs {peer} {} ({ratio})", grouped(h), grouped(p)),
+            )
+        }
+    };
+    Check {
+        name,
+        verdict,
+        detail,
+    }
+}
+
+/// The targets of the benchmark issue, checked against `records`.
+pub fn checks(records: &[Record]) -> Vec<Check> {
+    let mut checks = vec![
+        relative(
+            records,
+            "fanout",
+            "msgs/server-CPU-s",
+            msgs_per_cpu,
+            "nats",
+            2.0,
+            false,
+        ),
+        relative(
+            records,
+            "fanout",
+            "msgs/server-CPU-s",
+            msgs_per_cpu,
+            "floor",
+            0.8,
+            false,
+        ),
+        relative(records, "pairs", "msgs/s", msgs_per_sec, "nats", 1.3, false),
+        relative(records, "latency", "p50", p50, "nats", 1.0, true),
+    ];
+    let kib = figure(records, HERALD, "conns", kib_per_conn);
+    checks.push(Check {
+        name: "conns ≤ 8 KiB/conn".to_owned(),
+        verdict: match kib {
+            Some(kib) if kib <= 8.0 => Verdict::Pass,
+            _ => Verdict::Fail,
+        },
+        detail: kib.map_or("no figure for herald".to_owned(), |kib| {
+            format!("herald {kib:.2} KiB/conn")
+        }),
+    });
+    let herald_flows: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.target == HERALD && r.workload != "conns" && r.skipped.is_none())
+        .collect();
+    let lost: Vec<String> = herald_flows
+        .iter()
+        .filter(|r| r.loss != Some(0))
+        .map(|r| match r.loss {
+            Some(loss) => format!("{} lost {}", r.workload, grouped(loss as f64)),
+            None => format!("{} has no loss figure", r.workload),
+        })
+        .collect();
+    checks.push(Check {
+        name: "no loss".to_owned(),
+        verdict: if herald_flows.is_empty() || !lost.is_empty() {
+            Verdict::Fail
+        } else {
+            Verdict::Pass
+        },
+        detail: if herald_flows.is_empty() {
+            "no herald message workload ran".to_owned()
+        } else if lost.is_empty() {
+            format!("0 lost in {} herald workloads", herald_flows.len())
+        } else {
+            lost.join(", ")
+        },
+    });
+    checks
+}
+
+/// Herald's figures divided by each peer's, per workload: above 1 is
+/// better for msgs/s and msgs/CPU-s, below 1 better for p50 and KiB/conn.
+pub fn ratios_table(records: &[Record]) -> String {
+    let columns: [(&str, Figure); 4] = [
+        ("msgs/s", msgs_per_sec),
+        ("msgs/CPU-s", msgs_per_cpu),
+        ("p50", p50),
+        ("KiB/conn", kib_per_conn),
+    ];
+    let mut peers: Vec<&str> = Vec::new();
+    for record in records {
+        if record.target != HERALD && !peers.contains(&record.target.as_str()) {
+            peers.push(&record.target);
+        }
+    }
+    let mut workloads: Vec<&str> = Vec::new();
+    for record in records {
+        if !workloads.contains(&record.workload.as_str()) {
+            workloads.push(&record.workload);
+        }
+    }
+    let mut rows = vec![
+        ["herald ÷".to_owned(), "workload".to_owned()]
+            .into_iter()
+            .chain(columns.iter().map(|(name, _)| (*name).to_owned()))
+            .collect::<Vec<_>>(),
+    ];
+    for peer in &peers {
+        for workload in &workloads {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|(_, get)| {
+                    match (
+                        figure(records, HERALD, workload, *get),
+                        figure(records, peer, workload, *get),
+                    ) {
+                        (Some(h), Some(p)) if p > 0.0 => format!("{:.2}×", h / p),
+                        _ => "-".to_owned(),
+                    }
+                })
+                .collect();
+            if cells.iter().all(|c| c == "-") {
+                continue;
+            }
+            rows.push(
+                [(*peer).to_owned(), (*workload).to_owned()]
+                    .into_iter()
+                    .chain(cells)
+                    .collect(),
+            );
+        }
+    }
+    if rows.len() == 1 {
+        return String::new();
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                let pad = " ".repeat(widths[i] - cell.chars().count());
+                if i < 2 {
+                    format!("{cell}{pad}")
+                } else {
+                    format!("{pad}{cell}")
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(target: &str, workload: &str) -> Record {
+        Record {
+            target: target.to_owned(),
+            workload: workload.to_owned(),
+            msgs_per_sec: None,
+            msgs_per_server_cpu_sec: None,
+            p50_us: None,
+            p99_us: None,
+            p999_us: None,
+            kib_per_conn: None,
+            loss: None,
+            sent: None,
+            delivered: None,
+            seconds: None,
+            server_cpu_secs: None,
+            conns: None,
+            open_secs: None,
+            errors: vec![],
+            skipped: None,
+        }
+    }
+
+    fn flow(target: &str, workload: &str, rate: f64, per_cpu: f64, p50: u64) -> Record {
+        Record {
+            msgs_per_sec: Some(rate),
+            msgs_per_server_cpu_sec: Some(per_cpu),
+            p50_us: Some(p50),
+            loss: Some(0),
+            ..record(target, workload)
+        }
+    }
+
+    fn verdict_of(checks: &[Check], name: &str) -> Verdict {
+        checks
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no check {name} in {checks:?}"))
+            .verdict
+    }
+
+    fn full_run() -> Vec<Record> {
+        vec![
+            flow("herald", "fanout", 900.0, 3000.0, 50),
+            flow("nats", "fanout", 1000.0, 1000.0, 40),
+            flow("floor", "fanout", 1200.0, 3500.0, 30),
+            flow("herald", "pairs", 1400.0, 0.0, 50),
+            flow("nats", "pairs", 1000.0, 0.0, 50),
+            flow("herald", "latency", 100.0, 0.0, 70),
+            flow("nats", "latency", 100.0, 0.0, 80),
+            Record {
+                kib_per_conn: Some(6.5),
+                ..record("herald", "conns")
+            },
+        ]
+    }
+
+    #[test]
+    fn targets_met() {
+        let checks = checks(&full_run());
+        for check in &checks {
+            assert_eq!(check.verdict, Verdict::Pass, "{check}");
+        }
+        let cpu = &checks[0];
+        assert_eq!(cpu.name, "fanout msgs/server-CPU-s ≥ 2× nats");
+        assert_eq!(cpu.detail, "herald 3,000 vs nats 1,000 (3.00×)");
+        assert_eq!(checks[3].name, "latency p50 ≤ nats");
+    }
+
+    #[test]
+    fn targets_missed_fail() {
+        let mut records = full_run();
+        records[0].msgs_per_server_cpu_sec = Some(1500.0); // 1.5x nats, 0.43x floor
+        records[3].loss = Some(7);
+        records[5].p50_us = Some(90);
+        records[7].kib_per_conn = Some(9.0);
+        let checks = checks(&records);
+        assert_eq!(
+            verdict_of(&checks, "fanout msgs/server-CPU-s ≥ 2× nats"),
+            Verdict::Fail
+        );
+        assert_eq!(
+            verdict_of(&checks, "fanout msgs/server-CPU-s ≥ 0.8× floor"),
+            Verdict::Fail
+        );
+        assert_eq!(verdict_of(&checks, "latency p50 ≤ nats"), Verdict::Fail);
+        assert_eq!(verdict_of(&checks, "conns ≤ 8 KiB/conn"), Verdict::Fail);
+        let loss = checks
+            .iter()
+            .find(|c| c.name == "no loss")
+            .expect("a loss check");
+        assert_eq!(loss.verdict, Verdict::Fail);
+        assert_eq!(loss.detail, "pairs lost 7");
+    }
+
+    #[test]
+    fn missing_peers_skip_and_missing_herald_fails() {
+        let records = vec![
+            flow("herald", "fanout", 900.0, 3000.0, 50),
+            Record::skipped("nats", "fanout", "not installed"),
+        ];
+        let checks = checks(&records);
+        assert_eq!(
+            verdict_of(&checks, "fanout msgs/server-CPU-s ≥ 2× nats"),
+            Verdict::Skip
+        );
+        assert_eq!(
+            verdict_of(&checks, "pairs msgs/s ≥ 1.3× nats"),
+            Verdict::Fail
+        );
+        assert_eq!(verdict_of(&checks, "conns ≤ 8 KiB/conn"), Verdict::Fail);
+        assert_eq!(verdict_of(&checks, "no loss"), Verdict::Pass);
+        assert_eq!(verdict_of(&super::checks(&[]), "no loss"), Verdict::Fail);
+    }
+
+    #[test]
+    fn ratios_divide_herald_by_each_peer() {
+        let table = ratios_table(&full_run());
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("herald ÷  workload"), "{table}");
+        let nats_fanout = lines
+            .iter()
+            .find(|l| l.starts_with("nats") && l.contains("fanout"))
+            .expect("a nats fanout row");
+        assert!(nats_fanout.contains("0.90×"), "{table}");
+        assert!(nats_fanout.contains("3.00×"), "{table}");
+        assert!(nats_fanout.contains("1.25×"), "{table}");
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.starts_with("floor") && l.contains("pairs")),
+            "rows without any figure are left out: {table}"
+        );
+        assert_eq!(ratios_table(&[flow("herald", "fanout", 1.0, 1.0, 1)]), "");
+    }
+}

@@ -1,0 +1,137 @@
+//! The wire format of cross-node messages: one MessagePack map per Redis
+//! pub/sub message (`rmp_serde`, fields by name, so a newer node may add
+//! optional fields). Every message names the node that sent it, so a node
+//! skips its own copies of namespace-channel messages.
+
+use bytes::Bytes;
+use herald_protocol::envelope::Emit;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// An emit as it travels between nodes (no sender connection: exclude-self
+/// only concerns the origin node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WireEmit {
+    pub(crate) ns: String,
+    pub(crate) ev: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) room: Option<String>,
+    pub(crate) d: Bytes,
+}
+
+impl WireEmit {
+    pub(crate) fn from_emit(emit: &Emit) -> WireEmit {
+        WireEmit {
+            ns: emit.namespace.clone(),
+            ev: emit.event.clone(),
+            room: emit.room.clone(),
+            d: emit.payload.clone(),
+        }
+    }
+
+    pub(crate) fn into_emit(self) -> Emit {
+        Emit {
+            namespace: self.ns,
+            event: self.ev,
+            room: self.room,
+            payload: self.d,
+            ..Emit::default()
+        }
+    }
+}
+
+/// What one node tells another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Body {
+    /// For the plain subscribers of every node (sent on the namespace's
+    /// channel).
+    Event(WireEmit),
+    /// For one member of queue group `q` on the receiving node.
+    Group { q: String, emit: WireEmit },
+    /// A request for one responder on the receiving node; `h` is the
+    /// origin's handle, `tmo` the timeout in milliseconds.
+    Request { h: u64, tmo: u64, emit: WireEmit },
+    /// The answer to request `h` of the receiving node.
+    Reply { h: u64, ok: bool, d: Bytes },
+    /// Request `h` of the receiving node has no responder any more.
+    Gone { h: u64 },
+    /// The sender's queue groups or responders changed: re-read them.
+    Changed,
+    /// The sender shut down cleanly: forget it now.
+    Left,
+}
+
+/// One cross-node message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Message {
+    /// The sending node's id.
+    pub(crate) from: String,
+    pub(crate) body: Body,
+}
+
+/// A message from the backplane that could not be decoded.
+#[derive(Debug, Error)]
+#[error("undecodable cluster message: {0}")]
+pub(crate) struct DecodeError(#[from] rmp_serde::decode::Error);
+
+impl Message {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        // Plain structs of strings, integers and bytes always serialize.
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+        Ok(rmp_serde::from_slice(bytes)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_body_round_trips() {
+        let emit = WireEmit {
+            ns: "/o".into(),
+            ev: "a.b".into(),
+            room: Some("r".into()),
+            d: Bytes::from_static(b"\x01\x02"),
+        };
+        let bodies = [
+            Body::Event(emit.clone()),
+            Body::Group {
+                q: "g".into(),
+                emit: emit.clone(),
+            },
+            Body::Request {
+                h: 7,
+                tmo: 100,
+                emit,
+            },
+            Body::Reply {
+                h: 7,
+                ok: false,
+                d: Bytes::from_static(b"x"),
+            },
+            Body::Gone { h: 9 },
+            Body::Changed,
+            Body::Left,
+        ];
+        for body in bodies {
+            let message = Message {
+                from: "n1".into(),
+                body,
+            };
+            let decoded = Message::decode(&message.encode()).expect("decodes");
+            assert_eq!(decoded, message);
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [&b""[..], b"\xc1", b"\x81\xa1x\x01", b"\x92\x01"] {
+            assert!(Message::decode(bad).is_err(), "{bad:?}");
+        }
+    }
+}

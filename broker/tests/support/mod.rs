@@ -1,0 +1,165 @@
+//! What the broker's process tests share: the binary under test and a
+//! child-process guard whose every wait is bounded.
+//!
+//! Children are tokio processes, so a test can wait for one while a broker
+//! runs in the same runtime. A [`Process`] collects the child's stdout and
+//! stderr as they come (a full pipe never blocks it) and kills it when
+//! dropped.
+
+// Each test file uses a different part of this module.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+/// Longest any one wait may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The broker binary: `HERALD_BROKER_BIN` when set (CI points it at the
+/// release build, the one the Docker image ships; a relative path is taken
+/// from the workspace root), else the one cargo built for these tests.
+pub fn broker_bin() -> PathBuf {
+    let Some(path) = std::env::var_os("HERALD_BROKER_BIN") else {
+        return PathBuf::from(env!("CARGO_BIN_EXE_herald-broker"));
+    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = workspace.join(path);
+    assert!(
+        path.is_file(),
+        "HERALD_BROKER_BIN: {} is not a file; build it first \
+         (cargo build --release -p herald-broker)",
+        path.display()
+    );
+    path.canonicalize().expect("the binary's path resolves")
+}
+
+/// The broker binary with an empty environment plus `env`, and `args`.
+pub fn broker(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(broker_bin());
+    command.env_clear().envs(env.iter().copied()).args(args);
+    command
+}
+
+/// A running child process, killed when dropped.
+pub struct Process {
+    child: Child,
+    stdout: Output,
+    stderr: Output,
+}
+
+/// Text a child wrote to one stream, filled by a reader task.
+struct Output {
+    text: Arc<Mutex<String>>,
+    reader: JoinHandle<()>,
+}
+
+impl Output {
+    fn collect(stream: Option<impl AsyncRead + Unpin + Send + 'static>) -> Output {
+        let text = Arc::new(Mutex::new(String::new()));
+        let sink = text.clone();
+        let reader = tokio::spawn(async move {
+            let Some(mut stream) = stream else { return };
+            let mut buffer = [0u8; 4096];
+            while let Ok(n @ 1..) = stream.read(&mut buffer).await {
+                lock(&sink).push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Output { text, reader }
+    }
+
+    fn now(&self) -> String {
+        lock(&self.text).clone()
+    }
+
+    /// Everything, once the stream ended (bounded by [`TIMEOUT`]).
+    async fn all(self) -> String {
+        let ended = tokio::time::timeout(TIMEOUT, self.reader).await;
+        assert!(ended.is_ok(), "the output did not end within {TIMEOUT:?}");
+        lock(&self.text).clone()
+    }
+}
+
+fn lock(text: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
+    text.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How a process ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+impl Process {
+    /// Spawns `command` with stdin closed and stdout and stderr collected.
+    pub fn spawn(command: &mut Command) -> Process {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the process starts");
+        let stdout = Output::collect(child.stdout.take());
+        let stderr = Output::collect(child.stderr.take());
+        Process {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Runs `command` to its end (bounded by [`TIMEOUT`]).
+    pub async fn run(command: &mut Command) -> Finished {
+        Process::spawn(command).finish().await
+    }
+
+    /// Sends a signal (`TERM`, `INT`, ...) by PID with the `kill` command.
+    pub async fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("the process is still running");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("the kill command runs");
+        assert!(status.success(), "kill -{name} {pid} failed");
+    }
+
+    /// The exit status if the process has ended.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait works")
+    }
+
+    /// What it wrote to stderr so far (for failure messages).
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr.now()
+    }
+
+    /// Waits for the exit (bounded by [`TIMEOUT`]) and returns the status
+    /// and all output.
+    pub async fn finish(mut self) -> Finished {
+        let status = match tokio::time::timeout(TIMEOUT, self.child.wait()).await {
+            Ok(status) => status.expect("waiting for the process works"),
+            Err(_) => panic!(
+                "the process did not exit within {TIMEOUT:?}; stderr so far:\n{}",
+                self.stderr.now()
+            ),
+        };
+        Finished {
+            status,
+            stdout: self.stdout.all().await,
+            stderr: self.stderr.all().await,
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! [`Session`]: the SDK client a command runs on, connected the way a
+//! command-line tool needs.
+//!
+//! One connection attempt, bounded by `--connect-timeout`, and no
+//! reconnection: an unreachable broker fails the command at once, and a
+//! connection lost later ends it (the SDK then closes every handler queue,
+//! which is how a command notices). What the SDK reports outside any call
+//! goes to stderr as a warning, except the lost connection, whose reason is
+//! kept for the command's error.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use herald_client::{Client, ClientEvent, Namespace, ReconnectPolicy};
+
+use crate::args::GlobalArgs;
+use crate::error::CliError;
+
+/// A connected client, and why its connection was lost (if it was).
+#[derive(Debug)]
+pub struct Session {
+    client: Client,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl Session {
+    /// Connects to the broker named by the global options.
+    pub async fn connect(global: &GlobalArgs) -> Result<Session, CliError> {
+        let client = Client::builder(global.url.as_str())
+            .name(format!("herald-cli/{}", env!("CARGO_PKG_VERSION")))
+            .reconnect(ReconnectPolicy::disabled())
+            .connect_timeout(*global.connect_timeout)
+            .connect()
+            .await
+            .map_err(CliError::Connect)?;
+        let lost = Arc::new(Mutex::new(None));
+        let record = Arc::clone(&lost);
+        client.on_error(move |event| match event {
+            ClientEvent::ConnectionLost { reason } => {
+                *record.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+            }
+            other => eprintln!("herald: warning: {other}"),
+        });
+        Ok(Session { client, lost })
+    }
+
+    /// A handle on `namespace`.
+    pub fn namespace(&self, namespace: &str) -> Namespace {
+        self.client.of(namespace)
+    }
+
+    /// The error for a connection that went away while a command waited.
+    pub fn connection_lost(&self) -> CliError {
+        let reason = self
+            .lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| "the client closed".to_owned());
+        CliError::ConnectionLost { reason }
+    }
+
+    /// Closes the connection after writing what is queued (replies
+    /// included). A connection already gone is not an error here.
+    pub async fn close(self) {
+        // `Closed` only says the client was closed already.
+        let _ = self.client.close().await;
+    }
+}
