@@ -263,7 +263,12 @@ impl Node {
 
     /// Waits until the node accepts TCP connections.
     pub async fn wait_listening(&self) {
-        let what = format!("node {} to listen on {}", self.id, self.addr);
+        let what = format!(
+            "node {} to listen on {} (log: {})",
+            self.id,
+            self.addr,
+            self.log.display()
+        );
         poll_until(&what, || self.alive_on_port()).await;
     }
 
@@ -277,7 +282,7 @@ impl Node {
         format!("ws://{}/v1/ws", self.addr)
     }
 
-    /// Where its log goes (for failure messages).
+    /// What it logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -299,7 +304,11 @@ impl Node {
 
     /// Waits until `/readyz` answers 200 (`ready`) or 503 (not).
     pub async fn wait_ready(&self, ready: bool) {
-        let what = format!("node {} to be ready: {ready}", self.id);
+        let what = format!(
+            "node {} to be ready: {ready} (log: {})",
+            self.id,
+            self.log.display()
+        );
         poll_until(&what, || async {
             if !self.alive_on_port().await {
                 return false;
@@ -324,7 +333,11 @@ impl Node {
 
     /// Waits until metric `name` satisfies `check`.
     pub async fn wait_metric(&self, name: &str, check: impl Fn(f64) -> bool) {
-        let what = format!("metric {name} on node {}", self.id);
+        let what = format!(
+            "metric {name} on node {} (log: {})",
+            self.id,
+            self.log.display()
+        );
         poll_until(&what, || async {
             self.metric(name).await.is_some_and(&check)
         })
@@ -337,6 +350,24 @@ impl Node {
             child.start_kill().expect("the node can be killed");
             let waited = tokio::time::timeout(CLUSTER_TIMEOUT, child.wait()).await;
             assert!(waited.is_ok(), "node {} did not die", self.id);
+        }
+    }
+}
+
+impl Drop for Node {
+    /// The log is kept when the test fails (its path is in the failure
+    /// message), removed otherwise.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(log_file(&format!("redis-{}", self.port)));
         }
     }
 }
