@@ -20,6 +20,6 @@ wanted=1048576
 if ! ulimit -n "$wanted" 2>/dev/null; then
     hard="$(ulimit -Hn)"
     ulimit -n "$hard" 2>/dev/null || true
-    echo "scale.sh: the open-files limit stays at $(ulimit -n) (hard limit $hard; raising it needs root)" >&2
+    echo "scale.sh: the open-files limit stays at $(ulimit -n) (hard limit $hard; raising the hard limit needs root with CAP_SYS_RESOURCE)" >&2
 fi
 exec cargo run --release -p herald-bench -- scale "$@"

@@ -9,7 +9,7 @@
 //! queued and writes it with one `write_all`. No envelopes, no names to
 //! validate, no patterns: one exact-topic lookup per message. A subscriber
 //! whose queue ([`QUEUE_FRAMES`]) is full misses the message (the benchmark
-//! counts it as loss).
+//! counts it as loss). Messages are at most [`MAX_MESSAGE_BYTES`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -22,11 +22,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Frames a subscriber may have queued.
 pub const QUEUE_FRAMES: usize = 8192;
 /// Frames one write takes at most.
 pub const MAX_BATCH: usize = 1024;
+/// The largest message a client may send (a payload plus room).
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// How long a client has to upgrade and say what it is.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -91,7 +94,12 @@ pub async fn serve(listener: TcpListener) {
 
 async fn session(stream: TcpStream, topics: Arc<Topics>) {
     let hello = async {
-        let mut ws = tokio_tungstenite::accept_async(stream).await.ok()?;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(config))
+            .await
+            .ok()?;
         match ws.next().await {
             Some(Ok(Message::Text(text))) => Some((ws, text.as_str().to_owned())),
             _ => None,

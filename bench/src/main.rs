@@ -81,7 +81,7 @@ struct ScaleArgs {
     /// Idle subscribed connections to open.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     conns: u64,
-    /// Source addresses (127.0.0.1, .2, ...) to spread them over [one per 25,000].
+    /// Source addresses (127.0.0.1, .2, ...) to spread them over (default one per 25,000).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=254))]
     source_ips: Option<u64>,
     /// Connections opened at the same time.

@@ -67,10 +67,49 @@ fn kib_per_conn(record: &Record) -> Option<f64> {
 }
 
 fn figure(records: &[Record], target: &str, workload: &str, figure: Figure) -> Option<f64> {
-    records
+    match lookup(records, target, workload, figure) {
+        Found::Value(value) => Some(value),
+        _ => None,
+    }
+}
+
+/// What the records hold for one target, workload and figure.
+enum Found {
+    /// The workload did not run for that target.
+    NotRun,
+    /// The target was skipped (not installed, not built), and why.
+    Skipped(String),
+    /// It ran but has no such figure (it failed).
+    Missing,
+    /// The figure.
+    Value(f64),
+}
+
+fn lookup(records: &[Record], target: &str, workload: &str, figure: Figure) -> Found {
+    let Some(record) = records
         .iter()
-        .find(|r| r.target == target && r.workload == workload && r.skipped.is_none())
-        .and_then(figure)
+        .find(|r| r.target == target && r.workload == workload)
+    else {
+        return Found::NotRun;
+    };
+    if let Some(reason) = &record.skipped {
+        return Found::Skipped(reason.clone());
+    }
+    figure(record).map_or(Found::Missing, Found::Value)
+}
+
+/// Herald's figure, or the verdict when there is none: a workload that was
+/// not selected is SKIP; Herald skipped or failed is FAIL.
+fn herald_figure(found: Found, workload: &str) -> Result<f64, (Verdict, String)> {
+    match found {
+        Found::Value(value) => Ok(value),
+        Found::NotRun => Err((Verdict::Skip, format!("{workload} was not run"))),
+        Found::Skipped(reason) => Err((Verdict::Fail, format!("herald was skipped: {reason}"))),
+        Found::Missing => Err((
+            Verdict::Fail,
+            "no figure for herald (the run failed)".to_owned(),
+        )),
+    }
 }
 
 /// "Herald's figure ≥ factor × the peer's" (or ≤, when `at_most`).
@@ -90,27 +129,33 @@ fn relative(
         format!("{factor}× ")
     };
     let name = format!("{workload} {label} {relation} {factor_text}{peer}");
-    let herald = figure(records, HERALD, workload, get);
-    let other = figure(records, peer, workload, get);
-    let (verdict, detail) = match (herald, other) {
-        (None, _) => (Verdict::Fail, "no figure for herald".to_owned()),
-        (Some(_), None) => (Verdict::Skip, format!("no figure for {peer}")),
-        (Some(h), Some(p)) => {
-            let ok = if at_most {
-                h <= factor * p
-            } else {
-                h >= factor * p
-            };
-            let ratio = if p > 0.0 {
-                format!("{:.2}×", h / p)
-            } else {
-                "n/a".to_owned()
-            };
-            (
-                if ok { Verdict::Pass } else { Verdict::Fail },
-                format!("herald {} vs {peer} {} ({ratio})", grouped(h), grouped(p)),
-            )
-        }
+    let herald = herald_figure(lookup(records, HERALD, workload, get), workload);
+    let (verdict, detail) = match herald {
+        Err(missing) => missing,
+        Ok(h) => match lookup(records, peer, workload, get) {
+            Found::Value(p) => {
+                let ok = if at_most {
+                    h <= factor * p
+                } else {
+                    h >= factor * p
+                };
+                let ratio = if p > 0.0 {
+                    format!("{:.2}×", h / p)
+                } else {
+                    "n/a".to_owned()
+                };
+                (
+                    if ok { Verdict::Pass } else { Verdict::Fail },
+                    format!("herald {} vs {peer} {} ({ratio})", grouped(h), grouped(p)),
+                )
+            }
+            Found::Skipped(reason) => (Verdict::Skip, format!("{peer} skipped: {reason}")),
+            Found::NotRun => (Verdict::Skip, format!("{peer} was not run")),
+            Found::Missing => (
+                Verdict::Skip,
+                format!("no figure for {peer} (its run failed)"),
+            ),
+        },
     };
     Check {
         name,
@@ -143,45 +188,60 @@ pub fn checks(records: &[Record]) -> Vec<Check> {
         relative(records, "pairs", "msgs/s", msgs_per_sec, "nats", 1.3, false),
         relative(records, "latency", "p50", p50, "nats", 1.0, true),
     ];
-    let kib = figure(records, HERALD, "conns", kib_per_conn);
+    let (verdict, detail) =
+        match herald_figure(lookup(records, HERALD, "conns", kib_per_conn), "conns") {
+            Err(missing) => missing,
+            Ok(kib) => (
+                if kib <= 8.0 {
+                    Verdict::Pass
+                } else {
+                    Verdict::Fail
+                },
+                format!("herald {kib:.2} KiB/conn"),
+            ),
+        };
     checks.push(Check {
         name: "conns ≤ 8 KiB/conn".to_owned(),
-        verdict: match kib {
-            Some(kib) if kib <= 8.0 => Verdict::Pass,
-            _ => Verdict::Fail,
-        },
-        detail: kib.map_or("no figure for herald".to_owned(), |kib| {
-            format!("herald {kib:.2} KiB/conn")
-        }),
+        verdict,
+        detail,
     });
+    checks.push(no_loss(records));
+    checks
+}
+
+/// Every Herald message workload that ran lost nothing.
+fn no_loss(records: &[Record]) -> Check {
     let herald_flows: Vec<&Record> = records
         .iter()
-        .filter(|r| r.target == HERALD && r.workload != "conns" && r.skipped.is_none())
+        .filter(|r| r.target == HERALD && r.workload != "conns")
         .collect();
-    let lost: Vec<String> = herald_flows
+    let problems: Vec<String> = herald_flows
         .iter()
         .filter(|r| r.loss != Some(0))
-        .map(|r| match r.loss {
-            Some(loss) => format!("{} lost {}", r.workload, grouped(loss as f64)),
-            None => format!("{} has no loss figure", r.workload),
+        .map(|r| match (&r.skipped, r.loss) {
+            (Some(reason), _) => format!("{} was skipped ({reason})", r.workload),
+            (None, Some(loss)) => format!("{} lost {}", r.workload, grouped(loss as f64)),
+            (None, None) => format!("{} has no loss figure (the run failed)", r.workload),
         })
         .collect();
-    checks.push(Check {
+    let (verdict, detail) = if herald_flows.is_empty() {
+        (
+            Verdict::Skip,
+            "no herald message workload was run".to_owned(),
+        )
+    } else if problems.is_empty() {
+        (
+            Verdict::Pass,
+            format!("0 lost in {} herald workloads", herald_flows.len()),
+        )
+    } else {
+        (Verdict::Fail, problems.join(", "))
+    };
+    Check {
         name: "no loss".to_owned(),
-        verdict: if herald_flows.is_empty() || !lost.is_empty() {
-            Verdict::Fail
-        } else {
-            Verdict::Pass
-        },
-        detail: if herald_flows.is_empty() {
-            "no herald message workload ran".to_owned()
-        } else if lost.is_empty() {
-            format!("0 lost in {} herald workloads", herald_flows.len())
-        } else {
-            lost.join(", ")
-        },
-    });
-    checks
+        verdict,
+        detail,
+    }
 }
 
 /// Herald's figures divided by each peer's, per workload: above 1 is
@@ -281,6 +341,7 @@ mod tests {
             delivered: None,
             seconds: None,
             server_cpu_secs: None,
+            client_cpu_secs: None,
             conns: None,
             open_secs: None,
             errors: vec![],
@@ -361,23 +422,43 @@ mod tests {
     }
 
     #[test]
-    fn missing_peers_skip_and_missing_herald_fails() {
+    fn missing_peers_and_workloads_not_run_skip() {
         let records = vec![
             flow("herald", "fanout", 900.0, 3000.0, 50),
             Record::skipped("nats", "fanout", "not installed"),
         ];
         let checks = checks(&records);
+        let nats = &checks[0];
+        assert_eq!(nats.verdict, Verdict::Skip);
+        assert_eq!(nats.detail, "nats skipped: not installed");
         assert_eq!(
-            verdict_of(&checks, "fanout msgs/server-CPU-s ≥ 2× nats"),
+            verdict_of(&checks, "pairs msgs/s ≥ 1.3× nats"),
             Verdict::Skip
         );
+        assert_eq!(verdict_of(&checks, "conns ≤ 8 KiB/conn"), Verdict::Skip);
+        assert_eq!(verdict_of(&checks, "no loss"), Verdict::Pass);
+        assert_eq!(verdict_of(&super::checks(&[]), "no loss"), Verdict::Skip);
+    }
+
+    #[test]
+    fn herald_skipped_or_failed_is_never_a_pass() {
+        let records = vec![
+            Record::skipped("herald", "fanout", "herald-broker is not built"),
+            flow("nats", "fanout", 1000.0, 1000.0, 40),
+            Record::failed("herald", "conns", "refused"),
+            Record::failed("herald", "pairs", "refused"),
+            flow("nats", "pairs", 1000.0, 1000.0, 40),
+        ];
+        let checks = checks(&records);
+        let fanout = &checks[0];
+        assert_eq!(fanout.verdict, Verdict::Fail);
+        assert!(fanout.detail.contains("not built"), "{fanout}");
         assert_eq!(
             verdict_of(&checks, "pairs msgs/s ≥ 1.3× nats"),
             Verdict::Fail
         );
         assert_eq!(verdict_of(&checks, "conns ≤ 8 KiB/conn"), Verdict::Fail);
-        assert_eq!(verdict_of(&checks, "no loss"), Verdict::Pass);
-        assert_eq!(verdict_of(&super::checks(&[]), "no loss"), Verdict::Fail);
+        assert_eq!(verdict_of(&checks, "no loss"), Verdict::Fail);
     }
 
     #[test]

@@ -229,12 +229,16 @@ async fn compare_runs_child_servers_and_skips_missing_peers() {
         "{text}"
     );
     assert!(
-        text.contains("FAIL  no loss: no herald message workload ran"),
+        text.contains("FAIL  no loss: pairs was skipped (herald-broker is not built (test))"),
         "{text}"
     );
     assert!(
-        text.contains("FAIL  pairs msgs/s ≥ 1.3× nats: no figure for herald"),
-        "a missing herald figure fails: {text}"
+        text.contains("FAIL  pairs msgs/s ≥ 1.3× nats: herald was skipped"),
+        "a skipped herald fails: {text}"
+    );
+    assert!(
+        text.contains("SKIP  latency p50 ≤ nats: latency was not run"),
+        "{text}"
     );
 }
 
@@ -365,4 +369,57 @@ async fn nats_delivers_every_workload() {
 #[ignore = "needs redis-server: sudo bash bench/setup.sh"]
 async fn redis_delivers_every_workload() {
     installed_peer_delivers(Target::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_refuses_bad_input() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (listener, addr) = local_listener().await;
+    let relay = tokio::spawn(floor_server::serve(listener));
+    let url = format!("ws://{addr}/");
+    let timeout = std::time::Duration::from_secs(5);
+
+    // A first message that is neither `sub TOPIC` nor `pub TOPIC`.
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("the floor accepts");
+    ws.send(Message::Text("subscribe please".into()))
+        .await
+        .expect("sent");
+    let answer = tokio::time::timeout(timeout, ws.next())
+        .await
+        .expect("an answer in time");
+    let Some(Ok(Message::Text(refusal))) = answer else {
+        panic!("expected a refusal, got {answer:?}");
+    };
+    assert!(refusal.contains("expected `sub TOPIC`"), "{refusal}");
+
+    // A message over the size limit closes the publisher's connection.
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("the floor accepts");
+    ws.send(Message::Text("pub t".into())).await.expect("sent");
+    let ok = tokio::time::timeout(timeout, ws.next())
+        .await
+        .expect("ok in time");
+    assert!(
+        matches!(ok, Some(Ok(Message::Text(ref t))) if t.as_str() == "ok"),
+        "{ok:?}"
+    );
+    let huge = vec![0u8; floor_server::MAX_MESSAGE_BYTES + 1];
+    // The floor may close while the message is still being written.
+    let _ = ws.send(Message::Binary(huge.into())).await;
+    let end = tokio::time::timeout(timeout, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the floor should close the connection");
+    relay.abort();
 }

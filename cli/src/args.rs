@@ -20,6 +20,7 @@ Exit codes:
   4  request: no responders
   5  request: timed out waiting for the reply
   6  request: the responder answered with an error
+(bench: 2 for bad options, 3 for an unreachable broker, 1 otherwise)
 
 Errors are one line on stderr: `herald: error: ...`.";
 
@@ -98,6 +99,14 @@ pub enum Command {
     /// ready ...` goes to stderr once the broker has acknowledged the
     /// responder; nothing is printed on stdout. Ctrl-C stops (exit 0).
     Reply(ReplyArgs),
+    /// Measure a broker: fanout, pairs, latency or conns (like `nats bench`).
+    ///
+    /// Runs one workload against the broker at --url from a single core,
+    /// with a progress bar, then prints a table (or --json) with delivered
+    /// messages per second, latency percentiles and loss (always shown).
+    /// With --server-pid of a local broker it also reports the broker's CPU
+    /// and memory. See BENCHMARKS.md for the side-by-side comparison.
+    Bench(herald_loadgen::BenchArgs),
 }
 
 /// `herald sub`.

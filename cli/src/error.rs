@@ -30,6 +30,9 @@ pub mod exit {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CliError {
+    /// `herald bench` failed (bad options, unreachable broker, ...).
+    #[error(transparent)]
+    Bench(herald_loadgen::BenchError),
     /// The payload argument is not JSON.
     #[error("invalid JSON payload {text:?}: {source}")]
     InvalidJson {
@@ -103,6 +106,9 @@ impl CliError {
             CliError::Timeout { .. } => exit::TIMEOUT,
             CliError::ErrorReply(_) => exit::ERROR_REPLY,
             CliError::Output(_) => exit::ERROR,
+            CliError::Bench(e) if e.is_usage() => exit::USAGE,
+            CliError::Bench(e) if e.is_unreachable() => exit::UNREACHABLE,
+            CliError::Bench(_) => exit::ERROR,
         }
     }
 

@@ -1,5 +1,6 @@
-//! The `herald` command-line tool: `sub`, `pub`, `request` and `reply`
-//! against a Herald broker, built on the `herald-client` SDK.
+//! The `herald` command-line tool: `sub`, `pub`, `request`, `reply` and
+//! `bench` against a Herald broker, built on the `herald-client` SDK (and,
+//! for `bench`, on `herald-loadgen`).
 //!
 //! The binary (`src/main.rs`) only parses the command line, runs
 //! [`run`] and turns a [`CliError`] into one line on stderr and an exit
@@ -37,6 +38,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pub(args) => commands::publish::run(global, args, &mut out).await,
         Command::Request(args) => commands::request::run(global, args, &mut out).await,
         Command::Reply(args) => commands::reply::run(global, args).await,
+        Command::Bench(args) => herald_loadgen::run_bench(&global.url, args.clone())
+            .await
+            .map_err(CliError::Bench),
     };
     match result {
         Err(error) if error.is_stdout_closed() => Ok(()),

@@ -28,31 +28,32 @@ pub struct BenchArgs {
     /// The workload to run.
     #[arg(value_enum)]
     pub workload: Workload,
-    /// Subscribers of each publisher's event [fanout: 100, pairs: 1, latency: 10].
+    /// Subscribers of each publisher's event (default fanout: 100, pairs: 1, latency: 10).
     #[arg(long, value_name = "N")]
     pub subscribers: Option<usize>,
-    /// Publishers, each to its own event [fanout: 1, pairs: 10, latency: 1].
+    /// Publishers, each to its own event (default fanout: 1, pairs: 10, latency: 1).
     #[arg(long, value_name = "N")]
     pub publishers: Option<usize>,
-    /// Messages per publisher [100000; latency: rate x duration].
+    /// Messages per publisher (default 100000; latency: rate x duration).
     #[arg(long, value_name = "N")]
     pub messages: Option<u64>,
-    /// Payload size in bytes, at least 8 [128].
+    /// Payload size in bytes, at least 8 (default 128).
     #[arg(long, value_name = "BYTES")]
     pub payload: Option<usize>,
-    /// Fixed rate per publisher, messages per second [latency: 10000; others: as fast as accepted].
+    /// Fixed rate per publisher, messages per second (default latency: 10000; others: as fast as accepted).
     #[arg(long, value_name = "MSGS_PER_SEC")]
     pub rate: Option<u64>,
-    /// Publish for at most this long, e.g. 10s [latency: 10s].
+    /// How long to publish, e.g. 30s: with a rate and no --messages, rate x DURATION
+    /// messages; otherwise a time limit (default latency: 10s).
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<humantime::Duration>,
-    /// Idle connections for `conns` [10000].
+    /// Idle connections for `conns` (default 10000).
     #[arg(long, value_name = "N")]
     pub conns: Option<usize>,
-    /// Messages a publisher may have in flight (0: unlimited) [1000].
+    /// Messages a publisher may have in flight, 0 for no limit (default 1000).
     #[arg(long, value_name = "N")]
     pub window: Option<u64>,
-    /// Messages fed before each flush [64].
+    /// Messages fed before each flush (default 64).
     #[arg(long, value_name = "N")]
     pub batch: Option<usize>,
     /// Multiply message counts, durations and connections by FACTOR.
@@ -61,7 +62,7 @@ pub struct BenchArgs {
     /// A smoke run: --scale 0.05.
     #[arg(long)]
     pub quick: bool,
-    /// Stop waiting for receipts this long after the last one [5s].
+    /// Stop waiting for receipts this long after the last one (default 5s).
     #[arg(long, value_name = "DURATION")]
     pub drain_timeout: Option<humantime::Duration>,
     /// The broker's process id (on this machine): adds its CPU and memory figures.
@@ -161,6 +162,23 @@ mod tests {
         };
         assert_eq!(plan.messages, 5_000);
         assert!(parse(&["fanout", "--quick", "--scale", "2"]).is_err());
+    }
+
+    #[test]
+    fn help_describes_every_workload() {
+        let help = parse(&["--help"])
+            .expect_err("help is an early exit")
+            .to_string();
+        for text in [
+            "fanout",
+            "pairs",
+            "latency",
+            "conns",
+            "--server-pid",
+            "fire-and-forget",
+        ] {
+            assert!(help.contains(text), "{text} missing from:\n{help}");
+        }
     }
 
     #[test]

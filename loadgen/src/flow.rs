@@ -109,6 +109,9 @@ pub async fn run_flow<D: Driver>(
     let delivered = Cell::new(0u64);
     let clock = Clock::new();
     let cpu_before = probe.map(ProcessProbe::cpu).transpose()?;
+    // The load generator's own CPU time says whether it was the bottleneck.
+    let this_process = ProcessProbe::new(std::process::id()).ok();
+    let client_before = this_process.as_ref().and_then(|p| p.cpu().ok());
     let started = Instant::now();
     let publishing = join_all(
         publishers
@@ -133,13 +136,15 @@ pub async fn run_flow<D: Driver>(
         (Some(probe), Some(before)) => Some(probe.cpu()?.since(before)),
         _ => None,
     };
+    let client_cpu = match (&this_process, client_before) {
+        (Some(this_process), Some(before)) => this_process.cpu().ok().map(|now| now.since(before)),
+        _ => None,
+    };
     progress.phase("done");
-    Ok(FlowOutcome::from_tallies(
-        &publisher_tallies,
-        &subscriber_tallies,
-        started,
-        server_cpu,
-    ))
+    let mut outcome =
+        FlowOutcome::from_tallies(&publisher_tallies, &subscriber_tallies, started, server_cpu);
+    outcome.client_cpu = client_cpu;
+    Ok(outcome)
 }
 
 /// How many messages are due by `elapsed` at `rate` per second (the first

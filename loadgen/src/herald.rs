@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::driver::{Driver, Publisher, Subscriber};
 use crate::ws::{self, IDLE_READ_BUFFER, WsOptions, WsStream};
-use crate::{BenchError, clock};
+use crate::{BenchError, clock, event_scan};
 
 /// The target name of Herald in results.
 pub const TARGET: &str = "herald";
@@ -196,22 +196,26 @@ async fn next_envelope(
             Some(Ok(message)) => message,
         };
         match message {
-            Message::Binary(frame) => {
-                let envelope = herald_protocol::decode(&frame).map_err(|e| {
-                    BenchError::target(TARGET, format!("undecodable frame from the broker: {e}"))
-                })?;
-                if let Envelope::Close { reason, message } = envelope {
-                    return Err(BenchError::target(
-                        TARGET,
-                        format!("the broker closed the connection: {reason} ({message})"),
-                    ));
-                }
-                return Ok(Some(envelope));
-            }
+            Message::Binary(frame) => return decode_envelope(&frame).map(Some),
             Message::Close(_) => return Ok(None),
             Message::Text(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
     }
+}
+
+/// Decodes a frame from the broker; a `close` envelope becomes an error
+/// naming the reason.
+fn decode_envelope(frame: &Bytes) -> Result<Envelope, BenchError> {
+    let envelope = herald_protocol::decode(frame).map_err(|e| {
+        BenchError::target(TARGET, format!("undecodable frame from the broker: {e}"))
+    })?;
+    if let Envelope::Close { reason, message } = envelope {
+        return Err(BenchError::target(
+            TARGET,
+            format!("the broker closed the connection: {reason} ({message})"),
+        ));
+    }
+    Ok(envelope)
 }
 
 fn unexpected(expected: &str, got: &Envelope) -> BenchError {
@@ -265,19 +269,33 @@ pub struct HeraldSubscriber {
 impl Subscriber for HeraldSubscriber {
     async fn next_payload(&mut self) -> Result<Option<Bytes>, BenchError> {
         loop {
-            match next_envelope(&mut self.ws).await? {
-                None => return Ok(None),
-                Some(Envelope::Event(event)) => return Ok(Some(event.payload)),
+            // The fast path for events; anything else goes through the
+            // reference decoder below.
+            let frame = match self.ws.next().await {
+                None | Some(Ok(Message::Close(_))) => return Ok(None),
+                Some(Err(error)) => {
+                    return Err(BenchError::target(
+                        TARGET,
+                        format!("connection lost: {error}"),
+                    ));
+                }
+                Some(Ok(Message::Binary(frame))) => frame,
+                Some(Ok(_)) => continue,
+            };
+            if let Some(payload) = event_scan::event_payload(&frame) {
+                return Ok(Some(payload));
+            }
+            match decode_envelope(&frame)? {
+                Envelope::Event(event) => return Ok(Some(event.payload)),
                 // A `dropped` notice: the missing events show up as loss.
-                Some(Envelope::Error(error))
-                    if error.code == herald_protocol::ErrorCode::Dropped => {}
-                Some(Envelope::Error(error)) => {
+                Envelope::Error(error) if error.code == herald_protocol::ErrorCode::Dropped => {}
+                Envelope::Error(error) => {
                     return Err(BenchError::target(
                         TARGET,
                         format!("the broker sent an error: {} {}", error.code, error.message),
                     ));
                 }
-                Some(_) => {}
+                _ => {}
             }
         }
     }

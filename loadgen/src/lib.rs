@@ -5,8 +5,8 @@
 //!   `conns`), their defaults and validated [`Plan`]s.
 //! - [`driver`]: the [`Driver`] / [`Subscriber`] / [`Publisher`] traits a
 //!   target implements; [`herald`] is Herald's (raw WebSocket +
-//!   `herald-protocol`), `herald-bench` adds NATS, Redis, socket.io and the
-//!   floor forwarder.
+//!   `herald-protocol`, with [`event_scan`] as its fast path for events),
+//!   `herald-bench` adds NATS, Redis, socket.io and the floor forwarder.
 //! - [`flow`] and [`conns`]: the workload runners; [`outcome`] the
 //!   arithmetic of their results; [`report`] the records, JSON and table.
 //! - [`procfs`]: server CPU time and memory from /proc.
@@ -23,6 +23,7 @@ pub mod command;
 pub mod conns;
 pub mod driver;
 mod error;
+pub mod event_scan;
 pub mod flow;
 pub mod herald;
 pub mod latency;

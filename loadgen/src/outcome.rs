@@ -48,6 +48,8 @@ pub struct FlowOutcome {
     pub latency: LatencyHistogram,
     /// CPU time (user + system) the server used meanwhile, when known.
     pub server_cpu: Option<Duration>,
+    /// CPU time the load generator (this process) used meanwhile.
+    pub client_cpu: Option<Duration>,
     /// Why publishers or subscribers stopped early, if any did.
     pub errors: Vec<String>,
 }
@@ -93,6 +95,7 @@ impl FlowOutcome {
             elapsed,
             latency,
             server_cpu,
+            client_cpu: None,
             errors,
         }
     }

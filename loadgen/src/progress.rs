@@ -5,10 +5,13 @@
 //! to the bar ten times a second, so the hot path never touches the bar.
 
 use std::cell::Cell;
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use crate::report::grouped;
 
 /// How often the bar is refreshed from the counter.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -31,10 +34,16 @@ impl Progress {
         let bar = ProgressBar::with_draw_target(Some(total), target);
         let template = format!(
             "{{prefix:<16}} {{msg:<11}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} \
-             ({{per_sec}}, {{elapsed}})"
+             ({{rate}}, {{elapsed}})"
         );
         if let Ok(style) = ProgressStyle::with_template(&template) {
-            bar.set_style(style.progress_chars("=> "));
+            let style = style.progress_chars("=> ").with_key(
+                "rate",
+                |state: &ProgressState, out: &mut dyn fmt::Write| {
+                    let _ = write!(out, "{}/s", grouped(state.per_sec()));
+                },
+            );
+            bar.set_style(style);
         }
         bar.set_prefix(label.to_owned());
         Progress { bar }

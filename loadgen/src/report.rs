@@ -37,6 +37,9 @@ pub struct Record {
     pub seconds: Option<f64>,
     /// Server CPU seconds (user + system) the figures are based on.
     pub server_cpu_secs: Option<f64>,
+    /// The load generator's CPU seconds meanwhile (near `seconds`: the
+    /// load generator, not the server, set the pace).
+    pub client_cpu_secs: Option<f64>,
     /// Connections opened (`conns`).
     pub conns: Option<u64>,
     /// Seconds to open them all (`conns`).
@@ -65,6 +68,7 @@ impl Record {
             delivered: None,
             seconds: None,
             server_cpu_secs: None,
+            client_cpu_secs: None,
             conns: None,
             open_secs: None,
             errors: Vec::new(),
@@ -85,9 +89,26 @@ impl Record {
             delivered: Some(outcome.delivered),
             seconds: Some(outcome.elapsed.as_secs_f64()),
             server_cpu_secs: outcome.server_cpu.map(|cpu| cpu.as_secs_f64()),
+            client_cpu_secs: outcome.client_cpu.map(|cpu| cpu.as_secs_f64()),
             errors: outcome.errors.clone(),
             ..Record::empty(target, workload)
         }
+    }
+
+    /// How busy the server and the load generator were while messages
+    /// flowed, as `server%/generator%` of the elapsed time.
+    pub fn busy(&self) -> Option<String> {
+        let seconds = self.seconds.filter(|s| *s > 0.0)?;
+        let percent = |cpu: Option<f64>| {
+            cpu.map_or("?".to_owned(), |cpu| {
+                format!("{:.0}%", cpu * 100.0 / seconds)
+            })
+        };
+        Some(format!(
+            "{}/{}",
+            percent(self.server_cpu_secs),
+            percent(self.client_cpu_secs)
+        ))
     }
 
     /// The record of the `conns` workload.
@@ -123,7 +144,7 @@ impl Record {
 type Cell = fn(&Record) -> String;
 
 /// The table columns, their headers and how each cell is written.
-const COLUMNS: [(&str, Cell); 10] = [
+const COLUMNS: [(&str, Cell); 11] = [
     ("target", |r| r.target.clone()),
     ("workload", |r| r.workload.clone()),
     ("msgs/s", |r| opt(r.msgs_per_sec.map(grouped))),
@@ -138,6 +159,7 @@ const COLUMNS: [(&str, Cell); 10] = [
     }),
     ("open s", |r| opt(r.open_secs.map(|v| format!("{v:.2}")))),
     ("loss", |r| opt(r.loss.map(|v| grouped(v as f64)))),
+    ("CPU srv/gen", |r| opt(r.busy())),
 ];
 
 fn opt(cell: Option<String>) -> String {
@@ -259,7 +281,9 @@ mod tests {
             loss: Some(0),
             sent: Some(100_000),
             delivered: Some(10_000_000),
-            seconds: Some(8.1),
+            seconds: Some(8.0),
+            server_cpu_secs: Some(2.0),
+            client_cpu_secs: Some(7.96),
             ..Record::empty("herald", "fanout")
         }
     }
@@ -290,6 +314,7 @@ mod tests {
         assert!(lines[1].starts_with("------"), "{table}");
         assert!(lines[2].contains("1,234,567"), "{table}");
         assert!(lines[2].contains("15,000"), "{table}");
+        assert!(lines[2].ends_with("25%/100%"), "{table}");
         assert!(lines[3].contains("5.43"), "{table}");
         assert!(
             lines[3].contains(" - "),
