@@ -26,7 +26,7 @@ use tracing::{debug, warn};
 use crate::metrics::{self, Sample};
 use crate::publish::{self, EMIT_PATH};
 use crate::session;
-use crate::socket::{self, Halves};
+use crate::socket;
 use crate::state::Shared;
 use crate::stats::Stats;
 
@@ -220,10 +220,8 @@ where
     tasks.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => match socket::split(upgraded) {
-                Halves::Tcp(read, write) => session::run(read, write, shared, peer, permit).await,
-                Halves::Other(read, write) => {
-                    session::run(read, write, shared, peer, permit).await;
-                }
+                Some(halves) => session::run(halves, shared, peer, permit).await,
+                None => warn!(%peer, "upgraded connection is not a TCP stream; dropped"),
             },
             Err(e) => warn!(%peer, error = %e, "upgrade failed"),
         }

@@ -15,8 +15,10 @@
 //!   reader that turns envelopes into router calls, limits, clean-up.
 //! - `frame`: server-to-client WebSocket frames, built once (an event's
 //!   frame is the same bytes for every receiver).
-//! - `socket`: an upgraded connection split into the reader's half
-//!   (tungstenite) and the writer's raw half.
+//! - `socket`: an upgraded connection taken back from hyper as TCP and
+//!   split into owned halves.
+//! - `inbound`: the client's WebSocket frames read straight off the socket
+//!   (no read buffer while idle).
 //! - `writer`: the one task per connection that drains its bounded queue
 //!   into the socket in batches (one write each), sends heartbeats and the
 //!   close frame.
@@ -39,6 +41,7 @@ mod cluster;
 mod frame;
 pub mod healthcheck;
 mod http;
+mod inbound;
 mod metrics;
 mod outbox;
 mod publish;

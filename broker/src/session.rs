@@ -13,23 +13,19 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
 use herald_protocol::envelope::{Emit, Limits, Reply, RoomChange, Subscription, Welcome};
 use herald_protocol::names::{validate_event, validate_group, validate_namespace, validate_room};
 use herald_protocol::{
     CloseReason, Envelope, ErrorCode, NameError, PROTOCOL_VERSION, Pattern, decode,
 };
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::CapacityError;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::{debug, warn};
 
 use crate::frame;
+use crate::inbound::{FrameReader, Incoming, ReadError};
 use crate::outbox::{ConnShared, Outbox};
 use crate::router::SubKey;
-use crate::socket::ReadOnly;
+use crate::socket::Halves;
 use crate::state::Shared;
 use crate::stats::Stats;
 use crate::writer;
@@ -39,24 +35,17 @@ const MAX_INVALID_IN_A_ROW: u32 = 100;
 /// Request timeout when the client gives none.
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves one upgraded connection until it closes: `read` is parsed by
-/// tungstenite here, `write` belongs to the connection's writer task.
-pub(crate) async fn run<R, W>(
-    read: R,
-    write: W,
+/// Serves one upgraded connection until it closes: the read half is
+/// framed here, the write half belongs to the connection's writer task.
+pub(crate) async fn run(
+    halves: Halves,
     shared: Arc<Shared>,
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
-) where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let mut stream = WebSocketStream::from_raw_socket(
-        ReadOnly::new(read),
-        Role::Server,
-        Some(shared.ws_config()),
-    )
-    .await;
+) {
+    let Halves { read, early, write } = halves;
+    let mut reader = FrameReader::new(read, &early, shared.max_message_bytes());
+    drop(early);
     let id = shared.next_conn_id();
     let (tx, rx) = mpsc::channel(shared.settings.delivery.queue_capacity);
     let outbox = ConnShared::new(
@@ -87,7 +76,7 @@ pub(crate) async fn run<R, W>(
         was_responder: false,
     };
     debug!(conn = id.0, %peer, "connection opened");
-    let reason = session.read_loop(&mut stream).await;
+    let reason = session.read_loop(&mut reader).await;
     outbox.close_with(reason);
     let _ = writer.await;
     session.clean_up();
@@ -148,41 +137,41 @@ impl Refusal {
 type Handled = Result<(), Refusal>;
 
 impl Session {
-    async fn read_loop<St>(&mut self, stream: &mut St) -> CloseReason
-    where
-        St: Stream<Item = Result<Message, WsError>> + Unpin,
-    {
-        let hello_deadline =
-            tokio::time::Instant::now() + self.shared.settings.server.handshake_timeout;
+    async fn read_loop(&mut self, reader: &mut FrameReader) -> CloseReason {
+        // Both made once, not per frame: building them registers a waiter
+        // and a timer, which would cost more than routing a small event.
         let close = self.outbox.close.clone();
+        let cancelled = close.cancelled();
+        tokio::pin!(cancelled);
+        let hello_timeout = tokio::time::sleep(self.shared.settings.server.handshake_timeout);
+        tokio::pin!(hello_timeout);
         loop {
             let message = tokio::select! {
                 biased;
-                () = close.cancelled() => return self.outbox.close_reason(),
-                () = tokio::time::sleep_until(hello_deadline), if !self.greeted => {
+                () = &mut cancelled => return self.outbox.close_reason(),
+                () = &mut hello_timeout, if !self.greeted => {
                     return CloseReason::HandshakeTimeout;
                 }
-                message = stream.next() => message,
+                message = reader.next() => message,
             };
             self.last_seen.store(self.shared.now_ms(), Relaxed);
-            if let Some(Ok(message)) = &message {
-                Stats::add(&self.shared.stats.bytes_received, message.len() as u64);
-            }
             let result = match message {
-                None => return CloseReason::ClientClosed,
-                Some(Err(error)) => return read_error_reason(&error),
-                Some(Ok(Message::Binary(frame))) => self.on_frame(frame),
-                Some(Ok(Message::Text(_))) => Err(Refusal::new(
+                Ok(None) | Ok(Some(Incoming::Close)) => return CloseReason::ClientClosed,
+                Err(error) => return read_error_reason(&error),
+                Ok(Some(Incoming::Binary(frame))) => {
+                    Stats::add(&self.shared.stats.bytes_received, frame.len() as u64);
+                    self.on_frame(frame)
+                }
+                Ok(Some(Incoming::Text)) => Err(Refusal::new(
                     None,
                     ErrorCode::TextFrame,
                     "text frames are not supported: send one MessagePack envelope per binary frame",
                 )),
-                Some(Ok(Message::Close(_))) => return CloseReason::ClientClosed,
-                Some(Ok(Message::Ping(payload))) => {
+                Ok(Some(Incoming::Ping(payload))) => {
                     self.outbox.answer(&frame::pong(&payload));
                     Ok(())
                 }
-                Some(Ok(Message::Pong(_) | Message::Frame(_))) => Ok(()),
+                Ok(Some(Incoming::Pong)) => Ok(()),
             };
             match result {
                 Ok(()) => self.invalid_in_a_row = 0,
@@ -484,13 +473,10 @@ fn log_close(conn: u64, peer: SocketAddr, reason: CloseReason) {
     }
 }
 
-fn read_error_reason(error: &WsError) -> CloseReason {
+fn read_error_reason(error: &ReadError) -> CloseReason {
     match error {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => CloseReason::MessageTooBig,
-        WsError::Capacity(_) | WsError::Protocol(_) | WsError::Utf8(_) => {
-            CloseReason::ProtocolError
-        }
-        WsError::ConnectionClosed | WsError::AlreadyClosed => CloseReason::ClientClosed,
-        _ => CloseReason::TransportError,
+        ReadError::TooBig { .. } => CloseReason::MessageTooBig,
+        ReadError::Protocol(_) => CloseReason::ProtocolError,
+        ReadError::Io(_) => CloseReason::TransportError,
     }
 }

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use herald_config::Settings;
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,10 +15,6 @@ use crate::outbox::ConnId;
 use crate::router::Router;
 use crate::stats::Stats;
 
-/// Bytes of tungstenite's read buffer per connection. Small, so idle
-/// connections stay cheap; a busy publisher's socket is still read in
-/// bursts of `socket::BURST_BYTES` per syscall.
-const READ_BUFFER_BYTES: usize = 1024;
 /// Room for envelope fields around the largest payload.
 const ENVELOPE_OVERHEAD_BYTES: usize = 64 * 1024;
 
@@ -99,13 +94,9 @@ impl Shared {
         self.cluster.as_ref().is_some_and(|c| !c.is_up())
     }
 
-    /// The reader's WebSocket limits: bounded message and frame sizes. (The
-    /// writer does not go through tungstenite; see `crate::socket`.)
-    pub(crate) fn ws_config(&self) -> WebSocketConfig {
-        let max_message = self.settings.limits.max_payload_bytes + ENVELOPE_OVERHEAD_BYTES;
-        WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER_BYTES)
-            .max_message_size(Some(max_message))
-            .max_frame_size(Some(max_message))
+    /// The largest message a client may send: the payload limit plus room
+    /// for the envelope around it.
+    pub(crate) fn max_message_bytes(&self) -> usize {
+        self.settings.limits.max_payload_bytes + ENVELOPE_OVERHEAD_BYTES
     }
 }

@@ -15,6 +15,7 @@ use dashmap::DashMap;
 use herald_protocol::Pattern;
 use indexmap::IndexMap;
 
+use super::FastHash;
 use super::key::{ChannelKey, KeyPair};
 use super::trie::PatternTrie;
 use crate::outbox::{ConnId, Outbox};
@@ -94,8 +95,8 @@ impl Matched {
 /// Exact and pattern subscriptions of one kind (events or responders).
 #[derive(Debug, Default)]
 pub(crate) struct SubscriptionIndex {
-    exact: DashMap<ChannelKey, Arc<Subscribers>>,
-    patterns: DashMap<Box<str>, Arc<PatternTrie>>,
+    exact: DashMap<ChannelKey, Arc<Subscribers>, FastHash>,
+    patterns: DashMap<Box<str>, Arc<PatternTrie>, FastHash>,
 }
 
 impl SubscriptionIndex {

@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use super::FastHash;
 use super::key::{ChannelKey, KeyPair};
 use crate::outbox::ConnId;
 
 /// Members of every room of every namespace.
 #[derive(Debug, Default)]
 pub(crate) struct Rooms {
-    members: DashMap<ChannelKey, Arc<HashSet<ConnId>>>,
+    members: DashMap<ChannelKey, Arc<HashSet<ConnId, FastHash>>, FastHash>,
 }
 
 impl Rooms {
@@ -36,7 +37,7 @@ impl Rooms {
     }
 
     /// The members of a room now (empty when nobody is in it).
-    pub(crate) fn members(&self, namespace: &str, room: &str) -> Arc<HashSet<ConnId>> {
+    pub(crate) fn members(&self, namespace: &str, room: &str) -> Arc<HashSet<ConnId, FastHash>> {
         let key: &dyn KeyPair = &(namespace, room);
         self.members
             .get(key)

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use herald_protocol::names::Token;
 
+use super::FastHash;
 use super::index::Subscribers;
 
 /// One trie node: children by literal token, the `*` child, and the
@@ -20,7 +21,7 @@ use super::index::Subscribers;
 /// (`rest`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PatternTrie {
-    literal: HashMap<Box<str>, PatternTrie>,
+    literal: HashMap<Box<str>, PatternTrie, FastHash>,
     one: Option<Box<PatternTrie>>,
     end: Option<Subscribers>,
     rest: Option<Subscribers>,

@@ -1,0 +1,413 @@
+//! Reading the client's WebSocket frames (RFC 6455 §5) straight off the
+//! socket: headers parsed by tungstenite's `FrameHeader`, payloads unmasked
+//! in place and handed on as [`Bytes`] slices of the read buffer, with no
+//! copy and no per-frame allocation.
+//!
+//! The read buffer exists only while bytes are waiting: it is allocated
+//! when the socket becomes readable and dropped whenever it is empty and
+//! the socket has nothing more, so an idle connection holds no buffer at
+//! all, while a busy publisher reads up to [`READ_CHUNK`] bytes (dozens of
+//! frames) per syscall.
+//!
+//! Checked here, each a protocol error: client frames must be masked;
+//! reserved bits and opcodes are refused; control frames must be whole and
+//! at most 125 bytes; a fragmented message must be continued before a new
+//! one starts. A frame or message over the size limit is refused before its
+//! payload is read.
+
+use std::io::{self, Cursor};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+
+/// Bytes one read may take from the socket.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+/// Control frames carry at most this many payload bytes.
+const MAX_CONTROL_PAYLOAD: u64 = 125;
+
+/// One whole message from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Incoming {
+    /// A binary message: one envelope.
+    Binary(Bytes),
+    /// A text message (not part of the protocol; its bytes are dropped).
+    Text,
+    /// A ping, with its payload (to echo in the pong).
+    Ping(Bytes),
+    /// A pong (answers our heartbeat).
+    Pong,
+    /// The client's close frame.
+    Close,
+}
+
+/// Why reading stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// A frame or message larger than the limit.
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    TooBig {
+        /// Its announced (or accumulated) size.
+        size: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// The peer broke the framing rules.
+    #[error("WebSocket protocol error: {0}")]
+    Protocol(&'static str),
+    /// The socket failed.
+    #[error("read failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A message arriving in fragments.
+#[derive(Debug)]
+struct Fragments {
+    text: bool,
+    data: BytesMut,
+}
+
+/// The reader's half of a client connection, framed.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    socket: OwnedReadHalf,
+    buf: BytesMut,
+    max_message: usize,
+    fragments: Option<Fragments>,
+}
+
+impl FrameReader {
+    /// Reads from `socket`, starting with `early` (bytes already read past
+    /// the HTTP upgrade); messages over `max_message` bytes are refused.
+    pub(crate) fn new(socket: OwnedReadHalf, early: &[u8], max_message: usize) -> FrameReader {
+        FrameReader {
+            socket,
+            buf: BytesMut::from(early),
+            max_message,
+            fragments: None,
+        }
+    }
+
+    /// The next whole message; `None` when the client closed the TCP
+    /// connection. Cancel-safe: nothing read is lost if the future is
+    /// dropped.
+    pub(crate) async fn next(&mut self) -> Result<Option<Incoming>, ReadError> {
+        loop {
+            if let Some(message) = self.parse()? {
+                return Ok(Some(message));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Reads more bytes; false at end of stream.
+    async fn fill(&mut self) -> io::Result<bool> {
+        loop {
+            if self.buf.is_empty() {
+                // Hold no buffer while waiting for an idle peer.
+                self.buf = BytesMut::new();
+            }
+            self.socket.readable().await?;
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            match self.socket.try_read_buf(&mut self.buf) {
+                Ok(0) => return Ok(false),
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Takes whole frames from the buffer until one completes a message;
+    /// `None` when more bytes are needed.
+    fn parse(&mut self) -> Result<Option<Incoming>, ReadError> {
+        loop {
+            let mut cursor = Cursor::new(&self.buf[..]);
+            // Parsing a header from memory fails only on a reserved opcode.
+            let Some((header, len)) = FrameHeader::parse(&mut cursor)
+                .map_err(|_| ReadError::Protocol("reserved opcode"))?
+            else {
+                return Ok(None);
+            };
+            let header_len = cursor.position() as usize;
+            self.check(&header, len)?;
+            // `check` bounded `len` by the message limit, so it fits.
+            let len = len as usize;
+            if self.buf.len() < header_len + len {
+                self.buf.reserve(header_len + len - self.buf.len());
+                return Ok(None);
+            }
+            self.buf.advance(header_len);
+            let mut payload = self.buf.split_to(len);
+            if let Some(mask) = header.mask {
+                unmask(&mut payload, mask);
+            }
+            if let Some(message) = self.message(&header, payload)? {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    /// The rules a frame's header must follow, before its payload is read.
+    fn check(&self, header: &FrameHeader, len: u64) -> Result<(), ReadError> {
+        if header.mask.is_none() {
+            return Err(ReadError::Protocol("client frames must be masked"));
+        }
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(ReadError::Protocol(
+                "reserved bits set (no extension was negotiated)",
+            ));
+        }
+        match header.opcode {
+            OpCode::Control(_) if !header.is_final => {
+                Err(ReadError::Protocol("fragmented control frame"))
+            }
+            OpCode::Control(_) if len > MAX_CONTROL_PAYLOAD => {
+                Err(ReadError::Protocol("control frame payload over 125 bytes"))
+            }
+            _ => {
+                let so_far = self.fragments.as_ref().map_or(0, |f| f.data.len() as u64);
+                let size = so_far.saturating_add(len);
+                if size > self.max_message as u64 {
+                    Err(ReadError::TooBig {
+                        size,
+                        max: self.max_message,
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// What one frame contributes: a whole message, or nothing yet.
+    fn message(
+        &mut self,
+        header: &FrameHeader,
+        payload: BytesMut,
+    ) -> Result<Option<Incoming>, ReadError> {
+        let data = match header.opcode {
+            OpCode::Control(Control::Close) if payload.len() == 1 => {
+                return Err(ReadError::Protocol("close frame with a 1-byte payload"));
+            }
+            OpCode::Control(Control::Close) => return Ok(Some(Incoming::Close)),
+            OpCode::Control(Control::Ping) => return Ok(Some(Incoming::Ping(payload.freeze()))),
+            OpCode::Control(_) => return Ok(Some(Incoming::Pong)),
+            OpCode::Data(Data::Continue) => {
+                let Some(fragments) = self.fragments.as_mut() else {
+                    return Err(ReadError::Protocol("continuation frame outside a message"));
+                };
+                fragments.data.extend_from_slice(&payload);
+                if !header.is_final {
+                    return Ok(None);
+                }
+                let Some(Fragments { text, data }) = self.fragments.take() else {
+                    return Ok(None);
+                };
+                return Ok(Some(whole(text, data)));
+            }
+            OpCode::Data(data) => data,
+        };
+        if self.fragments.is_some() {
+            return Err(ReadError::Protocol(
+                "a new message started before the fragmented one ended",
+            ));
+        }
+        let text = data == Data::Text;
+        if header.is_final {
+            Ok(Some(whole(text, payload)))
+        } else {
+            self.fragments = Some(Fragments {
+                text,
+                data: payload,
+            });
+            Ok(None)
+        }
+    }
+}
+
+fn whole(text: bool, data: BytesMut) -> Incoming {
+    if text {
+        Incoming::Text
+    } else {
+        Incoming::Binary(data.freeze())
+    }
+}
+
+/// XORs the payload with the client's 4-byte mask, eight bytes at a time.
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = payload.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= mask[i & 3];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    /// A client frame: header, mask, masked payload.
+    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![first];
+        match payload.len() {
+            n @ 0..=125 => out.push(0x80 | n as u8),
+            n @ 126..=0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&MASK);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+        out
+    }
+
+    /// A reader on a real loopback socket whose peer writes `bytes`, then
+    /// closes.
+    async fn reader_fed(bytes: Vec<u8>, max: usize) -> FrameReader {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut client = TcpStream::connect(addr).await.expect("connect");
+            for piece in bytes.chunks(1000) {
+                client.write_all(piece).await.expect("write");
+            }
+        });
+        let (server, _) = listener.accept().await.expect("accept");
+        let (read, _write) = server.into_split();
+        // The write half is dropped: reading stays possible.
+        FrameReader::new(read, &[], max)
+    }
+
+    async fn read_all(mut reader: FrameReader) -> (Vec<Incoming>, Option<ReadError>) {
+        let mut messages = Vec::new();
+        loop {
+            match reader.next().await {
+                Ok(Some(m)) => messages.push(m),
+                Ok(None) => return (messages, None),
+                Err(e) => return (messages, Some(e)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn whole_fragmented_and_control_messages() {
+        let big: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+        let mut bytes = frame(0x82, b"hello");
+        bytes.extend(frame(0x89, b"are you there"));
+        bytes.extend(frame(0x02, b"frag"));
+        bytes.extend(frame(0x8A, b""));
+        bytes.extend(frame(0x00, b"men"));
+        bytes.extend(frame(0x80, b"ted"));
+        bytes.extend(frame(0x82, &big));
+        bytes.extend(frame(0x81, b"text"));
+        bytes.extend(frame(0x88, &1000u16.to_be_bytes()));
+        let (messages, error) = read_all(reader_fed(bytes, 100_000).await).await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(
+            messages,
+            vec![
+                Incoming::Binary(Bytes::from_static(b"hello")),
+                Incoming::Ping(Bytes::from_static(b"are you there")),
+                Incoming::Pong,
+                Incoming::Binary(Bytes::from_static(b"fragmented")),
+                Incoming::Binary(Bytes::from(big)),
+                Incoming::Text,
+                Incoming::Close,
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn early_bytes_come_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (read, _write) = server.into_split();
+        let mut reader = FrameReader::new(read, &frame(0x82, b"early"), 1024);
+        let first = reader.next().await.expect("a message");
+        assert_eq!(first, Some(Incoming::Binary(Bytes::from_static(b"early"))));
+    }
+
+    /// Each broken rule is refused with its own reason, and an oversize
+    /// frame is refused from its header alone.
+    #[tokio::test]
+    async fn broken_rules_are_protocol_errors() {
+        let unmasked = vec![0x82, 0x01, b'x'];
+        let mut rsv = frame(0x82, b"x");
+        rsv[0] |= 0x40;
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (unmasked, "masked"),
+            (rsv, "reserved bits"),
+            (frame(0x83, b"x"), "reserved opcode"),
+            (frame(0x09, b"x"), "fragmented control"),
+            (frame(0x89, &[0u8; 126]), "125"),
+            (frame(0x80, b"x"), "continuation"),
+            (
+                [frame(0x02, b"a"), frame(0x82, b"b")].concat(),
+                "new message",
+            ),
+            (frame(0x88, b"x"), "1-byte"),
+        ];
+        for (bytes, reason) in cases {
+            let (_, error) = read_all(reader_fed(bytes, 1024).await).await;
+            match error {
+                Some(ReadError::Protocol(message)) => {
+                    assert!(
+                        message.contains(reason),
+                        "{message:?} should name {reason:?}"
+                    );
+                }
+                other => panic!("expected a protocol error naming {reason:?}, got {other:?}"),
+            }
+        }
+        // Only the 9-byte header of this 1 MiB frame is ever sent.
+        let mut header = vec![0x82, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 20).to_be_bytes());
+        header.extend_from_slice(&MASK);
+        let (_, error) = read_all(reader_fed(header, 1024).await).await;
+        assert!(
+            matches!(error, Some(ReadError::TooBig { size, max: 1024 }) if size == 1 << 20),
+            "{error:?}"
+        );
+        // Fragments add up against the same limit.
+        let split = [frame(0x02, &[1; 600]), frame(0x80, &[2; 600])].concat();
+        let (_, error) = read_all(reader_fed(split, 1024).await).await;
+        assert!(
+            matches!(error, Some(ReadError::TooBig { size: 1200, .. })),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn unmask_matches_the_byte_rule() {
+        for len in 0..40 {
+            let mut data: Vec<u8> = (0..len as u8).collect();
+            unmask(&mut data, MASK);
+            let expected: Vec<u8> = (0..len as u8).map(|b| b ^ MASK[b as usize % 4]).collect();
+            assert_eq!(data, expected, "length {len}");
+        }
+    }
+}
