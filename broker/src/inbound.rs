@@ -75,6 +75,8 @@ pub(crate) struct FrameReader {
     buf: BytesMut,
     max_message: usize,
     fragments: Option<Fragments>,
+    /// Bytes arrived since [`FrameReader::heard_from_peer`] last asked.
+    heard: bool,
 }
 
 impl FrameReader {
@@ -86,7 +88,14 @@ impl FrameReader {
             buf: BytesMut::from(early),
             max_message,
             fragments: None,
+            heard: true,
         }
+    }
+
+    /// True when bytes arrived from the peer since the last call (so the
+    /// session reads the clock once per read, not once per message).
+    pub(crate) fn heard_from_peer(&mut self) -> bool {
+        std::mem::take(&mut self.heard)
     }
 
     /// The next whole message; `None` when the client closed the TCP
@@ -103,6 +112,12 @@ impl FrameReader {
         }
     }
 
+    /// The next whole message among the bytes already read, if there is
+    /// one; never touches the socket.
+    pub(crate) fn next_buffered(&mut self) -> Result<Option<Incoming>, ReadError> {
+        self.parse()
+    }
+
     /// Reads more bytes; false at end of stream.
     async fn fill(&mut self) -> io::Result<bool> {
         loop {
@@ -116,7 +131,10 @@ impl FrameReader {
             }
             match self.socket.try_read_buf(&mut self.buf) {
                 Ok(0) => return Ok(false),
-                Ok(_) => return Ok(true),
+                Ok(_) => {
+                    self.heard = true;
+                    return Ok(true);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }

@@ -146,15 +146,23 @@ impl Session {
         let hello_timeout = tokio::time::sleep(self.shared.settings.server.handshake_timeout);
         tokio::pin!(hello_timeout);
         loop {
-            let message = tokio::select! {
-                biased;
-                () = &mut cancelled => return self.outbox.close_reason(),
-                () = &mut hello_timeout, if !self.greeted => {
-                    return CloseReason::HandshakeTimeout;
-                }
-                message = reader.next() => message,
+            // Messages already read are handled straight away; the close
+            // token and the clock are consulted when the reader must wait
+            // for the socket (at least once per read of at most 16 KiB).
+            let message = match reader.next_buffered() {
+                Ok(None) => tokio::select! {
+                    biased;
+                    () = &mut cancelled => return self.outbox.close_reason(),
+                    () = &mut hello_timeout, if !self.greeted => {
+                        return CloseReason::HandshakeTimeout;
+                    }
+                    message = reader.next() => message,
+                },
+                buffered => buffered,
             };
-            self.last_seen.store(self.shared.now_ms(), Relaxed);
+            if reader.heard_from_peer() {
+                self.last_seen.store(self.shared.now_ms(), Relaxed);
+            }
             let result = match message {
                 Ok(None) | Ok(Some(Incoming::Close)) => return CloseReason::ClientClosed,
                 Err(error) => return read_error_reason(&error),

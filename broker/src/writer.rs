@@ -108,7 +108,10 @@ impl Unwritten {
         self.bytes = if second.is_none() && notice.is_none() {
             first
         } else {
-            let mut batch = Vec::with_capacity(MAX_BATCH_BYTES.max(first.len()));
+            // Sized for what is queued now (frames of one connection are
+            // usually alike), so a small batch does not take a large block.
+            let guess = (queue.len() + 2).saturating_mul(first.len());
+            let mut batch = Vec::with_capacity(guess.min(MAX_BATCH_BYTES).max(first.len()));
             batch.extend_from_slice(&first);
             let mut taken = 1;
             let mut next = second;

@@ -130,17 +130,7 @@ pub fn encode_event(event: &EventRef<'_>) -> Vec<u8> {
 /// Like [`encode_event`], appending to `out` (so a caller can put a frame
 /// header in front without copying the envelope).
 pub fn encode_event_into(event: &EventRef<'_>, out: &mut Vec<u8>) {
-    let wire = Wire {
-        t: "event",
-        ns: Some(event.namespace),
-        ev: Some(event.event),
-        room: event.room,
-        q: event.group,
-        d: Some(serde_bytes::Bytes::new(event.payload)),
-        ack: event.ack,
-        ..Wire::default()
-    };
-    write_wire(&wire, out);
+    fast::write_event(event, out);
 }
 
 /// About how many bytes [`encode_event`] produces (enough in practice to
@@ -275,6 +265,16 @@ pub fn decode(frame: &Bytes) -> Result<Envelope, DecodeError> {
         Some(_) => return Err(DecodeError::Malformed("not a MessagePack map".into())),
         None => return Err(DecodeError::Malformed("empty frame".into())),
     }
+    let wire = match fast::read_wire(frame) {
+        Some(wire) => wire,
+        None => rmp_serde::from_slice(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?,
+    };
+    from_wire(wire, frame)
+}
+
+/// [`decode`] without the hand-written fast path (tests compare the two).
+#[cfg(test)]
+fn decode_with_serde(frame: &Bytes) -> Result<Envelope, DecodeError> {
     let wire: Wire<'_> =
         rmp_serde::from_slice(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     from_wire(wire, frame)
@@ -384,5 +384,6 @@ fn truncate(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
+mod fast;
 #[cfg(test)]
 mod tests;

@@ -280,6 +280,28 @@ proptest! {
         }
     }
 
+    /// The fast path decodes every envelope exactly as serde does, and
+    /// damaged frames fail (or succeed) the same way.
+    #[test]
+    fn fast_decode_equals_serde(
+        envelope in envelope(),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+    ) {
+        let mut bytes = encode(&envelope);
+        for (at, value) in flips {
+            if !bytes.is_empty() {
+                let i = at % bytes.len();
+                bytes[i] = value;
+            }
+        }
+        let frame = Bytes::from(bytes);
+        match (decode(&frame), super::decode_with_serde(&frame)) {
+            (Ok(fast), Ok(slow)) => prop_assert_eq!(fast, slow),
+            (Err(_), Err(_)) => {}
+            (fast, slow) => prop_assert!(false, "fast {:?} but serde {:?}", fast, slow),
+        }
+    }
+
     #[test]
     fn every_envelope_round_trips(envelope in envelope()) {
         prop_assert_eq!(round_trip(&envelope), envelope);
