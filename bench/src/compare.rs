@@ -98,6 +98,18 @@ async fn run_one(
     let plan = workload
         .plan(&options.overrides)
         .map_err(|e| e.to_string())?;
+    if target == Target::HeraldCluster {
+        return crate::cluster::run(
+            workload,
+            &plan,
+            options.server_cpu,
+            programs,
+            log_dir,
+            options.progress,
+            commands,
+        )
+        .await;
+    }
     let addr = free_local_addr().map_err(|e| e.to_string())?;
     let launch = match programs.launch(target, addr, &[]) {
         Ok(launch) => launch,
@@ -136,7 +148,9 @@ async fn run_one(
     }
 }
 
-/// Runs `workload` against the `target` server listening on `addr`.
+/// Runs `workload` against the `target` server listening on `addr`. The
+/// cluster target has two nodes: it is measured with
+/// [`crate::cluster::measure_cross_node`], and refused here.
 pub async fn measure_on(
     target: Target,
     addr: SocketAddr,
@@ -151,6 +165,10 @@ pub async fn measure_on(
             let driver = HeraldDriver::new(&format!("ws://{addr}"), DEFAULT_NAMESPACE)?;
             measure(&driver, workload, plan, probe, progress).await
         }
+        Target::HeraldCluster => Err(BenchError::target(
+            crate::cluster::TARGET,
+            "a cluster has two nodes: measure it with cluster::measure_cross_node",
+        )),
         Target::Nats => measure(&NatsDriver::new(addr), workload, plan, probe, progress).await,
         Target::Redis => measure(&RedisDriver::new(addr)?, workload, plan, probe, progress).await,
         Target::Socketioxide => {
@@ -181,6 +199,9 @@ pub fn report(comparison: &Comparison, options: &CompareOptions, machine: &str) 
     if !ratios.is_empty() {
         out.push_str("\nherald ÷ peer (above 1 is better for msgs/s and msgs/CPU-s, below 1 for p50 and KiB/conn):\n");
         out.push_str(&ratios);
+    }
+    if let Some(line) = crate::verdict::cluster_ratios(records) {
+        out.push_str(&format!("\n{line}\n"));
     }
     out.push_str("\ntargets:\n");
     for check in crate::verdict::checks(records) {

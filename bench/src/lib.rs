@@ -1,10 +1,13 @@
 //! The side-by-side benchmark: Herald against NATS, Redis pub/sub,
-//! socketioxide and a floor forwarder.
+//! socketioxide and a floor forwarder, and a two-node Herald cluster
+//! against one node.
 //!
 //! - [`compare`]: every workload of `herald-loadgen` against every
 //!   [`targets::Target`], each server a child process ([`server`]) pinned to
 //!   CPU 0 while the load runs on CPU 1 ([`pinning`]); [`verdict`] turns the
 //!   records into ratios and the PASS / FAIL lines.
+//! - [`cluster`]: the `herald-cluster` target, publisher and subscribers on
+//!   two nodes clustered over Redis.
 //! - [`scale`]: 100,000 idle connections on one Herald broker.
 //! - The peers' clients: [`nats`], [`redis_target`], [`socketio_client`],
 //!   [`floor_client`] (Herald's is in `herald-loadgen`).
@@ -13,6 +16,7 @@
 
 pub mod accept;
 pub mod build;
+pub mod cluster;
 pub mod compare;
 pub mod floor_client;
 pub mod floor_server;

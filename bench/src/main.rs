@@ -1,7 +1,8 @@
 //! `herald-bench`: Herald against its peers on one machine.
 //!
 //! `compare` runs the four workloads against Herald, NATS, Redis pub/sub, a
-//! socketioxide relay and the floor forwarder; `scale` opens 100,000 idle
+//! socketioxide relay and the floor forwarder (and `fanout` across a
+//! two-node Herald cluster); `scale` opens 100,000 idle
 //! connections on one broker. The hidden `serve-floor` and `serve-socketio`
 //! subcommands are the relays `compare` starts as child processes.
 
@@ -19,7 +20,8 @@ use herald_bench::{build, floor_server, machine, socketio_relay};
 use herald_loadgen::workload::{Overrides, QUICK_SCALE};
 use herald_loadgen::{DEFAULT_OPEN_CONCURRENCY, Workload, run_on_current_thread};
 
-/// Herald against NATS, Redis pub/sub, socketioxide and a floor forwarder.
+/// Herald against NATS, Redis pub/sub, socketioxide and a floor forwarder
+/// (and a two-node Herald cluster against one node).
 #[derive(Debug, Parser)]
 #[command(name = "herald-bench", version, about)]
 struct Cli {

@@ -1,5 +1,5 @@
-//! The five targets of the comparison, how each server is started, and why
-//! one is skipped when it cannot be.
+//! The targets of the comparison, how each server is started, and why one
+//! is skipped when it cannot be.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 pub enum Target {
     /// The Herald broker daemon (`herald-broker`, release build).
     Herald,
+    /// Two `herald-broker` nodes clustered over a `redis-server`: the
+    /// publisher on one node, the subscribers on the other
+    /// ([`crate::cluster`]; `fanout` only).
+    HeraldCluster,
     /// `nats-server` (Debian's package).
     Nats,
     /// `redis-server` (Debian's package), pub/sub.
@@ -22,8 +26,9 @@ pub enum Target {
 
 impl Target {
     /// Every target, in the order results are shown.
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 6] = [
         Target::Herald,
+        Target::HeraldCluster,
         Target::Nats,
         Target::Redis,
         Target::Socketioxide,
@@ -34,6 +39,7 @@ impl Target {
     pub fn name(self) -> &'static str {
         match self {
             Target::Herald => crate::HERALD,
+            Target::HeraldCluster => crate::cluster::TARGET,
             Target::Nats => crate::nats::TARGET,
             Target::Redis => crate::redis_target::TARGET,
             Target::Socketioxide => crate::socketio_client::TARGET,
@@ -103,6 +109,11 @@ impl Programs {
     /// The command line that starts `target` listening on `addr`, with
     /// `extra` broker settings (`key=value`, Herald only); or why it cannot
     /// be started, with the command that installs it.
+    ///
+    /// For [`Target::HeraldCluster`] it is the command line of one node
+    /// (`extra` carrying its cluster settings, see
+    /// [`crate::cluster::ClusterLaunch`]), refused when `redis-server`,
+    /// which the cluster needs, is not installed.
     pub fn launch(
         &self,
         target: Target,
@@ -113,7 +124,10 @@ impl Programs {
         let ip = addr.ip().to_string();
         let args = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
         match target {
-            Target::Herald => {
+            Target::Herald | Target::HeraldCluster => {
+                if target == Target::HeraldCluster && self.redis.is_none() {
+                    return Err(missing("redis-server"));
+                }
                 let program = self.herald.clone()?;
                 let mut args = args(&["--listen", &addr.to_string(), "--log-level", "warn"]);
                 for setting in extra {

@@ -1,6 +1,8 @@
 //! Herald against each peer: the ratios table and the issue's targets as
 //! PASS / FAIL / SKIP lines. A missing figure (a peer not installed, a run
-//! that failed) is SKIP for a peer and FAIL for Herald, never PASS.
+//! that failed) is SKIP for a peer and FAIL for Herald, never PASS. The
+//! two-node cluster is not a peer: it gets a line of its own, its figures
+//! over the single node's.
 
 use std::fmt;
 
@@ -8,6 +10,7 @@ use herald_loadgen::Record;
 use herald_loadgen::report::grouped;
 
 use crate::HERALD;
+use crate::cluster::TARGET as CLUSTER;
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,19 +212,31 @@ pub fn checks(records: &[Record]) -> Vec<Check> {
     checks
 }
 
-/// Every Herald message workload that ran lost nothing.
+/// Every Herald message workload that ran lost nothing: the single node's,
+/// and the cluster's cross-node fanout when it ran (its other workloads
+/// are skipped by design).
 fn no_loss(records: &[Record]) -> Check {
     let herald_flows: Vec<&Record> = records
         .iter()
-        .filter(|r| r.target == HERALD && r.workload != "conns")
+        .filter(|r| {
+            (r.target == HERALD && r.workload != "conns")
+                || (r.target == crate::cluster::TARGET && r.skipped.is_none())
+        })
         .collect();
     let problems: Vec<String> = herald_flows
         .iter()
         .filter(|r| r.loss != Some(0))
-        .map(|r| match (&r.skipped, r.loss) {
-            (Some(reason), _) => format!("{} was skipped ({reason})", r.workload),
-            (None, Some(loss)) => format!("{} lost {}", r.workload, grouped(loss as f64)),
-            (None, None) => format!("{} has no loss figure (the run failed)", r.workload),
+        .map(|r| {
+            let what = if r.target == HERALD {
+                r.workload.clone()
+            } else {
+                format!("{} {}", r.target, r.workload)
+            };
+            match (&r.skipped, r.loss) {
+                (Some(reason), _) => format!("{what} was skipped ({reason})"),
+                (None, Some(loss)) => format!("{what} lost {}", grouped(loss as f64)),
+                (None, None) => format!("{what} has no loss figure (the run failed)"),
+            }
         })
         .collect();
     let (verdict, detail) = if herald_flows.is_empty() {
@@ -255,7 +270,8 @@ pub fn ratios_table(records: &[Record]) -> String {
     ];
     let mut peers: Vec<&str> = Vec::new();
     for record in records {
-        if record.target != HERALD && !peers.contains(&record.target.as_str()) {
+        let peer = record.target != HERALD && record.target != CLUSTER;
+        if peer && !peers.contains(&record.target.as_str()) {
             peers.push(&record.target);
         }
     }
@@ -322,6 +338,37 @@ pub fn ratios_table(records: &[Record]) -> String {
     out
 }
 
+/// The cluster's `fanout` figures over the single node's, as one line;
+/// `None` when the cluster's fanout was not run (or skipped).
+pub fn cluster_ratios(records: &[Record]) -> Option<String> {
+    let workload = crate::cluster::WORKLOAD.name();
+    let cluster = records
+        .iter()
+        .find(|r| r.target == CLUSTER && r.workload == workload)?;
+    if cluster.skipped.is_some() {
+        return None;
+    }
+    let ratio = |get: Figure| match (get(cluster), figure(records, HERALD, workload, get)) {
+        (Some(c), Some(h)) if h > 0.0 => format!("{:.2}×", c / h),
+        _ => "-".to_owned(),
+    };
+    let split: Vec<String> = cluster
+        .server_cpu_secs_by_process
+        .iter()
+        .map(|(process, secs)| format!("{process} {secs:.2}"))
+        .collect();
+    let cpu = match cluster.server_cpu_secs {
+        Some(total) if !split.is_empty() => format!("{total:.2} s = {}", split.join(" + ")),
+        _ => "both nodes + redis-server".to_owned(),
+    };
+    Some(format!(
+        "{CLUSTER} ÷ {HERALD} (single node), {workload}: msgs/s {}, msgs/CPU-s {} \
+         (publisher on node A, subscribers on node B; server CPU {cpu})",
+        ratio(msgs_per_sec),
+        ratio(msgs_per_cpu)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +388,7 @@ mod tests {
             delivered: None,
             seconds: None,
             server_cpu_secs: None,
+            server_cpu_secs_by_process: Default::default(),
             client_cpu_secs: None,
             conns: None,
             open_secs: None,
@@ -480,5 +528,50 @@ mod tests {
             "rows without any figure are left out: {table}"
         );
         assert_eq!(ratios_table(&[flow("herald", "fanout", 1.0, 1.0, 1)]), "");
+    }
+
+    #[test]
+    fn the_cluster_is_compared_with_the_single_node_not_as_a_peer() {
+        let mut records = full_run();
+        let mut cluster = flow("herald-cluster", "fanout", 450.0, 1000.0, 90);
+        cluster.loss = Some(5);
+        cluster.server_cpu_secs = Some(1.25);
+        cluster.server_cpu_secs_by_process =
+            [("node-a", 0.1), ("node-b", 1.1), ("redis-server", 0.05)]
+                .map(|(name, secs)| (name.to_owned(), secs))
+                .into();
+        records.push(cluster);
+        records.push(Record::skipped(
+            "herald-cluster",
+            "pairs",
+            "cross-node: fanout only",
+        ));
+        let table = ratios_table(&records);
+        assert!(!table.contains("herald-cluster"), "{table}");
+        assert_eq!(
+            cluster_ratios(&records).as_deref(),
+            Some(
+                "herald-cluster ÷ herald (single node), fanout: msgs/s 0.50×, msgs/CPU-s 0.33× \
+                 (publisher on node A, subscribers on node B; server CPU 1.25 s = node-a 0.10 + \
+                 node-b 1.10 + redis-server 0.05)"
+            )
+        );
+        let cluster_only = vec![flow("herald-cluster", "fanout", 450.0, 1000.0, 90)];
+        let line = cluster_ratios(&cluster_only).expect("a line");
+        assert!(line.contains("msgs/s -, msgs/CPU-s -"), "{line}");
+        assert!(
+            line.ends_with("server CPU both nodes + redis-server)"),
+            "{line}"
+        );
+        let skipped = vec![Record::skipped("herald-cluster", "fanout", "no redis")];
+        assert_eq!(cluster_ratios(&skipped), None);
+        assert_eq!(cluster_ratios(&full_run()), None);
+        // The cluster's cross-node fanout counts in the loss check too.
+        let loss = checks(&records)
+            .into_iter()
+            .find(|c| c.name == "no loss")
+            .expect("a loss check");
+        assert_eq!(loss.verdict, Verdict::Fail);
+        assert_eq!(loss.detail, "herald-cluster fanout lost 5");
     }
 }

@@ -1,13 +1,16 @@
 //! Each target's client against its real server, at a tiny scale: the
 //! floor and socketioxide relays (in-process, and as the child processes
-//! `compare` starts), Herald (an in-process broker), and NATS and Redis
-//! when installed (ignored tests: `cargo test -p herald-bench -- --ignored`
-//! after `sudo bash bench/setup.sh`). Nothing here asserts on speed.
+//! `compare` starts), Herald (an in-process broker), and NATS, Redis and
+//! the Herald cluster when redis-server is installed (ignored tests:
+//! `cargo test -p herald-bench -- --ignored` after `sudo bash
+//! bench/setup.sh`; the cluster through `compare` also needs
+//! `cargo build -p herald-broker`). Nothing here asserts on speed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
+use herald_bench::cluster::{self, measure_cross_node};
 use herald_bench::compare::{CompareOptions, compare, measure_on, report};
 use herald_bench::floor_client::FloorDriver;
 use herald_bench::server::{ServerProcess, free_local_addr};
@@ -422,4 +425,143 @@ async fn the_floor_refuses_bad_input() {
     .await;
     assert!(end.is_ok(), "the floor should close the connection");
     relay.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_runs_fanout_only_and_says_what_it_lacks() {
+    let options = CompareOptions {
+        targets: vec![Target::HeraldCluster],
+        workloads: vec![Workload::Fanout, Workload::Pairs],
+        overrides: Overrides::default(),
+        server_cpu: None,
+        progress: false,
+    };
+    let comparison = compare(&options, &programs_without_peers(), &log_dir()).await;
+    let [fanout, pairs] = comparison.records.as_slice() else {
+        panic!("two records expected: {:?}", comparison.records);
+    };
+    assert_eq!(fanout.target, "herald-cluster");
+    let reason = fanout.skipped.as_deref().expect("no redis-server here");
+    assert!(
+        reason.contains("apt-get install -y redis-server"),
+        "{reason}"
+    );
+    assert_eq!(pairs.skipped.as_deref(), Some("cross-node: fanout only"));
+    assert!(comparison.commands.is_empty(), "nothing was started");
+    let text = report(&comparison, &options, "test machine");
+    assert!(
+        text.contains("skipped herald-cluster pairs: cross-node: fanout only"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("herald-cluster ÷"),
+        "nothing to compare: {text}"
+    );
+}
+
+/// Two in-process brokers clustered over `redis`.
+async fn clustered_brokers(
+    redis: &herald_tests::cluster::RedisServer,
+) -> [herald_tests::TestBroker; 2] {
+    let mut nodes = Vec::new();
+    for id in ["a", "b"] {
+        nodes.push(
+            herald_tests::start_broker(|settings| {
+                settings.cluster.backend = "redis".parse().expect("a cluster backend");
+                settings.cluster.redis_url = redis.url();
+                settings.cluster.prefix = "bench-test".to_owned();
+                settings.cluster.node_id = id.to_owned();
+            })
+            .await,
+        );
+    }
+    let [a, b] = <[_; 2]>::try_from(nodes).expect("two nodes");
+    [a, b]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: sudo bash bench/setup.sh"]
+async fn cluster_fanout_crosses_from_node_a_to_node_b() {
+    let redis = herald_tests::cluster::RedisServer::start().await;
+    let [a, b] = clustered_brokers(&redis).await;
+    let plan = tiny(Workload::Fanout);
+    let pid = std::process::id();
+    let probe = ProcessProbe::group(cluster::PROCESS_NAMES.map(|name| (name.to_owned(), pid)))
+        .expect("our own /proc entry");
+    let record = measure_cross_node(a.addr(), b.addr(), Workload::Fanout, &plan, &probe, false)
+        .await
+        .unwrap_or_else(|e| panic!("cross-node fanout: {e}"));
+    assert_eq!(record.target, "herald-cluster");
+    assert!(record.errors.is_empty(), "{:?}", record.errors);
+    let due = flow(&plan).expected_deliveries();
+    assert_eq!(record.delivered, Some(due));
+    assert_eq!(record.loss, Some(0));
+    assert_eq!(
+        record
+            .server_cpu_secs_by_process
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["node-a", "node-b", "redis-server"]
+    );
+    // The messages crossed: emitted on A (which has no subscriber of the
+    // workload's event), delivered on B (where nothing was emitted).
+    let sent = flow(&plan).messages;
+    let on_b = b
+        .wait_for_stats("node B to count the deliveries", |s| {
+            s.events_delivered >= due
+        })
+        .await;
+    assert_eq!(on_b.events_received, 0, "nothing was emitted on B");
+    let on_a = a.stats();
+    assert!(on_a.events_received > sent, "the workload and the probes");
+    assert_eq!(on_a.events_delivered, 0, "no subscriber on A");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (sudo bash bench/setup.sh) and cargo build -p herald-broker"]
+async fn compare_runs_the_cluster_as_three_child_processes() {
+    // herald-broker next to the test's target directory (debug or release).
+    let test_exe = std::env::current_exe().expect("the test binary");
+    let broker = test_exe
+        .ancestors()
+        .map(|dir| dir.join("herald-broker"))
+        .find(|candidate| candidate.is_file())
+        .expect("herald-broker is built: cargo build -p herald-broker");
+    let programs = Programs::find(Ok(broker), bench_binary());
+    let options = CompareOptions {
+        targets: vec![Target::HeraldCluster],
+        workloads: vec![Workload::Fanout, Workload::Latency],
+        overrides: Overrides {
+            messages: Some(300),
+            subscribers: Some(5),
+            ..Overrides::default()
+        },
+        server_cpu: None,
+        progress: false,
+    };
+    let comparison = compare(&options, &programs, &log_dir()).await;
+    let [fanout, latency] = comparison.records.as_slice() else {
+        panic!("two records expected: {:?}", comparison.records);
+    };
+    assert!(
+        fanout.skipped.is_none() && fanout.errors.is_empty(),
+        "{fanout:?}"
+    );
+    assert_eq!(fanout.delivered, Some(1500), "5 subscribers x 300");
+    assert_eq!(fanout.loss, Some(0));
+    assert_eq!(fanout.server_cpu_secs_by_process.len(), 3, "{fanout:?}");
+    assert_eq!(latency.skipped.as_deref(), Some("cross-node: fanout only"));
+    let text = report(&comparison, &options, "test machine");
+    assert!(
+        text.contains("herald-cluster: redis-server --bind 127.0.0.1"),
+        "{text}"
+    );
+    assert!(text.contains("--set cluster.node_id=b"), "{text}");
+    assert!(
+        text.contains("herald-cluster ÷ herald (single node), fanout: msgs/s -"),
+        "herald was not run: {text}"
+    );
 }

@@ -108,7 +108,7 @@ pub async fn run_flow<D: Driver>(
     let flows: Vec<EventFlow> = (0..plan.publishers).map(|_| EventFlow::new()).collect();
     let delivered = Cell::new(0u64);
     let clock = Clock::new();
-    let cpu_before = probe.map(ProcessProbe::cpu).transpose()?;
+    let cpu_before = probe.map(ProcessProbe::cpu_each).transpose()?;
     // The load generator's own CPU time says whether it was the bottleneck.
     let this_process = ProcessProbe::new(std::process::id()).ok();
     let client_before = this_process.as_ref().and_then(|p| p.cpu().ok());
@@ -132,10 +132,13 @@ pub async fn run_flow<D: Driver>(
     let (publisher_tallies, subscriber_tallies) = progress
         .track(&delivered, join(publishing, receiving))
         .await;
-    let server_cpu = match (probe, cpu_before) {
-        (Some(probe), Some(before)) => Some(probe.cpu()?.since(before)),
+    let server_cpu_each = match (probe, cpu_before) {
+        (Some(probe), Some(before)) => Some(cpu_used(probe, &before)?),
         _ => None,
     };
+    let server_cpu = server_cpu_each
+        .as_ref()
+        .map(|each| each.iter().map(|(_, cpu)| *cpu).sum());
     let client_cpu = match (&this_process, client_before) {
         (Some(this_process), Some(before)) => this_process.cpu().ok().map(|now| now.since(before)),
         _ => None,
@@ -144,7 +147,25 @@ pub async fn run_flow<D: Driver>(
     let mut outcome =
         FlowOutcome::from_tallies(&publisher_tallies, &subscriber_tallies, started, server_cpu);
     outcome.client_cpu = client_cpu;
+    if let Some(each) = server_cpu_each.filter(|each| each.len() > 1) {
+        outcome.server_cpu_by_process = each;
+    }
     Ok(outcome)
+}
+
+/// The CPU time each of `probe`'s processes used since `before` (its
+/// [`ProcessProbe::cpu_each`] then), with the process's name.
+fn cpu_used(
+    probe: &ProcessProbe,
+    before: &[crate::procfs::CpuTicks],
+) -> Result<Vec<(String, Duration)>, BenchError> {
+    Ok(probe
+        .names()
+        .into_iter()
+        .zip(probe.cpu_each()?)
+        .zip(before)
+        .map(|((name, now), before)| (name.to_owned(), now.since(*before)))
+        .collect())
 }
 
 /// How many messages are due by `elapsed` at `rate` per second (the first

@@ -66,6 +66,8 @@ pub fn endpoint_url(url: &str) -> Result<String, BenchError> {
 #[derive(Debug)]
 pub struct HeraldDriver {
     url: String,
+    /// Where publishers connect, when not to `url` (another cluster node).
+    publish_url: Option<String>,
     namespace: String,
     sources: Vec<IpAddr>,
     next_source: Cell<usize>,
@@ -79,6 +81,7 @@ impl HeraldDriver {
             .map_err(|e| BenchError::invalid("--namespace", e.to_string()))?;
         Ok(HeraldDriver {
             url: endpoint_url(url)?,
+            publish_url: None,
             namespace: namespace.to_owned(),
             sources: Vec::new(),
             next_source: Cell::new(0),
@@ -92,9 +95,23 @@ impl HeraldDriver {
         self
     }
 
-    /// The endpoint URL connections go to.
+    /// Connects publishers to the broker at `url` (see [`endpoint_url`])
+    /// instead: with the subscribers on one cluster node and the
+    /// publishers on another, every message crosses the cluster.
+    pub fn with_publish_url(mut self, url: &str) -> Result<HeraldDriver, BenchError> {
+        self.publish_url = Some(endpoint_url(url)?);
+        Ok(self)
+    }
+
+    /// The endpoint URL subscribers (and, unless told otherwise,
+    /// publishers) connect to.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The endpoint URL publishers connect to.
+    pub fn publish_url(&self) -> &str {
+        self.publish_url.as_deref().unwrap_or(&self.url)
     }
 
     fn source(&self) -> Option<IpAddr> {
@@ -106,15 +123,15 @@ impl HeraldDriver {
         self.sources.get(index % self.sources.len()).copied()
     }
 
-    /// Opens a connection and completes `hello` / `welcome`.
-    async fn open(&self, read_buffer: usize) -> Result<WsStream, BenchError> {
+    /// Opens a connection to `url` and completes `hello` / `welcome`.
+    async fn open(&self, url: &str, read_buffer: usize) -> Result<WsStream, BenchError> {
         let options = WsOptions {
             subprotocol: Some(SUBPROTOCOL),
             source: self.source(),
             read_buffer,
             ..WsOptions::new(TARGET)
         };
-        let mut ws = ws::connect(&self.url, options).await?;
+        let mut ws = ws::connect(url, options).await?;
         let hello = Envelope::Hello(Hello {
             version: PROTOCOL_VERSION,
             client: Some("herald-bench".to_owned()),
@@ -132,7 +149,7 @@ impl HeraldDriver {
         topic: &str,
         read_buffer: usize,
     ) -> Result<HeraldSubscriber, BenchError> {
-        let mut ws = self.open(read_buffer).await?;
+        let mut ws = self.open(&self.url, read_buffer).await?;
         const SUB_ID: u64 = 1;
         let sub = Envelope::Subscribe(Subscription {
             id: Some(SUB_ID),
@@ -242,7 +259,7 @@ impl Driver for HeraldDriver {
     }
 
     async fn publisher(&self, topic: &str) -> Result<HeraldPublisher, BenchError> {
-        let ws = self.open(ws::BUSY_READ_BUFFER).await?;
+        let ws = self.open(self.publish_url(), ws::BUSY_READ_BUFFER).await?;
         let (sink, stream) = ws.split();
         let broker_error = Arc::new(Mutex::new(None));
         let (pongs_in, pongs) = tokio::sync::mpsc::channel(4);
@@ -505,6 +522,22 @@ mod tests {
             panic!("the frame should decode as an emit");
         };
         assert_eq!(emit.payload.len(), 300);
+    }
+
+    #[test]
+    fn publishers_may_go_to_another_node() {
+        let driver = HeraldDriver::new("ws://127.0.0.1:1", DEFAULT_NAMESPACE).expect("valid");
+        assert_eq!(driver.publish_url(), "ws://127.0.0.1:1/v1/ws");
+        let driver = driver
+            .with_publish_url("ws://127.0.0.1:2")
+            .expect("valid URL");
+        assert_eq!(driver.url(), "ws://127.0.0.1:1/v1/ws");
+        assert_eq!(driver.publish_url(), "ws://127.0.0.1:2/v1/ws");
+        let error = HeraldDriver::new("ws://127.0.0.1:1", DEFAULT_NAMESPACE)
+            .expect("valid")
+            .with_publish_url("http://127.0.0.1:2")
+            .expect_err("refused");
+        assert!(error.to_string().contains("--url"), "{error}");
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct FlowOutcome {
     pub latency: LatencyHistogram,
     /// CPU time (user + system) the server used meanwhile, when known.
     pub server_cpu: Option<Duration>,
+    /// `server_cpu` per process, when the server is several processes (a
+    /// cluster); empty otherwise.
+    pub server_cpu_by_process: Vec<(String, Duration)>,
     /// CPU time the load generator (this process) used meanwhile.
     pub client_cpu: Option<Duration>,
     /// Why publishers or subscribers stopped early, if any did.
@@ -95,6 +98,7 @@ impl FlowOutcome {
             elapsed,
             latency,
             server_cpu,
+            server_cpu_by_process: Vec::new(),
             client_cpu: None,
             errors,
         }

@@ -1,6 +1,8 @@
-//! What a server process costs, read from Linux's /proc: CPU time
+//! What a server costs, read from Linux's /proc: CPU time
 //! (`/proc/PID/stat`, user + system, all threads) and resident memory
-//! (`VmRSS` in `/proc/PID/status`); and this process's open-files limit.
+//! (`VmRSS` in `/proc/PID/status`) of its process, or summed over the
+//! processes that together make it (a cluster's nodes and their Redis); and
+//! this process's open-files limit.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +29,14 @@ impl CpuTicks {
     pub fn total(self) -> Duration {
         let ticks = self.user.saturating_add(self.system);
         Duration::from_millis(ticks.saturating_mul(1000) / CLOCK_TICKS_PER_SEC)
+    }
+
+    /// Both times of `self` and `other` added up.
+    pub fn plus(self, other: CpuTicks) -> CpuTicks {
+        CpuTicks {
+            user: self.user.saturating_add(other.user),
+            system: self.system.saturating_add(other.system),
+        }
     }
 
     /// The CPU time used between `earlier` and `self`.
@@ -116,39 +126,102 @@ fn read_parsed<T>(
     })
 }
 
-/// Reads the CPU time and memory of one (server) process.
+/// The name [`ProcessProbe::new`] gives its one process.
+pub const SERVER_PROCESS: &str = "server";
+
+/// One process a [`ProcessProbe`] reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessProbe {
+struct ProbedProcess {
+    name: String,
     pid: u32,
     stat: PathBuf,
     status: PathBuf,
 }
 
-impl ProcessProbe {
-    /// A probe of process `pid`; fails if there is no such process.
-    pub fn new(pid: u32) -> Result<ProcessProbe, BenchError> {
-        let probe = ProcessProbe {
+impl ProbedProcess {
+    fn new(name: String, pid: u32) -> Result<ProbedProcess, BenchError> {
+        let process = ProbedProcess {
+            name,
             pid,
             stat: PathBuf::from(format!("/proc/{pid}/stat")),
             status: PathBuf::from(format!("/proc/{pid}/status")),
         };
-        probe.cpu()?;
-        Ok(probe)
+        process.cpu()?;
+        Ok(process)
     }
 
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// CPU time used so far.
-    pub fn cpu(&self) -> Result<CpuTicks, BenchError> {
+    fn cpu(&self) -> Result<CpuTicks, BenchError> {
         read_parsed(&self.stat, parse_stat)
     }
 
-    /// Resident memory now, in KiB.
-    pub fn rss_kib(&self) -> Result<u64, BenchError> {
+    fn rss_kib(&self) -> Result<u64, BenchError> {
         read_parsed(&self.status, parse_vm_rss_kib)
+    }
+}
+
+/// Reads the CPU time and memory of a server: one process, or several
+/// named processes that together make it, summed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessProbe {
+    /// Never empty.
+    processes: Vec<ProbedProcess>,
+}
+
+impl ProcessProbe {
+    /// A probe of process `pid` (named [`SERVER_PROCESS`]); fails if there
+    /// is no such process.
+    pub fn new(pid: u32) -> Result<ProcessProbe, BenchError> {
+        ProcessProbe::group([(SERVER_PROCESS.to_owned(), pid)])
+    }
+
+    /// A probe of several processes, each with a name for the figures per
+    /// process; fails if there is none, or no such process.
+    pub fn group(
+        processes: impl IntoIterator<Item = (String, u32)>,
+    ) -> Result<ProcessProbe, BenchError> {
+        let processes = processes
+            .into_iter()
+            .map(|(name, pid)| ProbedProcess::new(name, pid))
+            .collect::<Result<Vec<_>, _>>()?;
+        if processes.is_empty() {
+            return Err(BenchError::invalid(
+                "server processes",
+                "a probe needs at least one process",
+            ));
+        }
+        Ok(ProcessProbe { processes })
+    }
+
+    /// The id of the (first) process.
+    pub fn pid(&self) -> u32 {
+        self.processes.first().map_or(0, |p| p.pid)
+    }
+
+    /// The processes' names, in the order they were given.
+    pub fn names(&self) -> Vec<&str> {
+        self.processes.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    /// CPU time used so far, summed over the processes.
+    pub fn cpu(&self) -> Result<CpuTicks, BenchError> {
+        Ok(self
+            .cpu_each()?
+            .into_iter()
+            .fold(CpuTicks::default(), CpuTicks::plus))
+    }
+
+    /// CPU time used so far by each process, in the order of
+    /// [`ProcessProbe::names`].
+    pub fn cpu_each(&self) -> Result<Vec<CpuTicks>, BenchError> {
+        self.processes.iter().map(ProbedProcess::cpu).collect()
+    }
+
+    /// Resident memory now, summed over the processes, in KiB.
+    pub fn rss_kib(&self) -> Result<u64, BenchError> {
+        self.processes
+            .iter()
+            .map(ProbedProcess::rss_kib)
+            .sum::<Result<u64, _>>()
     }
 }
 
@@ -222,6 +295,34 @@ mod tests {
         probe.cpu().expect("CPU times");
         assert!(open_files_limit().expect("limits") > 0);
         let missing = ProcessProbe::new(u32::MAX).expect_err("no such process");
+        assert!(missing.to_string().contains("/proc/"), "{missing}");
+        assert_eq!(probe.names(), [SERVER_PROCESS]);
+    }
+
+    #[test]
+    fn a_group_sums_its_processes() {
+        let pid = std::process::id();
+        let one = ProcessProbe::new(pid).expect("our own /proc entry");
+        let twice = ProcessProbe::group([("a".to_owned(), pid), ("b".to_owned(), pid)])
+            .expect("our own /proc entry, twice");
+        assert_eq!(twice.pid(), pid);
+        assert_eq!(twice.names(), ["a", "b"]);
+        let each = twice.cpu_each().expect("CPU times");
+        assert_eq!(each.len(), 2);
+        assert_eq!(
+            twice.cpu().expect("CPU times"),
+            each[0].plus(each[1]),
+            "the total is the sum of the parts"
+        );
+        let rss = twice.rss_kib().expect("VmRSS");
+        assert!(rss >= one.rss_kib().expect("VmRSS"), "two shares of ours");
+        let empty = ProcessProbe::group([]).expect_err("no process");
+        assert!(
+            empty.to_string().contains("at least one process"),
+            "{empty}"
+        );
+        let missing = ProcessProbe::group([("a".to_owned(), pid), ("gone".to_owned(), u32::MAX)])
+            .expect_err("one is missing");
         assert!(missing.to_string().contains("/proc/"), "{missing}");
     }
 }

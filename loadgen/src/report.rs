@@ -1,6 +1,8 @@
 //! Result records (one per target and workload), their JSON form, and the
 //! table printed for people.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::outcome::{ConnsOutcome, FlowOutcome};
@@ -11,7 +13,8 @@ use crate::outcome::{ConnsOutcome, FlowOutcome};
 /// `None` is `null` (not measured, or not meaningful for the workload).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// `herald`, `nats`, `redis`, `socketioxide` or `floor`.
+    /// `herald`, `herald-cluster`, `nats`, `redis`, `socketioxide` or
+    /// `floor`.
     pub target: String,
     /// `fanout`, `pairs`, `latency` or `conns`.
     pub workload: String,
@@ -37,6 +40,10 @@ pub struct Record {
     pub seconds: Option<f64>,
     /// Server CPU seconds (user + system) the figures are based on.
     pub server_cpu_secs: Option<f64>,
+    /// `server_cpu_secs` per process, when the server is several processes
+    /// (a cluster's nodes and their Redis); left out otherwise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub server_cpu_secs_by_process: BTreeMap<String, f64>,
     /// The load generator's CPU seconds meanwhile (near `seconds`: the
     /// load generator, not the server, set the pace).
     pub client_cpu_secs: Option<f64>,
@@ -68,6 +75,7 @@ impl Record {
             delivered: None,
             seconds: None,
             server_cpu_secs: None,
+            server_cpu_secs_by_process: BTreeMap::new(),
             client_cpu_secs: None,
             conns: None,
             open_secs: None,
@@ -89,6 +97,11 @@ impl Record {
             delivered: Some(outcome.delivered),
             seconds: Some(outcome.elapsed.as_secs_f64()),
             server_cpu_secs: outcome.server_cpu.map(|cpu| cpu.as_secs_f64()),
+            server_cpu_secs_by_process: outcome
+                .server_cpu_by_process
+                .iter()
+                .map(|(name, cpu)| (name.clone(), cpu.as_secs_f64()))
+                .collect(),
             client_cpu_secs: outcome.client_cpu.map(|cpu| cpu.as_secs_f64()),
             errors: outcome.errors.clone(),
             ..Record::empty(target, workload)
@@ -351,8 +364,19 @@ mod tests {
         }
         assert_eq!(json["kib_per_conn"], serde_json::Value::Null);
         assert!(json.get("skipped").is_none(), "only present when skipped");
+        assert!(
+            json.get("server_cpu_secs_by_process").is_none(),
+            "only present for a server of several processes"
+        );
         let back: Record = serde_json::from_value(json).expect("round trip");
         assert_eq!(back, sample());
+        let mut cluster = sample();
+        cluster.server_cpu_secs_by_process =
+            BTreeMap::from([("node-a".to_owned(), 1.5), ("redis-server".to_owned(), 0.5)]);
+        let json = serde_json::to_value(&cluster).expect("serialisable");
+        assert_eq!(json["server_cpu_secs_by_process"]["node-a"], 1.5);
+        let back: Record = serde_json::from_value(json).expect("round trip");
+        assert_eq!(back, cluster);
     }
 
     #[test]

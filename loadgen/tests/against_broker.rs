@@ -183,6 +183,55 @@ async fn a_refused_payload_is_reported_as_an_error_and_as_loss() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_go_to_the_publish_url() {
+    // Two brokers that are not clustered: subscribers on the first,
+    // publishers on the second, so nothing can arrive.
+    let subscribed = start_broker(|_| {}).await;
+    let published = start_broker(|_| {}).await;
+    let driver = driver(&subscribed)
+        .with_publish_url(&format!("ws://{}", published.addr()))
+        .expect("a valid URL");
+    let plan = flow_plan(
+        Workload::Fanout,
+        Overrides {
+            subscribers: Some(3),
+            messages: Some(20),
+            drain_timeout: Some(Duration::from_millis(300)),
+            ..Overrides::default()
+        },
+    );
+    let probe = ProcessProbe::group([
+        ("first".to_owned(), std::process::id()),
+        ("second".to_owned(), std::process::id()),
+    ])
+    .expect("our own /proc entry, twice");
+    let outcome = run_flow(&driver, &plan, Some(&probe), &Progress::hidden())
+        .await
+        .expect("the run completes");
+    assert_eq!(outcome.sent, 20);
+    assert_eq!(outcome.delivered, 0);
+    assert_eq!(outcome.loss, 60, "3 subscribers x 20 messages lost");
+    let stats = published
+        .wait_for_stats("the publishers' broker to count the emits", |s| {
+            s.events_received >= 20
+        })
+        .await;
+    assert_eq!(stats.events_received, 20);
+    assert_eq!(subscribed.stats().events_received, 0);
+    // The CPU of a group is reported in total and per process.
+    let record = Record::flow("herald", "fanout", &outcome);
+    let parts = &record.server_cpu_secs_by_process;
+    assert_eq!(
+        parts.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["first", "second"]
+    );
+    let total = record.server_cpu_secs.expect("CPU was read");
+    assert!((parts.values().sum::<f64>() - total).abs() < 1e-9);
+    subscribed.shutdown().await;
+    published.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_broker_is_a_clear_error() {
     let broker = start_broker(|settings| settings.server.max_connections = 2).await;
     let plan = flow_plan(
