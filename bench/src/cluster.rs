@@ -283,15 +283,7 @@ pub async fn run(
     .await;
     let crashed = servers.crashed();
     servers.stop().await;
-    match (result, crashed) {
-        (Ok(mut record), Some(crash)) => {
-            record.errors.push(crash);
-            Ok(record)
-        }
-        (Ok(record), None) => Ok(record),
-        (Err(error), Some(crash)) => Err(format!("{error}; {crash}")),
-        (Err(error), None) => Err(error.to_string()),
-    }
+    crate::compare::settle(result, crashed)
 }
 
 #[cfg(test)]

@@ -137,6 +137,15 @@ async fn run_one(
     .await;
     let crashed = server.crashed();
     server.stop().await;
+    settle(result, crashed)
+}
+
+/// A workload's outcome together with what the server's crash (if it
+/// crashed meanwhile) says: the record keeps the crash as an error.
+pub(crate) fn settle(
+    result: Result<Record, impl std::fmt::Display>,
+    crashed: Option<String>,
+) -> Result<Record, String> {
     match (result, crashed) {
         (Ok(mut record), Some(crash)) => {
             record.errors.push(crash);
