@@ -817,7 +817,13 @@ impl MuteSocket {
         }
         frame.extend_from_slice(&[0, 0, 0, 0]);
         frame.extend_from_slice(&payload);
-        match tokio::time::timeout(TIMEOUT, self.stream.write_all(&frame)).await {
+        self.send_bytes(&frame).await;
+    }
+
+    /// Writes `bytes` to the socket as they are (for frames that break
+    /// RFC 6455's rules on purpose).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        match tokio::time::timeout(TIMEOUT, self.stream.write_all(bytes)).await {
             Ok(Ok(())) => {}
             other => panic!("mute socket send failed: {other:?}"),
         }

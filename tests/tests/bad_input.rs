@@ -9,7 +9,7 @@ use bytes::Bytes;
 use herald_protocol::envelope::{Emit, Hello, Reply, RoomChange, Subscription, Welcome};
 use herald_protocol::{Envelope, ErrorCode, SUBPROTOCOL};
 use herald_tests::{
-    RawClient, TestBroker, connect_raw, emit, msgpack_frame, refused, start_broker,
+    MuteSocket, RawClient, TestBroker, connect_raw, emit, msgpack_frame, refused, start_broker,
     string_map_frame,
 };
 use serde::Serialize;
@@ -500,5 +500,49 @@ async fn a_long_run_of_invalid_frames_closes_the_connection() {
         (1002, "protocol_error".to_owned())
     );
     patient.assert_no_event().await;
+    broker.assert_healthy().await;
+}
+
+/// Frames that break RFC 6455's rules close the connection with
+/// `protocol_error` (1002); other connections carry on.
+#[tokio::test]
+async fn websocket_framing_violations_close_with_protocol_error() {
+    let broker = start_broker(|_| {}).await;
+    let mut bystander = broker.client().await;
+    bystander.subscribe("/", "tick", None, false).await;
+    let masked = |first: u8, payload: &[u8]| {
+        let mut frame = vec![first, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        frame
+    };
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("an unmasked binary frame", vec![0x82, 0x01, 0x90]),
+        ("a reserved bit", masked(0x82 | 0x40, &[0x90])),
+        ("a reserved opcode", masked(0x83, &[0x90])),
+        ("a fragmented ping", masked(0x09, b"hi")),
+        ("a one-byte close payload", masked(0x88, &[3])),
+        (
+            "a new message inside a fragmented one",
+            [masked(0x02, &[0x81]), masked(0x82, &[0x80])].concat(),
+        ),
+    ];
+    for (what, bytes) in &cases {
+        let mut client = MuteSocket::connect(broker.addr()).await;
+        client.send_hello().await;
+        client.send_bytes(bytes).await;
+        let frames = client.read_to_close().await;
+        let last = frames
+            .last()
+            .unwrap_or_else(|| panic!("{what}: no frame before the connection ended"));
+        assert_eq!(last.close(), (1002, "protocol_error".to_owned()), "{what}");
+    }
+    broker
+        .wait_for_stats("the protocol-error closes", |s| {
+            s.closed(herald_protocol::CloseReason::ProtocolError) == cases.len() as u64
+        })
+        .await;
+    let mut publisher = broker.client().await;
+    assert_eq!(publisher.emit_acked(emit("/", "tick", "x")).await, 1);
+    assert_eq!(bystander.expect_event().await.event, "tick");
     broker.assert_healthy().await;
 }
