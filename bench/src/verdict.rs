@@ -374,27 +374,7 @@ mod tests {
     use super::*;
 
     fn record(target: &str, workload: &str) -> Record {
-        Record {
-            target: target.to_owned(),
-            workload: workload.to_owned(),
-            msgs_per_sec: None,
-            msgs_per_server_cpu_sec: None,
-            p50_us: None,
-            p99_us: None,
-            p999_us: None,
-            kib_per_conn: None,
-            loss: None,
-            sent: None,
-            delivered: None,
-            seconds: None,
-            server_cpu_secs: None,
-            server_cpu_secs_by_process: Default::default(),
-            client_cpu_secs: None,
-            conns: None,
-            open_secs: None,
-            errors: vec![],
-            skipped: None,
-        }
+        Record::empty(target, workload)
     }
 
     fn flow(target: &str, workload: &str, rate: f64, per_cpu: f64, p50: u64) -> Record {

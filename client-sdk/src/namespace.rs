@@ -67,11 +67,8 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let handler = move |event: Event<T>| handler(event.data);
-        self.subscribe(event, None, false, move |queue, ctx| {
-            tokio::spawn(handler::run_events(queue, ctx, handler));
-        })
-        .await
+        self.events(event, None, move |event: Event<T>| handler(event.data))
+            .await
     }
 
     /// Like [`Namespace::on`], but the handler gets an [`Event`]: the
@@ -83,10 +80,7 @@ impl Namespace {
         F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.subscribe(event, None, false, move |queue, ctx| {
-            tokio::spawn(handler::run_events(queue, ctx, handler));
-        })
-        .await
+        self.events(event, None, handler).await
     }
 
     /// Like [`Namespace::on`], as a member of queue group `group`: each
@@ -103,10 +97,8 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        validate_group(group)?;
-        let handler = move |event: Event<T>| handler(event.data);
-        self.subscribe(event, Some(group), false, move |queue, ctx| {
-            tokio::spawn(handler::run_events(queue, ctx, handler));
+        self.events(event, Some(group), move |event: Event<T>| {
+            handler(event.data)
         })
         .await
     }
@@ -124,11 +116,7 @@ impl Namespace {
         F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        validate_group(group)?;
-        self.subscribe(event, Some(group), false, move |queue, ctx| {
-            tokio::spawn(handler::run_events(queue, ctx, handler));
-        })
-        .await
+        self.events(event, Some(group), handler).await
     }
 
     /// Answers requests for `event`: the broker routes each request to one
@@ -147,10 +135,7 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
     {
-        self.subscribe(event, None, true, move |queue, ctx| {
-            tokio::spawn(handler::run_requests(queue, ctx, handler));
-        })
-        .await
+        self.requests(event, None, handler).await
     }
 
     /// Like [`Namespace::on_request`], as a responder in queue group
@@ -169,8 +154,49 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
     {
-        validate_group(group)?;
-        self.subscribe(event, Some(group), true, move |queue, ctx| {
+        self.requests(event, Some(group), handler).await
+    }
+
+    /// Subscribes (in `group`, if given) with `handler` run per event.
+    async fn events<T, F, Fut>(
+        &self,
+        event: &str,
+        group: Option<&str>,
+        handler: F,
+    ) -> Result<Subscription, Error>
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        if let Some(group) = group {
+            validate_group(group)?;
+        }
+        self.subscribe(event, group, false, move |queue, ctx| {
+            tokio::spawn(handler::run_events(queue, ctx, handler));
+        })
+        .await
+    }
+
+    /// Subscribes as a responder (in `group`, if given) with `handler`
+    /// answering each request.
+    async fn requests<T, R, E, F, Fut>(
+        &self,
+        event: &str,
+        group: Option<&str>,
+        handler: F,
+    ) -> Result<Subscription, Error>
+    where
+        T: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+    {
+        if let Some(group) = group {
+            validate_group(group)?;
+        }
+        self.subscribe(event, group, true, move |queue, ctx| {
             tokio::spawn(handler::run_requests(queue, ctx, handler));
         })
         .await

@@ -60,7 +60,9 @@ pub struct Record {
 }
 
 impl Record {
-    fn empty(target: &str, workload: &str) -> Record {
+    /// A record with no figures yet: the base the other constructors (and
+    /// tests) fill in.
+    pub fn empty(target: &str, workload: &str) -> Record {
         Record {
             target: target.to_owned(),
             workload: workload.to_owned(),

@@ -476,13 +476,22 @@ impl Router {
             started: Instant::now(),
         });
         let frame = event_frame(emit, None, Some(handle));
-        if responder.offer(&frame) == Offer::Queued {
+        let sent = responder.offer(&frame) == Offer::Queued;
+        if sent {
             Stats::add(&self.stats.events_delivered, 1);
-            self.arm_timeout(handle, timeout);
-            return true;
         }
-        self.requests.cancel(handle);
-        false
+        self.settle_request(handle, timeout, sent)
+    }
+
+    /// After a request was handed on (`sent`) or not: arms its timeout, or
+    /// forgets its handle. Returns `sent`.
+    fn settle_request(&self, handle: u64, timeout: Duration, sent: bool) -> bool {
+        if sent {
+            self.arm_timeout(handle, timeout);
+        } else {
+            self.requests.cancel(handle);
+        }
+        sent
     }
 
     /// Routes a request to exactly one responder, on this node or another
@@ -563,12 +572,8 @@ impl Router {
             tmo: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             emit: WireEmit::from_emit(emit),
         };
-        if cluster.send_to(node, body) {
-            self.arm_timeout(handle, timeout);
-            return true;
-        }
-        self.requests.cancel(handle);
-        false
+        let sent = cluster.send_to(node, body);
+        self.settle_request(handle, timeout, sent)
     }
 
     /// A request from another node (`h` is its handle): to one local
