@@ -27,6 +27,9 @@ pub struct Settings {
     pub log: LogSettings,
     /// Clustering several nodes over a backplane (`[cluster]`).
     pub cluster: ClusterSettings,
+    /// Settings for conformance and test runs only (`[testing]`); off by
+    /// default, never needed in production.
+    pub testing: TestingSettings,
 }
 
 /// The `[server]` section.
@@ -54,6 +57,10 @@ pub struct ServerSettings {
     /// close connections at once.
     #[serde(with = "strict::duration")]
     pub shutdown_grace: Duration,
+    /// A WebSocket message whose first byte has arrived must be complete
+    /// within this long (`server.message_timeout`), greater than zero.
+    #[serde(with = "strict::duration")]
+    pub message_timeout: Duration,
 }
 
 /// The `[limits]` section.
@@ -90,6 +97,26 @@ pub struct DeliverySettings {
     pub queue_capacity: usize,
     /// What to do when that queue is full (`delivery.slow_consumer`).
     pub slow_consumer: SlowConsumerPolicy,
+    /// Bytes one connection's outbound queue may hold, at least 1024
+    /// (`delivery.max_queued_bytes`); crossing it applies the slow-consumer
+    /// policy, like a full queue.
+    #[serde(deserialize_with = "strict::usize")]
+    pub max_queued_bytes: usize,
+    /// A socket write that makes no progress for this long closes the
+    /// connection as a slow consumer, whatever the policy
+    /// (`delivery.write_timeout`), greater than zero.
+    #[serde(with = "strict::duration")]
+    pub write_timeout: Duration,
+}
+
+/// The `[testing]` section: endpoints for conformance suites.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestingSettings {
+    /// Path of a WebSocket echo endpoint served by the broker's own frame
+    /// reader and writer, for the Autobahn TestSuite
+    /// (`testing.echo_endpoint`); empty (the default) means none.
+    pub echo_endpoint: String,
 }
 
 /// The `[log]` section.

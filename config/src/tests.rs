@@ -113,6 +113,7 @@ fn defaults_load_validate_and_match_the_documentation() {
             heartbeat_interval: secs(15),
             heartbeat_timeout: secs(45),
             shutdown_grace: secs(10),
+            message_timeout: secs(30),
         },
         limits: LimitSettings {
             max_payload_bytes: 1_048_576,
@@ -124,6 +125,8 @@ fn defaults_load_validate_and_match_the_documentation() {
         delivery: DeliverySettings {
             queue_capacity: 4096,
             slow_consumer: SlowConsumerPolicy::Disconnect,
+            max_queued_bytes: 8 * 1024 * 1024,
+            write_timeout: secs(10),
         },
         log: LogSettings {
             level: "info".to_owned(),
@@ -138,6 +141,9 @@ fn defaults_load_validate_and_match_the_documentation() {
             node_ttl: secs(5),
             command_timeout: secs(2),
             queue_capacity: 65536,
+        },
+        testing: TestingSettings {
+            echo_endpoint: String::new(),
         },
     };
     assert_eq!(s, expected);
@@ -175,7 +181,7 @@ fn default_toml_documents_every_key() {
             );
         }
     }
-    assert_eq!(count, 23, "a key was added or removed: update this test");
+    assert_eq!(count, 27, "a key was added or removed: update this test");
 }
 
 #[test]
@@ -326,6 +332,11 @@ fn each_validation_rule_names_its_key() {
         ),
         ("limits.max_request_timeout", "0s", "greater than zero"),
         ("delivery.queue_capacity", "0", "between 1 and 1000000"),
+        ("delivery.max_queued_bytes", "10", "between 1024 and"),
+        ("delivery.write_timeout", "0s", "greater than zero"),
+        ("server.message_timeout", "0s", "greater than zero"),
+        ("testing.echo_endpoint", "echo", "absolute path"),
+        ("testing.echo_endpoint", "/v1/ws", "already serves"),
         (
             "delivery.queue_capacity",
             "1000001",

@@ -11,6 +11,14 @@ pub const MAX_PAYLOAD_BYTES_LIMIT: usize = 64 * 1024 * 1024;
 /// Largest accepted `delivery.queue_capacity`.
 pub const MAX_QUEUE_CAPACITY: usize = 1_000_000;
 
+/// Smallest accepted `delivery.max_queued_bytes`.
+const MIN_QUEUED_BYTES: usize = 1024;
+/// Largest accepted `delivery.max_queued_bytes` (4 GiB).
+const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024 * 1024;
+
+/// Paths the broker serves itself, which the echo endpoint may not take.
+const RESERVED_PATHS: &[&str] = &["/v1/ws", "/healthz", "/readyz", "/metrics"];
+
 /// Level names accepted in `log.level`.
 const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
@@ -23,6 +31,7 @@ impl Settings {
         let server = &self.server;
         at_least_one("server.max_connections", server.max_connections)?;
         non_zero("server.handshake_timeout", server.handshake_timeout)?;
+        non_zero("server.message_timeout", server.message_timeout)?;
         non_zero("server.heartbeat_interval", server.heartbeat_interval)?;
         non_zero("server.heartbeat_timeout", server.heartbeat_timeout)?;
         if server.heartbeat_timeout <= server.heartbeat_interval {
@@ -61,6 +70,16 @@ impl Settings {
             self.delivery.queue_capacity,
             MAX_QUEUE_CAPACITY,
         )?;
+        let queued = self.delivery.max_queued_bytes;
+        if !(MIN_QUEUED_BYTES..=MAX_QUEUED_BYTES).contains(&queued) {
+            return Err(ConfigError::invalid(
+                "delivery.max_queued_bytes",
+                format!("must be between {MIN_QUEUED_BYTES} and {MAX_QUEUED_BYTES}, got {queued}"),
+            ));
+        }
+        non_zero("delivery.write_timeout", self.delivery.write_timeout)?;
+        check_echo_endpoint(&self.testing.echo_endpoint)
+            .map_err(|message| ConfigError::invalid("testing.echo_endpoint", message))?;
 
         check_log_filter(&self.log.level)
             .map_err(|message| ConfigError::invalid("log.level", message))?;
@@ -149,6 +168,23 @@ fn check_redis_url(url: &str) -> Result<(), String> {
         Some("") => Err(format!("{url:?} names no host")),
         Some(_) => Ok(()),
     }
+}
+
+/// An echo endpoint path: empty (none), or an absolute path of visible
+/// ASCII that is not one of the broker's own.
+fn check_echo_endpoint(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "must be empty or an absolute path such as \"/v1/echo\", got {path:?}"
+        ));
+    }
+    if RESERVED_PATHS.contains(&path) || path.starts_with("/v1/emit") {
+        return Err(format!("{path:?} is a path the broker already serves"));
+    }
+    Ok(())
 }
 
 fn non_zero(key: &str, value: Duration) -> Result<(), ConfigError> {

@@ -126,6 +126,12 @@ string_enum! {
         MessageTooBig = "message_too_big",
         /// The transport failed (reset, I/O error).
         TransportError = "transport_error",
+        /// A text message or a close reason was not valid UTF-8 (close code
+        /// 1007).
+        InvalidUtf8 = "invalid_utf8",
+        /// A message started but did not arrive in full within the
+        /// broker's message timeout (close code 1008).
+        MessageTimeout = "message_timeout",
     }
 }
 
@@ -137,9 +143,35 @@ impl CloseReason {
             CloseReason::ShuttingDown => 1001,
             CloseReason::ProtocolError | CloseReason::HandshakeTimeout => 1002,
             CloseReason::MessageTooBig => 1009,
-            CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout => 1008,
+            CloseReason::InvalidUtf8 => 1007,
+            CloseReason::SlowConsumer
+            | CloseReason::HeartbeatTimeout
+            | CloseReason::MessageTimeout => 1008,
             CloseReason::TransportError | CloseReason::Unknown => 1011,
         }
+    }
+}
+
+impl ErrorCode {
+    /// Whether an `err` of this code answers a malformed or invalid frame
+    /// (the client's bug), as opposed to a refusal of a valid request
+    /// (`no_responders`, `timeout`, a limit, ...). Only the former count
+    /// towards the run of invalid frames that closes a connection
+    /// (PROTOCOL.md §4.5).
+    pub fn is_invalid_frame(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::BadFrame
+                | ErrorCode::TextFrame
+                | ErrorCode::UnknownType
+                | ErrorCode::InvalidEnvelope
+                | ErrorCode::HelloRequired
+                | ErrorCode::InvalidNamespace
+                | ErrorCode::InvalidEvent
+                | ErrorCode::InvalidPattern
+                | ErrorCode::InvalidRoom
+                | ErrorCode::InvalidGroup
+        )
     }
 }
 
@@ -192,5 +224,24 @@ mod tests {
     fn close_codes() {
         assert_eq!(CloseReason::ShuttingDown.ws_code(), 1001);
         assert_eq!(CloseReason::MessageTooBig.ws_code(), 1009);
+        assert_eq!(CloseReason::InvalidUtf8.ws_code(), 1007);
+        assert_eq!(CloseReason::MessageTimeout.ws_code(), 1008);
+    }
+
+    #[test]
+    fn only_malformed_frames_count_as_invalid() {
+        assert!(ErrorCode::BadFrame.is_invalid_frame());
+        assert!(ErrorCode::InvalidRoom.is_invalid_frame());
+        for answer in [
+            ErrorCode::NoResponders,
+            ErrorCode::Timeout,
+            ErrorCode::TooManyRequests,
+            ErrorCode::Dropped,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::UnknownRequest,
+            ErrorCode::TooManySubscriptions,
+        ] {
+            assert!(!answer.is_invalid_frame(), "{answer}");
+        }
     }
 }
