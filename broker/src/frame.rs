@@ -93,8 +93,8 @@ fn binary(len_hint: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Bytes {
     Bytes::from(frame).slice(start..)
 }
 
-/// The payload of a data frame built here (tests read queued frames back).
-#[cfg(test)]
+/// The payload of a data frame built here (tests and the benchmark API
+/// read queued frames back).
 pub(crate) fn payload(frame: &Bytes) -> Bytes {
     let header_len = match frame.get(1).map(|b| b & 0x7f) {
         Some(126) => 4,

@@ -48,6 +48,12 @@ pub(crate) struct SubKey {
     pub(crate) responder: bool,
 }
 
+/// What an emit holds while it fans out (see [`Router::snapshot`]).
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    _held: index::Matched,
+}
+
 /// Why a request could not be routed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RouteError {
@@ -232,6 +238,14 @@ impl Router {
     pub(crate) fn match_count(&self, namespace: &str, event: &str) -> usize {
         let matched = self.events.lookup(namespace, event);
         usize::from(matched.exact.is_some()) + matched.pattern_hits(event).len()
+    }
+
+    /// Holds the subscriber snapshots an emit of `event` would hold while
+    /// it fans out; for benchmarks of changes made meanwhile.
+    pub(crate) fn snapshot(&self, namespace: &str, event: &str) -> Snapshot {
+        Snapshot {
+            _held: self.events.lookup(namespace, event),
+        }
     }
 
     /// Requests in flight.
