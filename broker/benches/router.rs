@@ -158,6 +158,14 @@ fn requests(c: &mut Criterion) {
             })
         })
     });
+    // What the answered requests left behind (each ran to its reply).
+    if let Some(rss) = rss_bytes() {
+        println!(
+            "requests/open_reply: RSS {} MiB afterwards, {} requests in flight",
+            rss >> 20,
+            bench.pending()
+        );
+    }
     group.bench_function(BenchmarkId::new("open_timeout", OUTSTANDING), |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {

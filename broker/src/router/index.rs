@@ -6,7 +6,10 @@
 //! Entries are `Arc` snapshots: an emit clones the `Arc` out of the map and
 //! drops the map guard before offering frames, so no lock is held during
 //! fan-out. Changes use `Arc::make_mut`, which edits in place unless an
-//! emit is reading that very snapshot at the moment.
+//! emit is reading that very snapshot at the moment; then it copies the
+//! snapshot, which is cheap: the subscribers and group members are kept in
+//! copy-on-write shards ([`Members`]), so the copy takes the shard pointers
+//! and the one shard that changes, not every subscriber.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -17,13 +20,14 @@ use indexmap::IndexMap;
 
 use super::FastHash;
 use super::key::{ChannelKey, KeyPair};
+use super::shards::Members;
 use super::trie::PatternTrie;
 use crate::outbox::{ConnId, Outbox};
 
 /// One queue group on one subscription target.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Group {
-    pub(crate) members: IndexMap<ConnId, Outbox>,
+    pub(crate) members: Members,
     /// Round-robin position; shared by the copies of a snapshot so a
     /// rebuild does not restart the rotation.
     pub(crate) cursor: Arc<AtomicUsize>,
@@ -32,7 +36,7 @@ pub(crate) struct Group {
 /// Who subscribed to one target.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Subscribers {
-    pub(crate) plain: IndexMap<ConnId, Outbox>,
+    pub(crate) plain: Members,
     pub(crate) groups: IndexMap<Arc<str>, Group>,
 }
 
@@ -43,27 +47,24 @@ impl Subscribers {
 
     pub(crate) fn insert(&mut self, group: Option<&Arc<str>>, conn: &Outbox) {
         match group {
-            None => {
-                self.plain.insert(conn.id, conn.clone());
-            }
-            Some(name) => {
-                self.groups
-                    .entry(name.clone())
-                    .or_default()
-                    .members
-                    .insert(conn.id, conn.clone());
-            }
+            None => self.plain.insert(conn.id, conn.clone()),
+            Some(name) => self
+                .groups
+                .entry(name.clone())
+                .or_default()
+                .members
+                .insert(conn.id, conn.clone()),
         }
     }
 
     pub(crate) fn remove(&mut self, group: Option<&Arc<str>>, conn: ConnId) {
         match group {
             None => {
-                self.plain.swap_remove(&conn);
+                self.plain.remove(conn);
             }
             Some(name) => {
                 if let Some(g) = self.groups.get_mut(name) {
-                    g.members.swap_remove(&conn);
+                    g.members.remove(conn);
                     if g.members.is_empty() {
                         self.groups.swap_remove(name);
                     }

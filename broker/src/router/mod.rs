@@ -11,16 +11,19 @@
 //! through the `*_remote` / `*_from_node` entry points into the same local
 //! fan-out. Sessions never know which node an event came from.
 
+mod deadlines;
 mod index;
 mod key;
 mod requests;
 mod rooms;
+mod shards;
+mod timeouts;
 mod trie;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use herald_protocol::envelope::{Emit, Reply};
@@ -30,6 +33,8 @@ use indexmap::IndexMap;
 use self::index::{Group, Subscribers, SubscriptionIndex};
 use self::requests::{Pending, Requester, Requests, Responder};
 use self::rooms::Rooms;
+use self::shards::RoomSet;
+use self::timeouts::TimeoutWatcher;
 use crate::cluster::{Body, Cluster, WireEmit};
 use crate::frame;
 use crate::outbox::{ConnId, Offer, Outbox};
@@ -66,15 +71,11 @@ struct Eligible<'a> {
     /// The sending connection; none for an HTTP publish.
     from: Option<ConnId>,
     exclude_self: bool,
-    room: Option<&'a HashSet<ConnId, FastHash>>,
+    room: Option<&'a RoomSet>,
 }
 
 impl<'a> Eligible<'a> {
-    fn new(
-        from: Option<&Outbox>,
-        emit: &Emit,
-        room: Option<&'a HashSet<ConnId, FastHash>>,
-    ) -> Eligible<'a> {
+    fn new(from: Option<&Outbox>, emit: &Emit, room: Option<&'a RoomSet>) -> Eligible<'a> {
         Eligible {
             from: from.map(|o| o.id),
             exclude_self: emit.exclude_self,
@@ -83,7 +84,7 @@ impl<'a> Eligible<'a> {
     }
 
     /// For an emit from another node: only the room filters.
-    fn remote(room: Option<&'a HashSet<ConnId, FastHash>>) -> Eligible<'a> {
+    fn remote(room: Option<&'a RoomSet>) -> Eligible<'a> {
         Eligible {
             from: None,
             exclude_self: false,
@@ -92,7 +93,7 @@ impl<'a> Eligible<'a> {
     }
 
     fn allows(&self, id: ConnId) -> bool {
-        !(self.exclude_self && Some(id) == self.from) && self.room.is_none_or(|r| r.contains(&id))
+        !(self.exclude_self && Some(id) == self.from) && self.room.is_none_or(|r| r.contains(id))
     }
 }
 
@@ -103,6 +104,8 @@ pub(crate) struct Router {
     responders: SubscriptionIndex,
     rooms: Rooms,
     requests: Arc<Requests>,
+    /// Answers expired requests (one task; dropping the router stops it).
+    timeouts: TimeoutWatcher,
     request_cursor: AtomicUsize,
     stats: Arc<Stats>,
     /// The remote side, when clustered.
@@ -125,7 +128,7 @@ fn merge_groups<'a>(exact: Option<&'a Subscribers>, hits: &[&'a Subscribers]) ->
         let (members, _) = merged
             .entry(&**name)
             .or_insert_with(|| (IndexMap::new(), group));
-        members.extend(group.members.iter().map(|(id, o)| (*id, o)));
+        members.extend(group.members.iter().map(|o| (o.id, o)));
     }
     merged
 }
@@ -142,23 +145,28 @@ fn event_frame(emit: &Emit, group: Option<&str>, ack: Option<u64>) -> Bytes {
     })
 }
 
-/// Offers `frame` to one eligible member, starting at the group's cursor;
-/// a member with a full queue is skipped. When every eligible member is
-/// full, the first one gets the slow-consumer policy. True when queued.
-fn pick_one<'a>(
-    members: impl Fn(usize) -> &'a Outbox,
-    len: usize,
+/// The merged members of a queue group, each once, starting at the
+/// group's next round-robin position.
+fn rotated<'a, 'm>(
+    members: &'m IndexMap<ConnId, &'a Outbox>,
     cursor: &AtomicUsize,
+) -> impl Iterator<Item = &'a Outbox> + 'm {
+    let len = members.len();
+    let start = cursor.fetch_add(1, Relaxed);
+    (0..len).map(move |i| members[start.wrapping_add(i) % len])
+}
+
+/// Offers `frame` to one eligible member, in the order given (a rotation
+/// of the group); a member with a full queue is skipped. When every
+/// eligible member is full, the first one gets the slow-consumer policy.
+/// True when queued.
+fn pick_one<'a>(
+    members: impl Iterator<Item = &'a Outbox>,
     eligible: &Eligible<'_>,
     frame: &Bytes,
 ) -> bool {
-    if len == 0 {
-        return false;
-    }
-    let start = cursor.fetch_add(1, Relaxed);
     let mut first_full = None;
-    for i in 0..len {
-        let member = members((start + i) % len);
+    for member in members {
         if !eligible.allows(member.id) {
             continue;
         }
@@ -188,6 +196,7 @@ impl Router {
             responders: SubscriptionIndex::default(),
             rooms: Rooms::default(),
             requests: Arc::new(Requests::default()),
+            timeouts: TimeoutWatcher::default(),
             request_cursor: AtomicUsize::new(0),
             stats,
             cluster,
@@ -254,7 +263,7 @@ impl Router {
     }
 
     /// The members of the emit's room, when it names one.
-    fn room_of(&self, emit: &Emit) -> Option<Arc<HashSet<ConnId, FastHash>>> {
+    fn room_of(&self, emit: &Emit) -> Option<Arc<RoomSet>> {
         emit.room
             .as_deref()
             .map(|room| self.rooms.members(&emit.namespace, room))
@@ -315,9 +324,7 @@ impl Router {
         };
         let frame = event_frame(emit, Some(group), None);
         let taken = pick_one(
-            |i| members[i],
-            members.len(),
-            &group_state.cursor,
+            rotated(members, &group_state.cursor),
             &Eligible::remote(room.as_deref()),
             &frame,
         );
@@ -344,14 +351,14 @@ impl Router {
             // The common case: exact subscribers only, no de-duplication.
             exact
                 .into_iter()
-                .flat_map(|s| s.plain.values())
+                .flat_map(|s| s.plain.iter())
                 .for_each(send);
         } else {
             let mut seen = HashSet::with_hasher(FastHash::default());
             exact
                 .into_iter()
                 .chain(hits.iter().copied())
-                .flat_map(|s| s.plain.values())
+                .flat_map(|s| s.plain.iter())
                 .filter(|conn| seen.insert(conn.id))
                 .for_each(send);
         }
@@ -374,13 +381,8 @@ impl Router {
         if clustered.is_none() && hits.iter().all(|h| h.groups.is_empty()) {
             for (name, group) in exact.into_iter().flat_map(|s| s.groups.iter()) {
                 let frame = event_frame(emit, Some(name), None);
-                reached += u64::from(pick_one(
-                    |i| &group.members[i],
-                    group.members.len(),
-                    &group.cursor,
-                    eligible,
-                    &frame,
-                ));
+                let start = group.cursor.fetch_add(1, Relaxed);
+                reached += u64::from(pick_one(group.members.rotation(start), eligible, &frame));
             }
             return reached;
         }
@@ -390,13 +392,7 @@ impl Router {
         }
         for (name, (members, group)) in &merged {
             let frame = event_frame(emit, Some(name), None);
-            reached += u64::from(pick_one(
-                |i| members[i],
-                members.len(),
-                &group.cursor,
-                eligible,
-                &frame,
-            ));
+            reached += u64::from(pick_one(rotated(members, &group.cursor), eligible, &frame));
         }
         reached
     }
@@ -430,9 +426,7 @@ impl Router {
                 let choice = (start + i) % choices;
                 let taken = match (here, choice) {
                     (Some((members, group)), 0) => pick_one(
-                        |i| members[i],
-                        members.len(),
-                        &group.cursor,
+                        rotated(members, &group.cursor),
                         eligible,
                         &event_frame(emit, Some(name), None),
                     ),
@@ -466,8 +460,8 @@ impl Router {
         {
             let members = subs
                 .plain
-                .values()
-                .chain(subs.groups.values().flat_map(|g| g.members.values()));
+                .iter()
+                .chain(subs.groups.values().flat_map(|g| g.members.iter()));
             candidates.extend(members.filter(|o| eligible.allows(o.id)).map(|o| (o.id, o)));
         }
         candidates.into_values().cloned().collect()
@@ -483,25 +477,23 @@ impl Router {
         emit: &Emit,
         timeout: Duration,
     ) -> bool {
-        let handle = self.requests.open(Pending {
-            requester,
-            ack,
-            responder: Responder::Local(responder.id),
-            started: Instant::now(),
-        });
+        let handle = self
+            .requests
+            .open(requester, ack, Responder::Local(responder.id), timeout);
         let frame = event_frame(emit, None, Some(handle));
         let sent = responder.offer(&frame) == Offer::Queued;
         if sent {
             Stats::add(&self.stats.events_delivered, 1);
         }
-        self.settle_request(handle, timeout, sent)
+        self.settle_request(handle, sent)
     }
 
-    /// After a request was handed on (`sent`) or not: arms its timeout, or
-    /// forgets its handle. Returns `sent`.
-    fn settle_request(&self, handle: u64, timeout: Duration, sent: bool) -> bool {
+    /// After a request was handed on (`sent`) or not: makes sure its
+    /// deadline is watched (it was armed when the request was opened), or
+    /// forgets it. Returns `sent`.
+    fn settle_request(&self, handle: u64, sent: bool) -> bool {
         if sent {
-            self.arm_timeout(handle, timeout);
+            self.timeouts.ensure(&self.requests, &self.stats);
         } else {
             self.requests.cancel(handle);
         }
@@ -575,19 +567,19 @@ impl Router {
         let Some(cluster) = &self.cluster else {
             return false;
         };
-        let handle = self.requests.open(Pending {
-            requester: Requester::Local(from.clone()),
+        let handle = self.requests.open(
+            Requester::Local(from.clone()),
             ack,
-            responder: Responder::Node(node.clone()),
-            started: Instant::now(),
-        });
+            Responder::Node(node.clone()),
+            timeout,
+        );
         let body = Body::Request {
             h: handle,
             tmo: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             emit: WireEmit::from_emit(emit),
         };
         let sent = cluster.send_to(node, body);
-        self.settle_request(handle, timeout, sent)
+        self.settle_request(handle, sent)
     }
 
     /// A request from another node (`h` is its handle): to one local
@@ -615,27 +607,6 @@ impl Router {
             cluster.send_to(&origin, Body::Gone { h });
         }
         false
-    }
-
-    fn arm_timeout(&self, handle: u64, timeout: Duration) {
-        let requests = self.requests.clone();
-        let stats = self.stats.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let Some(pending) = requests.expire(handle) else {
-                return;
-            };
-            // A request from another node times out at its origin.
-            if let Requester::Local(requester) = pending.requester {
-                Stats::add(&stats.request_timeouts, 1);
-                let frame = frame::envelope(&Envelope::error(
-                    Some(pending.ack),
-                    ErrorCode::Timeout,
-                    format!("no reply within {} ms", timeout.as_millis()),
-                ));
-                requester.answer(&frame);
-            }
-        });
     }
 
     /// Tells a requester (here or on another node) that its responder is

@@ -1,11 +1,13 @@
 //! Router unit tests over real outboxes (bounded channels), no sockets.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use bytes::Bytes;
 use herald_config::SlowConsumerPolicy;
-use herald_protocol::envelope::Emit;
-use herald_protocol::{CloseReason, Envelope, Pattern, decode};
+use herald_protocol::envelope::{Emit, Reply};
+use herald_protocol::{CloseReason, Envelope, ErrorCode, Pattern, decode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -259,6 +261,251 @@ async fn request_goes_to_one_responder_and_reply_returns() {
     };
     assert_eq!(back.ack, 7);
     assert_eq!(router.pending_requests(), 0);
+}
+
+fn responder_key(event: &str) -> SubKey {
+    SubKey {
+        responder: true,
+        ..key(event, None)
+    }
+}
+
+/// The handles of the requests waiting in a responder's queue.
+fn handles(conn: &mut Conn) -> Vec<u64> {
+    std::iter::from_fn(|| conn.rx.try_recv().ok())
+        .map(|frame| match decode(&frame::payload(&frame)) {
+            Ok(Envelope::Event(event)) => event.ack.expect("a request carries a handle"),
+            other => panic!("unexpected frame {other:?}"),
+        })
+        .collect()
+}
+
+/// The answers waiting in a requester's queue: (ack, error code or none
+/// for a reply, error message).
+fn answers(conn: &mut Conn) -> Vec<(u64, Option<ErrorCode>, String)> {
+    std::iter::from_fn(|| conn.rx.try_recv().ok())
+        .map(|frame| match decode(&frame::payload(&frame)) {
+            Ok(Envelope::Reply(reply)) => (reply.ack, None, String::new()),
+            Ok(Envelope::Error(error)) => (
+                error.id.expect("an answer names its request"),
+                Some(error.code),
+                error.message,
+            ),
+            other => panic!("unexpected frame {other:?}"),
+        })
+        .collect()
+}
+
+fn reply_to(handle: u64) -> Reply {
+    Reply {
+        ack: handle,
+        ok: true,
+        payload: Bytes::from_static(b"\x02"),
+    }
+}
+
+/// A router with one responder on `rpc` and one request (ack 7) routed to
+/// it: the router, the requester, the responder and the request's handle.
+fn one_request(timeout: Duration) -> (Router, Conn, Conn, u64) {
+    let router = router();
+    let requester = conn(1, 16, SlowConsumerPolicy::Disconnect);
+    let mut responder = conn(2, 16, SlowConsumerPolicy::Disconnect);
+    router.subscribe(&responder.outbox, &responder_key("rpc"));
+    router
+        .request(&requester.outbox, &emit("rpc"), 7, timeout)
+        .expect("routed");
+    let [handle] = handles(&mut responder)[..] else {
+        panic!("one request")
+    };
+    (router, requester, responder, handle)
+}
+
+#[tokio::test]
+async fn a_reply_removes_the_requests_deadline_and_index_entry() {
+    let (router, mut requester, responder, handle) = one_request(Duration::from_secs(30));
+    assert_eq!(router.requests.armed(), 1);
+    assert_eq!(router.requests.responders(), 1);
+    router
+        .reply(responder.outbox.id, reply_to(handle))
+        .expect("answered");
+    assert_eq!(router.pending_requests(), 0);
+    assert_eq!(router.requests.armed(), 0, "nothing left to fire");
+    assert_eq!(router.requests.responders(), 0);
+    assert_eq!(answers(&mut requester), vec![(7, None, String::new())]);
+}
+
+/// The next frame queued to `conn`, which must be an error; fails after
+/// 10 s (far beyond any timeout the tests set) instead of hanging.
+async fn next_error(conn: &mut Conn) -> herald_protocol::envelope::ErrorBody {
+    let frame = tokio::time::timeout(Duration::from_secs(10), conn.rx.recv())
+        .await
+        .expect("an answer arrives")
+        .expect("the queue is open");
+    match decode(&frame::payload(&frame)) {
+        Ok(Envelope::Error(error)) => error,
+        other => panic!("not an error: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_answers_once_and_a_late_reply_is_refused() {
+    let (router, mut requester, responder, handle) = one_request(Duration::from_millis(30));
+    let error = next_error(&mut requester).await;
+    assert_eq!(
+        (error.id, error.code, error.message.as_str()),
+        (Some(7), ErrorCode::Timeout, "no reply within 30 ms")
+    );
+    assert_eq!(requester.outbox.pending_requests.load(Relaxed), 0);
+    // Nothing is left that could answer a second time.
+    assert_eq!((router.pending_requests(), router.requests.armed()), (0, 0));
+    let late = router.reply(responder.outbox.id, reply_to(handle));
+    assert_eq!(late.map_err(|e| e.code), Err(ErrorCode::UnknownRequest));
+    assert_eq!(answers(&mut requester), vec![]);
+    assert_eq!(router.stats.request_timeouts.load(Relaxed), 1);
+}
+
+#[test]
+fn a_router_built_outside_a_runtime_still_times_requests_out() {
+    let router = router();
+    let mut requester = conn(1, 16, SlowConsumerPolicy::Disconnect);
+    let responder = conn(2, 16, SlowConsumerPolicy::Disconnect);
+    router.subscribe(&responder.outbox, &responder_key("rpc"));
+    for runtime in 0..2 {
+        // A runtime per round: the second starts the timeout task anew
+        // after the first runtime (and its task) went away.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            router
+                .request(
+                    &requester.outbox,
+                    &emit("rpc"),
+                    runtime,
+                    Duration::from_millis(5),
+                )
+                .expect("routed");
+            let error = next_error(&mut requester).await;
+            assert_eq!((error.id, error.code), (Some(runtime), ErrorCode::Timeout));
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_gone_responder_fails_only_its_own_requests() {
+    let router = router();
+    let mut requester = conn(1, 64, SlowConsumerPolicy::Disconnect);
+    let mut gone = conn(2, 64, SlowConsumerPolicy::Disconnect);
+    let mut staying = conn(3, 64, SlowConsumerPolicy::Disconnect);
+    for r in [&gone, &staying] {
+        router.subscribe(&r.outbox, &responder_key("rpc"));
+    }
+    for ack in 0..20 {
+        router
+            .request(
+                &requester.outbox,
+                &emit("rpc"),
+                ack,
+                Duration::from_secs(30),
+            )
+            .expect("routed");
+    }
+    let gone_handles = handles(&mut gone);
+    let staying_handles = handles(&mut staying);
+    assert_eq!(gone_handles.len() + staying_handles.len(), 20);
+    assert!(!gone_handles.is_empty() && !staying_handles.is_empty());
+    assert_eq!(router.requests.responders(), 2);
+    router.unsubscribe(gone.outbox.id, &responder_key("rpc"));
+    router.responder_gone(gone.outbox.id);
+    let failed = answers(&mut requester);
+    assert_eq!(failed.len(), gone_handles.len());
+    assert!(
+        failed
+            .iter()
+            .all(|(_, code, _)| *code == Some(ErrorCode::NoResponders))
+    );
+    assert_eq!(router.pending_requests(), staying_handles.len());
+    assert_eq!(router.requests.armed(), staying_handles.len());
+    assert_eq!(router.requests.responders(), 1);
+    // Gone once: a second call finds nothing.
+    router.responder_gone(gone.outbox.id);
+    assert_eq!(answers(&mut requester), vec![]);
+    for handle in staying_handles {
+        router
+            .reply(staying.outbox.id, reply_to(handle))
+            .expect("still waiting");
+    }
+    assert_eq!(
+        (
+            router.pending_requests(),
+            router.requests.armed(),
+            router.requests.responders()
+        ),
+        (0, 0, 0)
+    );
+}
+
+/// Many connections on one event (so its subscribers span many shards)
+/// joining and leaving at random, some changes made while an emit holds
+/// the snapshot: every emit reaches exactly the subscribers of the moment,
+/// and its queue group exactly one of its members.
+#[test]
+fn churn_on_a_large_event_keeps_membership() {
+    const CONNS: u64 = 3_000;
+    let router = router();
+    let mut conns: Vec<Conn> = (0..CONNS)
+        .map(|i| conn(i, 8, SlowConsumerPolicy::Drop))
+        .collect();
+    let mut plain = std::collections::BTreeSet::new();
+    let mut grouped = std::collections::BTreeSet::new();
+    let sender = conn(CONNS, 1, SlowConsumerPolicy::Drop);
+    // A fixed linear congruential sequence: the same run every time.
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        state >> 33
+    };
+    let mut held = None;
+    for round in 0..30_000 {
+        let c = (next() % CONNS) as usize;
+        let (set, k) = if next() % 3 == 0 {
+            (&mut grouped, key("hot", Some("g")))
+        } else {
+            (&mut plain, key("hot", None))
+        };
+        if set.insert(c) {
+            router.subscribe(&conns[c].outbox, &k);
+        } else {
+            set.remove(&c);
+            router.unsubscribe(conns[c].outbox.id, &k);
+        }
+        match next() % 8 {
+            0 => held = Some(router.snapshot("/", "hot")),
+            1 => held = None,
+            _ => {}
+        }
+        if round % 1_000 == 999 {
+            let reached = router.emit(&sender.outbox, &emit("hot"));
+            let expected = plain.len() + usize::from(!grouped.is_empty());
+            assert_eq!(reached, expected as u64, "round {round}");
+            let mut group_takers = Vec::new();
+            for (i, conn) in conns.iter_mut().enumerate() {
+                for (_, group) in received(conn) {
+                    match group {
+                        None => assert!(plain.contains(&i), "{i} is not subscribed"),
+                        Some(_) => group_takers.push(i),
+                    }
+                }
+            }
+            assert_eq!(group_takers.len(), usize::from(!grouped.is_empty()));
+            assert!(group_takers.iter().all(|i| grouped.contains(i)));
+        }
+    }
+    drop(held);
+    assert!(plain.len() > 500, "the event stayed large: {}", plain.len());
 }
 
 /// The router against a naive model: random subscribe / unsubscribe /

@@ -212,7 +212,7 @@ mod tests {
     fn matching(trie: &PatternTrie, event: &str) -> Vec<u64> {
         let mut ids = Vec::new();
         trie.matches(event, &mut |subs| {
-            ids.extend(subs.plain.keys().map(|c| c.0))
+            ids.extend(subs.plain.iter().map(|o| o.id.0))
         });
         ids.sort_unstable();
         ids
