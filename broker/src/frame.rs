@@ -55,6 +55,12 @@ pub(crate) fn close(code: u16, reason: &str) -> Bytes {
     control(OP_CLOSE, &payload)
 }
 
+/// A close frame without a status code (the answer to a client's close
+/// that gave none).
+pub(crate) fn close_empty() -> Bytes {
+    control(OP_CLOSE, &[])
+}
+
 fn control(opcode: u8, payload: &[u8]) -> Bytes {
     let mut frame = Vec::with_capacity(2 + payload.len());
     // Callers keep payloads within 125 bytes: the length fits in 7 bits.

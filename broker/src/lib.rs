@@ -37,6 +37,11 @@
 
 #[doc(hidden)]
 pub mod bench_api;
+/// The WebSocket frame parser, for the fuzz target only; not a stable API.
+#[doc(hidden)]
+pub mod fuzz_api {
+    pub use crate::inbound::{FrameParser, Incoming, ReadError};
+}
 mod cluster;
 mod frame;
 pub mod healthcheck;

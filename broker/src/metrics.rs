@@ -106,6 +106,14 @@ const HTTP_PUBLISHES_REFUSED: Family = family(
     "herald_http_publishes_refused_total",
     "HTTP publishes refused with an error status (bad name, body, content type, size...).",
 );
+const PUBLISHER_STALLS: Family = family(
+    "herald_publisher_stalls_total",
+    "Times a publisher stopped reading until a receiver's queue drained (back-pressure).",
+);
+const STALLED_RECEIVERS: Family = family(
+    "herald_stalled_receivers_total",
+    "Receivers whose queue did not drain within a publisher's stall limit.",
+);
 const REQUESTS: Family = family("herald_requests_total", "Requests routed to a responder.");
 const REQUEST_TIMEOUTS: Family = family(
     "herald_request_timeouts_total",
@@ -260,6 +268,8 @@ impl Metrics {
             (&HTTP_PUBLISHES_REFUSED, s.http_publishes_refused),
             (&REQUESTS, s.requests),
             (&REQUEST_TIMEOUTS, s.request_timeouts),
+            (&PUBLISHER_STALLS, s.publisher_stalls),
+            (&STALLED_RECEIVERS, s.stalled_receivers),
         ];
         let cluster_counters = sample.cluster.iter().flat_map(|c| {
             [
