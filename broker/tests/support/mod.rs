@@ -141,6 +141,11 @@ impl Process {
         self.child.try_wait().expect("try_wait works")
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// What it wrote to stderr so far (for failure messages).
     pub fn stderr_so_far(&self) -> String {
         self.stderr.now()
@@ -160,6 +165,93 @@ impl Process {
             status,
             stdout: self.stdout.all().await,
             stderr: self.stderr.all().await,
+        }
+    }
+}
+
+/// A broker daemon serving on a free loopback port, started from the
+/// built-in defaults plus `env` (`HERALD__…` variables) and killed when
+/// dropped.
+pub struct Served {
+    pub process: Process,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Served {
+    /// Starts the daemon and waits (bounded) until `/healthz` answers.
+    pub async fn start(env: &[(&str, &str)]) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec![("HERALD__SERVER__LISTEN", listen.as_str())];
+        all.extend_from_slice(env);
+        let process = Process::spawn(&mut broker(&[], &all));
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let served = Served { process, addr };
+        for _ in 0..1000 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return served;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "the broker did not listen on {addr}; stderr:\n{}",
+            served.process.stderr_so_far()
+        );
+    }
+
+    /// The daemon's resident set size now, in bytes (`VmRSS`).
+    pub fn rss(&self) -> u64 {
+        let pid = self.process.pid().expect("the broker is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("/proc/PID/status is readable");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|kib| kib * 1024)
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// The value of one sample in `/metrics` (a line starting with
+    /// `series`, e.g. `herald_connections_current` or
+    /// `herald_connections_closed_total{reason="slow_consumer"}`).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let body = herald_tests::http_get(self.addr, "/metrics").await.body;
+        body.lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| line.strip_prefix(series))
+            .and_then(|rest| rest.trim().parse().ok())
+    }
+
+    /// Polls `/metrics` until `series` satisfies `check` (bounded by
+    /// [`TIMEOUT`] plus `extra`); returns the last value.
+    pub async fn wait_metric(
+        &self,
+        series: &str,
+        extra: Duration,
+        check: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = tokio::time::Instant::now() + TIMEOUT + extra;
+        loop {
+            let value = self.metric(series).await.unwrap_or(0.0);
+            if check(value) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} stayed at {value}; stderr:\n{}",
+                self.process.stderr_so_far()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
