@@ -32,8 +32,9 @@ const MAX_CONTROL_PAYLOAD: u64 = 125;
 pub(crate) enum Incoming {
     /// A binary message: one envelope.
     Binary(Bytes),
-    /// A text message (not part of the protocol; its bytes are dropped).
-    Text,
+    /// A text message, with its bytes: the Herald protocol refuses it,
+    /// the echo endpoint sends it back.
+    Text(Bytes),
     /// A ping, with its payload (to echo in the pong).
     Ping(Bytes),
     /// A pong (answers our heartbeat).
@@ -250,10 +251,11 @@ impl FrameReader {
 }
 
 fn whole(text: bool, data: BytesMut) -> Incoming {
+    let data = data.freeze();
     if text {
-        Incoming::Text
+        Incoming::Text(data)
     } else {
-        Incoming::Binary(data.freeze())
+        Incoming::Binary(data)
     }
 }
 
@@ -351,7 +353,7 @@ mod tests {
                 Incoming::Pong,
                 Incoming::Binary(Bytes::from_static(b"fragmented")),
                 Incoming::Binary(Bytes::from(big)),
-                Incoming::Text,
+                Incoming::Text(Bytes::from_static(b"text")),
                 Incoming::Close,
             ]
         );

@@ -27,6 +27,16 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// How long a non-shutdown close may take before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How a closing connection is told why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Goodbye {
+    /// A Herald `close` envelope naming the reason, then the close frame.
+    Envelope,
+    /// The close frame alone: the peer speaks plain WebSocket (the echo
+    /// endpoint), and an envelope would be a message it never sent.
+    FrameOnly,
+}
+
 /// Runs until the connection closes; returns when the socket is done.
 pub(crate) async fn run<W>(
     mut socket: W,
@@ -34,6 +44,7 @@ pub(crate) async fn run<W>(
     conn: Outbox,
     last_seen: Arc<AtomicU64>,
     shared: Arc<Shared>,
+    goodbye: Goodbye,
 ) where
     W: AsyncWrite + Unpin,
 {
@@ -78,7 +89,7 @@ pub(crate) async fn run<W>(
     }
     // Boxed: the close runs once, so its state need not make every idle
     // connection's writer task bigger.
-    Box::pin(close(socket, queue, unwritten, &conn, &shared)).await;
+    Box::pin(close(socket, queue, unwritten, &conn, &shared, goodbye)).await;
 }
 
 /// Bytes taken from the queue and not yet all written: one frame as it
@@ -163,13 +174,17 @@ fn drops_notice(conn: &Outbox) -> Option<Bytes> {
 
 /// Whether a close for `reason` first writes what is still queued. On
 /// shutdown that is the queued events; on a protocol error it is the `err`
-/// envelope that explains it (queued just before the close was asked for).
+/// envelope that explains it (queued just before the close was asked for);
+/// on the client's close it is what answered the frames it sent before its
+/// close frame (RFC 6455 lets data precede the answering close; Autobahn
+/// case 7.1.1 expects the echo of a message sent just before the close).
 /// Not for a slow consumer (its queue is what overflowed), a peer that
 /// stopped answering, or one that is gone.
 fn drains_queue(reason: CloseReason) -> bool {
     matches!(
         reason,
         CloseReason::ShuttingDown
+            | CloseReason::ClientClosed
             | CloseReason::ProtocolError
             | CloseReason::MessageTooBig
             | CloseReason::HandshakeTimeout
@@ -178,14 +193,15 @@ fn drains_queue(reason: CloseReason) -> bool {
 
 /// Sends what a close owes the client: the queued frames first when
 /// [`drains_queue`] says so (on shutdown within the grace period), then a
-/// `close` envelope and a close frame; then ends the write side. An
-/// interrupted batch is finished first.
+/// `close` envelope (unless [`Goodbye::FrameOnly`]) and a close frame;
+/// then ends the write side. An interrupted batch is finished first.
 async fn close<W>(
     mut socket: W,
     mut queue: mpsc::Receiver<Bytes>,
     mut unwritten: Unwritten,
     conn: &Outbox,
     shared: &Shared,
+    goodbye: Goodbye,
 ) where
     W: AsyncWrite + Unpin,
 {
@@ -204,10 +220,12 @@ async fn close<W>(
                 unwritten.write_to(&mut socket).await?;
             }
         }
-        if !matches!(
-            reason,
-            CloseReason::ClientClosed | CloseReason::TransportError
-        ) {
+        if goodbye == Goodbye::Envelope
+            && !matches!(
+                reason,
+                CloseReason::ClientClosed | CloseReason::TransportError
+            )
+        {
             let envelope = Envelope::Close {
                 reason,
                 message: close_message(reason, shared),

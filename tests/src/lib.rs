@@ -765,11 +765,17 @@ pub struct MuteSocket {
 impl MuteSocket {
     /// Upgrades a TCP connection to `addr` with subprotocol `herald.v1`.
     pub async fn connect(addr: SocketAddr) -> MuteSocket {
+        MuteSocket::connect_to(addr, WS_PATH).await
+    }
+
+    /// Upgrades a TCP connection to `path` on `addr` (e.g. the echo
+    /// endpoint, which ignores the `herald.v1` offer).
+    pub async fn connect_to(addr: SocketAddr, path: &str) -> MuteSocket {
         let upgrade = async {
             let mut stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
             let request = format!(
-                "GET {WS_PATH} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
                  Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"
             );
