@@ -91,7 +91,8 @@ argparse==1.4.0
 wsaccel==0.6.6
 ujson==2.0.3
 EOF
-    "$PY" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+    "$PY" -m pip install --quiet --disable-pip-version-check \
+        --no-warn-script-location \
         --target "$SITE.partial" -c "$SITE.partial/constraints.txt" \
         "autobahntestsuite==$SUITE_VERSION" \
         || die "pip could not install autobahntestsuite $SUITE_VERSION (see above)"
@@ -221,9 +222,10 @@ for agent, cases in sorted(index.items()):
         try:
             with open(os.path.join(reports, entry["reportfile"])) as f:
                 report = json.load(f)
-            detail = report.get("result", "")
-            if entry.get("behaviorClose") not in passing:
-                detail += " / close: " + report.get("resultClose", "")
+            if entry.get("behaviorClose") in passing:
+                detail = report.get("result", "")
+            else:
+                detail = report.get("resultClose", "")
         except (IOError, ValueError, KeyError):
             pass
         print("  FAILING %-8s %s (close %s, code %s): %s" % (
