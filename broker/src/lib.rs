@@ -11,6 +11,11 @@
 //!   same router path as a WebSocket emit.
 //! - `metrics`: `GET /metrics`, Prometheus text from the broker's own
 //!   recorder (never a global one), filled from [`stats`] at scrape time.
+//! - `echo`: the echo endpoint (`testing.echo_endpoint`, off by default)
+//!   that sends every message back through the same reader and writer, for
+//!   the Autobahn TestSuite.
+//! - `conn`: a connection's frame reader and writer task, opened and
+//!   finished together (shared by `session` and `echo`).
 //! - `session`: one WebSocket connection: the hello/welcome handshake, the
 //!   reader that turns envelopes into router calls, limits, clean-up.
 //! - `frame`: server-to-client WebSocket frames, built once (an event's
@@ -43,6 +48,8 @@ pub mod fuzz_api {
     pub use crate::inbound::{FrameParser, Incoming, ReadError};
 }
 mod cluster;
+mod conn;
+mod echo;
 mod frame;
 pub mod healthcheck;
 mod http;

@@ -18,17 +18,18 @@ use herald_protocol::names::{validate_event, validate_group, validate_namespace,
 use herald_protocol::{
     CloseReason, Envelope, ErrorCode, NameError, PROTOCOL_VERSION, Pattern, decode,
 };
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, warn};
 
+use crate::conn::Conn;
 use crate::frame;
 use crate::inbound::{FrameReader, Incoming, ReadError};
-use crate::outbox::{ConnShared, Outbox, QueueLimits};
+use crate::outbox::Outbox;
 use crate::router::SubKey;
 use crate::socket::Halves;
 use crate::state::Shared;
 use crate::stats::Stats;
-use crate::writer;
+use crate::writer::Goodbye;
 
 /// Invalid frames in a row after which the connection is closed.
 const MAX_INVALID_IN_A_ROW: u32 = 100;
@@ -43,44 +44,19 @@ pub(crate) async fn run(
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
 ) {
-    let Halves { read, early, write } = halves;
-    let mut reader = FrameReader::new(
-        read,
-        &early,
+    let (mut reader, conn) = Conn::open(
+        halves,
+        &shared,
         shared.max_message_bytes(),
-        shared.settings.server.message_timeout,
+        Goodbye::Envelope,
     );
-    drop(early);
-    let id = shared.next_conn_id();
-    let delivery = &shared.settings.delivery;
-    let (tx, rx) = mpsc::channel(delivery.queue_capacity);
-    let limits = QueueLimits {
-        policy: delivery.slow_consumer,
-        max_bytes: delivery.max_queued_bytes,
-    };
-    let outbox = ConnShared::with_limits(
-        id,
-        tx,
-        limits,
-        shared.shutdown.child_token(),
-        shared.stats.clone(),
-    );
-    Stats::add(&shared.stats.connections_opened, 1);
-    Stats::add(&shared.stats.connections_current, 1);
-    let last_seen = Arc::new(AtomicU64::new(shared.now_ms()));
-    let writer = shared.tasks.spawn(writer::run(
-        write,
-        rx,
-        outbox.clone(),
-        last_seen.clone(),
-        shared.clone(),
-    ));
+    let id = conn.outbox.id;
     let mut session = Session {
         shared: shared.clone(),
-        outbox: outbox.clone(),
+        outbox: conn.outbox.clone(),
         subscriptions: HashSet::new(),
         rooms: HashSet::new(),
-        last_seen,
+        last_seen: conn.last_seen.clone(),
         greeted: false,
         invalid_in_a_row: 0,
         was_responder: false,
@@ -88,10 +64,8 @@ pub(crate) async fn run(
     };
     debug!(conn = id.0, %peer, "connection opened");
     let reason = session.read_loop(&mut reader).await;
-    outbox.close_with(reason);
-    let _ = writer.await;
+    let reason = conn.finish(reason).await;
     session.clean_up();
-    let reason = outbox.close_reason();
     shared.stats.closed(reason);
     log_close(id.0, peer, reason);
 }
@@ -520,7 +494,8 @@ fn log_close(conn: u64, peer: SocketAddr, reason: CloseReason) {
     }
 }
 
-fn read_error_reason(error: &ReadError) -> CloseReason {
+/// The close reason for a read that failed (the echo endpoint's too).
+pub(crate) fn read_error_reason(error: &ReadError) -> CloseReason {
     match error {
         ReadError::TooBig { .. } => CloseReason::MessageTooBig,
         ReadError::Protocol(_) => CloseReason::ProtocolError,

@@ -33,6 +33,16 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// How long a non-shutdown close may take before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How a closing connection is told why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Goodbye {
+    /// A Herald `close` envelope naming the reason, then the close frame.
+    Envelope,
+    /// The close frame alone: the peer speaks plain WebSocket (the echo
+    /// endpoint), and an envelope would be a message it never sent.
+    FrameOnly,
+}
+
 /// Runs until the connection closes; returns when the socket is done.
 pub(crate) async fn run<W>(
     mut socket: W,
@@ -40,6 +50,7 @@ pub(crate) async fn run<W>(
     conn: Outbox,
     last_seen: Arc<AtomicU64>,
     shared: Arc<Shared>,
+    goodbye: Goodbye,
 ) where
     W: AsyncWrite + Unpin,
 {
@@ -92,7 +103,7 @@ pub(crate) async fn run<W>(
     }
     // Boxed: the close runs once, so its state need not make every idle
     // connection's writer task bigger.
-    Box::pin(close(socket, queue, unwritten, &conn, &shared)).await;
+    Box::pin(close(socket, queue, unwritten, &conn, &shared, goodbye)).await;
 }
 
 /// Bytes taken from the queue and not yet all written: one frame as it
@@ -202,7 +213,9 @@ fn drops_notice(conn: &Outbox) -> Option<Bytes> {
 /// Whether a close for `reason` first writes what is still queued. On
 /// shutdown that is the queued events; on a protocol error it is the `err`
 /// envelope that explains it (queued just before the close was asked for);
-/// on a client's close, the answers to what it sent before closing.
+/// on the client's close it is what answered the frames it sent before its
+/// close frame (RFC 6455 lets data precede the answering close; Autobahn
+/// case 7.1.1 expects the echo of a message sent just before the close).
 /// Not for a slow consumer (its queue is what overflowed), a peer that
 /// stopped answering, or one that is gone.
 fn drains_queue(reason: CloseReason) -> bool {
@@ -220,14 +233,15 @@ fn drains_queue(reason: CloseReason) -> bool {
 
 /// Sends what a close owes the client: the queued frames first when
 /// [`drains_queue`] says so (on shutdown within the grace period), then a
-/// `close` envelope and a close frame; then ends the write side. An
-/// interrupted batch is finished first.
+/// `close` envelope (unless [`Goodbye::FrameOnly`]) and a close frame;
+/// then ends the write side. An interrupted batch is finished first.
 async fn close<W>(
     mut socket: W,
     mut queue: mpsc::Receiver<Bytes>,
     mut unwritten: Unwritten,
     conn: &Outbox,
     shared: &Shared,
+    goodbye: Goodbye,
 ) where
     W: AsyncWrite + Unpin,
 {
@@ -247,10 +261,12 @@ async fn close<W>(
                 unwritten.write_to(&mut socket, timeout).await?;
             }
         }
-        if !matches!(
-            reason,
-            CloseReason::ClientClosed | CloseReason::TransportError
-        ) {
+        if goodbye == Goodbye::Envelope
+            && !matches!(
+                reason,
+                CloseReason::ClientClosed | CloseReason::TransportError
+            )
+        {
             let envelope = Envelope::Close {
                 reason,
                 message: close_message(reason, conn, shared),

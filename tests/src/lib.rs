@@ -765,17 +765,23 @@ pub struct MuteSocket {
 impl MuteSocket {
     /// Upgrades a TCP connection to `addr` with subprotocol `herald.v1`.
     pub async fn connect(addr: SocketAddr) -> MuteSocket {
-        MuteSocket::connect_with(addr, None).await
+        MuteSocket::connect_with(addr, WS_PATH, None).await
+    }
+
+    /// Upgrades a TCP connection to `path` on `addr` (e.g. the echo
+    /// endpoint, which ignores the `herald.v1` offer).
+    pub async fn connect_to(addr: SocketAddr, path: &str) -> MuteSocket {
+        MuteSocket::connect_with(addr, path, None).await
     }
 
     /// [`MuteSocket::connect`] with a receive buffer of about `bytes`
     /// (the kernel may round it), so that a broker writing to a peer that
     /// does not read finds the socket full after little data.
     pub async fn connect_with_receive_buffer(addr: SocketAddr, bytes: u32) -> MuteSocket {
-        MuteSocket::connect_with(addr, Some(bytes)).await
+        MuteSocket::connect_with(addr, WS_PATH, Some(bytes)).await
     }
 
-    async fn connect_with(addr: SocketAddr, receive_buffer: Option<u32>) -> MuteSocket {
+    async fn connect_with(addr: SocketAddr, path: &str, receive_buffer: Option<u32>) -> MuteSocket {
         let upgrade = async {
             let socket = tokio::net::TcpSocket::new_v4()?;
             if let Some(bytes) = receive_buffer {
@@ -784,7 +790,7 @@ impl MuteSocket {
             let mut stream = socket.connect(addr).await?;
             stream.set_nodelay(true)?;
             let request = format!(
-                "GET {WS_PATH} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
                  Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"
             );
@@ -823,7 +829,14 @@ impl MuteSocket {
     /// Writes `bytes` to the socket as they are (for frames that break
     /// RFC 6455's rules on purpose).
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
-        match tokio::time::timeout(TIMEOUT, self.stream.write_all(bytes)).await {
+        self.send_bytes_within(bytes, TIMEOUT).await;
+    }
+
+    /// [`MuteSocket::send_bytes`] for a large write that the broker may
+    /// take slowly (a flood held back by back-pressure), bounded by
+    /// `limit`.
+    pub async fn send_bytes_within(&mut self, bytes: &[u8], limit: Duration) {
+        match tokio::time::timeout(limit, self.stream.write_all(bytes)).await {
             Ok(Ok(())) => {}
             other => panic!("mute socket send failed: {other:?}"),
         }

@@ -157,18 +157,18 @@ fn broker_on_one_worker(
 
 /// Defect 8 ("one flooding publisher starves every writer, and fast
 /// subscribers are cut off"), scaled to a debug build: a broker on one
-/// worker thread, 50 subscribers that read as fast as they can, and one
-/// publisher whose 10,000 events (40× the queue of 256 frames) are all on
+/// worker thread, 30 subscribers that read as fast as they can, and one
+/// publisher whose 5,000 events (40× the queue of 128 frames) are all on
 /// the socket at once. Back-pressure holds the publisher instead of
 /// cutting readers off: every subscriber gets every event in order, none
 /// is closed as a slow consumer, and a subscriber that never reads, beside
 /// them, is still closed by the `disconnect` policy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_publisher_on_one_worker_loses_nothing_for_reading_subscribers() {
-    const SUBSCRIBERS: usize = 50;
-    const EVENTS: u64 = 10_000;
+    const SUBSCRIBERS: usize = 30;
+    const EVENTS: u64 = 5_000;
     let (runtime, broker) = broker_on_one_worker(|s| {
-        s.delivery.queue_capacity = 256;
+        s.delivery.queue_capacity = 128;
         s.delivery.slow_consumer = SlowConsumerPolicy::Disconnect;
     });
     let mut readers = Vec::new();
@@ -214,7 +214,7 @@ async fn a_flooding_publisher_on_one_worker_loses_nothing_for_reading_subscriber
             flood.extend(client_frame(&Envelope::Emit(bulk)));
         }
     }
-    publisher.send_bytes(&flood).await;
+    publisher.send_bytes_within(&flood, TIMEOUT * 6).await;
     for reader in readers {
         let finished = tokio::time::timeout(TIMEOUT * 6, reader).await;
         let mut client = finished
