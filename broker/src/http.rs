@@ -5,7 +5,9 @@
 //! `GET /healthz` and `GET /readyz`.
 //!
 //! Refusals are JSON `{"error":{"code":…,"message":…}}` with a 4xx/5xx
-//! status, so a client can print exactly why it was turned away.
+//! status, so a client can print exactly why it was turned away. A request
+//! with both `Content-Length` and `Transfer-Encoding` is refused with 400
+//! `bad_request` whatever its path, and its connection closed.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -59,16 +61,23 @@ fn route(method: &Method, path: &str) -> Route {
     }
 }
 
-/// Routes one HTTP request.
+/// Routes one HTTP request; one whose head carried both `Content-Length`
+/// and `Transfer-Encoding` (`framed_twice`, from `framing`) is refused
+/// before anything else.
 pub(crate) async fn handle<B>(
     req: Request<B>,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    framed_twice: bool,
 ) -> Result<Response<Body>, Infallible>
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if framed_twice {
+        debug!(%peer, "refused a request with both Content-Length and Transfer-Encoding");
+        return Ok(framed_twice_refusal());
+    }
     let response = match route(req.method(), req.uri().path()) {
         Route::Health => text(StatusCode::OK, "ok\n"),
         Route::Ready if !shared.is_ready() => {
@@ -106,6 +115,22 @@ where
     Ok(response)
 }
 
+/// 400 for a request that framed its body twice, closing the connection
+/// (RFC 9112 §6.1): which of the two lengths a proxy in front of the broker
+/// used is unknown, so nothing after it on this connection can be trusted.
+fn framed_twice_refusal() -> Response<Body> {
+    let mut response = error(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "the request has both Content-Length and Transfer-Encoding, which is ambiguous \
+         (RFC 9112 section 6.1); send one of them",
+    );
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
@@ -118,6 +143,7 @@ fn metrics_text(shared: &Shared) -> Response<Body> {
         stats: shared.stats.snapshot(),
         rooms: shared.router.room_count(),
         pending_requests: shared.router.pending_requests(),
+        connection_limit: shared.connection_limit.sessions,
         cluster: shared.cluster.as_ref().map(|c| c.sample()),
     };
     let body = shared.stats.metrics.render(&sample);
@@ -209,10 +235,7 @@ where
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "connection_limit",
-            &format!(
-                "connection limit reached (server.max_connections = {})",
-                shared.settings.server.max_connections
-            ),
+            &shared.connection_limit.refusal(),
         );
     };
     let on_upgrade = hyper::upgrade::on(&mut req);

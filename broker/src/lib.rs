@@ -11,6 +11,10 @@
 //!   same router path as a WebSocket emit.
 //! - `metrics`: `GET /metrics`, Prometheus text from the broker's own
 //!   recorder (never a global one), filled from [`stats`] at scrape time.
+//! - `fdlimit`: the connection limit that fits under the open-files limit
+//!   (raised to the hard limit at start).
+//! - `framing`: finds HTTP requests that carry both `Content-Length` and
+//!   `Transfer-Encoding` (refused with 400), in the bytes hyper reads.
 //! - `session`: one WebSocket connection: the hello/welcome handshake, the
 //!   reader that turns envelopes into router calls, limits, clean-up.
 //! - `frame`: server-to-client WebSocket frames, built once (an event's
@@ -38,7 +42,9 @@
 #[doc(hidden)]
 pub mod bench_api;
 mod cluster;
+mod fdlimit;
 mod frame;
+mod framing;
 pub mod healthcheck;
 mod http;
 mod inbound;

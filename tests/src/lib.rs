@@ -802,6 +802,12 @@ impl MuteSocket {
 
     /// Sends an envelope in a masked binary frame (mask key zero).
     pub async fn send(&mut self, envelope: &Envelope) {
+        self.send_bytes(&MuteSocket::frame(envelope)).await;
+    }
+
+    /// The bytes [`MuteSocket::send`] writes for `envelope`: one masked
+    /// binary frame (mask key zero), to build once and send many times.
+    pub fn frame(envelope: &Envelope) -> Vec<u8> {
         let payload = herald_protocol::encode(envelope);
         let mut frame = vec![0x82];
         match payload.len() {
@@ -817,7 +823,7 @@ impl MuteSocket {
         }
         frame.extend_from_slice(&[0, 0, 0, 0]);
         frame.extend_from_slice(&payload);
-        self.send_bytes(&frame).await;
+        frame
     }
 
     /// Writes `bytes` to the socket as they are (for frames that break
@@ -827,6 +833,21 @@ impl MuteSocket {
             Ok(Ok(())) => {}
             other => panic!("mute socket send failed: {other:?}"),
         }
+    }
+
+    /// Writes `bytes` unless the broker stops taking them: false when the
+    /// write failed or made no progress for `within` (the broker stopped
+    /// reading, or closed). A socket that returned false may hold half a
+    /// frame; send nothing more on it.
+    pub async fn try_send_bytes(&mut self, bytes: &[u8], within: Duration) -> bool {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match tokio::time::timeout(within, self.stream.write(rest)).await {
+                Ok(Ok(n @ 1..)) => rest = &rest[n..],
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// Sends `hello` without reading the `welcome`.
