@@ -7,7 +7,9 @@
 //! (`echo`: no subprotocol, the same connection limit).
 //!
 //! Refusals are JSON `{"error":{"code":…,"message":…}}` with a 4xx/5xx
-//! status, so a client can print exactly why it was turned away.
+//! status, so a client can print exactly why it was turned away. A request
+//! with both `Content-Length` and `Transfer-Encoding` is refused with 400
+//! `bad_request` whatever its path, and its connection closed.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -75,16 +77,23 @@ fn route(method: &Method, path: &str, echo_path: &str) -> Route {
     }
 }
 
-/// Routes one HTTP request.
+/// Routes one HTTP request; one whose head carried both `Content-Length`
+/// and `Transfer-Encoding` (`framed_twice`, from `framing`) is refused
+/// before anything else.
 pub(crate) async fn handle<B>(
     req: Request<B>,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    framed_twice: bool,
 ) -> Result<Response<Body>, Infallible>
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if framed_twice {
+        debug!(%peer, "refused a request with both Content-Length and Transfer-Encoding");
+        return Ok(framed_twice_refusal());
+    }
     let echo_path = shared.settings.testing.echo_endpoint.as_str();
     let response = match route(req.method(), req.uri().path(), echo_path) {
         Route::Health => text(StatusCode::OK, "ok\n"),
@@ -123,6 +132,22 @@ where
     Ok(response)
 }
 
+/// 400 for a request that framed its body twice, closing the connection
+/// (RFC 9112 §6.1): which of the two lengths a proxy in front of the broker
+/// used is unknown, so nothing after it on this connection can be trusted.
+fn framed_twice_refusal() -> Response<Body> {
+    let mut response = error(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "the request has both Content-Length and Transfer-Encoding, which is ambiguous \
+         (RFC 9112 section 6.1); send one of them",
+    );
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
@@ -135,6 +160,7 @@ fn metrics_text(shared: &Shared) -> Response<Body> {
         stats: shared.stats.snapshot(),
         rooms: shared.router.room_count(),
         pending_requests: shared.router.pending_requests(),
+        connection_limit: shared.connection_limit.sessions,
         cluster: shared.cluster.as_ref().map(|c| c.sample()),
     };
     let body = shared.stats.metrics.render(&sample);
@@ -233,10 +259,7 @@ where
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "connection_limit",
-            &format!(
-                "connection limit reached (server.max_connections = {})",
-                shared.settings.server.max_connections
-            ),
+            &shared.connection_limit.refusal(),
         );
     };
     let on_upgrade = hyper::upgrade::on(&mut req);

@@ -16,6 +16,10 @@
 //!   the Autobahn TestSuite.
 //! - `conn`: a connection's frame reader and writer task, opened and
 //!   finished together (shared by `session` and `echo`).
+//! - `fdlimit`: the connection limit that fits under the open-files limit
+//!   (raised to the hard limit at start).
+//! - `framing`: finds HTTP requests that carry both `Content-Length` and
+//!   `Transfer-Encoding` (refused with 400), in the bytes hyper reads.
 //! - `session`: one WebSocket connection: the hello/welcome handshake, the
 //!   reader that turns envelopes into router calls, limits, clean-up.
 //! - `frame`: server-to-client WebSocket frames, built once (an event's
@@ -50,7 +54,9 @@ pub mod fuzz_api {
 mod cluster;
 mod conn;
 mod echo;
+mod fdlimit;
 mod frame;
+mod framing;
 pub mod healthcheck;
 mod http;
 mod inbound;

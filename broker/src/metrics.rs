@@ -48,6 +48,10 @@ const fn family(name: &'static str, help: &'static str) -> Family {
 }
 
 const CONNECTIONS: Family = family("herald_connections", "WebSocket sessions open now.");
+const CONNECTION_LIMIT: Family = family(
+    "herald_connection_limit",
+    "WebSocket sessions admitted at once: server.max_connections, or less when the open-files limit is lower.",
+);
 const CONNECTIONS_OPENED: Family = family(
     "herald_connections_opened_total",
     "WebSocket sessions opened since the broker started.",
@@ -168,6 +172,8 @@ pub(crate) struct Sample {
     pub(crate) stats: StatsSnapshot,
     pub(crate) rooms: usize,
     pub(crate) pending_requests: usize,
+    /// Sessions admitted at once (the effective connection limit).
+    pub(crate) connection_limit: usize,
     /// The cluster side's numbers, when clustered.
     pub(crate) cluster: Option<ClusterSample>,
 }
@@ -231,6 +237,7 @@ impl Metrics {
         let s = &sample.stats;
         let gauges = [
             (&CONNECTIONS, s.connections_current),
+            (&CONNECTION_LIMIT, sample.connection_limit as u64),
             (&SUBSCRIPTIONS, s.subscriptions),
             (&ROOMS, sample.rooms as u64),
             (&PENDING_REQUESTS, sample.pending_requests as u64),
@@ -319,6 +326,7 @@ mod tests {
             },
             rooms: 4,
             pending_requests: 1,
+            connection_limit: 100,
             cluster: None,
         }
     }
@@ -331,6 +339,7 @@ mod tests {
             "herald_events_delivered_total 7",
             "herald_rooms 4",
             "herald_pending_requests 1",
+            "herald_connection_limit 100",
             "herald_connections_closed_total{reason=\"slow_consumer\"} 2",
             "# TYPE herald_events_delivered_total counter",
             "# TYPE herald_connections gauge",

@@ -842,6 +842,21 @@ impl MuteSocket {
         }
     }
 
+    /// Writes `bytes` unless the broker stops taking them: false when the
+    /// write failed or made no progress for `within` (the broker stopped
+    /// reading, or closed). A socket that returned false may hold half a
+    /// frame; send nothing more on it.
+    pub async fn try_send_bytes(&mut self, bytes: &[u8], within: Duration) -> bool {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match tokio::time::timeout(within, self.stream.write(rest)).await {
+                Ok(Ok(n @ 1..)) => rest = &rest[n..],
+                _ => return false,
+            }
+        }
+        true
+    }
+
     /// Sends `hello` without reading the `welcome`.
     pub async fn send_hello(&mut self) {
         self.send(&Envelope::Hello(Hello {

@@ -9,12 +9,13 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code, unreachable_pub)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
@@ -44,6 +45,46 @@ pub fn broker(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(broker_bin());
     command.env_clear().envs(env.iter().copied()).args(args);
     command
+}
+
+/// `GET path` over a plain TCP connection: the status code, or `None` when
+/// the connection failed or got no full answer within [`TIMEOUT`] (not
+/// listening yet, or not answering).
+pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        Some(response)
+    };
+    let response = tokio::time::timeout(TIMEOUT, exchange).await.ok()??;
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Polls until the daemon `process` answers `GET /healthz` on `addr` with
+/// 200 (bounded by [`TIMEOUT`]); fails if it exits first.
+pub async fn wait_serving(process: &mut Process, addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if http_status(addr, "/healthz").await == Some(200) {
+            return;
+        }
+        if let Some(status) = process.exited() {
+            panic!(
+                "the daemon exited before serving: {status}\n{}",
+                process.stderr_so_far()
+            );
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the daemon did not serve /healthz within {TIMEOUT:?}\n{}",
+            process.stderr_so_far()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A running child process, killed when dropped.
@@ -126,7 +167,7 @@ impl Process {
 
     /// Sends a signal (`TERM`, `INT`, ...) by PID with the `kill` command.
     pub async fn signal(&self, name: &str) {
-        let pid = self.child.id().expect("the process is still running");
+        let pid = self.pid();
         let status = Command::new("kill")
             .arg(format!("-{name}"))
             .arg(pid.to_string())
@@ -136,14 +177,14 @@ impl Process {
         assert!(status.success(), "kill -{name} {pid} failed");
     }
 
+    /// Its process id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the process is still running")
+    }
+
     /// The exit status if the process has ended.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("try_wait works")
-    }
-
-    /// Its process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
     }
 
     /// What it wrote to stderr so far (for failure messages).
@@ -204,7 +245,7 @@ impl Served {
 
     /// The daemon's resident set size now, in bytes (`VmRSS`).
     pub fn rss(&self) -> u64 {
-        let pid = self.process.pid().expect("the broker is running");
+        let pid = self.process.pid();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .expect("/proc/PID/status is readable");
         status
