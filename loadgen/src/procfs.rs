@@ -1,8 +1,10 @@
 //! What a server costs, read from Linux's /proc: CPU time
 //! (`/proc/PID/stat`, user + system, all threads) and resident memory
 //! (`VmRSS` in `/proc/PID/status`) of its process, or summed over the
-//! processes that together make it (a cluster's nodes and their Redis); and
-//! this process's open-files limit.
+//! processes that together make it (a cluster's nodes and their Redis);
+//! this process's open-files limit; and which local process listens on a
+//! TCP port (`/proc/net/tcp*` and the processes' `fd` links), to find a
+//! local broker from its URL.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -124,6 +126,59 @@ fn read_parsed<T>(
         path: path.to_owned(),
         detail,
     })
+}
+
+/// The TCP state `LISTEN` in `/proc/net/tcp` (a hex field).
+const TCP_LISTEN: &str = "0A";
+
+/// The socket inodes of `/proc/net/tcp` or `/proc/net/tcp6` text that
+/// listen on `port` (any local address).
+pub fn parse_listening_inodes(text: &str, port: u16) -> Vec<u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = fields.get(1)?;
+            let (_, local_port) = local.rsplit_once(':')?;
+            let listening = fields.get(3) == Some(&TCP_LISTEN);
+            let matches = u16::from_str_radix(local_port, 16).ok() == Some(port);
+            if !(listening && matches) {
+                return None;
+            }
+            fields.get(9)?.parse().ok()
+        })
+        .filter(|inode| *inode != 0)
+        .collect()
+}
+
+/// The process that listens on TCP `port` of this machine, found through
+/// `/proc/net/tcp`, `/proc/net/tcp6` and the `fd` links of the processes
+/// this user may inspect; `None` when there is none (or it belongs to
+/// another user).
+pub fn find_listener_pid(port: u16) -> Option<u32> {
+    let inodes: Vec<u64> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|text| parse_listening_inodes(&text, port))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let links: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let processes = std::fs::read_dir("/proc").ok()?;
+    processes
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            // Processes of other users are not readable: skipped.
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            fds.filter_map(Result::ok).any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| links.iter().any(|l| target.as_os_str() == l.as_str()))
+            })
+        })
 }
 
 /// The name [`ProcessProbe::new`] gives its one process.
@@ -297,6 +352,27 @@ mod tests {
         let missing = ProcessProbe::new(u32::MAX).expect_err("no such process");
         assert!(missing.to_string().contains("/proc/"), "{missing}");
         assert_eq!(probe.names(), [SERVER_PROCESS]);
+    }
+
+    #[test]
+    fn listening_sockets_are_found_by_port() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                   0: 0100007F:1CE8 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0 100 0 0 10 0\n\
+                   1: 0100007F:1CE8 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000        0 4343 1 0 20 4 30 10 -1\n\
+                   2: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 99 1 0 100 0 0 10 0\n";
+        assert_eq!(parse_listening_inodes(tcp, 7400), [4242], "LISTEN only");
+        assert_eq!(parse_listening_inodes(tcp, 22), [99]);
+        assert!(parse_listening_inodes(tcp, 80).is_empty());
+        assert!(parse_listening_inodes("garbage\nmore garbage", 7400).is_empty());
+    }
+
+    #[test]
+    fn this_process_is_found_by_its_listening_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("its address").port();
+        assert_eq!(find_listener_pid(port), Some(std::process::id()));
+        drop(listener);
+        assert_eq!(find_listener_pid(port), None, "nobody listens any more");
     }
 
     #[test]
