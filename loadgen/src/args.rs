@@ -88,19 +88,19 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DURATION", help_heading = "Soak options")]
     pub report_every: Option<humantime::Duration>,
     /// Soak: multiply every rate by FACTOR (the defaults are half of the
-    /// measured peak, so 2 is about the peak).
+    /// peak measured on a 2-CPU machine, so 2 is about that peak).
     #[arg(long, value_name = "FACTOR", help_heading = "Soak options")]
     pub load: Option<f64>,
     /// Soak: subscribers of the fanout event (default 50).
     #[arg(long, value_name = "N", help_heading = "Soak options")]
     pub fanout_subscribers: Option<usize>,
-    /// Soak: emits per second to the fanout event, 0 for none (default 1000).
+    /// Soak: emits per second to the fanout event, 0 for none (default 3000).
     #[arg(long, value_name = "MSGS_PER_SEC", help_heading = "Soak options")]
     pub fanout_rate: Option<u64>,
     /// Soak: publisher/subscriber pairs, each on its own event (default 10).
     #[arg(long, value_name = "N", help_heading = "Soak options")]
     pub pairs: Option<usize>,
-    /// Soak: messages per second of each pair, 0 for none (default 1000).
+    /// Soak: messages per second of each pair, 0 for none (default 3000).
     #[arg(long, value_name = "MSGS_PER_SEC", help_heading = "Soak options")]
     pub pairs_rate: Option<u64>,
     /// Soak: responders, which echo every request (default 2).
@@ -109,20 +109,20 @@ pub struct BenchArgs {
     /// Soak: requester connections (default 4).
     #[arg(long, value_name = "N", help_heading = "Soak options")]
     pub requesters: Option<usize>,
-    /// Soak: requests per second of each requester, 0 for none (default 250).
+    /// Soak: requests per second of each requester, 0 for none (default 750).
     #[arg(long, value_name = "PER_SEC", help_heading = "Soak options")]
     pub request_rate: Option<u64>,
     /// Soak: the broker's timeout for each request, its `tmo` (default 10s).
     #[arg(long, value_name = "DURATION", help_heading = "Soak options")]
     pub request_timeout: Option<humantime::Duration>,
     /// Soak: churn clients (connect, subscribe, receive, leave) started per
-    /// second, 0 for none (default 20).
+    /// second, 0 for none (default 60).
     #[arg(long, value_name = "PER_SEC", help_heading = "Soak options")]
     pub churn_rate: Option<u64>,
     /// Soak: events each churn client receives before it leaves (default 5).
     #[arg(long, value_name = "N", help_heading = "Soak options")]
     pub churn_events: Option<u64>,
-    /// Soak: emits per second to the churn clients' event (default 200).
+    /// Soak: emits per second to the churn clients' event (default 600).
     #[arg(long, value_name = "MSGS_PER_SEC", help_heading = "Soak options")]
     pub churn_event_rate: Option<u64>,
     /// Soak: how long to watch the broker's memory settle after the clients

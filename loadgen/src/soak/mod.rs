@@ -39,7 +39,7 @@ use crate::driver::Driver;
 use crate::flow::run_id;
 use crate::herald::HeraldDriver;
 use crate::open::open_many;
-use crate::procfs::ProcessProbe;
+use crate::procfs::{CpuTicks, ProcessProbe};
 use crate::scrape::{Metrics, scrape};
 use crate::ws::BUSY_READ_BUFFER;
 use crate::{BenchError, DEFAULT_OPEN_CONCURRENCY};
@@ -133,8 +133,13 @@ pub async fn run_soak(
         _ => Some(driver.publisher(&events.fanout).await?),
     };
     let pairs = on(plan.pairs_rate, plan.pairs);
-    let pair_subscribers =
-        open_all(pairs, &opened, |i| driver.subscriber(&events.pairs[i])).await?;
+    // Opened in any order: each keeps its pair's index.
+    let mut pair_subscribers = open_all(pairs, &opened, |i| {
+        let event = &events.pairs[i];
+        async move { Ok((i, driver.subscriber(event).await?)) }
+    })
+    .await?;
+    pair_subscribers.sort_unstable_by_key(|(i, _)| *i);
     let mut pair_publishers = Vec::with_capacity(pairs);
     for event in events.pairs.iter().take(pairs) {
         pair_publishers.push(driver.publisher(event).await?);
@@ -202,7 +207,11 @@ pub async fn run_soak(
     let pairs_load = join_all(
         pair_publishers
             .into_iter()
-            .zip(pair_subscribers)
+            .zip(
+                pair_subscribers
+                    .into_iter()
+                    .map(|(_, subscriber)| subscriber),
+            )
             .zip(&pair_streams)
             .map(|((publisher, subscriber), stream)| async move {
                 let publishing = streams::publish(
@@ -342,7 +351,9 @@ async fn report_until_done(
     out: &mut dyn Write,
 ) -> Result<Vec<IntervalReport>, BenchError> {
     let mut reports = Vec::new();
+    let this_process = ProcessProbe::new(std::process::id()).ok();
     let mut cpu_before = broker.probe.and_then(|p| p.cpu().ok());
+    let mut client_cpu_before = this_process.as_ref().and_then(|p| p.cpu().ok());
     let mut last_at = started;
     let mut last_delivered = 0;
     let end = started + plan.duration;
@@ -352,9 +363,12 @@ async fn report_until_done(
         let now = Instant::now();
         let interval = now.duration_since(last_at).as_secs_f64().max(1e-9);
         let cpu_now = broker.probe.and_then(|p| p.cpu().ok());
-        let server_cpu_percent = cpu_before
-            .zip(cpu_now)
-            .map(|(before, now)| now.since(before).as_secs_f64() * 100.0 / interval);
+        let client_cpu_now = this_process.as_ref().and_then(|p| p.cpu().ok());
+        let percent = |before: Option<CpuTicks>, now: Option<CpuTicks>| {
+            before
+                .zip(now)
+                .map(|(before, now)| now.since(before).as_secs_f64() * 100.0 / interval)
+        };
         let connections = match broker.metrics().await {
             Some(Ok(metrics)) => BrokerView::connections(&metrics),
             Some(Err(error)) => {
@@ -367,7 +381,8 @@ async fn report_until_done(
         let report = IntervalReport {
             elapsed_secs: now.duration_since(started).as_secs_f64(),
             rss_kib: broker.probe.and_then(|p| p.rss_kib().ok()),
-            server_cpu_percent,
+            server_cpu_percent: percent(cpu_before, cpu_now),
+            client_cpu_percent: percent(client_cpu_before, client_cpu_now),
             connections,
             sent: tally.sent.get(),
             delivered,
@@ -382,7 +397,8 @@ async fn report_until_done(
         writeln!(out, "{}", report::line(&report))?;
         out.flush()?;
         reports.push(report);
-        (cpu_before, last_at, last_delivered) = (cpu_now, now, delivered);
+        (cpu_before, client_cpu_before) = (cpu_now, client_cpu_now);
+        (last_at, last_delivered) = (now, delivered);
         if now >= end {
             tally.stop();
             return Ok(reports);

@@ -1,8 +1,9 @@
 //! The parameters of one soak run, their defaults and their validation.
 //!
-//! The default rates are half of the peak this mix reached on the
-//! reference machine (see BENCHMARKS.md, "Soak"): `--load 2` asks for about
-//! that peak, `--load 0.1` for a tenth of the default.
+//! The default rates are half of the peak this mix sustained on the
+//! reference machine (a shared 2-CPU box; see BENCHMARKS.md, "Soak"): about
+//! 180,000 deliveries per second of the ~360,000 it held. `--load 2` asks
+//! for about that peak, `--load 0.1` for a tenth of the default.
 
 use std::time::Duration;
 
@@ -16,27 +17,27 @@ pub const DEFAULT_REPORT_EVERY: Duration = Duration::from_secs(60);
 /// Subscribers of the fanout event.
 pub const DEFAULT_FANOUT_SUBSCRIBERS: usize = 50;
 /// Emits per second to the fanout event.
-pub const DEFAULT_FANOUT_RATE: u64 = 1_000;
+pub const DEFAULT_FANOUT_RATE: u64 = 3_000;
 /// Publisher → subscriber pairs.
 pub const DEFAULT_PAIRS: usize = 10;
 /// Messages per second of each pair.
-pub const DEFAULT_PAIRS_RATE: u64 = 1_000;
+pub const DEFAULT_PAIRS_RATE: u64 = 3_000;
 /// Responder connections.
 pub const DEFAULT_RESPONDERS: usize = 2;
 /// Requester connections.
 pub const DEFAULT_REQUESTERS: usize = 4;
 /// Requests per second of each requester.
-pub const DEFAULT_REQUEST_RATE: u64 = 250;
+pub const DEFAULT_REQUEST_RATE: u64 = 750;
 /// How long the broker may take to answer a request (its `tmo`).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests one requester keeps in flight at most.
 pub const MAX_REQUESTS_IN_FLIGHT: usize = 128;
 /// Churn clients started per second.
-pub const DEFAULT_CHURN_RATE: u64 = 20;
+pub const DEFAULT_CHURN_RATE: u64 = 60;
 /// Events each churn client receives before it leaves.
 pub const DEFAULT_CHURN_EVENTS: u64 = 5;
 /// Emits per second to the churn clients' event.
-pub const DEFAULT_CHURN_EVENT_RATE: u64 = 200;
+pub const DEFAULT_CHURN_EVENT_RATE: u64 = 600;
 /// Churn clients alive at once at most; more means the broker (or the
 /// load generator) has fallen far behind, which is reported as an error.
 pub const MAX_CHURN_ALIVE: usize = 2_000;

@@ -18,6 +18,9 @@ pub struct IntervalReport {
     pub rss_kib: Option<u64>,
     /// The broker's CPU use over the interval, % of one core.
     pub server_cpu_percent: Option<f64>,
+    /// The load generator's (this process's) CPU use over the interval, %
+    /// of one core: near 100, the generator, not the broker, is the limit.
+    pub client_cpu_percent: Option<f64>,
     /// Connections open on the broker (`herald_connections`).
     pub connections: Option<u64>,
     /// Events published so far.
@@ -43,10 +46,11 @@ pub struct IntervalReport {
 /// The header of the report lines.
 pub fn header() -> String {
     format!(
-        "{:>7}  {:>7}  {:>4}  {:>5}  {:>13}  {:>9}  {:>5}  {:>11}  {:>8}  {:>6}  {:>7}",
+        "{:>7}  {:>7}  {:>4}  {:>4}  {:>5}  {:>13}  {:>9}  {:>5}  {:>11}  {:>8}  {:>6}  {:>7}",
         "time",
         "rss MiB",
         "cpu%",
+        "gen%",
         "conns",
         "deliveries",
         "deliv/s",
@@ -61,10 +65,11 @@ pub fn header() -> String {
 /// One report line, aligned with [`header`].
 pub fn line(report: &IntervalReport) -> String {
     format!(
-        "{:>7}  {:>7}  {:>4}  {:>5}  {:>13}  {:>9}  {:>5}  {:>11}  {:>8}  {:>6}  {:>7}",
+        "{:>7}  {:>7}  {:>4}  {:>4}  {:>5}  {:>13}  {:>9}  {:>5}  {:>11}  {:>8}  {:>6}  {:>7}",
         clock_time(Duration::from_secs_f64(report.elapsed_secs)),
         opt(report.rss_kib.map(mib)),
         opt(report.server_cpu_percent.map(|p| format!("{p:.0}"))),
+        opt(report.client_cpu_percent.map(|p| format!("{p:.0}"))),
         opt(report.connections.map(|c| grouped(c as f64))),
         grouped(report.delivered as f64),
         grouped(report.delivered_per_sec),
@@ -351,6 +356,7 @@ mod tests {
             elapsed_secs: 605.0,
             rss_kib: Some(15_360),
             server_cpu_percent: Some(42.4),
+            client_cpu_percent: Some(57.0),
             connections: Some(78),
             sent: 1_000,
             delivered: 12_345_678,
@@ -364,7 +370,7 @@ mod tests {
         }
     }
 
-    pub(super) fn summary() -> SoakSummary {
+    fn summary() -> SoakSummary {
         SoakSummary {
             url: "ws://127.0.0.1:1/v1/ws".to_owned(),
             server_pid: Some(7),
@@ -404,7 +410,16 @@ mod tests {
     fn lines_line_up_with_the_header() {
         let line = line(&report());
         assert_eq!(line.chars().count(), header().chars().count(), "{line}");
-        for cell in ["10m05s", "15.0", "42", "78", "12,345,678", "20,576", "1.23"] {
+        for cell in [
+            "10m05s",
+            "15.0",
+            "42",
+            "57",
+            "78",
+            "12,345,678",
+            "20,576",
+            "1.23",
+        ] {
             assert!(line.contains(cell), "{cell} missing in {line}");
         }
         assert_eq!(clock_time(Duration::from_millis(4_200)), "4.2s");
