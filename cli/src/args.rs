@@ -106,7 +106,7 @@ pub enum Command {
     /// messages per second, latency percentiles and loss (always shown).
     /// With --server-pid of a local broker it also reports the broker's CPU
     /// and memory. See BENCHMARKS.md for the side-by-side comparison.
-    Bench(herald_loadgen::BenchArgs),
+    Bench(Box<herald_loadgen::BenchArgs>),
 }
 
 /// `herald sub`.

@@ -242,43 +242,36 @@ impl SoakSummary {
 
     /// The summary as text, ending with `PASS` or `FAIL` and the reasons.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let push = |out: &mut String, line: String| {
-            out.push_str(&line);
-            out.push('\n');
-        };
         let secs = self.duration_secs.max(f64::MIN_POSITIVE);
-        push(
-            &mut out,
+        let n = |value: u64| grouped(value as f64);
+        let ms = |us: Option<u64>| opt(us.map(|us| format!("{:.2}", us as f64 / 1000.0)));
+        let rss = |kib: Option<u64>| opt(kib.map(|k| format!("{} MiB", mib(k))));
+        let change = opt(self.rss_change_percent().map(|p| format!("{p:+.1}%")));
+        let settled = if self.settled.stable {
+            "settled"
+        } else {
+            "still moving"
+        };
+        let mut lines = vec![
             format!(
                 "soak summary: {} for {} ({})",
                 self.url,
                 clock_time(Duration::from_secs_f64(self.duration_secs)),
                 self.mix
             ),
-        );
-        push(
-            &mut out,
             format!(
                 "  events: {} sent, {} delivered ({}/s), {} lost",
-                grouped(self.sent as f64),
-                grouped(self.delivered as f64),
+                n(self.sent),
+                n(self.delivered),
                 grouped(self.delivered as f64 / secs),
-                grouped(self.lost as f64)
+                n(self.lost)
             ),
-        );
-        push(
-            &mut out,
             format!(
                 "  requests: {} sent, {} answered; churn: {} clients came and went",
-                grouped(self.requests as f64),
-                grouped(self.replies as f64),
-                grouped(self.churned as f64)
+                n(self.requests),
+                n(self.replies),
+                n(self.churned)
             ),
-        );
-        let ms = |us: Option<u64>| opt(us.map(|us| format!("{:.2}", us as f64 / 1000.0)));
-        push(
-            &mut out,
             format!(
                 "  latency ms: events p50 {} p99 {} p99.9 {}; requests p50 {} p99 {}",
                 ms(self.p50_us),
@@ -287,63 +280,50 @@ impl SoakSummary {
                 ms(self.request_p50_us),
                 ms(self.request_p99_us)
             ),
-        );
-        let rss = |kib: Option<u64>| opt(kib.map(|k| format!("{} MiB", mib(k))));
-        let change = opt(self.rss_change_percent().map(|p| format!("{p:+.1}%")));
-        push(
-            &mut out,
             format!(
                 "  broker RSS: {} at the first report, {} at the end ({change}), {} after the \
-                 clients left ({} later{})",
+                 clients left ({} later, {settled})",
                 rss(self.rss_first_kib),
                 rss(self.rss_last_kib),
                 rss(self.settled.rss_kib),
                 clock_time(Duration::from_secs_f64(self.settled.after_secs)),
-                if self.settled.stable {
-                    ", settled"
-                } else {
-                    ", still moving"
-                }
             ),
-        );
-        match &self.broker {
+        ];
+        lines.push(match &self.broker {
             Some(broker) => {
                 let closes: Vec<String> = broker
                     .closed_by_reason
                     .iter()
-                    .map(|(reason, n)| format!("{reason} {}", grouped(*n as f64)))
+                    .map(|(reason, count)| format!("{reason} {}", n(*count)))
                     .collect();
-                push(
-                    &mut out,
-                    format!(
-                        "  broker counters: closes [{}], events dropped {}, request timeouts {}, \
-                         frames refused {}",
-                        closes.join(", "),
-                        broker.events_dropped,
-                        broker.request_timeouts,
-                        broker.frames_refused
-                    ),
-                );
+                format!(
+                    "  broker counters: closes [{}], events dropped {}, request timeouts {}, \
+                     frames refused {}",
+                    closes.join(", "),
+                    broker.events_dropped,
+                    broker.request_timeouts,
+                    broker.frames_refused
+                )
             }
-            None => push(&mut out, "  broker counters: /metrics not read".to_owned()),
-        }
+            None => "  broker counters: /metrics not read".to_owned(),
+        });
         if self.server_pid.is_none() {
-            push(
-                &mut out,
+            lines.push(
                 "  (memory and CPU need the broker's --server-pid, or a broker listening on \
                  this machine)"
                     .to_owned(),
             );
         }
-        for (error, n) in &self.error_kinds {
-            push(&mut out, format!("  error x{n}: {error}"));
+        for (error, count) in &self.error_kinds {
+            lines.push(format!("  error x{count}: {error}"));
         }
-        if self.passed() {
-            push(&mut out, "PASS: no loss, no errors".to_owned());
+        lines.push(if self.passed() {
+            "PASS: no loss, no errors".to_owned()
         } else {
-            push(&mut out, format!("FAIL: {}", self.failures.join("; ")));
-        }
-        out
+            format!("FAIL: {}", self.failures.join("; "))
+        });
+        lines.push(String::new());
+        lines.join("\n")
     }
 }
 
