@@ -76,19 +76,26 @@ pub fn parse_stat(text: &str) -> Result<CpuTicks, String> {
 
 /// Parses the `VmRSS:` line of `/proc/PID/status`, in KiB.
 pub fn parse_vm_rss_kib(text: &str) -> Result<u64, String> {
+    parse_status_kib(text, "VmRSS")
+}
+
+/// Parses the `KEY:` line (a size in kB) of `/proc/PID/status`, in KiB:
+/// `VmRSS`, or its parts `RssAnon` (heap and stacks), `RssFile` (mapped
+/// files, the program's own code among them) and `RssShmem`.
+pub fn parse_status_kib(text: &str, key: &str) -> Result<u64, String> {
     let line = text
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .ok_or_else(|| "no VmRSS line (has the process exited?)".to_owned())?;
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .ok_or_else(|| format!("no {key} line (has the process exited?)"))?;
     let mut parts = line.split_whitespace();
-    let value = parts.next().ok_or("VmRSS has no value")?;
+    let value = parts.next().ok_or(format!("{key} has no value"))?;
     match parts.next() {
         Some("kB") | None => {}
-        Some(unit) => return Err(format!("VmRSS is in {unit:?}, expected kB")),
+        Some(unit) => return Err(format!("{key} is in {unit:?}, expected kB")),
     }
     value
         .parse()
-        .map_err(|_| format!("VmRSS is not a number: {value:?}"))
+        .map_err(|_| format!("{key} is not a number: {value:?}"))
 }
 
 /// Parses the soft limit of `Max open files` in `/proc/PID/limits`
@@ -212,6 +219,10 @@ impl ProbedProcess {
     fn rss_kib(&self) -> Result<u64, BenchError> {
         read_parsed(&self.status, parse_vm_rss_kib)
     }
+
+    fn anon_kib(&self) -> Result<u64, BenchError> {
+        read_parsed(&self.status, |text| parse_status_kib(text, "RssAnon"))
+    }
 }
 
 /// Reads the CPU time and memory of a server: one process, or several
@@ -278,6 +289,15 @@ impl ProcessProbe {
             .map(ProbedProcess::rss_kib)
             .sum::<Result<u64, _>>()
     }
+
+    /// The anonymous part of the resident memory (heap and stacks, not
+    /// mapped files), summed over the processes, in KiB.
+    pub fn anon_kib(&self) -> Result<u64, BenchError> {
+        self.processes
+            .iter()
+            .map(ProbedProcess::anon_kib)
+            .sum::<Result<u64, _>>()
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +350,10 @@ mod tests {
         assert_eq!(parse_vm_rss_kib(status), Ok(12345));
         assert!(parse_vm_rss_kib("Name:\tx\n").is_err());
         assert!(parse_vm_rss_kib("VmRSS:\t 12 MB\n").is_err());
+        let status = "VmRSS:\t 300 kB\nRssAnon:\t 200 kB\nRssFile:\t 100 kB\n";
+        assert_eq!(parse_status_kib(status, "RssAnon"), Ok(200));
+        assert_eq!(parse_status_kib(status, "RssFile"), Ok(100));
+        assert!(parse_status_kib(status, "Rss").is_err(), "whole keys only");
     }
 
     #[test]
@@ -347,6 +371,7 @@ mod tests {
     fn this_process_can_be_probed() {
         let probe = ProcessProbe::new(std::process::id()).expect("our own /proc entry");
         assert!(probe.rss_kib().expect("VmRSS") > 0);
+        assert!(probe.anon_kib().expect("RssAnon") <= probe.rss_kib().expect("VmRSS"));
         probe.cpu().expect("CPU times");
         assert!(open_files_limit().expect("limits") > 0);
         let missing = ProcessProbe::new(u32::MAX).expect_err("no such process");

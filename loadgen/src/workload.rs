@@ -23,9 +23,8 @@ pub enum Workload {
     Latency,
     /// Many idle subscribed connections: memory per connection, time to open.
     Conns,
-    /// A mixed load held for a long time (Herald only, `herald bench
-    /// soak`): memory, loss and errors over time. Not one of
-    /// [`Workload::ALL`], the workloads compared with Herald's peers.
+    /// A mixed load held for a long time (Herald only): broker memory,
+    /// connections, loss and errors over time.
     Soak,
 }
 

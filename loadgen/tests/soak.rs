@@ -66,6 +66,10 @@ async fn a_short_soak_runs_every_part_and_passes() {
     assert_eq!(text[header_at..].lines().count(), 1 + 3, "{text}");
     for report in &summary.reports {
         assert!(report.rss_kib.is_some() && report.server_cpu_percent.is_some());
+        assert!(
+            report.anon_kib <= report.rss_kib,
+            "RssAnon is part of VmRSS"
+        );
         let connections = report.connections.expect("read from /metrics");
         assert!(
             connections >= plan.steady_connections() as u64,

@@ -381,6 +381,7 @@ async fn report_until_done(
         let report = IntervalReport {
             elapsed_secs: now.duration_since(started).as_secs_f64(),
             rss_kib: broker.probe.and_then(|p| p.rss_kib().ok()),
+            anon_kib: broker.probe.and_then(|p| p.anon_kib().ok()),
             server_cpu_percent: percent(cpu_before, cpu_now),
             client_cpu_percent: percent(client_cpu_before, client_cpu_now),
             connections,
@@ -432,6 +433,7 @@ async fn settle(
         return Settled {
             connections,
             rss_kib: None,
+            anon_kib: None,
             after_secs: load_ended.elapsed().as_secs_f64(),
             stable: false,
         };
@@ -456,6 +458,7 @@ async fn settle(
             return Settled {
                 connections,
                 rss_kib: Some(rss),
+                anon_kib: probe.anon_kib().ok(),
                 after_secs: load_ended.elapsed().as_secs_f64(),
                 stable: true,
             };
@@ -468,6 +471,7 @@ async fn settle(
     Settled {
         connections,
         rss_kib: samples.back().map(|(_, kib)| *kib),
+        anon_kib: probe.anon_kib().ok(),
         after_secs: load_ended.elapsed().as_secs_f64(),
         stable: false,
     }

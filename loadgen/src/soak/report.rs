@@ -16,6 +16,9 @@ pub struct IntervalReport {
     pub elapsed_secs: f64,
     /// The broker's resident memory (`VmRSS`), KiB.
     pub rss_kib: Option<u64>,
+    /// Its anonymous part (`RssAnon`: heap and stacks), KiB; the rest is
+    /// mapped files, mostly the broker's own code.
+    pub anon_kib: Option<u64>,
     /// The broker's CPU use over the interval, % of one core.
     pub server_cpu_percent: Option<f64>,
     /// The load generator's (this process's) CPU use over the interval, %
@@ -46,9 +49,10 @@ pub struct IntervalReport {
 /// The header of the report lines.
 pub fn header() -> String {
     format!(
-        "{:>7}  {:>7}  {:>4}  {:>4}  {:>5}  {:>13}  {:>9}  {:>5}  {:>11}  {:>8}  {:>6}  {:>7}",
+        "{:>7}  {:>7}  {:>8}  {:>4}  {:>4}  {:>5}  {:>13}  {:>9}  {:>5}  {:>11}  {:>8}  {:>6}  {:>7}",
         "time",
         "rss MiB",
+        "anon MiB",
         "cpu%",
         "gen%",
         "conns",
@@ -65,9 +69,10 @@ pub fn header() -> String {
 /// One report line, aligned with [`header`].
 pub fn line(report: &IntervalReport) -> String {
     format!(
-        "{:>7}  {:>7}  {:>4}  {:>4}  {:>5}  {:>13}  {:>9}  {:>5}  {:>11}  {:>8}  {:>6}  {:>7}",
+        "{:>7}  {:>7}  {:>8}  {:>4}  {:>4}  {:>5}  {:>13}  {:>9}  {:>5}  {:>11}  {:>8}  {:>6}  {:>7}",
         clock_time(Duration::from_secs_f64(report.elapsed_secs)),
         opt(report.rss_kib.map(mib)),
+        opt(report.anon_kib.map(mib)),
         opt(report.server_cpu_percent.map(|p| format!("{p:.0}"))),
         opt(report.client_cpu_percent.map(|p| format!("{p:.0}"))),
         opt(report.connections.map(|c| grouped(c as f64))),
@@ -107,6 +112,8 @@ pub struct Settled {
     pub connections: Option<u64>,
     /// The last RSS sample, KiB.
     pub rss_kib: Option<u64>,
+    /// Its anonymous part (`RssAnon`), KiB.
+    pub anon_kib: Option<u64>,
     /// Seconds from the end of the load to that sample.
     pub after_secs: f64,
     /// True when RSS stopped moving (within 1% for 3 s) before the
@@ -282,10 +289,11 @@ impl SoakSummary {
             ),
             format!(
                 "  broker RSS: {} at the first report, {} at the end ({change}), {} after the \
-                 clients left ({} later, {settled})",
+                 clients left ({} of it anonymous; {} later, {settled})",
                 rss(self.rss_first_kib),
                 rss(self.rss_last_kib),
                 rss(self.settled.rss_kib),
+                rss(self.settled.anon_kib),
                 clock_time(Duration::from_secs_f64(self.settled.after_secs)),
             ),
         ];
@@ -335,6 +343,7 @@ mod tests {
         IntervalReport {
             elapsed_secs: 605.0,
             rss_kib: Some(15_360),
+            anon_kib: Some(9_216),
             server_cpu_percent: Some(42.4),
             client_cpu_percent: Some(57.0),
             connections: Some(78),
@@ -375,6 +384,7 @@ mod tests {
             settled: Settled {
                 connections: Some(0),
                 rss_kib: Some(9_000),
+                anon_kib: Some(4_000),
                 after_secs: 3.5,
                 stable: true,
             },
