@@ -171,10 +171,20 @@ impl HeraldDriver {
             ..Subscription::default()
         });
         send(&mut ws, &sub).await?;
-        match answer(&mut ws, "the subscription's ok").await? {
-            Envelope::Ok { id: SUB_ID } => Ok(ws),
-            other => Err(unexpected("ok", &other)),
-        }
+        // The broker adds the subscription, then queues its `ok`: an event
+        // published in between arrives first. Such events are skipped.
+        let waiting = async move {
+            loop {
+                match answer(&mut ws, "the subscription's ok").await? {
+                    Envelope::Ok { id: SUB_ID } => return Ok(ws),
+                    Envelope::Event(_) => {}
+                    other => return Err(unexpected("ok", &other)),
+                }
+            }
+        };
+        tokio::time::timeout(ANSWER_TIMEOUT, waiting)
+            .await
+            .map_err(|_| BenchError::timeout(ANSWER_TIMEOUT, "the subscription's ok"))?
     }
 
     /// The namespace this driver publishes in.

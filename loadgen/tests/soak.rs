@@ -197,3 +197,40 @@ async fn an_unreachable_broker_is_an_error_before_any_load() {
         .expect_err("nothing listens");
     assert!(error.is_unreachable(), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_opened_while_their_event_flows_are_confirmed() {
+    use herald_loadgen::{Driver, Publisher};
+    let broker = start_broker(|_| {}).await;
+    let driver = driver(&broker);
+    let event = "soak.test.busy";
+    let mut publisher = driver.publisher(event).await.expect("a publisher");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let payload = [0u8; 16];
+    // Events flow all the time the subscribers open (32 every millisecond,
+    // a pace the broker keeps up with), as for churn clients: now and then
+    // one arrives between a subscription and its `ok` (in a soak, about one
+    // churn client in a few thousand saw that; a client that does not skip
+    // such events fails this test in most runs).
+    let publishing = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tick.tick().await;
+            for _ in 0..32 {
+                publisher.feed(&payload).await.expect("accepted");
+            }
+            publisher.flush().await.expect("accepted");
+        }
+    };
+    let subscribing = async {
+        for _ in 0..3000 {
+            let subscriber = driver.subscriber(event).await.expect("confirmed");
+            // Dropped, not closed politely: a polite close would first read
+            // the flow of events to the end.
+            drop(subscriber);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    tokio::join!(publishing, subscribing);
+    broker.shutdown().await;
+}
