@@ -61,7 +61,7 @@ async fn bad_options_and_an_unreachable_broker_get_their_exit_codes() {
 }
 
 /// A two-second soak at small rates, every part of the mix on.
-const SMALL_SOAK: [&str; 24] = [
+const SMALL_SOAK: [&str; 26] = [
     "bench",
     "soak",
     "--duration",
@@ -85,7 +85,9 @@ const SMALL_SOAK: [&str; 24] = [
     "--churn-event-rate",
     "50",
     "--settle-timeout",
-    "3s",
+    "4s",
+    "--request-timeout",
+    "1s",
 ];
 
 #[tokio::test]

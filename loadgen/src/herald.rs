@@ -216,23 +216,47 @@ pub(crate) async fn send(ws: &mut WsStream, envelope: &Envelope) -> Result<(), B
         .map_err(|e| BenchError::target(TARGET, format!("sending {}: {e}", envelope.kind())))
 }
 
-/// The next envelope from the broker, bounded by [`ANSWER_TIMEOUT`]; an
-/// `err` or `close` envelope is returned as an error.
+/// The next envelope from the broker other than an event, bounded by
+/// [`ANSWER_TIMEOUT`]; an `err` or `close` envelope is returned as an
+/// error.
 async fn answer(ws: &mut WsStream, what: &str) -> Result<Envelope, BenchError> {
     let reading = async {
-        match next_envelope(ws).await? {
-            Some(Envelope::Error(error)) => Err(BenchError::target(
-                TARGET,
-                format!(
-                    "the broker refused (waiting for {what}): {} {}",
-                    error.code, error.message
-                ),
-            )),
-            Some(envelope) => Ok(envelope),
-            None => Err(BenchError::target(
-                TARGET,
-                format!("the connection closed while waiting for {what}"),
-            )),
+        loop {
+            let frame = match ws.next().await {
+                None | Some(Ok(Message::Close(_))) => {
+                    return Err(BenchError::target(
+                        TARGET,
+                        format!("the connection closed while waiting for {what}"),
+                    ));
+                }
+                Some(Err(error)) => {
+                    return Err(BenchError::target(
+                        TARGET,
+                        format!("connection lost while waiting for {what}: {error}"),
+                    ));
+                }
+                Some(Ok(Message::Binary(frame))) => frame,
+                Some(Ok(_)) => continue,
+            };
+            // The broker adds a subscription, then queues its `ok`: an event
+            // published in between arrives first. Such events are skipped
+            // (the fast path first: a busy event may send many).
+            if event_scan::event_payload(&frame).is_some() {
+                continue;
+            }
+            match decode_envelope(&frame)? {
+                Envelope::Error(error) => {
+                    return Err(BenchError::target(
+                        TARGET,
+                        format!(
+                            "the broker refused (waiting for {what}): {} {}",
+                            error.code, error.message
+                        ),
+                    ));
+                }
+                Envelope::Event(_) => {}
+                envelope => return Ok(envelope),
+            }
         }
     };
     tokio::time::timeout(ANSWER_TIMEOUT, reading)

@@ -26,6 +26,8 @@ fn small_plan() -> SoakPlan {
         responders: 2,
         requesters: 2,
         request_rate: 50,
+        // Memory settles no sooner than this after the load.
+        request_timeout: Duration::from_secs(2),
         churn_rate: 10,
         churn_events: 3,
         churn_event_rate: 100,
@@ -148,6 +150,8 @@ fn soak_args(extra: &[&str]) -> BenchArgs {
         "50",
         "--settle-timeout",
         "5s",
+        "--request-timeout",
+        "2s",
         "--no-progress",
     ];
     Cli::try_parse_from(base.iter().chain(extra))
@@ -196,4 +200,48 @@ async fn an_unreachable_broker_is_an_error_before_any_load() {
         .await
         .expect_err("nothing listens");
     assert!(error.is_unreachable(), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_opened_while_their_event_flows_are_confirmed() {
+    use herald_loadgen::{Driver, Publisher};
+    // Queues deep enough that a test thread held up for a moment (a busy
+    // machine, a debug build) is not closed as a slow consumer: this test
+    // is about the order of events and `ok`, not about slow readers.
+    let broker = start_broker(|settings| {
+        settings.delivery.queue_capacity = 1 << 18;
+        settings.delivery.max_queued_bytes = 256 << 20;
+    })
+    .await;
+    let driver = driver(&broker);
+    let event = "soak.test.busy";
+    let mut publisher = driver.publisher(event).await.expect("a publisher");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let payload = [0u8; 16];
+    // Events flow all the time the subscribers open (32 every millisecond,
+    // a pace the broker keeps up with), as for churn clients: now and then
+    // one arrives between a subscription and its `ok` (in a soak, about one
+    // churn client in a few thousand saw that; a client that does not skip
+    // such events fails this test in most runs).
+    let publishing = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tick.tick().await;
+            for _ in 0..32 {
+                publisher.feed(&payload).await.expect("accepted");
+            }
+            publisher.flush().await.expect("accepted");
+        }
+    };
+    let subscribing = async {
+        for _ in 0..3000 {
+            let subscriber = driver.subscriber(event).await.expect("confirmed");
+            // Dropped, not closed politely: a polite close would first read
+            // the flow of events to the end.
+            drop(subscriber);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    tokio::join!(publishing, subscribing);
+    broker.shutdown().await;
 }

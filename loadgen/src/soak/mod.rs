@@ -272,13 +272,20 @@ pub async fn run_soak(
     let load_ended = Instant::now();
 
     // 4. The broker after the clients left.
-    let settled = settle(
-        &broker,
-        baseline_connections,
-        plan.settle_timeout,
+    // The broker may keep a request's state until its timeout: memory is
+    // judged settled no sooner than that after the load.
+    let hold = if plan.request_rate > 0 {
+        plan.request_timeout
+    } else {
+        Duration::ZERO
+    };
+    let watch = SettleWatch {
+        baseline: baseline_connections,
+        timeout: plan.settle_timeout,
         load_ended,
-    )
-    .await;
+        earliest: load_ended + hold,
+    };
+    let settled = settle(&broker, watch).await;
     let after = match broker.metrics().await {
         Some(Ok(metrics)) => Some(metrics),
         Some(Err(error)) => {
@@ -407,14 +414,28 @@ async fn report_until_done(
     }
 }
 
-/// Waits for the broker's connections to fall back to `baseline`, then
-/// for its RSS to stop moving; both bounded by `timeout` from now.
-async fn settle(
-    broker: &BrokerView<'_>,
+/// How [`settle`] watches the broker after the load.
+#[derive(Debug, Clone, Copy)]
+struct SettleWatch {
+    /// Connections open before the soak, when known.
     baseline: Option<u64>,
+    /// How long the whole watch may take.
     timeout: Duration,
     load_ended: Instant,
-) -> Settled {
+    /// RSS is not called settled before this.
+    earliest: Instant,
+}
+
+/// Waits for the broker's connections to fall back to the baseline, then
+/// for its RSS to stop moving (not before `watch.earliest`); both bounded
+/// by `watch.timeout` from now.
+async fn settle(broker: &BrokerView<'_>, watch: SettleWatch) -> Settled {
+    let SettleWatch {
+        baseline,
+        timeout,
+        load_ended,
+        earliest,
+    } = watch;
     let deadline = Instant::now() + timeout;
     let mut connections = None;
     if let Some(baseline) = baseline {
@@ -454,7 +475,7 @@ async fn settle(
         let low = samples.iter().map(|(_, kib)| *kib).min().unwrap_or(rss);
         let high = samples.iter().map(|(_, kib)| *kib).max().unwrap_or(rss);
         let still = high - low <= (high / 100).max(SETTLE_SLACK_KIB);
-        if span + SETTLE_POLL > SETTLE_WINDOW && still {
+        if span + SETTLE_POLL > SETTLE_WINDOW && still && now >= earliest {
             return Settled {
                 connections,
                 rss_kib: Some(rss),

@@ -44,7 +44,8 @@ pub const MAX_CHURN_ALIVE: usize = 2_000;
 /// How long receipts, replies and a publisher's window are waited for
 /// (also at the end) unless told otherwise.
 pub const DEFAULT_SOAK_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the broker's memory is watched after the clients left.
+/// How long the broker's memory is watched after the clients left (it is
+/// called settled no sooner than the request timeout after the load).
 pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The smallest soak payload: the send time (8 bytes) and a sequence
 /// number (8 bytes).
