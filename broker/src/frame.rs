@@ -15,6 +15,7 @@ use herald_protocol::{Envelope, EventRef, encode_event_into, encode_into, event_
 const MAX_HEADER: usize = 10;
 /// FIN bit: every frame we send is a whole message.
 const FIN: u8 = 0x80;
+const OP_TEXT: u8 = 0x1;
 const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
@@ -24,12 +25,27 @@ const MAX_CONTROL_PAYLOAD: usize = 125;
 
 /// A binary frame holding one encoded envelope.
 pub(crate) fn envelope(envelope: &Envelope) -> Bytes {
-    binary(64, |out| encode_into(envelope, out))
+    data(OP_BINARY, 64, |out| encode_into(envelope, out))
 }
 
 /// A binary frame holding one `event` envelope.
 pub(crate) fn event(event: &EventRef<'_>) -> Bytes {
-    binary(event_len_hint(event), |out| encode_event_into(event, out))
+    data(OP_BINARY, event_len_hint(event), |out| {
+        encode_event_into(event, out)
+    })
+}
+
+/// A text frame carrying `payload`, which the caller has as valid UTF-8
+/// (the echo endpoint sends back a text message it read).
+pub(crate) fn text(payload: &[u8]) -> Bytes {
+    data(OP_TEXT, payload.len(), |out| out.extend_from_slice(payload))
+}
+
+/// A binary frame carrying `payload` as it is (the echo endpoint).
+pub(crate) fn binary(payload: &[u8]) -> Bytes {
+    data(OP_BINARY, payload.len(), |out| {
+        out.extend_from_slice(payload)
+    })
 }
 
 /// A ping frame with an empty payload (the heartbeat).
@@ -55,6 +71,12 @@ pub(crate) fn close(code: u16, reason: &str) -> Bytes {
     control(OP_CLOSE, &payload)
 }
 
+/// A close frame without a status code (the answer to a client's close
+/// that gave none).
+pub(crate) fn close_empty() -> Bytes {
+    control(OP_CLOSE, &[])
+}
+
 fn control(opcode: u8, payload: &[u8]) -> Bytes {
     let mut frame = Vec::with_capacity(2 + payload.len());
     // Callers keep payloads within 125 bytes: the length fits in 7 bits.
@@ -63,15 +85,16 @@ fn control(opcode: u8, payload: &[u8]) -> Bytes {
     Bytes::from(frame)
 }
 
-/// Encodes a payload with `fill` after room for the header, then writes
-/// the header right in front of it.
-fn binary(len_hint: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+/// A whole data frame of `opcode`: the payload is encoded with `fill`
+/// after room for the header, then the header is written right in front
+/// of it.
+fn data(opcode: u8, len_hint: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Bytes {
     let mut frame = Vec::with_capacity(MAX_HEADER + len_hint);
     frame.resize(MAX_HEADER, 0);
     fill(&mut frame);
     let len = frame.len() - MAX_HEADER;
     let mut header = [0u8; MAX_HEADER];
-    header[0] = FIN | OP_BINARY;
+    header[0] = FIN | opcode;
     let header_len = match len {
         0..=125 => {
             header[1] = len as u8;
@@ -136,6 +159,29 @@ mod tests {
                 assert_eq!(decode(payload).expect("valid envelope"), error);
             }
             other => panic!("expected one binary message, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn echo_frames_keep_their_kind_and_bytes() {
+        let long = vec![9u8; 70_000];
+        let mut bytes = text("héllo".as_bytes()).to_vec();
+        bytes.extend_from_slice(&binary(&[0, 0xff]));
+        bytes.extend_from_slice(&binary(&long));
+        bytes.extend_from_slice(&text(b""));
+        match read_as_client(&bytes).as_slice() {
+            [
+                Message::Text(hello),
+                Message::Binary(short),
+                Message::Binary(long_back),
+                Message::Text(empty),
+            ] => {
+                assert_eq!(hello.as_str(), "héllo");
+                assert_eq!(&short[..], &[0, 0xff]);
+                assert_eq!(&long_back[..], &long[..]);
+                assert!(empty.is_empty());
+            }
+            other => panic!("expected text, binary, binary, text; got {other:?}"),
         }
     }
 

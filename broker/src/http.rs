@@ -2,10 +2,14 @@
 //! `/v1/ws` (subprotocol `herald.v1` required, connection limit, refused
 //! while shutting down), the HTTP publish API `POST /v1/emit/{event}`
 //! (`publish`), Prometheus metrics at `GET /metrics` (`metrics`),
-//! `GET /healthz` and `GET /readyz`.
+//! `GET /healthz` and `GET /readyz`; and, only when
+//! `testing.echo_endpoint` names a path, the echo endpoint's upgrade
+//! (`echo`: no subprotocol, the same connection limit).
 //!
 //! Refusals are JSON `{"error":{"code":…,"message":…}}` with a 4xx/5xx
-//! status, so a client can print exactly why it was turned away.
+//! status, so a client can print exactly why it was turned away. A request
+//! with both `Content-Length` and `Transfer-Encoding` is refused with 400
+//! `bad_request` whatever its path, and its connection closed.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,6 +27,7 @@ use hyper::body::Body as HttpBody;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
+use crate::echo;
 use crate::metrics::{self, Sample};
 use crate::publish::{self, EMIT_PATH};
 use crate::session;
@@ -37,7 +42,7 @@ pub(crate) type Body = Full<Bytes>;
 enum Route {
     Health,
     Ready,
-    Upgrade,
+    Upgrade(Endpoint),
     Emit,
     Metrics,
     /// The path exists, but not for this method; the value is `Allow`.
@@ -45,31 +50,52 @@ enum Route {
     NotFound,
 }
 
-fn route(method: &Method, path: &str) -> Route {
+/// Which WebSocket endpoint an upgrade is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    /// `/v1/ws`: a Herald session, subprotocol `herald.v1` required.
+    Herald,
+    /// `testing.echo_endpoint`: plain WebSocket, every message sent back.
+    Echo,
+}
+
+/// `echo_path` is `testing.echo_endpoint` (empty: no echo endpoint; the
+/// config check keeps it apart from the broker's own paths).
+fn route(method: &Method, path: &str, echo_path: &str) -> Route {
     let get = method == Method::GET;
     match path {
         "/healthz" if get => Route::Health,
         "/readyz" if get => Route::Ready,
         "/metrics" if get => Route::Metrics,
-        WS_PATH if get => Route::Upgrade,
+        WS_PATH if get => Route::Upgrade(Endpoint::Herald),
         "/healthz" | "/readyz" | "/metrics" | WS_PATH => Route::WrongMethod("GET"),
         path if publish::is_emit_path(path) && method == Method::POST => Route::Emit,
         path if publish::is_emit_path(path) => Route::WrongMethod("POST"),
+        path if !echo_path.is_empty() && path == echo_path && get => Route::Upgrade(Endpoint::Echo),
+        path if !echo_path.is_empty() && path == echo_path => Route::WrongMethod("GET"),
         _ => Route::NotFound,
     }
 }
 
-/// Routes one HTTP request.
+/// Routes one HTTP request; one whose head carried both `Content-Length`
+/// and `Transfer-Encoding` (`framed_twice`, from `framing`) is refused
+/// before anything else.
 pub(crate) async fn handle<B>(
     req: Request<B>,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    framed_twice: bool,
 ) -> Result<Response<Body>, Infallible>
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let response = match route(req.method(), req.uri().path()) {
+    if framed_twice {
+        debug!(%peer, "refused a request with both Content-Length and Transfer-Encoding");
+        return Ok(framed_twice_refusal());
+    }
+    let echo_path = shared.settings.testing.echo_endpoint.as_str();
+    let response = match route(req.method(), req.uri().path(), echo_path) {
         Route::Health => text(StatusCode::OK, "ok\n"),
         Route::Ready if !shared.is_ready() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
@@ -79,7 +105,7 @@ where
             "degraded: cluster backplane (redis) unreachable; delivering to local subscribers only\n",
         ),
         Route::Ready => text(StatusCode::OK, "ready\n"),
-        Route::Upgrade => upgrade(req, shared, peer),
+        Route::Upgrade(endpoint) => upgrade(req, shared, peer, endpoint),
         Route::Emit => publish::publish(req, &shared).await,
         Route::Metrics => metrics_text(&shared),
         Route::WrongMethod(allow) => {
@@ -106,6 +132,22 @@ where
     Ok(response)
 }
 
+/// 400 for a request that framed its body twice, closing the connection
+/// (RFC 9112 §6.1): which of the two lengths a proxy in front of the broker
+/// used is unknown, so nothing after it on this connection can be trusted.
+fn framed_twice_refusal() -> Response<Body> {
+    let mut response = error(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "the request has both Content-Length and Transfer-Encoding, which is ambiguous \
+         (RFC 9112 section 6.1); send one of them",
+    );
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
@@ -118,6 +160,7 @@ fn metrics_text(shared: &Shared) -> Response<Body> {
         stats: shared.stats.snapshot(),
         rooms: shared.router.room_count(),
         pending_requests: shared.router.pending_requests(),
+        connection_limit: shared.connection_limit.sessions,
         cluster: shared.cluster.as_ref().map(|c| c.sample()),
     };
     let body = shared.stats.metrics.render(&sample);
@@ -158,7 +201,12 @@ fn header_has_token(headers: &HeaderMap, name: http::HeaderName, token: &str) ->
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-fn upgrade<B>(mut req: Request<B>, shared: Arc<Shared>, peer: SocketAddr) -> Response<Body>
+fn upgrade<B>(
+    mut req: Request<B>,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    endpoint: Endpoint,
+) -> Response<Body>
 where
     B: Send + 'static,
 {
@@ -184,7 +232,9 @@ where
             );
         }
     };
-    if !header_has_token(headers, SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL) {
+    if endpoint == Endpoint::Herald
+        && !header_has_token(headers, SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL)
+    {
         let offered = headers
             .get(SEC_WEBSOCKET_PROTOCOL)
             .and_then(|v| v.to_str().ok())
@@ -209,19 +259,19 @@ where
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "connection_limit",
-            &format!(
-                "connection limit reached (server.max_connections = {})",
-                shared.settings.server.max_connections
-            ),
+            &shared.connection_limit.refusal(),
         );
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let tasks = shared.tasks.clone();
     tasks.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => match socket::split(upgraded) {
-                Some(halves) => session::run(halves, shared, peer, permit).await,
-                None => warn!(%peer, "upgraded connection is not a TCP stream; dropped"),
+            Ok(upgraded) => match (socket::split(upgraded), endpoint) {
+                (Some(halves), Endpoint::Herald) => {
+                    session::run(halves, shared, peer, permit).await;
+                }
+                (Some(halves), Endpoint::Echo) => echo::run(halves, shared, peer, permit).await,
+                (None, _) => warn!(%peer, "upgraded connection is not a TCP stream; dropped"),
             },
             Err(e) => warn!(%peer, error = %e, "upgrade failed"),
         }
@@ -231,10 +281,14 @@ where
     let h = response.headers_mut();
     h.insert(UPGRADE, http::HeaderValue::from_static("websocket"));
     h.insert(CONNECTION, http::HeaderValue::from_static("Upgrade"));
-    h.insert(
-        SEC_WEBSOCKET_PROTOCOL,
-        http::HeaderValue::from_static(SUBPROTOCOL),
-    );
+    // A subprotocol the client did not offer must not be named (RFC 6455
+    // §4.1): the echo endpoint names none.
+    if endpoint == Endpoint::Herald {
+        h.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            http::HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
     if let Ok(accept) = http::HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         h.insert(SEC_WEBSOCKET_ACCEPT, accept);
     }
@@ -267,7 +321,7 @@ mod tests {
             (Method::GET, "/healthz", Route::Health),
             (Method::GET, "/metrics", Route::Metrics),
             (Method::POST, "/metrics", Route::WrongMethod("GET")),
-            (Method::GET, WS_PATH, Route::Upgrade),
+            (Method::GET, WS_PATH, Route::Upgrade(Endpoint::Herald)),
             (Method::POST, "/v1/emit/order.created", Route::Emit),
             (
                 Method::GET,
@@ -279,7 +333,23 @@ mod tests {
             (Method::GET, "/", Route::NotFound),
         ];
         for (method, path, expected) in cases {
-            assert_eq!(route(&method, path), expected, "{method} {path}");
+            assert_eq!(route(&method, path, ""), expected, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn the_echo_endpoint_is_routed_only_when_configured() {
+        let echo = "/v1/echo";
+        assert_eq!(route(&Method::GET, echo, ""), Route::NotFound);
+        assert_eq!(
+            route(&Method::GET, echo, echo),
+            Route::Upgrade(Endpoint::Echo)
+        );
+        assert_eq!(route(&Method::POST, echo, echo), Route::WrongMethod("GET"));
+        assert_eq!(
+            route(&Method::GET, WS_PATH, echo),
+            Route::Upgrade(Endpoint::Herald)
+        );
+        assert_eq!(route(&Method::GET, "/", echo), Route::NotFound);
     }
 }

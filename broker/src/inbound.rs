@@ -3,22 +3,32 @@
 //! in place and handed on as [`Bytes`] slices of the read buffer, with no
 //! copy and no per-frame allocation.
 //!
+//! Two layers: [`FrameParser`] is the byte-level state machine (a buffer in,
+//! whole messages out, no I/O, so it is fuzzed with chunked input), and
+//! [`FrameReader`] feeds it from the socket.
+//!
 //! The read buffer exists only while bytes are waiting: it is allocated
 //! when the socket becomes readable and dropped whenever it is empty and
 //! the socket has nothing more, so an idle connection holds no buffer at
 //! all, while a busy publisher reads up to [`READ_CHUNK`] bytes (dozens of
-//! frames) per syscall.
+//! frames) per syscall. The buffer grows with the bytes that actually
+//! arrived, never with what a header announces, so a client that trickles
+//! a large frame holds one read chunk, and a message must arrive in full
+//! within the message timeout of its first byte.
 //!
 //! Checked here, each a protocol error: client frames must be masked;
 //! reserved bits and opcodes are refused; control frames must be whole and
 //! at most 125 bytes; a fragmented message must be continued before a new
-//! one starts. A frame or message over the size limit is refused before its
-//! payload is read.
+//! one starts; a close frame's code must be one an endpoint may send. Text
+//! (and close reasons) must be UTF-8, checked fragment by fragment. A frame
+//! or message over the size limit is refused before its payload is read.
 
 use std::io::{self, Cursor};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::net::tcp::OwnedReadHalf;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
@@ -28,23 +38,23 @@ pub(crate) const READ_CHUNK: usize = 16 * 1024;
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 
 /// One whole message from the client.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Incoming {
-    /// A binary message: one envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A binary message.
     Binary(Bytes),
-    /// A text message (not part of the protocol; its bytes are dropped).
-    Text,
+    /// A text message (valid UTF-8).
+    Text(Bytes),
     /// A ping, with its payload (to echo in the pong).
     Ping(Bytes),
     /// A pong (answers our heartbeat).
     Pong,
-    /// The client's close frame.
-    Close,
+    /// The client's close frame, with its status code if it gave one.
+    Close(Option<u16>),
 }
 
 /// Why reading stopped.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ReadError {
+pub enum ReadError {
     /// A frame or message larger than the limit.
     #[error("message of {size} bytes exceeds the limit of {max} bytes")]
     TooBig {
@@ -56,6 +66,12 @@ pub(crate) enum ReadError {
     /// The peer broke the framing rules.
     #[error("WebSocket protocol error: {0}")]
     Protocol(&'static str),
+    /// A text message or close reason that is not UTF-8.
+    #[error("invalid UTF-8 in a {0}")]
+    InvalidUtf8(&'static str),
+    /// A message started and did not complete within the message timeout.
+    #[error("a message did not arrive in full within {0:?}")]
+    Timeout(Duration),
     /// The socket failed.
     #[error("read failed: {0}")]
     Io(#[from] io::Error),
@@ -66,84 +82,45 @@ pub(crate) enum ReadError {
 struct Fragments {
     text: bool,
     data: BytesMut,
+    /// For text: how many leading bytes are known to be valid UTF-8 (the
+    /// rest may end in a character split across fragments).
+    checked: usize,
 }
 
-/// The reader's half of a client connection, framed.
+/// The framing state machine: bytes in ([`FrameParser::buffer`]), whole
+/// messages out ([`FrameParser::parse`]). No I/O.
 #[derive(Debug)]
-pub(crate) struct FrameReader {
-    socket: OwnedReadHalf,
+pub struct FrameParser {
     buf: BytesMut,
     max_message: usize,
     fragments: Option<Fragments>,
-    /// Bytes arrived since [`FrameReader::heard_from_peer`] last asked.
-    heard: bool,
 }
 
-impl FrameReader {
-    /// Reads from `socket`, starting with `early` (bytes already read past
-    /// the HTTP upgrade); messages over `max_message` bytes are refused.
-    pub(crate) fn new(socket: OwnedReadHalf, early: &[u8], max_message: usize) -> FrameReader {
-        FrameReader {
-            socket,
+impl FrameParser {
+    /// A parser starting with `early` (bytes already read past the HTTP
+    /// upgrade); messages over `max_message` bytes are refused.
+    pub fn new(early: &[u8], max_message: usize) -> FrameParser {
+        FrameParser {
             buf: BytesMut::from(early),
             max_message,
             fragments: None,
-            heard: true,
         }
     }
 
-    /// True when bytes arrived from the peer since the last call (so the
-    /// session reads the clock once per read, not once per message).
-    pub(crate) fn heard_from_peer(&mut self) -> bool {
-        std::mem::take(&mut self.heard)
+    /// The buffer new bytes are appended to.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        &mut self.buf
     }
 
-    /// The next whole message; `None` when the client closed the TCP
-    /// connection. Cancel-safe: nothing read is lost if the future is
-    /// dropped.
-    pub(crate) async fn next(&mut self) -> Result<Option<Incoming>, ReadError> {
-        loop {
-            if let Some(message) = self.parse()? {
-                return Ok(Some(message));
-            }
-            if !self.fill().await? {
-                return Ok(None);
-            }
-        }
-    }
-
-    /// The next whole message among the bytes already read, if there is
-    /// one; never touches the socket.
-    pub(crate) fn next_buffered(&mut self) -> Result<Option<Incoming>, ReadError> {
-        self.parse()
-    }
-
-    /// Reads more bytes; false at end of stream.
-    async fn fill(&mut self) -> io::Result<bool> {
-        loop {
-            if self.buf.is_empty() {
-                // Hold no buffer while waiting for an idle peer.
-                self.buf = BytesMut::new();
-            }
-            self.socket.readable().await?;
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
-            }
-            match self.socket.try_read_buf(&mut self.buf) {
-                Ok(0) => return Ok(false),
-                Ok(_) => {
-                    self.heard = true;
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
+    /// True while part of a message has arrived and the rest has not.
+    pub fn mid_message(&self) -> bool {
+        !self.buf.is_empty() || self.fragments.is_some()
     }
 
     /// Takes whole frames from the buffer until one completes a message;
-    /// `None` when more bytes are needed.
-    fn parse(&mut self) -> Result<Option<Incoming>, ReadError> {
+    /// `None` when more bytes are needed. Never reserves memory for bytes
+    /// that have not arrived.
+    pub fn parse(&mut self) -> Result<Option<Incoming>, ReadError> {
         loop {
             let mut cursor = Cursor::new(&self.buf[..]);
             // Parsing a header from memory fails only on a reserved opcode.
@@ -157,7 +134,6 @@ impl FrameReader {
             // `check` bounded `len` by the message limit, so it fits.
             let len = len as usize;
             if self.buf.len() < header_len + len {
-                self.buf.reserve(header_len + len - self.buf.len());
                 return Ok(None);
             }
             self.buf.advance(header_len);
@@ -210,10 +186,7 @@ impl FrameReader {
         payload: BytesMut,
     ) -> Result<Option<Incoming>, ReadError> {
         let data = match header.opcode {
-            OpCode::Control(Control::Close) if payload.len() == 1 => {
-                return Err(ReadError::Protocol("close frame with a 1-byte payload"));
-            }
-            OpCode::Control(Control::Close) => return Ok(Some(Incoming::Close)),
+            OpCode::Control(Control::Close) => return close_frame(&payload).map(Some),
             OpCode::Control(Control::Ping) => return Ok(Some(Incoming::Ping(payload.freeze()))),
             OpCode::Control(_) => return Ok(Some(Incoming::Pong)),
             OpCode::Data(Data::Continue) => {
@@ -221,13 +194,21 @@ impl FrameReader {
                     return Err(ReadError::Protocol("continuation frame outside a message"));
                 };
                 fragments.data.extend_from_slice(&payload);
+                if fragments.text {
+                    fragments.checked = check_utf8_prefix(&fragments.data, fragments.checked)?;
+                }
                 if !header.is_final {
                     return Ok(None);
                 }
-                let Some(Fragments { text, data }) = self.fragments.take() else {
+                let Some(Fragments {
+                    text,
+                    data,
+                    checked,
+                }) = self.fragments.take()
+                else {
                     return Ok(None);
                 };
-                return Ok(Some(whole(text, data)));
+                return whole(text, data, checked).map(Some);
             }
             OpCode::Data(data) => data,
         };
@@ -238,22 +219,166 @@ impl FrameReader {
         }
         let text = data == Data::Text;
         if header.is_final {
-            Ok(Some(whole(text, payload)))
+            whole(text, payload, 0).map(Some)
         } else {
+            let checked = if text {
+                check_utf8_prefix(&payload, 0)?
+            } else {
+                0
+            };
             self.fragments = Some(Fragments {
                 text,
                 data: payload,
+                checked,
             });
             Ok(None)
         }
     }
 }
 
-fn whole(text: bool, data: BytesMut) -> Incoming {
+/// The reader's half of a client connection, framed.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    socket: OwnedReadHalf,
+    parser: FrameParser,
+    message_timeout: Duration,
+    /// When the message now arriving began (its deadline's start); none
+    /// between messages.
+    message_started: Option<Instant>,
+    /// Bytes arrived since [`FrameReader::heard_from_peer`] last asked.
+    heard: bool,
+}
+
+impl FrameReader {
+    /// Reads from `socket`, starting with `early` (bytes already read past
+    /// the HTTP upgrade); messages over `max_message` bytes are refused, and
+    /// a message must arrive in full within `message_timeout`.
+    pub(crate) fn new(
+        socket: OwnedReadHalf,
+        early: &[u8],
+        max_message: usize,
+        message_timeout: Duration,
+    ) -> FrameReader {
+        FrameReader {
+            socket,
+            parser: FrameParser::new(early, max_message),
+            message_timeout,
+            message_started: None,
+            heard: true,
+        }
+    }
+
+    /// True when bytes arrived from the peer since the last call (so the
+    /// session reads the clock once per read, not once per message).
+    pub(crate) fn heard_from_peer(&mut self) -> bool {
+        std::mem::take(&mut self.heard)
+    }
+
+    /// The next whole message; `None` when the client closed the TCP
+    /// connection. Cancel-safe: nothing read is lost if the future is
+    /// dropped.
+    pub(crate) async fn next(&mut self) -> Result<Option<Incoming>, ReadError> {
+        loop {
+            if let Some(message) = self.next_buffered()? {
+                return Ok(Some(message));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next whole message among the bytes already read, if there is
+    /// one; never touches the socket.
+    pub(crate) fn next_buffered(&mut self) -> Result<Option<Incoming>, ReadError> {
+        let message = self.parser.parse()?;
+        if !self.parser.mid_message() {
+            self.message_started = None;
+        } else if message.is_some() || self.message_started.is_none() {
+            // A message completed and the next one has begun.
+            self.message_started = Some(Instant::now());
+        }
+        Ok(message)
+    }
+
+    /// Reads more bytes; false at end of stream.
+    async fn fill(&mut self) -> Result<bool, ReadError> {
+        loop {
+            let buf = self.parser.buffer();
+            if buf.is_empty() {
+                // Hold no buffer while waiting for an idle peer.
+                *buf = BytesMut::new();
+            }
+            match self.message_started {
+                None => self.socket.readable().await?,
+                Some(started) => {
+                    let deadline = started + self.message_timeout;
+                    tokio::time::timeout_at(deadline, self.socket.readable())
+                        .await
+                        .map_err(|_| ReadError::Timeout(self.message_timeout))??;
+                }
+            }
+            let buf = self.parser.buffer();
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            match self.socket.try_read_buf(buf) {
+                Ok(0) => return Ok(false),
+                Ok(_) => {
+                    self.heard = true;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// A close frame's payload: empty, or a status code an endpoint may send
+/// (RFC 6455 §7.4) followed by a UTF-8 reason.
+fn close_frame(payload: &[u8]) -> Result<Incoming, ReadError> {
+    let (code, reason) = match payload {
+        [] => return Ok(Incoming::Close(None)),
+        [_] => return Err(ReadError::Protocol("close frame with a 1-byte payload")),
+        [hi, lo, reason @ ..] => (u16::from_be_bytes([*hi, *lo]), reason),
+    };
+    if !sendable_close_code(code) {
+        return Err(ReadError::Protocol(
+            "close frame with an invalid status code",
+        ));
+    }
+    std::str::from_utf8(reason).map_err(|_| ReadError::InvalidUtf8("close reason"))?;
+    Ok(Incoming::Close(Some(code)))
+}
+
+/// Status codes a peer may put in a close frame: the registered ones of
+/// 1000–1014 except 1004 (reserved), 1005 and 1006 (never sent); 3000–4999
+/// (libraries and applications).
+pub(crate) fn sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// Checks that `data[from..]` continues valid UTF-8, allowing a character
+/// cut at the very end (the next fragment completes it); returns how far
+/// the data is known valid.
+fn check_utf8_prefix(data: &[u8], from: usize) -> Result<usize, ReadError> {
+    match std::str::from_utf8(&data[from..]) {
+        Ok(_) => Ok(data.len()),
+        Err(e) if e.error_len().is_none() => Ok(from + e.valid_up_to()),
+        Err(_) => Err(ReadError::InvalidUtf8("text message")),
+    }
+}
+
+/// A complete message; for text, `data[..checked]` is already known to be
+/// UTF-8 and the rest is checked now.
+fn whole(text: bool, data: BytesMut, checked: usize) -> Result<Incoming, ReadError> {
     if text {
-        Incoming::Text
+        std::str::from_utf8(&data[checked..])
+            .map_err(|_| ReadError::InvalidUtf8("text message"))?;
+        Ok(Incoming::Text(data.freeze()))
     } else {
-        Incoming::Binary(data.freeze())
+        Ok(Incoming::Binary(data.freeze()))
     }
 }
 
@@ -315,7 +440,7 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         let (read, _write) = server.into_split();
         // The write half is dropped: reading stays possible.
-        FrameReader::new(read, &[], max)
+        FrameReader::new(read, &[], max, Duration::from_secs(30))
     }
 
     async fn read_all(mut reader: FrameReader) -> (Vec<Incoming>, Option<ReadError>) {
@@ -351,8 +476,8 @@ mod tests {
                 Incoming::Pong,
                 Incoming::Binary(Bytes::from_static(b"fragmented")),
                 Incoming::Binary(Bytes::from(big)),
-                Incoming::Text,
-                Incoming::Close,
+                Incoming::Text(Bytes::from_static(b"text")),
+                Incoming::Close(Some(1000)),
             ]
         );
     }
@@ -364,7 +489,8 @@ mod tests {
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
         let (read, _write) = server.into_split();
-        let mut reader = FrameReader::new(read, &frame(0x82, b"early"), 1024);
+        let mut reader =
+            FrameReader::new(read, &frame(0x82, b"early"), 1024, Duration::from_secs(30));
         let first = reader.next().await.expect("a message");
         assert_eq!(first, Some(Incoming::Binary(Bytes::from_static(b"early"))));
     }
@@ -417,6 +543,147 @@ mod tests {
             matches!(error, Some(ReadError::TooBig { size: 1200, .. })),
             "{error:?}"
         );
+    }
+
+    /// Feeds `bytes` to a parser in pieces of `chunk` bytes and collects
+    /// what comes out, as the reader does.
+    fn parse_chunked(bytes: &[u8], chunk: usize, max: usize) -> (Vec<Incoming>, Option<ReadError>) {
+        let mut parser = FrameParser::new(&[], max);
+        let mut messages = Vec::new();
+        for piece in bytes.chunks(chunk.max(1)) {
+            parser.buffer().extend_from_slice(piece);
+            loop {
+                match parser.parse() {
+                    Ok(Some(m)) => messages.push(m),
+                    Ok(None) => break,
+                    Err(e) => return (messages, Some(e)),
+                }
+            }
+        }
+        (messages, None)
+    }
+
+    #[test]
+    fn close_codes_and_reasons_follow_rfc_6455() {
+        let close = |code: u16, reason: &[u8]| {
+            let mut payload = code.to_be_bytes().to_vec();
+            payload.extend_from_slice(reason);
+            frame(0x88, &payload)
+        };
+        for code in [1000, 1001, 1003, 1007, 1011, 1012, 1014, 3000, 4999] {
+            let (messages, error) = parse_chunked(&close(code, b"bye"), 1000, 1024);
+            assert!(error.is_none(), "{code}: {error:?}");
+            assert_eq!(messages, vec![Incoming::Close(Some(code))], "{code}");
+        }
+        for code in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
+        ] {
+            let (_, error) = parse_chunked(&close(code, b""), 1000, 1024);
+            assert!(
+                matches!(error, Some(ReadError::Protocol(m)) if m.contains("status code")),
+                "{code}: {error:?}"
+            );
+        }
+        let (messages, _) = parse_chunked(&frame(0x88, b""), 1000, 1024);
+        assert_eq!(messages, vec![Incoming::Close(None)]);
+        let (_, error) = parse_chunked(&close(1000, &[0xce, 0xba, 0xff]), 1000, 1024);
+        assert!(
+            matches!(error, Some(ReadError::InvalidUtf8(_))),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn text_must_be_utf8_even_split_across_fragments() {
+        let euro = "€".as_bytes();
+        // A character cut between two fragments is fine.
+        let split = [frame(0x01, &euro[..1]), frame(0x80, &euro[1..])].concat();
+        let (messages, error) = parse_chunked(&split, 7, 1024);
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(
+            messages,
+            vec![Incoming::Text(Bytes::from_static("€".as_bytes()))]
+        );
+        // Invalid bytes in a first fragment fail before the message ends.
+        let (_, error) = parse_chunked(&frame(0x01, &[b'a', 0xff]), 1000, 1024);
+        assert!(
+            matches!(error, Some(ReadError::InvalidUtf8(_))),
+            "{error:?}"
+        );
+        // A message ending inside a character fails at its end.
+        let cut = [frame(0x01, b"ok"), frame(0x80, &euro[..2])].concat();
+        let (_, error) = parse_chunked(&cut, 1000, 1024);
+        assert!(
+            matches!(error, Some(ReadError::InvalidUtf8(_))),
+            "{error:?}"
+        );
+        // Binary is never checked.
+        let (messages, error) = parse_chunked(&frame(0x82, &[0xff]), 1000, 1024);
+        assert!(error.is_none());
+        assert_eq!(
+            messages,
+            vec![Incoming::Binary(Bytes::from_static(&[0xff]))]
+        );
+    }
+
+    /// Regression (defect 3, "a trickling client reserves a full message
+    /// buffer"): a header announcing 1 MiB reserves nothing; the buffer
+    /// holds what arrived.
+    #[test]
+    fn a_large_frame_header_reserves_nothing() {
+        let mut header = vec![0x82, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 20).to_be_bytes());
+        header.extend_from_slice(&MASK);
+        header.push(0x00);
+        let mut parser = FrameParser::new(&header, 2 << 20);
+        assert_eq!(parser.parse().expect("valid so far"), None);
+        assert!(parser.mid_message());
+        assert!(
+            parser.buffer().capacity() < 1024,
+            "reserved {} bytes for a frame that has not arrived",
+            parser.buffer().capacity()
+        );
+    }
+
+    /// Regression (defect 3): a message must complete within the message
+    /// timeout of its first byte.
+    #[tokio::test]
+    async fn a_trickled_message_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (read, _write) = server.into_split();
+        let timeout = Duration::from_millis(300);
+        let mut reader = FrameReader::new(read, &[], 1 << 20, timeout);
+        let whole = frame(0x82, &[7; 1000]);
+        // Half a frame, then nothing: the reader gives up at the deadline.
+        client.write_all(&whole[..500]).await.expect("write");
+        let started = std::time::Instant::now();
+        let error = reader.next().await.expect_err("must time out");
+        assert!(
+            matches!(error, ReadError::Timeout(t) if t == timeout),
+            "{error:?}"
+        );
+        assert!(started.elapsed() >= timeout);
+    }
+
+    /// Any split of a valid stream parses to the same messages.
+    #[test]
+    fn chunking_never_changes_the_result() {
+        let mut bytes = frame(0x82, b"one");
+        bytes.extend(frame(0x01, "dé".as_bytes()));
+        bytes.extend(frame(0x89, b"p"));
+        bytes.extend(frame(0x80, "jà".as_bytes()));
+        bytes.extend(frame(0x82, &[9; 300]));
+        let (expected, error) = parse_chunked(&bytes, bytes.len(), 1024);
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(expected.len(), 4);
+        for chunk in 1..40 {
+            let (messages, error) = parse_chunked(&bytes, chunk, 1024);
+            assert!(error.is_none(), "chunk {chunk}: {error:?}");
+            assert_eq!(messages, expected, "chunk {chunk}");
+        }
     }
 
     #[test]

@@ -11,6 +11,15 @@
 //!   same router path as a WebSocket emit.
 //! - `metrics`: `GET /metrics`, Prometheus text from the broker's own
 //!   recorder (never a global one), filled from [`stats`] at scrape time.
+//! - `echo`: the echo endpoint (`testing.echo_endpoint`, off by default)
+//!   that sends every message back through the same reader and writer, for
+//!   the Autobahn TestSuite.
+//! - `conn`: a connection's frame reader and writer task, opened and
+//!   finished together (shared by `session` and `echo`).
+//! - `fdlimit`: the connection limit that fits under the open-files limit
+//!   (raised to the hard limit at start).
+//! - `framing`: finds HTTP requests that carry both `Content-Length` and
+//!   `Transfer-Encoding` (refused with 400), in the bytes hyper reads.
 //! - `session`: one WebSocket connection: the hello/welcome handshake, the
 //!   reader that turns envelopes into router calls, limits, clean-up.
 //! - `frame`: server-to-client WebSocket frames, built once (an event's
@@ -37,8 +46,17 @@
 
 #[doc(hidden)]
 pub mod bench_api;
+/// The WebSocket frame parser, for the fuzz target only; not a stable API.
+#[doc(hidden)]
+pub mod fuzz_api {
+    pub use crate::inbound::{FrameParser, Incoming, ReadError};
+}
 mod cluster;
+mod conn;
+mod echo;
+mod fdlimit;
 mod frame;
+mod framing;
 pub mod healthcheck;
 mod http;
 mod inbound;

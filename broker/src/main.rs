@@ -3,7 +3,10 @@
 //! Loads the layered configuration (embedded defaults < `--config FILE` <
 //! `HERALD__SECTION__KEY` environment variables < flags), sets up logging,
 //! serves until SIGTERM or Ctrl-C, then shuts down gracefully. An invalid
-//! configuration exits with status 2 and a message naming the key.
+//! configuration exits with status 2 and a message naming the key. Before
+//! serving, the daemon re-executes itself once with
+//! `MIMALLOC_PURGE_DELAY=0` unless that is set (`allocator`), so memory
+//! freed after a burst goes back to the OS.
 //!
 //! `herald-broker healthcheck` instead probes a running broker's `/healthz`
 //! (by default on the configured listen address) and exits 0 when healthy,
@@ -19,10 +22,13 @@ use herald_broker::{Broker, healthcheck};
 use herald_config::{LogFormat, Settings, Sources};
 use tracing_subscriber::EnvFilter;
 
+mod allocator;
+
 /// mimalloc instead of the system allocator: every batch a connection's
 /// writer sends is one short-lived buffer of up to 64 KiB, a churn that
 /// glibc's allocator answers by trimming and re-growing its heap (page
-/// faults in the kernel on the hot path); mimalloc reuses the memory.
+/// faults in the kernel on the hot path); mimalloc reuses the memory, and
+/// gives back what is freed (`allocator`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -106,7 +112,10 @@ fn main() -> ExitCode {
         print!("{}", settings.to_toml());
         return ExitCode::SUCCESS;
     }
+    // Before any thread starts; may replace this process with itself.
+    let purge_delay = allocator::purge_when_freed();
     init_logging(&settings);
+    purge_delay.log();
     match run(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -48,6 +48,10 @@ const fn family(name: &'static str, help: &'static str) -> Family {
 }
 
 const CONNECTIONS: Family = family("herald_connections", "WebSocket sessions open now.");
+const CONNECTION_LIMIT: Family = family(
+    "herald_connection_limit",
+    "WebSocket sessions admitted at once: server.max_connections, or less when the open-files limit is lower.",
+);
 const CONNECTIONS_OPENED: Family = family(
     "herald_connections_opened_total",
     "WebSocket sessions opened since the broker started.",
@@ -106,6 +110,14 @@ const HTTP_PUBLISHES_REFUSED: Family = family(
     "herald_http_publishes_refused_total",
     "HTTP publishes refused with an error status (bad name, body, content type, size...).",
 );
+const PUBLISHER_STALLS: Family = family(
+    "herald_publisher_stalls_total",
+    "Times a publisher stopped reading until a receiver's queue drained (back-pressure).",
+);
+const STALLED_RECEIVERS: Family = family(
+    "herald_stalled_receivers_total",
+    "Receivers whose queue did not drain within a publisher's stall limit.",
+);
 const REQUESTS: Family = family("herald_requests_total", "Requests routed to a responder.");
 const REQUEST_TIMEOUTS: Family = family(
     "herald_request_timeouts_total",
@@ -160,6 +172,8 @@ pub(crate) struct Sample {
     pub(crate) stats: StatsSnapshot,
     pub(crate) rooms: usize,
     pub(crate) pending_requests: usize,
+    /// Sessions admitted at once (the effective connection limit).
+    pub(crate) connection_limit: usize,
     /// The cluster side's numbers, when clustered.
     pub(crate) cluster: Option<ClusterSample>,
 }
@@ -223,6 +237,7 @@ impl Metrics {
         let s = &sample.stats;
         let gauges = [
             (&CONNECTIONS, s.connections_current),
+            (&CONNECTION_LIMIT, sample.connection_limit as u64),
             (&SUBSCRIPTIONS, s.subscriptions),
             (&ROOMS, sample.rooms as u64),
             (&PENDING_REQUESTS, sample.pending_requests as u64),
@@ -260,6 +275,8 @@ impl Metrics {
             (&HTTP_PUBLISHES_REFUSED, s.http_publishes_refused),
             (&REQUESTS, s.requests),
             (&REQUEST_TIMEOUTS, s.request_timeouts),
+            (&PUBLISHER_STALLS, s.publisher_stalls),
+            (&STALLED_RECEIVERS, s.stalled_receivers),
         ];
         let cluster_counters = sample.cluster.iter().flat_map(|c| {
             [
@@ -309,6 +326,7 @@ mod tests {
             },
             rooms: 4,
             pending_requests: 1,
+            connection_limit: 100,
             cluster: None,
         }
     }
@@ -321,6 +339,7 @@ mod tests {
             "herald_events_delivered_total 7",
             "herald_rooms 4",
             "herald_pending_requests 1",
+            "herald_connection_limit 100",
             "herald_connections_closed_total{reason=\"slow_consumer\"} 2",
             "# TYPE herald_events_delivered_total counter",
             "# TYPE herald_connections gauge",

@@ -3,7 +3,19 @@
 //! asks the connection to close.
 //!
 //! Nothing here awaits: the router offers a frame with `try_send`, so a
-//! full receiver never blocks the publisher or the other receivers.
+//! full receiver never blocks the publisher or the other receivers. The
+//! queue is bounded twice: in frames (`delivery.queue_capacity`) and in
+//! bytes (`delivery.max_queued_bytes`, answers included); crossing either
+//! is a full queue.
+//!
+//! Back-pressure instead of loss: a receiver whose queue passes its
+//! high-water mark (half of either bound) tells the publisher, which stops
+//! reading for a moment ([`ConnShared::wait_drained`]) until the
+//! receiver's writer has drained it to the low-water mark, as nats-server
+//! stalls a fast producer. A receiver that does not drain within the stall
+//! limit is marked stalled and exerts no more back-pressure until it
+//! drains, so one stuck reader cannot slow a publisher down for long; its
+//! queue then fills and the slow-consumer policy handles it.
 //!
 //! Events may only fill the queue up to a reserve; the last slots are kept
 //! for the broker's answers to the connection itself (`ok`, `ack`, `err`,
@@ -12,16 +24,28 @@
 //! reserve is full the client is not reading its answers, and it is
 //! disconnected as a slow consumer whatever the policy.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use herald_config::SlowConsumerPolicy;
 use herald_protocol::CloseReason;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::stats::Stats;
+
+use Ordering::{Relaxed, SeqCst};
+
+/// Longest a publisher waits for one receiver to drain before it reads
+/// on (and marks the receiver stalled). Generous for a receiver that
+/// reads (draining half a queue takes a few writes), short enough that a
+/// stuck one costs a publisher one pause.
+const STALL_LIMIT: Duration = Duration::from_millis(100);
+
+/// `peer_close_code` before the client sent a close frame.
+const NO_CLOSE_FRAME: u32 = u32::MAX;
 
 /// Most queue slots kept back for answers (an eighth of the queue, up to
 /// this many).
@@ -41,6 +65,26 @@ pub(crate) enum Offer {
     Closed,
 }
 
+/// Which bound a slow consumer crossed (for its close message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Overflow {
+    /// `delivery.queue_capacity` frames.
+    Frames = 1,
+    /// `delivery.max_queued_bytes` bytes.
+    Bytes = 2,
+    /// A write made no progress for `delivery.write_timeout`.
+    WriteStalled = 3,
+}
+
+/// The bounds of one connection's queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueLimits {
+    pub(crate) policy: SlowConsumerPolicy,
+    /// Bytes the queue may hold (answers included).
+    pub(crate) max_bytes: usize,
+}
+
 /// State shared by the connection's tasks and every map that routes to it.
 #[derive(Debug)]
 pub(crate) struct ConnShared {
@@ -49,16 +93,36 @@ pub(crate) struct ConnShared {
     /// Queue slots events may not use (kept for answers).
     reserve: usize,
     policy: SlowConsumerPolicy,
+    /// Bytes queued and not yet taken by the writer.
+    queued_bytes: AtomicUsize,
+    /// Bytes the queue may hold; events may use all but an eighth, kept
+    /// for answers like the reserved slots.
+    max_bytes: usize,
+    event_bytes: usize,
     /// Cancelled to close the connection; a child of the broker's shutdown
     /// token, so a shutdown reaches every connection at once.
     pub(crate) close: CancellationToken,
     /// The first reason given for closing wins; none means shutdown.
     reason: OnceLock<CloseReason>,
+    /// For a slow consumer: the bound it crossed ([`Overflow`] as u8).
+    overflow: AtomicU8,
+    /// The status code of the client's close frame, to echo in the
+    /// broker's answering close frame: [`NO_CLOSE_FRAME`] until one
+    /// arrives, 0 for a close frame without a code.
+    peer_close_code: AtomicU32,
     /// Frames dropped under the `drop` policy and not yet reported to the
     /// client (the writer reports them with an `err` of code `dropped`).
     pub(crate) unreported_drops: AtomicU64,
     /// Requests this connection has in flight (bounded by config).
     pub(crate) pending_requests: AtomicUsize,
+    /// Back-pressure: set when this queue did not drain within a
+    /// publisher's stall limit; cleared when it drains.
+    stalled: AtomicBool,
+    /// A publisher waits for [`ConnShared::drained`].
+    drain_wanted: AtomicBool,
+    /// Notified by the writer when the queue falls to the low-water mark
+    /// and a publisher is waiting.
+    drained: Notify,
     stats: Arc<Stats>,
 }
 
@@ -66,10 +130,25 @@ pub(crate) struct ConnShared {
 pub(crate) type Outbox = Arc<ConnShared>;
 
 impl ConnShared {
+    /// A connection with no byte bound (only the frame bound of `tx`).
     pub(crate) fn new(
         id: ConnId,
         tx: mpsc::Sender<Bytes>,
         policy: SlowConsumerPolicy,
+        close: CancellationToken,
+        stats: Arc<Stats>,
+    ) -> Outbox {
+        let limits = QueueLimits {
+            policy,
+            max_bytes: usize::MAX,
+        };
+        ConnShared::with_limits(id, tx, limits, close, stats)
+    }
+
+    pub(crate) fn with_limits(
+        id: ConnId,
+        tx: mpsc::Sender<Bytes>,
+        limits: QueueLimits,
         close: CancellationToken,
         stats: Arc<Stats>,
     ) -> Outbox {
@@ -78,29 +157,55 @@ impl ConnShared {
             id,
             reserve,
             tx,
-            policy,
+            policy: limits.policy,
+            queued_bytes: AtomicUsize::new(0),
+            max_bytes: limits.max_bytes,
+            event_bytes: limits.max_bytes - limits.max_bytes / 8,
             close,
             reason: OnceLock::new(),
+            overflow: AtomicU8::new(0),
+            peer_close_code: AtomicU32::new(NO_CLOSE_FRAME),
             unreported_drops: AtomicU64::new(0),
             pending_requests: AtomicUsize::new(0),
+            stalled: AtomicBool::new(false),
+            drain_wanted: AtomicBool::new(false),
+            drained: Notify::new(),
             stats,
         })
     }
 
-    /// Queues an event frame if there is room above the reserve; no side
+    /// Queues an event frame if there is room above the reserves; no side
     /// effects otherwise.
     pub(crate) fn offer(&self, frame: &Bytes) -> Offer {
         if self.tx.capacity() <= self.reserve && !self.tx.is_closed() {
             return Offer::Full;
         }
+        if !self.fits(frame.len(), self.event_bytes) {
+            return Offer::Full;
+        }
         self.try_send(frame)
     }
 
+    /// Whether `len` more bytes stay within `limit` (a frame always fits an
+    /// empty queue, so one frame larger than the bound still goes out).
+    fn fits(&self, len: usize, limit: usize) -> bool {
+        let queued = self.queued_bytes.load(Relaxed);
+        queued == 0 || queued.saturating_add(len) <= limit
+    }
+
     fn try_send(&self, frame: &Bytes) -> Offer {
+        // Counted before the send, so the writer never takes more than was
+        // counted.
+        self.queued_bytes.fetch_add(frame.len(), Relaxed);
         match self.tx.try_send(frame.clone()) {
             Ok(()) => Offer::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => Offer::Full,
-            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,
+            Err(error) => {
+                self.queued_bytes.fetch_sub(frame.len(), Relaxed);
+                match error {
+                    mpsc::error::TrySendError::Full(_) => Offer::Full,
+                    mpsc::error::TrySendError::Closed(_) => Offer::Closed,
+                }
+            }
         }
     }
 
@@ -117,15 +222,19 @@ impl ConnShared {
         }
     }
 
-    /// Queues an answer to this connection (may use the reserve). When even
-    /// that is full the client is not reading: it is closed as a slow
+    /// Queues an answer to this connection (may use the reserves). When even
+    /// they are full the client is not reading: it is closed as a slow
     /// consumer, whatever the policy. Returns true when queued.
     pub(crate) fn answer(&self, frame: &Bytes) -> bool {
+        if !self.fits(frame.len(), self.max_bytes) {
+            self.close_slow(Overflow::Bytes);
+            return false;
+        }
         match self.try_send(frame) {
             Offer::Queued => true,
             Offer::Closed => false,
             Offer::Full => {
-                self.close_with(CloseReason::SlowConsumer);
+                self.close_slow(Overflow::Frames);
                 false
             }
         }
@@ -134,11 +243,38 @@ impl ConnShared {
     /// Applies the slow-consumer policy after a frame did not fit.
     pub(crate) fn overflowed(&self) {
         match self.policy {
-            SlowConsumerPolicy::Disconnect => self.close_with(CloseReason::SlowConsumer),
+            SlowConsumerPolicy::Disconnect => self.close_slow(self.full_bound()),
             SlowConsumerPolicy::Drop => {
                 self.unreported_drops.fetch_add(1, Relaxed);
                 Stats::add(&self.stats.events_dropped, 1);
             }
+        }
+    }
+
+    /// Which bound a full queue crossed.
+    fn full_bound(&self) -> Overflow {
+        if self.tx.capacity() <= self.reserve {
+            Overflow::Frames
+        } else {
+            Overflow::Bytes
+        }
+    }
+
+    /// Closes the connection as a slow consumer that crossed `bound`.
+    pub(crate) fn close_slow(&self, bound: Overflow) {
+        let _ = self
+            .overflow
+            .compare_exchange(0, bound as u8, Relaxed, Relaxed);
+        self.close_with(CloseReason::SlowConsumer);
+    }
+
+    /// The bound a slow consumer crossed, if it was closed as one.
+    pub(crate) fn overflow(&self) -> Option<Overflow> {
+        match self.overflow.load(Relaxed) {
+            1 => Some(Overflow::Frames),
+            2 => Some(Overflow::Bytes),
+            3 => Some(Overflow::WriteStalled),
+            _ => None,
         }
     }
 
@@ -154,6 +290,82 @@ impl ConnShared {
             .get()
             .copied()
             .unwrap_or(CloseReason::ShuttingDown)
+    }
+
+    /// The client sent a close frame (with `code`, if it gave one): the
+    /// connection closes, and the broker's close frame echoes the code.
+    pub(crate) fn peer_closed(&self, code: Option<u16>) {
+        self.peer_close_code
+            .store(code.map_or(0, u32::from), Relaxed);
+        self.close_with(CloseReason::ClientClosed);
+    }
+
+    /// The status code of the client's close frame, if it gave one.
+    pub(crate) fn peer_close_code(&self) -> Option<u16> {
+        u16::try_from(self.peer_close_code.load(Relaxed))
+            .ok()
+            .filter(|c| *c != 0)
+    }
+
+    /// Whether the client sent a close frame (with or without a code).
+    pub(crate) fn peer_sent_close(&self) -> bool {
+        self.peer_close_code.load(Relaxed) != NO_CLOSE_FRAME
+    }
+
+    /// The writer took `bytes` from the queue: releases them, and wakes a
+    /// publisher waiting for this queue to drain once it is low enough.
+    pub(crate) fn taken(&self, bytes: usize) {
+        self.queued_bytes.fetch_sub(bytes, SeqCst);
+        if (self.drain_wanted.load(SeqCst) || self.stalled.load(Relaxed)) && !self.above_low_water()
+        {
+            self.stalled.store(false, Relaxed);
+            if self.drain_wanted.swap(false, SeqCst) {
+                self.drained.notify_waiters();
+            }
+        }
+    }
+
+    fn queued_frames(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Past half of either bound: a publisher should wait for this queue.
+    /// False for a queue marked stalled (it no longer holds publishers up).
+    pub(crate) fn wants_back_pressure(&self) -> bool {
+        !self.stalled.load(Relaxed)
+            && (self.queued_frames() > self.tx.max_capacity() / 2
+                || self.queued_bytes.load(Relaxed) > self.max_bytes / 2)
+    }
+
+    /// Above a quarter of either bound.
+    fn above_low_water(&self) -> bool {
+        self.queued_frames() > self.tx.max_capacity() / 4
+            || self.queued_bytes.load(SeqCst) > self.max_bytes / 4
+    }
+
+    /// Waits, at most [`STALL_LIMIT`], for this queue to drain to its
+    /// low-water mark (a publisher's back-pressure). A queue that does not
+    /// drain in time is marked stalled; true when it drained.
+    pub(crate) async fn wait_drained(&self) -> bool {
+        let drained = self.drained.notified();
+        tokio::pin!(drained);
+        // Registered before the flag and the check, so a writer that drains
+        // in between cannot be missed.
+        drained.as_mut().enable();
+        self.drain_wanted.store(true, SeqCst);
+        if !self.above_low_water() || self.close.is_cancelled() {
+            return true;
+        }
+        Stats::add(&self.stats.publisher_stalls, 1);
+        tokio::select! {
+            () = drained => true,
+            () = self.close.cancelled() => true,
+            () = tokio::time::sleep(STALL_LIMIT) => {
+                Stats::add(&self.stats.stalled_receivers, 1);
+                self.stalled.store(true, Relaxed);
+                false
+            }
+        }
     }
 }
 

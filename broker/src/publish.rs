@@ -291,7 +291,13 @@ where
         payload,
         ..Emit::default()
     };
-    Ok(shared.router.publish(None, &emit))
+    let published = shared.router.publish(None, &emit);
+    // An HTTP publisher is held back like a WebSocket one: its answer waits
+    // until a receiver past its high-water mark has drained.
+    if let Some(receiver) = published.back_pressure {
+        receiver.wait_drained().await;
+    }
+    Ok(published.receivers)
 }
 
 #[cfg(test)]

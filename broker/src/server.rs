@@ -1,6 +1,8 @@
-//! Starting and stopping a broker: bind, the accept loop (back-off on
-//! accept errors such as running out of file descriptors), one HTTP/1
-//! connection task per socket, and graceful shutdown.
+//! Starting and stopping a broker: the connection limit under the
+//! open-files limit, bind, the accept loop (back-off on accept errors such
+//! as running out of file descriptors), one HTTP/1 connection task per
+//! socket (its bytes watched for requests framed twice, `framing`), and
+//! graceful shutdown.
 //!
 //! Shutdown: readiness goes false and new upgrades are refused; every
 //! session flushes its queue and closes with 1001 (going away) within
@@ -22,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cluster::Cluster;
+use crate::fdlimit::{ConnectionLimit, OpenFiles};
+use crate::framing::{Verdicts, Watched};
 use crate::state::{Shared, node_name};
 use crate::stats::StatsSnapshot;
 
@@ -84,7 +88,13 @@ impl Broker {
                 Some(cluster)
             }
         };
-        let shared = Arc::new(Shared::new(settings, node, cluster.clone()));
+        let connection_limit = fit_connection_limit(settings.server.max_connections);
+        let shared = Arc::new(Shared::new(
+            settings,
+            node,
+            cluster.clone(),
+            connection_limit,
+        ));
         if let Some(cluster) = &cluster {
             cluster.start(&shared);
             info!(node = cluster.node(), "clustered over redis");
@@ -95,7 +105,12 @@ impl Broker {
             shared.clone(),
             stop_accepting.clone(),
         ));
-        info!(%local_addr, node = %shared.node, "herald broker listening");
+        info!(
+            %local_addr,
+            node = %shared.node,
+            max_sessions = shared.connection_limit.sessions,
+            "herald broker listening"
+        );
         Ok(BrokerHandle {
             shared,
             local_addr,
@@ -160,6 +175,28 @@ impl BrokerHandle {
     }
 }
 
+/// The connection limit for `server.max_connections = configured` under
+/// the open-files limit, raised first; both steps logged.
+fn fit_connection_limit(configured: usize) -> ConnectionLimit {
+    let open_files = OpenFiles::raise();
+    if open_files.raised_from.is_some() {
+        info!("raised the soft {open_files} to the hard limit");
+    }
+    let limit = ConnectionLimit::fit(configured, open_files);
+    if limit.lowered_by.is_some() {
+        warn!(
+            "server.max_connections = {configured} does not fit the {open_files}: \
+             admitting at most {} sessions, to keep {} descriptors for the listener, \
+             HTTP requests (/healthz, 503 refusals) and the rest; raise the hard \
+             limit (ulimit -Hn, systemd LimitNOFILE=, docker --ulimit nofile=) or \
+             lower server.max_connections",
+            limit.sessions,
+            open_files.limit.map_or(0, crate::fdlimit::reserve),
+        );
+    }
+    limit
+}
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -187,7 +224,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cancellat
         let stop = stop.clone();
         tokio::spawn(async move {
             let handshake_timeout = shared.settings.server.handshake_timeout;
-            let service = service_fn(move |req| crate::http::handle(req, shared.clone(), peer));
+            let verdicts = Arc::new(Verdicts::default());
+            let socket = Watched::new(socket, verdicts.clone());
+            let service = service_fn(move |req| {
+                let framed_twice = verdicts.next_framed_twice();
+                crate::http::handle(req, shared.clone(), peer, framed_twice)
+            });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(handshake_timeout)

@@ -18,17 +18,18 @@ use herald_protocol::names::{validate_event, validate_group, validate_namespace,
 use herald_protocol::{
     CloseReason, Envelope, ErrorCode, NameError, PROTOCOL_VERSION, Pattern, decode,
 };
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, warn};
 
+use crate::conn::Conn;
 use crate::frame;
 use crate::inbound::{FrameReader, Incoming, ReadError};
-use crate::outbox::{ConnShared, Outbox};
+use crate::outbox::Outbox;
 use crate::router::SubKey;
 use crate::socket::Halves;
 use crate::state::Shared;
 use crate::stats::Stats;
-use crate::writer;
+use crate::writer::Goodbye;
 
 /// Invalid frames in a row after which the connection is closed.
 const MAX_INVALID_IN_A_ROW: u32 = 100;
@@ -43,44 +44,28 @@ pub(crate) async fn run(
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
 ) {
-    let Halves { read, early, write } = halves;
-    let mut reader = FrameReader::new(read, &early, shared.max_message_bytes());
-    drop(early);
-    let id = shared.next_conn_id();
-    let (tx, rx) = mpsc::channel(shared.settings.delivery.queue_capacity);
-    let outbox = ConnShared::new(
-        id,
-        tx,
-        shared.settings.delivery.slow_consumer,
-        shared.shutdown.child_token(),
-        shared.stats.clone(),
+    let (mut reader, conn) = Conn::open(
+        halves,
+        &shared,
+        shared.max_message_bytes(),
+        Goodbye::Envelope,
     );
-    Stats::add(&shared.stats.connections_opened, 1);
-    Stats::add(&shared.stats.connections_current, 1);
-    let last_seen = Arc::new(AtomicU64::new(shared.now_ms()));
-    let writer = shared.tasks.spawn(writer::run(
-        write,
-        rx,
-        outbox.clone(),
-        last_seen.clone(),
-        shared.clone(),
-    ));
+    let id = conn.outbox.id;
     let mut session = Session {
         shared: shared.clone(),
-        outbox: outbox.clone(),
+        outbox: conn.outbox.clone(),
         subscriptions: HashSet::new(),
         rooms: HashSet::new(),
-        last_seen,
+        last_seen: conn.last_seen.clone(),
         greeted: false,
         invalid_in_a_row: 0,
         was_responder: false,
+        back_pressure: None,
     };
     debug!(conn = id.0, %peer, "connection opened");
     let reason = session.read_loop(&mut reader).await;
-    outbox.close_with(reason);
-    let _ = writer.await;
+    let reason = conn.finish(reason).await;
     session.clean_up();
-    let reason = outbox.close_reason();
     shared.stats.closed(reason);
     log_close(id.0, peer, reason);
 }
@@ -97,6 +82,9 @@ struct Session {
     /// Set once the connection subscribes as a responder: on close, the
     /// requests still waiting on it are failed at once.
     was_responder: bool,
+    /// A receiver of this connection's last emit whose queue is past its
+    /// high-water mark: the reader waits for it before reading on.
+    back_pressure: Option<Outbox>,
 }
 
 /// A refusal: answered with `err`, and fatal ones close the connection.
@@ -164,13 +152,17 @@ impl Session {
                 self.last_seen.store(self.shared.now_ms(), Relaxed);
             }
             let result = match message {
-                Ok(None) | Ok(Some(Incoming::Close)) => return CloseReason::ClientClosed,
+                Ok(None) => return CloseReason::ClientClosed,
+                Ok(Some(Incoming::Close(code))) => {
+                    self.outbox.peer_closed(code);
+                    return CloseReason::ClientClosed;
+                }
                 Err(error) => return read_error_reason(&error),
                 Ok(Some(Incoming::Binary(frame))) => {
                     Stats::add(&self.shared.stats.bytes_received, frame.len() as u64);
                     self.on_frame(frame)
                 }
-                Ok(Some(Incoming::Text)) => Err(Refusal::new(
+                Ok(Some(Incoming::Text(_))) => Err(Refusal::new(
                     None,
                     ErrorCode::TextFrame,
                     "text frames are not supported: send one MessagePack envelope per binary frame",
@@ -189,19 +181,36 @@ impl Session {
                     }
                 }
             }
+            // Back-pressure: a receiver of the last emit is past its
+            // high-water mark, so stop reading until it drained (bounded).
+            if let Some(receiver) = self.back_pressure.take() {
+                receiver.wait_drained().await;
+            }
+            // Give way regularly: buffered messages are handled without
+            // touching the socket, which alone would never yield, and the
+            // writers of the receivers must run too.
+            tokio::task::consume_budget().await;
         }
     }
 
-    /// Answers a refusal; returns the close reason when it is fatal.
+    /// Answers a refusal; returns the close reason when it is fatal. Only
+    /// malformed or invalid frames count towards the run that closes the
+    /// connection (PROTOCOL.md §4.5); a refused valid request (no
+    /// responders, a limit, ...) is an answer, and ends the run like any
+    /// valid frame.
     fn refuse(&mut self, refusal: Refusal) -> Option<CloseReason> {
         Stats::add(&self.shared.stats.bad_frames, 1);
         Stats::add(&self.shared.stats.errors_sent, 1);
         debug!(conn = self.outbox.id.0, code = refusal.code.as_str(), message = %refusal.message, "refused");
         self.send(&Envelope::error(refusal.id, refusal.code, refusal.message));
-        self.invalid_in_a_row += 1;
         if refusal.close.is_some() {
             return refusal.close;
         }
+        if !refusal.code.is_invalid_frame() {
+            self.invalid_in_a_row = 0;
+            return None;
+        }
+        self.invalid_in_a_row += 1;
         (self.invalid_in_a_row >= MAX_INVALID_IN_A_ROW).then_some(CloseReason::ProtocolError)
     }
 
@@ -410,9 +419,13 @@ impl Session {
         }
         self.check_payload(answer_id, &emit.payload)?;
         let Some(ack) = emit.ack else {
-            let receivers = self.shared.router.emit(&self.outbox, &emit);
+            let published = self.shared.router.publish(Some(&self.outbox), &emit);
+            self.back_pressure = published.back_pressure;
             if let Some(id) = emit.id {
-                self.send(&Envelope::Ack { id, receivers });
+                self.send(&Envelope::Ack {
+                    id,
+                    receivers: published.receivers,
+                });
             }
             return Ok(());
         };
@@ -481,10 +494,13 @@ fn log_close(conn: u64, peer: SocketAddr, reason: CloseReason) {
     }
 }
 
-fn read_error_reason(error: &ReadError) -> CloseReason {
+/// The close reason for a read that failed (the echo endpoint's too).
+pub(crate) fn read_error_reason(error: &ReadError) -> CloseReason {
     match error {
         ReadError::TooBig { .. } => CloseReason::MessageTooBig,
         ReadError::Protocol(_) => CloseReason::ProtocolError,
+        ReadError::InvalidUtf8(_) => CloseReason::InvalidUtf8,
+        ReadError::Timeout(_) => CloseReason::MessageTimeout,
         ReadError::Io(_) => CloseReason::TransportError,
     }
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cluster::Cluster;
+use crate::fdlimit::ConnectionLimit;
 use crate::outbox::ConnId;
 use crate::router::Router;
 use crate::stats::Stats;
@@ -30,8 +31,12 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them to drain.
     pub(crate) tasks: TaskTracker,
-    /// One permit per WebSocket session (`server.max_connections`).
+    /// One permit per WebSocket session: `connection_limit.sessions` of
+    /// them.
     pub(crate) sessions: Arc<Semaphore>,
+    /// `server.max_connections`, lowered when the open-files limit is
+    /// lower (`fdlimit`).
+    pub(crate) connection_limit: ConnectionLimit,
     pub(crate) node: String,
     /// The remote side, when clustered (`cluster.backend = "redis"`).
     pub(crate) cluster: Option<Arc<Cluster>>,
@@ -56,11 +61,17 @@ pub(crate) fn node_name() -> String {
 
 impl Shared {
     /// The state of a broker named `node`, clustered when `cluster` is
-    /// given.
-    pub(crate) fn new(settings: Settings, node: String, cluster: Option<Arc<Cluster>>) -> Shared {
+    /// given, admitting `connection_limit.sessions` sessions at once.
+    pub(crate) fn new(
+        settings: Settings,
+        node: String,
+        cluster: Option<Arc<Cluster>>,
+        connection_limit: ConnectionLimit,
+    ) -> Shared {
         let stats = Arc::new(Stats::default());
         Shared {
-            sessions: Arc::new(Semaphore::new(settings.server.max_connections)),
+            sessions: Arc::new(Semaphore::new(connection_limit.sessions)),
+            connection_limit,
             router: Router::clustered(stats.clone(), cluster.clone()),
             cluster,
             stats,

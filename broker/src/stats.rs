@@ -33,6 +33,8 @@ pub(crate) struct Stats {
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) http_publishes: AtomicU64,
     pub(crate) http_publishes_refused: AtomicU64,
+    pub(crate) publisher_stalls: AtomicU64,
+    pub(crate) stalled_receivers: AtomicU64,
     /// This broker's own Prometheus registry (never a global one).
     pub(crate) metrics: Metrics,
 }
@@ -85,6 +87,8 @@ impl Stats {
             bytes_sent: self.bytes_sent.load(Relaxed),
             http_publishes: self.http_publishes.load(Relaxed),
             http_publishes_refused: self.http_publishes_refused.load(Relaxed),
+            publisher_stalls: self.publisher_stalls.load(Relaxed),
+            stalled_receivers: self.stalled_receivers.load(Relaxed),
         }
     }
 }
@@ -126,6 +130,12 @@ pub struct StatsSnapshot {
     pub http_publishes: u64,
     /// HTTP publishes refused with an error status.
     pub http_publishes_refused: u64,
+    /// Times a publisher stopped reading until a receiver's queue drained
+    /// (back-pressure).
+    pub publisher_stalls: u64,
+    /// Receivers whose queue did not drain within a publisher's stall
+    /// limit (marked stalled: no more back-pressure until they drain).
+    pub stalled_receivers: u64,
 }
 
 impl StatsSnapshot {

@@ -3,7 +3,13 @@
 //! write), pings on the heartbeat interval, and writes the close envelope
 //! and close frame. Queued items are complete WebSocket frames
 //! ([`crate::frame`]); the writer never encodes anything per receiver.
+//!
+//! Every write is bounded by `delivery.write_timeout`: a write that makes
+//! no progress for that long (the peer stopped reading and the socket is
+//! full) closes the connection as a slow consumer, whatever the policy, so
+//! no stuck peer keeps its task, subscriptions and permit.
 
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -14,7 +20,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::frame;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Overflow};
 use crate::state::Shared;
 use crate::stats::Stats;
 
@@ -27,6 +33,16 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// How long a non-shutdown close may take before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How a closing connection is told why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Goodbye {
+    /// A Herald `close` envelope naming the reason, then the close frame.
+    Envelope,
+    /// The close frame alone: the peer speaks plain WebSocket (the echo
+    /// endpoint), and an envelope would be a message it never sent.
+    FrameOnly,
+}
+
 /// Runs until the connection closes; returns when the socket is done.
 pub(crate) async fn run<W>(
     mut socket: W,
@@ -34,6 +50,7 @@ pub(crate) async fn run<W>(
     conn: Outbox,
     last_seen: Arc<AtomicU64>,
     shared: Arc<Shared>,
+    goodbye: Goodbye,
 ) where
     W: AsyncWrite + Unpin,
 {
@@ -42,6 +59,7 @@ pub(crate) async fn run<W>(
         u64::try_from(shared.settings.server.heartbeat_timeout.as_millis()).unwrap_or(u64::MAX);
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let write_timeout = shared.settings.delivery.write_timeout;
     let mut unwritten = Unwritten::default();
     // Made once, not per batch: each one registers a waiter.
     let cancelled = conn.close.cancelled();
@@ -57,7 +75,7 @@ pub(crate) async fn run<W>(
                     // that stopped reading; what is left stays in
                     // `unwritten` for the close to finish.
                     tokio::select! {
-                        result = unwritten.write_to(&mut socket) => result,
+                        result = unwritten.write_to(&mut socket, write_timeout) => result,
                         () = &mut cancelled => Ok(()),
                     }
                 }
@@ -68,17 +86,24 @@ pub(crate) async fn run<W>(
                     conn.close_with(CloseReason::HeartbeatTimeout);
                     break;
                 }
-                socket.write_all(&frame::ping()).await
+                write_within(&mut socket, &frame::ping(), write_timeout).await
             }
         };
-        if step.is_err() {
-            conn.close_with(CloseReason::TransportError);
-            break;
+        match step {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                conn.close_slow(Overflow::WriteStalled);
+                break;
+            }
+            Err(_) => {
+                conn.close_with(CloseReason::TransportError);
+                break;
+            }
         }
     }
     // Boxed: the close runs once, so its state need not make every idle
     // connection's writer task bigger.
-    Box::pin(close(socket, queue, unwritten, &conn, &shared)).await;
+    Box::pin(close(socket, queue, unwritten, &conn, &shared, goodbye)).await;
 }
 
 /// Bytes taken from the queue and not yet all written: one frame as it
@@ -103,6 +128,7 @@ impl Unwritten {
         stats: &Stats,
     ) {
         let notice = drops_notice(conn);
+        let notice_len = notice.as_ref().map_or(0, Bytes::len);
         let second = queue.try_recv().ok();
         self.written = 0;
         self.bytes = if second.is_none() && notice.is_none() {
@@ -127,15 +153,24 @@ impl Unwritten {
             }
             Bytes::from(batch)
         };
+        // The notice was never counted as queued.
+        conn.taken(self.bytes.len() - notice_len);
         Stats::add(&stats.bytes_sent, self.bytes.len() as u64);
     }
 
-    /// Writes until every byte is out, then lets go of the buffer.
-    async fn write_to<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {
+    /// Writes until every byte is out, then lets go of the buffer; a write
+    /// that makes no progress for `timeout` fails with `TimedOut`.
+    async fn write_to<W: AsyncWrite + Unpin>(
+        &mut self,
+        socket: &mut W,
+        timeout: Duration,
+    ) -> io::Result<()> {
         while self.written < self.bytes.len() {
-            let n = socket.write(&self.bytes[self.written..]).await?;
+            let n = tokio::time::timeout(timeout, socket.write(&self.bytes[self.written..]))
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
             if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
+                return Err(io::ErrorKind::WriteZero.into());
             }
             self.written += n;
         }
@@ -143,6 +178,20 @@ impl Unwritten {
         self.written = 0;
         Ok(())
     }
+}
+
+/// Writes all of `bytes`, each write bounded by `timeout` (see
+/// [`Unwritten::write_to`]).
+async fn write_within<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    bytes: &Bytes,
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut once = Unwritten {
+        bytes: bytes.clone(),
+        written: 0,
+    };
+    once.write_to(socket, timeout).await
 }
 
 /// The `err` frame telling the client how many events the `drop` policy
@@ -163,29 +212,36 @@ fn drops_notice(conn: &Outbox) -> Option<Bytes> {
 
 /// Whether a close for `reason` first writes what is still queued. On
 /// shutdown that is the queued events; on a protocol error it is the `err`
-/// envelope that explains it (queued just before the close was asked for).
+/// envelope that explains it (queued just before the close was asked for);
+/// on the client's close it is what answered the frames it sent before its
+/// close frame (RFC 6455 lets data precede the answering close; Autobahn
+/// case 7.1.1 expects the echo of a message sent just before the close).
 /// Not for a slow consumer (its queue is what overflowed), a peer that
 /// stopped answering, or one that is gone.
 fn drains_queue(reason: CloseReason) -> bool {
     matches!(
         reason,
         CloseReason::ShuttingDown
+            | CloseReason::ClientClosed
             | CloseReason::ProtocolError
+            | CloseReason::InvalidUtf8
             | CloseReason::MessageTooBig
+            | CloseReason::MessageTimeout
             | CloseReason::HandshakeTimeout
     )
 }
 
 /// Sends what a close owes the client: the queued frames first when
 /// [`drains_queue`] says so (on shutdown within the grace period), then a
-/// `close` envelope and a close frame; then ends the write side. An
-/// interrupted batch is finished first.
+/// `close` envelope (unless [`Goodbye::FrameOnly`]) and a close frame;
+/// then ends the write side. An interrupted batch is finished first.
 async fn close<W>(
     mut socket: W,
     mut queue: mpsc::Receiver<Bytes>,
     mut unwritten: Unwritten,
     conn: &Outbox,
     shared: &Shared,
+    goodbye: Goodbye,
 ) where
     W: AsyncWrite + Unpin,
 {
@@ -194,42 +250,51 @@ async fn close<W>(
         CloseReason::ShuttingDown => shared.settings.server.shutdown_grace.max(CLOSE_TIMEOUT),
         _ => CLOSE_TIMEOUT,
     };
+    let timeout = shared.settings.delivery.write_timeout;
     let goodbye = async {
         // A frame cut short would garble everything after it.
-        unwritten.write_to(&mut socket).await?;
+        unwritten.write_to(&mut socket, timeout).await?;
         if drains_queue(reason) {
             queue.close();
             while let Some(frame) = queue.recv().await {
                 unwritten.take(&mut queue, frame, conn, &shared.stats);
-                unwritten.write_to(&mut socket).await?;
+                unwritten.write_to(&mut socket, timeout).await?;
             }
         }
-        if !matches!(
-            reason,
-            CloseReason::ClientClosed | CloseReason::TransportError
-        ) {
+        if goodbye == Goodbye::Envelope
+            && !matches!(
+                reason,
+                CloseReason::ClientClosed | CloseReason::TransportError
+            )
+        {
             let envelope = Envelope::Close {
                 reason,
-                message: close_message(reason, shared),
+                message: close_message(reason, conn, shared),
             };
-            socket.write_all(&frame::envelope(&envelope)).await?;
+            write_within(&mut socket, &frame::envelope(&envelope), timeout).await?;
         }
-        socket
-            .write_all(&frame::close(reason.ws_code(), reason.as_str()))
-            .await?;
+        write_within(&mut socket, &close_frame(reason, conn), timeout).await?;
         socket.shutdown().await
     };
     let _ = tokio::time::timeout(limit, goodbye).await;
 }
 
-fn close_message(reason: CloseReason, shared: &Shared) -> String {
+/// The broker's close frame: for a close the client began, its own status
+/// code echoed back (none if it gave none, RFC 6455 §5.5.1); otherwise the
+/// reason's code and name.
+fn close_frame(reason: CloseReason, conn: &Outbox) -> Bytes {
+    match (reason, conn.peer_close_code()) {
+        (CloseReason::ClientClosed, Some(code)) => frame::close(code, ""),
+        (CloseReason::ClientClosed, None) if conn.peer_sent_close() => frame::close_empty(),
+        _ => frame::close(reason.ws_code(), reason.as_str()),
+    }
+}
+
+fn close_message(reason: CloseReason, conn: &Outbox, shared: &Shared) -> String {
     let s = &shared.settings;
     match reason {
         CloseReason::ShuttingDown => "the broker is shutting down; reconnect".into(),
-        CloseReason::SlowConsumer => format!(
-            "outbound queue full ({} frames, delivery.queue_capacity): the connection read too slowly",
-            s.delivery.queue_capacity
-        ),
+        CloseReason::SlowConsumer => slow_consumer_message(conn, shared),
         CloseReason::HeartbeatTimeout => format!(
             "nothing received for {:?} (server.heartbeat_timeout)",
             s.server.heartbeat_timeout
@@ -238,10 +303,33 @@ fn close_message(reason: CloseReason, shared: &Shared) -> String {
             "no hello within {:?} (server.handshake_timeout)",
             s.server.handshake_timeout
         ),
+        CloseReason::MessageTimeout => format!(
+            "a message did not arrive in full within {:?} of its first byte (server.message_timeout)",
+            s.server.message_timeout
+        ),
         CloseReason::MessageTooBig => format!(
             "a frame exceeded the limit (limits.max_payload_bytes = {} plus envelope overhead)",
             s.limits.max_payload_bytes
         ),
         other => other.as_str().into(),
+    }
+}
+
+/// Which bound a slow consumer crossed, naming its setting.
+fn slow_consumer_message(conn: &Outbox, shared: &Shared) -> String {
+    let d = &shared.settings.delivery;
+    match conn.overflow() {
+        Some(Overflow::Bytes) => format!(
+            "outbound queue over {} bytes (delivery.max_queued_bytes): the connection read too slowly",
+            d.max_queued_bytes
+        ),
+        Some(Overflow::WriteStalled) => format!(
+            "a write made no progress for {:?} (delivery.write_timeout): the connection stopped reading",
+            d.write_timeout
+        ),
+        Some(Overflow::Frames) | None => format!(
+            "outbound queue full ({} frames, delivery.queue_capacity): the connection read too slowly",
+            d.queue_capacity
+        ),
     }
 }

@@ -20,10 +20,13 @@ use futures_util::{SinkExt, StreamExt};
 use herald_config::Settings;
 use herald_protocol::envelope::Hello;
 use herald_protocol::{CloseReason, Envelope, SUBPROTOCOL, WS_PATH, decode, encode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+mod support;
+
+use support::http_status;
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald-broker");
 /// Longest any one wait may take.
@@ -377,21 +380,6 @@ fn a_listen_address_in_use_fails_to_start_naming_the_key() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("server.listen"), "{stderr}");
     assert!(stderr.contains(&addr), "{stderr}");
-}
-
-/// `GET path` over a plain TCP connection: the status code, or `None` when
-/// the connection failed (not listening yet).
-async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut response))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&response);
-    text.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Starts the daemon on a free port and waits until `/healthz` answers.

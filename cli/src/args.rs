@@ -99,14 +99,17 @@ pub enum Command {
     /// ready ...` goes to stderr once the broker has acknowledged the
     /// responder; nothing is printed on stdout. Ctrl-C stops (exit 0).
     Reply(ReplyArgs),
-    /// Measure a broker: fanout, pairs, latency or conns (like `nats bench`).
+    /// Measure a broker: fanout, pairs, latency, conns or soak (like `nats bench`).
     ///
     /// Runs one workload against the broker at --url from a single core,
     /// with a progress bar, then prints a table (or --json) with delivered
     /// messages per second, latency percentiles and loss (always shown).
     /// With --server-pid of a local broker it also reports the broker's CPU
-    /// and memory. See BENCHMARKS.md for the side-by-side comparison.
-    Bench(herald_loadgen::BenchArgs),
+    /// and memory. `soak` instead holds a mixed load for --duration, prints
+    /// a report line every --report-every and a summary, and exits 1 on any
+    /// loss or error. See BENCHMARKS.md for the side-by-side comparison
+    /// and the soak.
+    Bench(Box<herald_loadgen::BenchArgs>),
 }
 
 /// `herald sub`.

@@ -38,7 +38,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pub(args) => commands::publish::run(global, args, &mut out).await,
         Command::Request(args) => commands::request::run(global, args, &mut out).await,
         Command::Reply(args) => commands::reply::run(global, args).await,
-        Command::Bench(args) => herald_loadgen::run_bench(&global.url, args.clone())
+        Command::Bench(args) => herald_loadgen::run_bench(&global.url, (**args).clone())
             .await
             .map_err(CliError::Bench),
     };

@@ -71,6 +71,9 @@ pub enum BenchError {
     /// The benchmark's own runtime could not start or stopped abnormally.
     #[error("the load generator failed: {0}")]
     Runtime(String),
+    /// A soak ran and found loss or errors (its summary says which).
+    #[error("the soak failed: {0}")]
+    SoakFailed(String),
     /// Writing the results failed.
     #[error("cannot write the results: {0}")]
     Output(#[from] std::io::Error),

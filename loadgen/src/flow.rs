@@ -33,16 +33,16 @@ use crate::{BenchError, DEFAULT_OPEN_CONCURRENCY};
 
 /// The shared state of one publisher's event.
 #[derive(Debug)]
-struct EventFlow {
+pub(crate) struct EventFlow {
     /// Deliveries so far, over all of the event's subscribers.
-    received: Cell<u64>,
+    pub(crate) received: Cell<u64>,
     /// The publisher is woken when `received` reaches this.
-    wake_at: Cell<u64>,
-    wake: Notify,
+    pub(crate) wake_at: Cell<u64>,
+    pub(crate) wake: Notify,
 }
 
 impl EventFlow {
-    fn new() -> EventFlow {
+    pub(crate) fn new() -> EventFlow {
         EventFlow {
             received: Cell::new(0),
             wake_at: Cell::new(u64::MAX),
@@ -50,7 +50,7 @@ impl EventFlow {
         }
     }
 
-    fn delivered(&self) {
+    pub(crate) fn delivered(&self) {
         let received = self.received.get() + 1;
         self.received.set(received);
         if received >= self.wake_at.get() {
@@ -239,19 +239,7 @@ async fn publish_all<P: Publisher>(
             let room = window_room(window, subscribers, *sent, flow.received.get());
             if room == 0 {
                 publisher.flush().await?;
-                // Resume once half the window has been received.
-                let resume_at = sent.saturating_sub(window / 2).saturating_mul(subscribers);
-                flow.wake_at.set(resume_at);
-                let woken = tokio::time::timeout(plan.drain_timeout, flow.wake.notified()).await;
-                flow.wake_at.set(u64::MAX);
-                if woken.is_err() {
-                    return Err(BenchError::timeout(
-                        plan.drain_timeout,
-                        format!(
-                            "receipts while {window} messages were in flight; stopped publishing"
-                        ),
-                    ));
-                }
+                wait_for_room(flow, window, subscribers, *sent, plan.drain_timeout).await?;
                 continue;
             }
             batch = batch.min(room);
@@ -272,6 +260,29 @@ async fn publish_all<P: Publisher>(
         tokio::task::yield_now().await;
     }
     publisher.finish().await
+}
+
+/// Waits (the publisher having flushed) until half of a full window of
+/// `window` messages has been received by the event's `subscribers`;
+/// an error after `timeout` without that.
+pub(crate) async fn wait_for_room(
+    flow: &EventFlow,
+    window: u64,
+    subscribers: u64,
+    sent: u64,
+    timeout: Duration,
+) -> Result<(), BenchError> {
+    let resume_at = sent.saturating_sub(window / 2).saturating_mul(subscribers);
+    flow.wake_at.set(resume_at);
+    let woken = tokio::time::timeout(timeout, flow.wake.notified()).await;
+    flow.wake_at.set(u64::MAX);
+    if woken.is_err() {
+        return Err(BenchError::timeout(
+            timeout,
+            format!("receipts while {window} messages were in flight; stopped publishing"),
+        ));
+    }
+    Ok(())
 }
 
 async fn receive<S: Subscriber>(

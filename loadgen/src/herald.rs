@@ -124,7 +124,7 @@ impl HeraldDriver {
     }
 
     /// Opens a connection to `url` and completes `hello` / `welcome`.
-    async fn open(&self, url: &str, read_buffer: usize) -> Result<WsStream, BenchError> {
+    pub(crate) async fn open(&self, url: &str, read_buffer: usize) -> Result<WsStream, BenchError> {
         let options = WsOptions {
             subprotocol: Some(SUBPROTOCOL),
             source: self.source(),
@@ -149,46 +149,114 @@ impl HeraldDriver {
         topic: &str,
         read_buffer: usize,
     ) -> Result<HeraldSubscriber, BenchError> {
+        let ws = self.open_subscribed(topic, false, read_buffer).await?;
+        Ok(HeraldSubscriber { ws })
+    }
+
+    /// Opens a connection with one subscription to `topic` (a responder
+    /// subscription when `responder`), once the broker confirmed it.
+    pub(crate) async fn open_subscribed(
+        &self,
+        topic: &str,
+        responder: bool,
+        read_buffer: usize,
+    ) -> Result<WsStream, BenchError> {
         let mut ws = self.open(&self.url, read_buffer).await?;
         const SUB_ID: u64 = 1;
         let sub = Envelope::Subscribe(Subscription {
             id: Some(SUB_ID),
             namespace: self.namespace.clone(),
             event: topic.to_owned(),
+            responder,
             ..Subscription::default()
         });
         send(&mut ws, &sub).await?;
         match answer(&mut ws, "the subscription's ok").await? {
-            Envelope::Ok { id: SUB_ID } => Ok(HeraldSubscriber { ws }),
+            Envelope::Ok { id: SUB_ID } => Ok(ws),
             other => Err(unexpected("ok", &other)),
         }
     }
+
+    /// The namespace this driver publishes in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
 }
 
-async fn send(ws: &mut WsStream, envelope: &Envelope) -> Result<(), BenchError> {
+/// How long a polite close may take: our close frame, the broker's answer
+/// and the end of the stream.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Closes `ws` the polite way: a close frame, then reading until the
+/// broker's own close and the end of the stream (bounded by
+/// [`CLOSE_TIMEOUT`]), so the broker sees `client_closed`, and the socket
+/// is not reset with unread bytes in it.
+pub(crate) async fn close_politely(ws: &mut WsStream) -> Result<(), BenchError> {
+    let closing = async {
+        ws.close(None)
+            .await
+            .map_err(|e| BenchError::target(TARGET, format!("closing: {e}")))?;
+        while let Some(message) = ws.next().await {
+            if let Err(error) = message {
+                return Err(BenchError::target(TARGET, format!("closing: {error}")));
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(CLOSE_TIMEOUT, closing)
+        .await
+        .map_err(|_| BenchError::timeout(CLOSE_TIMEOUT, "the broker to end a closed connection"))?
+}
+
+/// Sends one envelope and flushes it.
+pub(crate) async fn send(ws: &mut WsStream, envelope: &Envelope) -> Result<(), BenchError> {
     let frame = Message::Binary(herald_protocol::encode(envelope).into());
     ws.send(frame)
         .await
         .map_err(|e| BenchError::target(TARGET, format!("sending {}: {e}", envelope.kind())))
 }
 
-/// The next envelope from the broker, bounded by [`ANSWER_TIMEOUT`]; an
-/// `err` or `close` envelope is returned as an error.
+/// The next envelope from the broker other than an event, bounded by
+/// [`ANSWER_TIMEOUT`]; an `err` or `close` envelope is returned as an
+/// error.
 async fn answer(ws: &mut WsStream, what: &str) -> Result<Envelope, BenchError> {
     let reading = async {
-        match next_envelope(ws).await? {
-            Some(Envelope::Error(error)) => Err(BenchError::target(
-                TARGET,
-                format!(
-                    "the broker refused (waiting for {what}): {} {}",
-                    error.code, error.message
-                ),
-            )),
-            Some(envelope) => Ok(envelope),
-            None => Err(BenchError::target(
-                TARGET,
-                format!("the connection closed while waiting for {what}"),
-            )),
+        loop {
+            let frame = match ws.next().await {
+                None | Some(Ok(Message::Close(_))) => {
+                    return Err(BenchError::target(
+                        TARGET,
+                        format!("the connection closed while waiting for {what}"),
+                    ));
+                }
+                Some(Err(error)) => {
+                    return Err(BenchError::target(
+                        TARGET,
+                        format!("connection lost while waiting for {what}: {error}"),
+                    ));
+                }
+                Some(Ok(Message::Binary(frame))) => frame,
+                Some(Ok(_)) => continue,
+            };
+            // The broker adds a subscription, then queues its `ok`: an event
+            // published in between arrives first. Such events are skipped
+            // (the fast path first: a busy event may send many).
+            if event_scan::event_payload(&frame).is_some() {
+                continue;
+            }
+            match decode_envelope(&frame)? {
+                Envelope::Error(error) => {
+                    return Err(BenchError::target(
+                        TARGET,
+                        format!(
+                            "the broker refused (waiting for {what}): {} {}",
+                            error.code, error.message
+                        ),
+                    ));
+                }
+                Envelope::Event(_) => {}
+                envelope => return Ok(envelope),
+            }
         }
     };
     tokio::time::timeout(ANSWER_TIMEOUT, reading)
@@ -198,7 +266,7 @@ async fn answer(ws: &mut WsStream, what: &str) -> Result<Envelope, BenchError> {
 
 /// The next envelope, skipping WebSocket control frames; a `close`
 /// envelope becomes an error naming the reason; `None` at the end.
-async fn next_envelope(
+pub(crate) async fn next_envelope(
     stream: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
 ) -> Result<Option<Envelope>, BenchError> {
     loop {
@@ -222,7 +290,7 @@ async fn next_envelope(
 
 /// Decodes a frame from the broker; a `close` envelope becomes an error
 /// naming the reason.
-fn decode_envelope(frame: &Bytes) -> Result<Envelope, BenchError> {
+pub(crate) fn decode_envelope(frame: &Bytes) -> Result<Envelope, BenchError> {
     let envelope = herald_protocol::decode(frame).map_err(|e| {
         BenchError::target(TARGET, format!("undecodable frame from the broker: {e}"))
     })?;
@@ -281,6 +349,13 @@ impl Driver for HeraldDriver {
 #[derive(Debug)]
 pub struct HeraldSubscriber {
     ws: WsStream,
+}
+
+impl HeraldSubscriber {
+    /// Closes the connection politely (see [`CLOSE_TIMEOUT`]).
+    pub async fn close(mut self) -> Result<(), BenchError> {
+        close_politely(&mut self.ws).await
+    }
 }
 
 impl Subscriber for HeraldSubscriber {
@@ -418,6 +493,15 @@ pub struct HeraldPublisher {
 }
 
 impl HeraldPublisher {
+    /// Sends a close frame; the task that reads the connection sees the
+    /// broker's answer and the end of the stream.
+    pub async fn close(mut self) -> Result<(), BenchError> {
+        tokio::time::timeout(CLOSE_TIMEOUT, self.sink.close())
+            .await
+            .map_err(|_| BenchError::timeout(CLOSE_TIMEOUT, "the close frame to be sent"))?
+            .map_err(|e| BenchError::target(TARGET, format!("closing: {e}")))
+    }
+
     fn check_broker_error(&self) -> Result<(), BenchError> {
         let problem = self.broker_error.lock().ok().and_then(|slot| slot.clone());
         match problem {

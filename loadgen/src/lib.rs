@@ -9,7 +9,10 @@
 //!   `herald-bench` adds NATS, Redis, socket.io and the floor forwarder.
 //! - [`flow`] and [`conns`]: the workload runners; [`outcome`] the
 //!   arithmetic of their results; [`report`] the records, JSON and table.
-//! - [`procfs`]: server CPU time and memory from /proc.
+//! - [`soak`]: the long mixed load of `herald bench soak` (Herald only),
+//!   reading the broker's `/metrics` through [`scrape`].
+//! - [`procfs`]: server CPU time and memory from /proc, and the local
+//!   process listening on a port.
 //! - [`args`] and [`command`]: `herald bench` ([`BenchArgs`],
 //!   [`run_bench`]), which the `herald` CLI wires in as a subcommand.
 //!
@@ -32,6 +35,8 @@ pub mod outcome;
 pub mod procfs;
 pub mod progress;
 pub mod report;
+pub mod scrape;
+pub mod soak;
 pub mod workload;
 pub mod ws;
 

@@ -1,8 +1,10 @@
 //! What a server costs, read from Linux's /proc: CPU time
 //! (`/proc/PID/stat`, user + system, all threads) and resident memory
 //! (`VmRSS` in `/proc/PID/status`) of its process, or summed over the
-//! processes that together make it (a cluster's nodes and their Redis); and
-//! this process's open-files limit.
+//! processes that together make it (a cluster's nodes and their Redis);
+//! this process's open-files limit; and which local process listens on a
+//! TCP port (`/proc/net/tcp*` and the processes' `fd` links), to find a
+//! local broker from its URL.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,19 +76,26 @@ pub fn parse_stat(text: &str) -> Result<CpuTicks, String> {
 
 /// Parses the `VmRSS:` line of `/proc/PID/status`, in KiB.
 pub fn parse_vm_rss_kib(text: &str) -> Result<u64, String> {
+    parse_status_kib(text, "VmRSS")
+}
+
+/// Parses the `KEY:` line (a size in kB) of `/proc/PID/status`, in KiB:
+/// `VmRSS`, or its parts `RssAnon` (heap and stacks), `RssFile` (mapped
+/// files, the program's own code among them) and `RssShmem`.
+pub fn parse_status_kib(text: &str, key: &str) -> Result<u64, String> {
     let line = text
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .ok_or_else(|| "no VmRSS line (has the process exited?)".to_owned())?;
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .ok_or_else(|| format!("no {key} line (has the process exited?)"))?;
     let mut parts = line.split_whitespace();
-    let value = parts.next().ok_or("VmRSS has no value")?;
+    let value = parts.next().ok_or(format!("{key} has no value"))?;
     match parts.next() {
         Some("kB") | None => {}
-        Some(unit) => return Err(format!("VmRSS is in {unit:?}, expected kB")),
+        Some(unit) => return Err(format!("{key} is in {unit:?}, expected kB")),
     }
     value
         .parse()
-        .map_err(|_| format!("VmRSS is not a number: {value:?}"))
+        .map_err(|_| format!("{key} is not a number: {value:?}"))
 }
 
 /// Parses the soft limit of `Max open files` in `/proc/PID/limits`
@@ -126,6 +135,59 @@ fn read_parsed<T>(
     })
 }
 
+/// The TCP state `LISTEN` in `/proc/net/tcp` (a hex field).
+const TCP_LISTEN: &str = "0A";
+
+/// The socket inodes of `/proc/net/tcp` or `/proc/net/tcp6` text that
+/// listen on `port` (any local address).
+pub fn parse_listening_inodes(text: &str, port: u16) -> Vec<u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = fields.get(1)?;
+            let (_, local_port) = local.rsplit_once(':')?;
+            let listening = fields.get(3) == Some(&TCP_LISTEN);
+            let matches = u16::from_str_radix(local_port, 16).ok() == Some(port);
+            if !(listening && matches) {
+                return None;
+            }
+            fields.get(9)?.parse().ok()
+        })
+        .filter(|inode| *inode != 0)
+        .collect()
+}
+
+/// The process that listens on TCP `port` of this machine, found through
+/// `/proc/net/tcp`, `/proc/net/tcp6` and the `fd` links of the processes
+/// this user may inspect; `None` when there is none (or it belongs to
+/// another user).
+pub fn find_listener_pid(port: u16) -> Option<u32> {
+    let inodes: Vec<u64> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|text| parse_listening_inodes(&text, port))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let links: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let processes = std::fs::read_dir("/proc").ok()?;
+    processes
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            // Processes of other users are not readable: skipped.
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            fds.filter_map(Result::ok).any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| links.iter().any(|l| target.as_os_str() == l.as_str()))
+            })
+        })
+}
+
 /// The name [`ProcessProbe::new`] gives its one process.
 pub const SERVER_PROCESS: &str = "server";
 
@@ -156,6 +218,10 @@ impl ProbedProcess {
 
     fn rss_kib(&self) -> Result<u64, BenchError> {
         read_parsed(&self.status, parse_vm_rss_kib)
+    }
+
+    fn anon_kib(&self) -> Result<u64, BenchError> {
+        read_parsed(&self.status, |text| parse_status_kib(text, "RssAnon"))
     }
 }
 
@@ -223,6 +289,15 @@ impl ProcessProbe {
             .map(ProbedProcess::rss_kib)
             .sum::<Result<u64, _>>()
     }
+
+    /// The anonymous part of the resident memory (heap and stacks, not
+    /// mapped files), summed over the processes, in KiB.
+    pub fn anon_kib(&self) -> Result<u64, BenchError> {
+        self.processes
+            .iter()
+            .map(ProbedProcess::anon_kib)
+            .sum::<Result<u64, _>>()
+    }
 }
 
 #[cfg(test)]
@@ -275,6 +350,10 @@ mod tests {
         assert_eq!(parse_vm_rss_kib(status), Ok(12345));
         assert!(parse_vm_rss_kib("Name:\tx\n").is_err());
         assert!(parse_vm_rss_kib("VmRSS:\t 12 MB\n").is_err());
+        let status = "VmRSS:\t 300 kB\nRssAnon:\t 200 kB\nRssFile:\t 100 kB\n";
+        assert_eq!(parse_status_kib(status, "RssAnon"), Ok(200));
+        assert_eq!(parse_status_kib(status, "RssFile"), Ok(100));
+        assert!(parse_status_kib(status, "Rss").is_err(), "whole keys only");
     }
 
     #[test]
@@ -292,11 +371,33 @@ mod tests {
     fn this_process_can_be_probed() {
         let probe = ProcessProbe::new(std::process::id()).expect("our own /proc entry");
         assert!(probe.rss_kib().expect("VmRSS") > 0);
+        assert!(probe.anon_kib().expect("RssAnon") <= probe.rss_kib().expect("VmRSS"));
         probe.cpu().expect("CPU times");
         assert!(open_files_limit().expect("limits") > 0);
         let missing = ProcessProbe::new(u32::MAX).expect_err("no such process");
         assert!(missing.to_string().contains("/proc/"), "{missing}");
         assert_eq!(probe.names(), [SERVER_PROCESS]);
+    }
+
+    #[test]
+    fn listening_sockets_are_found_by_port() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                   0: 0100007F:1CE8 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0 100 0 0 10 0\n\
+                   1: 0100007F:1CE8 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000        0 4343 1 0 20 4 30 10 -1\n\
+                   2: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 99 1 0 100 0 0 10 0\n";
+        assert_eq!(parse_listening_inodes(tcp, 7400), [4242], "LISTEN only");
+        assert_eq!(parse_listening_inodes(tcp, 22), [99]);
+        assert!(parse_listening_inodes(tcp, 80).is_empty());
+        assert!(parse_listening_inodes("garbage\nmore garbage", 7400).is_empty());
+    }
+
+    #[test]
+    fn this_process_is_found_by_its_listening_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("its address").port();
+        assert_eq!(find_listener_pid(port), Some(std::process::id()));
+        drop(listener);
+        assert_eq!(find_listener_pid(port), None, "nobody listens any more");
     }
 
     #[test]

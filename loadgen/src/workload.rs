@@ -23,10 +23,14 @@ pub enum Workload {
     Latency,
     /// Many idle subscribed connections: memory per connection, time to open.
     Conns,
+    /// A mixed load held for a long time (Herald only): broker memory,
+    /// connections, loss and errors over time.
+    Soak,
 }
 
 impl Workload {
-    /// Every workload, in the order results are shown.
+    /// Every workload compared with Herald's peers, in the order results
+    /// are shown ([`Workload::Soak`] is Herald's alone).
     pub const ALL: [Workload; 4] = [
         Workload::Fanout,
         Workload::Pairs,
@@ -41,12 +45,16 @@ impl Workload {
             Workload::Pairs => "pairs",
             Workload::Latency => "latency",
             Workload::Conns => "conns",
+            Workload::Soak => "soak",
         }
     }
 
     /// Parses a workload name (as [`Workload::name`] writes it).
     pub fn from_name(name: &str) -> Option<Workload> {
-        Workload::ALL.into_iter().find(|w| w.name() == name)
+        Workload::ALL
+            .into_iter()
+            .chain([Workload::Soak])
+            .find(|w| w.name() == name)
     }
 }
 
@@ -160,6 +168,13 @@ impl Workload {
     /// The plan of this workload with `overrides` applied, validated.
     pub fn plan(self, overrides: &Overrides) -> Result<Plan, crate::BenchError> {
         use crate::BenchError;
+        if self == Workload::Soak {
+            return Err(BenchError::invalid(
+                "workload",
+                "soak is Herald's own long-running workload, not one of the compared ones: run \
+                 it with `herald bench soak`",
+            ));
+        }
         let scale = overrides.scale.unwrap_or(1.0);
         if !scale.is_finite() || scale <= 0.0 || scale > 1000.0 {
             return Err(BenchError::invalid(
@@ -455,6 +470,11 @@ mod tests {
         for workload in Workload::ALL {
             assert_eq!(Workload::from_name(workload.name()), Some(workload));
         }
+        assert_eq!(Workload::from_name("soak"), Some(Workload::Soak));
+        let error = Workload::Soak
+            .plan(&Overrides::default())
+            .expect_err("soak has a plan of its own");
+        assert!(error.to_string().contains("herald bench soak"), "{error}");
         assert_eq!(Workload::from_name("nope"), None);
     }
 }

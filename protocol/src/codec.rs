@@ -374,14 +374,9 @@ fn from_wire(w: Wire<'_>, frame: &Bytes) -> Result<Envelope, DecodeError> {
             reason: w.reason.unwrap_or(CloseReason::Unknown),
             message: w.msg.unwrap_or_default().to_owned(),
         },
-        other => return Err(DecodeError::UnknownType(truncate(other))),
+        other => return Err(DecodeError::UnknownType(crate::names::excerpt(other))),
     };
     Ok(envelope)
-}
-
-/// Keeps error messages bounded when a peer sends a huge `t`.
-fn truncate(text: &str) -> String {
-    text.chars().take(64).collect()
 }
 
 mod fast;

@@ -19,7 +19,21 @@ pub const MAX_ROOM_LEN: usize = 128;
 /// Longest queue group name, in bytes.
 pub const MAX_GROUP_LEN: usize = 64;
 
-/// Why a name was refused. The message names the rule that was broken.
+/// Most characters of a peer's text quoted back in an error message.
+pub const MAX_EXCERPT_CHARS: usize = 64;
+
+/// The start of a peer's text, to quote in an error: at most
+/// [`MAX_EXCERPT_CHARS`] characters, with `…` when cut, so an answer built
+/// from a megabyte name stays a few hundred bytes (even `{:?}`-escaped).
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(MAX_EXCERPT_CHARS) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
+/// Why a name was refused. The message names the rule that was broken and
+/// quotes at most the start of the name ([`excerpt`]).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum NameError {
     /// The namespace breaks the namespace rule.
@@ -55,7 +69,7 @@ fn is_plain_token(token: &str) -> bool {
 
 /// Checks a namespace: `/` or `/a/b` with segments of `[A-Za-z0-9_-]`.
 pub fn validate_namespace(ns: &str) -> Result<(), NameError> {
-    let bad = || NameError::Namespace(ns.to_owned());
+    let bad = || NameError::Namespace(excerpt(ns));
     if ns == "/" {
         return Ok(());
     }
@@ -79,14 +93,14 @@ pub fn validate_event(event: &str) -> Result<(), NameError> {
     if ok {
         Ok(())
     } else {
-        Err(NameError::Event(event.to_owned()))
+        Err(NameError::Event(excerpt(event)))
     }
 }
 
 /// Checks a room name.
 pub fn validate_room(room: &str) -> Result<(), NameError> {
     if room.is_empty() || room.len() > MAX_ROOM_LEN || room.chars().any(char::is_control) {
-        Err(NameError::Room(room.to_owned()))
+        Err(NameError::Room(excerpt(room)))
     } else {
         Ok(())
     }
@@ -102,7 +116,7 @@ pub fn validate_group(group: &str) -> Result<(), NameError> {
     if ok {
         Ok(())
     } else {
-        Err(NameError::Group(group.to_owned()))
+        Err(NameError::Group(excerpt(group)))
     }
 }
 
@@ -129,7 +143,7 @@ pub enum Pattern {
 impl Pattern {
     /// Parses and validates a subscription target.
     pub fn parse(text: &str) -> Result<Pattern, NameError> {
-        let bad = || NameError::Pattern(text.to_owned());
+        let bad = || NameError::Pattern(excerpt(text));
         if text.len() > MAX_EVENT_LEN || text.split('.').count() > MAX_TOKENS {
             return Err(bad());
         }
@@ -297,6 +311,23 @@ mod tests {
         assert!(validate_group("billing.v2").is_ok());
         assert!(validate_group("").is_err());
         assert!(validate_group("a b").is_err());
+    }
+
+    #[test]
+    fn refusals_quote_a_bounded_excerpt() {
+        let huge = "\u{1}".repeat(1 << 20);
+        for error in [
+            validate_namespace(&huge).expect_err("refused"),
+            validate_event(&huge).expect_err("refused"),
+            validate_room(&huge).expect_err("refused"),
+            validate_group(&huge).expect_err("refused"),
+            Pattern::parse(&huge).expect_err("refused"),
+        ] {
+            let message = error.to_string();
+            assert!(message.len() < 600, "{} bytes: {message}", message.len());
+            assert!(message.contains('…'), "{message}");
+        }
+        assert_eq!(excerpt("short"), "short");
     }
 
     proptest::proptest! {

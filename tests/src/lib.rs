@@ -765,11 +765,32 @@ pub struct MuteSocket {
 impl MuteSocket {
     /// Upgrades a TCP connection to `addr` with subprotocol `herald.v1`.
     pub async fn connect(addr: SocketAddr) -> MuteSocket {
+        MuteSocket::connect_with(addr, WS_PATH, None).await
+    }
+
+    /// Upgrades a TCP connection to `path` on `addr` (e.g. the echo
+    /// endpoint, which ignores the `herald.v1` offer).
+    pub async fn connect_to(addr: SocketAddr, path: &str) -> MuteSocket {
+        MuteSocket::connect_with(addr, path, None).await
+    }
+
+    /// [`MuteSocket::connect`] with a receive buffer of about `bytes`
+    /// (the kernel may round it), so that a broker writing to a peer that
+    /// does not read finds the socket full after little data.
+    pub async fn connect_with_receive_buffer(addr: SocketAddr, bytes: u32) -> MuteSocket {
+        MuteSocket::connect_with(addr, WS_PATH, Some(bytes)).await
+    }
+
+    async fn connect_with(addr: SocketAddr, path: &str, receive_buffer: Option<u32>) -> MuteSocket {
         let upgrade = async {
-            let mut stream = TcpStream::connect(addr).await?;
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            if let Some(bytes) = receive_buffer {
+                socket.set_recv_buffer_size(bytes)?;
+            }
+            let mut stream = socket.connect(addr).await?;
             stream.set_nodelay(true)?;
             let request = format!(
-                "GET {WS_PATH} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
                  Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"
             );
@@ -802,31 +823,38 @@ impl MuteSocket {
 
     /// Sends an envelope in a masked binary frame (mask key zero).
     pub async fn send(&mut self, envelope: &Envelope) {
-        let payload = herald_protocol::encode(envelope);
-        let mut frame = vec![0x82];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n if n <= usize::from(u16::MAX) => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&[0, 0, 0, 0]);
-        frame.extend_from_slice(&payload);
-        self.send_bytes(&frame).await;
+        self.send_bytes(&client_frame(envelope)).await;
     }
 
     /// Writes `bytes` to the socket as they are (for frames that break
     /// RFC 6455's rules on purpose).
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
-        match tokio::time::timeout(TIMEOUT, self.stream.write_all(bytes)).await {
+        self.send_bytes_within(bytes, TIMEOUT).await;
+    }
+
+    /// [`MuteSocket::send_bytes`] for a large write that the broker may
+    /// take slowly (a flood held back by back-pressure), bounded by
+    /// `limit`.
+    pub async fn send_bytes_within(&mut self, bytes: &[u8], limit: Duration) {
+        match tokio::time::timeout(limit, self.stream.write_all(bytes)).await {
             Ok(Ok(())) => {}
             other => panic!("mute socket send failed: {other:?}"),
         }
+    }
+
+    /// Writes `bytes` unless the broker stops taking them: false when the
+    /// write failed or made no progress for `within` (the broker stopped
+    /// reading, or closed). A socket that returned false may hold half a
+    /// frame; send nothing more on it.
+    pub async fn try_send_bytes(&mut self, bytes: &[u8], within: Duration) -> bool {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match tokio::time::timeout(within, self.stream.write(rest)).await {
+                Ok(Ok(n @ 1..)) => rest = &rest[n..],
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// Sends `hello` without reading the `welcome`.
@@ -891,6 +919,28 @@ impl MuteSocket {
         self.buffer.drain(..header + len);
         Some(frame)
     }
+}
+
+/// One envelope as a client's masked binary WebSocket frame (mask key
+/// zero), ready to write to a socket as it is (e.g. many of them at once,
+/// to flood a broker faster than any client library would).
+pub fn client_frame(envelope: &Envelope) -> Vec<u8> {
+    let payload = herald_protocol::encode(envelope);
+    let mut frame = vec![0x82];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(&payload);
+    frame
 }
 
 /// A parsed HTTP/1.1 response.

@@ -429,6 +429,8 @@ async fn publishing_while_the_broker_shuts_down_is_refused_with_503() {
     const EVENTS: u64 = 300;
     let broker = start_broker(|s| {
         s.delivery.queue_capacity = 1_000;
+        // Room for the whole backlog (19 MiB).
+        s.delivery.max_queued_bytes = 64 << 20;
         s.server.shutdown_grace = Duration::from_secs(5);
     })
     .await;

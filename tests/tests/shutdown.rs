@@ -21,6 +21,8 @@ const EVENTS: u64 = 300;
 async fn shutdown_drains_queues_then_closes_every_client_with_1001() {
     let broker = start_broker(|s| {
         s.delivery.queue_capacity = 1_000;
+        // Room for the whole backlog (19 MiB).
+        s.delivery.max_queued_bytes = 64 << 20;
         s.server.shutdown_grace = Duration::from_secs(5);
     })
     .await;

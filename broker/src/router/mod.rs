@@ -66,6 +66,22 @@ pub(crate) struct RouteError {
     pub(crate) message: String,
 }
 
+/// What an emit did: how many it reached, and a receiver whose queue is
+/// past its high-water mark, which the publisher should wait for before
+/// it reads more (back-pressure, see `outbox`).
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    pub(crate) receivers: u64,
+    pub(crate) back_pressure: Option<Outbox>,
+}
+
+/// Notes the first receiver of an emit that asks for back-pressure.
+fn note_pressure(pressure: &mut Option<Outbox>, conn: &Outbox) {
+    if pressure.is_none() && conn.wants_back_pressure() {
+        *pressure = Some(conn.clone());
+    }
+}
+
 /// Which connections an emit may reach.
 struct Eligible<'a> {
     /// The sending connection; none for an HTTP publish.
@@ -164,6 +180,7 @@ fn pick_one<'a>(
     members: impl Iterator<Item = &'a Outbox>,
     eligible: &Eligible<'_>,
     frame: &Bytes,
+    pressure: &mut Option<Outbox>,
 ) -> bool {
     let mut first_full = None;
     for member in members {
@@ -171,7 +188,10 @@ fn pick_one<'a>(
             continue;
         }
         match member.offer(frame) {
-            Offer::Queued => return true,
+            Offer::Queued => {
+                note_pressure(pressure, member);
+                return true;
+            }
             Offer::Full => {
                 first_full.get_or_insert(member);
             }
@@ -273,25 +293,29 @@ impl Router {
     /// and to one member of each matching queue group. Returns the number
     /// of deliveries: plain receivers plus queue groups that took it.
     pub(crate) fn emit(&self, from: &Outbox, emit: &Emit) -> u64 {
-        self.publish(Some(from), emit)
+        self.publish(Some(from), emit).receivers
     }
 
     /// [`Router::emit`] from any sender: a connection, or none at all (an
     /// HTTP publish, which has nothing to exclude).
-    pub(crate) fn publish(&self, from: Option<&Outbox>, emit: &Emit) -> u64 {
+    pub(crate) fn publish(&self, from: Option<&Outbox>, emit: &Emit) -> Published {
         Stats::add(&self.stats.events_received, 1);
         let matched = self.events.lookup(&emit.namespace, &emit.event);
         let room = self.room_of(emit);
         let eligible = Eligible::new(from, emit, room.as_deref());
         let hits = matched.pattern_hits(&emit.event);
         let exact = matched.exact.as_deref();
-        let mut reached = self.deliver_plain(emit, exact, &hits, &eligible);
-        reached += self.deliver_groups(emit, exact, &hits, &eligible);
+        let mut pressure = None;
+        let mut reached = self.deliver_plain(emit, exact, &hits, &eligible, &mut pressure);
+        reached += self.deliver_groups(emit, exact, &hits, &eligible, &mut pressure);
         Stats::add(&self.stats.events_delivered, reached);
         if let Some(cluster) = &self.cluster {
             cluster.forward_event(emit);
         }
-        reached
+        Published {
+            receivers: reached,
+            back_pressure: pressure,
+        }
     }
 
     /// An emit from another node: to this node's plain subscribers only
@@ -300,11 +324,14 @@ impl Router {
         let matched = self.events.lookup(&emit.namespace, &emit.event);
         let room = self.room_of(emit);
         let hits = matched.pattern_hits(&emit.event);
+        // Events from other nodes are not held back here (the backplane's
+        // own queue bounds them).
         let reached = self.deliver_plain(
             emit,
             matched.exact.as_deref(),
             &hits,
             &Eligible::remote(room.as_deref()),
+            &mut None,
         );
         Stats::add(&self.stats.events_delivered, reached);
         reached
@@ -327,6 +354,7 @@ impl Router {
             rotated(members, &group_state.cursor),
             &Eligible::remote(room.as_deref()),
             &frame,
+            &mut None,
         );
         Stats::add(&self.stats.events_delivered, u64::from(taken));
         taken
@@ -338,13 +366,17 @@ impl Router {
         exact: Option<&Subscribers>,
         hits: &[&Subscribers],
         eligible: &Eligible<'_>,
+        pressure: &mut Option<Outbox>,
     ) -> u64 {
         let mut frame = None;
         let mut reached = 0;
         let send = |conn: &Outbox| {
             if eligible.allows(conn.id) {
                 let frame = frame.get_or_insert_with(|| event_frame(emit, None, None));
-                reached += u64::from(conn.deliver(frame));
+                if conn.deliver(frame) {
+                    reached += 1;
+                    note_pressure(pressure, conn);
+                }
             }
         };
         if hits.is_empty() {
@@ -371,6 +403,7 @@ impl Router {
         exact: Option<&Subscribers>,
         hits: &[&Subscribers],
         eligible: &Eligible<'_>,
+        pressure: &mut Option<Outbox>,
     ) -> u64 {
         let mut reached = 0;
         let clustered = self
@@ -382,17 +415,19 @@ impl Router {
             for (name, group) in exact.into_iter().flat_map(|s| s.groups.iter()) {
                 let frame = event_frame(emit, Some(name), None);
                 let start = group.cursor.fetch_add(1, Relaxed);
-                reached += u64::from(pick_one(group.members.rotation(start), eligible, &frame));
+                reached += u64::from(pick_one(group.members.rotation(start), eligible, &frame, pressure));
             }
             return reached;
         }
         let merged = merge_groups(exact, hits);
         if let Some((cluster, view)) = clustered {
-            return Self::deliver_groups_clustered(cluster, &view, emit, &merged, eligible);
+            return Self::deliver_groups_clustered(
+                cluster, &view, emit, &merged, eligible, pressure,
+            );
         }
         for (name, (members, group)) in &merged {
             let frame = event_frame(emit, Some(name), None);
-            reached += u64::from(pick_one(rotated(members, &group.cursor), eligible, &frame));
+            reached += u64::from(pick_one(rotated(members, &group.cursor), eligible, &frame, pressure));
         }
         reached
     }
@@ -407,6 +442,7 @@ impl Router {
         emit: &Emit,
         local: &LocalGroups<'_>,
         eligible: &Eligible<'_>,
+        pressure: &mut Option<Outbox>,
     ) -> u64 {
         let remote = view.groups(&emit.namespace, &emit.event);
         let mut names: Vec<&str> = local.keys().copied().collect();
@@ -429,6 +465,7 @@ impl Router {
                         rotated(members, &group.cursor),
                         eligible,
                         &event_frame(emit, Some(name), None),
+                        pressure,
                     ),
                     _ => cluster.send_to(
                         &nodes[choice - usize::from(here.is_some())],

@@ -9,12 +9,13 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code, unreachable_pub)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
@@ -44,6 +45,46 @@ pub fn broker(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(broker_bin());
     command.env_clear().envs(env.iter().copied()).args(args);
     command
+}
+
+/// `GET path` over a plain TCP connection: the status code, or `None` when
+/// the connection failed or got no full answer within [`TIMEOUT`] (not
+/// listening yet, or not answering).
+pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        Some(response)
+    };
+    let response = tokio::time::timeout(TIMEOUT, exchange).await.ok()??;
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Polls until the daemon `process` answers `GET /healthz` on `addr` with
+/// 200 (bounded by [`TIMEOUT`]); fails if it exits first.
+pub async fn wait_serving(process: &mut Process, addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if http_status(addr, "/healthz").await == Some(200) {
+            return;
+        }
+        if let Some(status) = process.exited() {
+            panic!(
+                "the daemon exited before serving: {status}\n{}",
+                process.stderr_so_far()
+            );
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the daemon did not serve /healthz within {TIMEOUT:?}\n{}",
+            process.stderr_so_far()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A running child process, killed when dropped.
@@ -126,7 +167,7 @@ impl Process {
 
     /// Sends a signal (`TERM`, `INT`, ...) by PID with the `kill` command.
     pub async fn signal(&self, name: &str) {
-        let pid = self.child.id().expect("the process is still running");
+        let pid = self.pid();
         let status = Command::new("kill")
             .arg(format!("-{name}"))
             .arg(pid.to_string())
@@ -134,6 +175,11 @@ impl Process {
             .await
             .expect("the kill command runs");
         assert!(status.success(), "kill -{name} {pid} failed");
+    }
+
+    /// Its process id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the process is still running")
     }
 
     /// The exit status if the process has ended.
@@ -160,6 +206,93 @@ impl Process {
             status,
             stdout: self.stdout.all().await,
             stderr: self.stderr.all().await,
+        }
+    }
+}
+
+/// A broker daemon serving on a free loopback port, started from the
+/// built-in defaults plus `env` (`HERALD__…` variables) and killed when
+/// dropped.
+pub struct Served {
+    pub process: Process,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Served {
+    /// Starts the daemon and waits (bounded) until `/healthz` answers.
+    pub async fn start(env: &[(&str, &str)]) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec![("HERALD__SERVER__LISTEN", listen.as_str())];
+        all.extend_from_slice(env);
+        let process = Process::spawn(&mut broker(&[], &all));
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let served = Served { process, addr };
+        for _ in 0..1000 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return served;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "the broker did not listen on {addr}; stderr:\n{}",
+            served.process.stderr_so_far()
+        );
+    }
+
+    /// The daemon's resident set size now, in bytes (`VmRSS`).
+    pub fn rss(&self) -> u64 {
+        let pid = self.process.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("/proc/PID/status is readable");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|kib| kib * 1024)
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// The value of one sample in `/metrics` (a line starting with
+    /// `series`, e.g. `herald_connections_current` or
+    /// `herald_connections_closed_total{reason="slow_consumer"}`).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let body = herald_tests::http_get(self.addr, "/metrics").await.body;
+        body.lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| line.strip_prefix(series))
+            .and_then(|rest| rest.trim().parse().ok())
+    }
+
+    /// Polls `/metrics` until `series` satisfies `check` (bounded by
+    /// [`TIMEOUT`] plus `extra`); returns the last value.
+    pub async fn wait_metric(
+        &self,
+        series: &str,
+        extra: Duration,
+        check: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = tokio::time::Instant::now() + TIMEOUT + extra;
+        loop {
+            let value = self.metric(series).await.unwrap_or(0.0);
+            if check(value) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} stayed at {value}; stderr:\n{}",
+                self.process.stderr_so_far()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
