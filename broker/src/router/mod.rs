@@ -415,7 +415,12 @@ impl Router {
             for (name, group) in exact.into_iter().flat_map(|s| s.groups.iter()) {
                 let frame = event_frame(emit, Some(name), None);
                 let start = group.cursor.fetch_add(1, Relaxed);
-                reached += u64::from(pick_one(group.members.rotation(start), eligible, &frame, pressure));
+                reached += u64::from(pick_one(
+                    group.members.rotation(start),
+                    eligible,
+                    &frame,
+                    pressure,
+                ));
             }
             return reached;
         }
@@ -427,7 +432,12 @@ impl Router {
         }
         for (name, (members, group)) in &merged {
             let frame = event_frame(emit, Some(name), None);
-            reached += u64::from(pick_one(rotated(members, &group.cursor), eligible, &frame, pressure));
+            reached += u64::from(pick_one(
+                rotated(members, &group.cursor),
+                eligible,
+                &frame,
+                pressure,
+            ));
         }
         reached
     }
