@@ -11,10 +11,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::inbound::FrameReader;
-use crate::outbox::{ConnShared, Outbox, QueueLimits};
+use crate::outbox::{ConnShared, Identity, Outbox, QueueLimits};
 use crate::socket::Halves;
 use crate::state::Shared;
 use crate::stats::Stats;
+use crate::wire::WireFormat;
 use crate::writer::{self, Goodbye};
 
 /// A connection's send side, while its reader is read by the caller.
@@ -35,6 +36,7 @@ impl Conn {
         shared: &Arc<Shared>,
         max_message: usize,
         goodbye: Goodbye,
+        format: WireFormat,
     ) -> (FrameReader, Conn) {
         let Halves { read, early, write } = halves;
         let settings = &shared.settings;
@@ -45,8 +47,14 @@ impl Conn {
             policy: settings.delivery.slow_consumer,
             max_bytes: settings.delivery.max_queued_bytes,
         };
+        let id = shared.next_conn_id();
+        let identity = Identity {
+            session: Arc::from(format!("{}-{}", shared.node, id.0)),
+            format,
+        };
         let outbox = ConnShared::with_limits(
-            shared.next_conn_id(),
+            id,
+            identity,
             tx,
             limits,
             shared.shutdown.child_token(),

@@ -35,6 +35,8 @@
 //!   queue plus the slow-consumer policy.
 //! - `cluster`: the router's remote side when nodes are clustered over
 //!   Redis (`cluster.backend = "redis"`).
+//! - `wire`: the wire formats (Herald, Socket.IO) that encode what the
+//!   router hands a receiver, once per emit per format.
 //! - `router`: the fan-out maps (exact names, patterns, queue groups,
 //!   responders, rooms) and pending requests.
 //! - [`healthcheck`]: the probe behind `herald-broker healthcheck`, one
@@ -69,6 +71,7 @@ mod session;
 mod socket;
 mod state;
 pub mod stats;
+mod wire;
 mod writer;
 
 pub use server::{Broker, BrokerHandle, Error};

@@ -29,6 +29,7 @@ use crate::router::SubKey;
 use crate::socket::Halves;
 use crate::state::Shared;
 use crate::stats::Stats;
+use crate::wire::WireFormat;
 use crate::writer::Goodbye;
 
 /// Invalid frames in a row after which the connection is closed.
@@ -49,6 +50,7 @@ pub(crate) async fn run(
         &shared,
         shared.max_message_bytes(),
         Goodbye::Envelope,
+        WireFormat::Herald,
     );
     let id = conn.outbox.id;
     let mut session = Session {
@@ -295,7 +297,7 @@ impl Session {
         };
         self.send(&Envelope::Welcome(Welcome {
             version: PROTOCOL_VERSION,
-            session: format!("{}-{}", self.shared.node, self.outbox.id.0),
+            session: self.outbox.session.to_string(),
             heartbeat_ms: u64::try_from(settings.server.heartbeat_interval.as_millis())
                 .unwrap_or(u64::MAX),
             limits,

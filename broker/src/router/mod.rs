@@ -1,9 +1,11 @@
 //! The router: who receives an event, and handing them its frame.
 //!
 //! It routes `(namespace, event, room, payload)` and knows nothing of
-//! sockets: a receiver is an [`Outbox`]. Each emit encodes its outgoing
-//! frame once (once more per queue group, whose frame names the group) and
-//! offers clones of the same [`Bytes`] to every receiver.
+//! sockets or wire formats: a receiver is an [`Outbox`], and its
+//! [`WireFormat`](crate::wire::WireFormat) encodes the event. Each emit
+//! encodes its outgoing frame once per format among its receivers (once
+//! more per queue group, whose frame names the group) and offers clones of
+//! the same [`Bytes`] to every receiver of that format.
 //!
 //! In a cluster the router has a remote side ([`Cluster`]): plain emits are
 //! also published for the other nodes, queue groups and requests may pick
@@ -27,7 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_protocol::envelope::{Emit, Reply};
-use herald_protocol::{Envelope, ErrorCode, EventRef, Pattern};
+use herald_protocol::{ErrorCode, EventRef, Pattern};
 use indexmap::IndexMap;
 
 use self::index::{Group, Subscribers, SubscriptionIndex};
@@ -36,9 +38,9 @@ use self::rooms::Rooms;
 use self::shards::RoomSet;
 use self::timeouts::TimeoutWatcher;
 use crate::cluster::{Body, Cluster, WireEmit};
-use crate::frame;
 use crate::outbox::{ConnId, Offer, Outbox};
 use crate::stats::Stats;
+use crate::wire::{Answer, Frames};
 
 /// The hasher of the router's maps: seeded per process, and several times
 /// faster than the standard SipHash on the short keys an emit looks up.
@@ -149,16 +151,17 @@ fn merge_groups<'a>(exact: Option<&'a Subscribers>, hits: &[&'a Subscribers]) ->
     merged
 }
 
-/// Encodes the `event` frame for an emit, straight from its borrowed parts.
-fn event_frame(emit: &Emit, group: Option<&str>, ack: Option<u64>) -> Bytes {
-    frame::event(&EventRef {
+/// The `event` an emit delivers, borrowed from it (each receiver's wire
+/// format encodes it, once per emit per format: [`Frames`]).
+fn event_ref<'a>(emit: &'a Emit, group: Option<&'a str>, ack: Option<u64>) -> EventRef<'a> {
+    EventRef {
         namespace: &emit.namespace,
         event: &emit.event,
         room: emit.room.as_deref(),
         group,
         payload: &emit.payload,
         ack,
-    })
+    }
 }
 
 /// The merged members of a queue group, each once, starting at the
@@ -179,7 +182,7 @@ fn rotated<'a, 'm>(
 fn pick_one<'a>(
     members: impl Iterator<Item = &'a Outbox>,
     eligible: &Eligible<'_>,
-    frame: &Bytes,
+    frames: &mut Frames<'_>,
     pressure: &mut Option<Outbox>,
 ) -> bool {
     let mut first_full = None;
@@ -187,7 +190,7 @@ fn pick_one<'a>(
         if !eligible.allows(member.id) {
             continue;
         }
-        match member.offer(frame) {
+        match member.offer(frames.get(member.format)) {
             Offer::Queued => {
                 note_pressure(pressure, member);
                 return true;
@@ -349,11 +352,10 @@ impl Router {
         let Some((members, group_state)) = merged.get(group) else {
             return false;
         };
-        let frame = event_frame(emit, Some(group), None);
         let taken = pick_one(
             rotated(members, &group_state.cursor),
             &Eligible::remote(room.as_deref()),
-            &frame,
+            &mut Frames::new(event_ref(emit, Some(group), None)),
             &mut None,
         );
         Stats::add(&self.stats.events_delivered, u64::from(taken));
@@ -368,12 +370,11 @@ impl Router {
         eligible: &Eligible<'_>,
         pressure: &mut Option<Outbox>,
     ) -> u64 {
-        let mut frame = None;
+        let mut frames = Frames::new(event_ref(emit, None, None));
         let mut reached = 0;
         let send = |conn: &Outbox| {
             if eligible.allows(conn.id) {
-                let frame = frame.get_or_insert_with(|| event_frame(emit, None, None));
-                if conn.deliver(frame) {
+                if conn.deliver(frames.get(conn.format)) {
                     reached += 1;
                     note_pressure(pressure, conn);
                 }
@@ -413,12 +414,11 @@ impl Router {
             .filter(|(_, view)| view.has_groups(&emit.namespace));
         if clustered.is_none() && hits.iter().all(|h| h.groups.is_empty()) {
             for (name, group) in exact.into_iter().flat_map(|s| s.groups.iter()) {
-                let frame = event_frame(emit, Some(name), None);
                 let start = group.cursor.fetch_add(1, Relaxed);
                 reached += u64::from(pick_one(
                     group.members.rotation(start),
                     eligible,
-                    &frame,
+                    &mut Frames::new(event_ref(emit, Some(name), None)),
                     pressure,
                 ));
             }
@@ -431,11 +431,10 @@ impl Router {
             );
         }
         for (name, (members, group)) in &merged {
-            let frame = event_frame(emit, Some(name), None);
             reached += u64::from(pick_one(
                 rotated(members, &group.cursor),
                 eligible,
-                &frame,
+                &mut Frames::new(event_ref(emit, Some(name), None)),
                 pressure,
             ));
         }
@@ -474,7 +473,7 @@ impl Router {
                     (Some((members, group)), 0) => pick_one(
                         rotated(members, &group.cursor),
                         eligible,
-                        &event_frame(emit, Some(name), None),
+                        &mut Frames::new(event_ref(emit, Some(name), None)),
                         pressure,
                     ),
                     _ => cluster.send_to(
@@ -524,10 +523,14 @@ impl Router {
         emit: &Emit,
         timeout: Duration,
     ) -> bool {
-        let handle = self
-            .requests
-            .open(requester, ack, Responder::Local(responder.id), timeout);
-        let frame = event_frame(emit, None, Some(handle));
+        let handle = self.requests.open(
+            requester,
+            ack,
+            Responder::Local(responder.id),
+            &emit.namespace,
+            timeout,
+        );
+        let frame = responder.format.event(&event_ref(emit, None, Some(handle)));
         let sent = responder.offer(&frame) == Offer::Queued;
         if sent {
             Stats::add(&self.stats.events_delivered, 1);
@@ -618,6 +621,7 @@ impl Router {
             Requester::Local(from.clone()),
             ack,
             Responder::Node(node.clone()),
+            &emit.namespace,
             timeout,
         );
         let body = Body::Request {
@@ -661,12 +665,12 @@ impl Router {
     fn no_responder(&self, pending: Pending, message: &str) {
         match pending.requester {
             Requester::Local(requester) => {
-                let frame = frame::envelope(&Envelope::error(
-                    Some(pending.ack),
-                    ErrorCode::NoResponders,
+                requester.answer_with(&Answer::Error {
+                    namespace: Some(&pending.namespace),
+                    id: Some(pending.ack),
+                    code: ErrorCode::NoResponders,
                     message,
-                ));
-                requester.answer(&frame);
+                });
             }
             Requester::Node(node) => {
                 if let Some(cluster) = &self.cluster {
@@ -732,12 +736,13 @@ impl Router {
         match pending.requester {
             Requester::Local(requester) => {
                 self.stats.request_answered(pending.started.elapsed());
-                let frame = frame::envelope(&Envelope::Reply(Reply {
+                requester.answer_with(&Answer::Reply {
+                    namespace: &pending.namespace,
                     ack: pending.ack,
                     ok,
-                    payload,
-                }));
-                requester.answer(&frame);
+                    payload: &payload,
+                    args: false,
+                });
             }
             Requester::Node(node) => {
                 if let Some(cluster) = &self.cluster {
