@@ -102,6 +102,10 @@ string_enum! {
         Dropped = "dropped",
         /// The broker failed for a reason that is not the client's fault.
         Internal = "internal",
+        /// The connection may not do this: a service power it does not
+        /// hold (another connection's `join`/`leave`, an emit to a session
+        /// id room), or a room it may not join (a session id room).
+        Forbidden = "forbidden",
     }
 }
 
@@ -218,6 +222,7 @@ mod tests {
             assert_eq!(CloseReason::parse(reason.as_str()), *reason);
         }
         assert_eq!(ErrorCode::parse("from_the_future"), ErrorCode::Unknown);
+        assert_eq!(ErrorCode::parse("forbidden"), ErrorCode::Forbidden);
     }
 
     #[test]
@@ -240,6 +245,7 @@ mod tests {
             ErrorCode::PayloadTooLarge,
             ErrorCode::UnknownRequest,
             ErrorCode::TooManySubscriptions,
+            ErrorCode::Forbidden,
         ] {
             assert!(!answer.is_invalid_frame(), "{answer}");
         }
