@@ -60,6 +60,7 @@ impl Conn {
             shared.shutdown.child_token(),
             shared.stats.clone(),
         );
+        shared.router.sessions().insert(&outbox);
         Stats::add(&shared.stats.connections_opened, 1);
         Stats::add(&shared.stats.connections_current, 1);
         let last_seen = Arc::new(AtomicU64::new(shared.now_ms()));
@@ -82,7 +83,8 @@ impl Conn {
     /// Closes for `reason` (unless a reason was already given) and waits
     /// for the writer to say goodbye; returns the reason that won. The
     /// caller counts the close once its own clean-up is done.
-    pub(crate) async fn finish(self, reason: CloseReason) -> CloseReason {
+    pub(crate) async fn finish(self, shared: &Shared, reason: CloseReason) -> CloseReason {
+        shared.router.sessions().remove(&self.outbox);
         self.outbox.close_with(reason);
         let _ = self.writer.await;
         self.outbox.close_reason()

@@ -45,7 +45,7 @@ pub(crate) async fn run(
     let id = conn.outbox.id.0;
     debug!(conn = id, %peer, "echo connection opened");
     let reason = echo(&mut reader, &conn, &shared).await;
-    let reason = conn.finish(reason).await;
+    let reason = conn.finish(&shared, reason).await;
     shared.stats.closed(reason);
     debug!(conn = id, %peer, reason = reason.as_str(), "echo connection closed");
 }

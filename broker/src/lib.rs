@@ -20,6 +20,8 @@
 //!   (raised to the hard limit at start).
 //! - `framing`: finds HTTP requests that carry both `Content-Length` and
 //!   `Transfer-Encoding` (refused with 400), in the bytes hyper reads.
+//! - `admission`: one check per action (emit, subscribe, room change),
+//!   shared by every front end: names, limits, service-side powers.
 //! - `session`: one WebSocket connection: the hello/welcome handshake, the
 //!   reader that turns envelopes into router calls, limits, clean-up.
 //! - `frame`: server-to-client WebSocket frames, built once (an event's
@@ -53,6 +55,7 @@ pub mod bench_api;
 pub mod fuzz_api {
     pub use crate::inbound::{FrameParser, Incoming, ReadError};
 }
+mod admission;
 mod cluster;
 mod conn;
 mod echo;

@@ -24,8 +24,9 @@
 //! reserve is full the client is not reading its answers, and it is
 //! disconnected as a slow consumer whatever the policy.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -86,6 +87,9 @@ pub(crate) struct QueueLimits {
     pub(crate) max_bytes: usize,
 }
 
+/// A room of a namespace: `(namespace, room)`.
+pub(crate) type RoomKey = (Box<str>, Box<str>);
+
 /// Who a connection is to the others: its session id (the name of its
 /// own room, and the `from` of what it emits) and the format it reads.
 #[derive(Debug, Clone)]
@@ -102,6 +106,9 @@ pub(crate) struct ConnShared {
     pub(crate) session: Arc<str>,
     /// What the router encodes for this connection.
     pub(crate) format: WireFormat,
+    /// The rooms it is in, joined itself or moved there by a service:
+    /// what the router removes it from when it closes.
+    rooms: Mutex<HashSet<RoomKey>>,
     tx: mpsc::Sender<Bytes>,
     /// Queue slots events may not use (kept for answers).
     reserve: usize,
@@ -175,6 +182,7 @@ impl ConnShared {
             id,
             session: identity.session,
             format: identity.format,
+            rooms: Mutex::new(HashSet::new()),
             reserve,
             tx,
             policy: limits.policy,
@@ -258,6 +266,12 @@ impl ConnShared {
                 false
             }
         }
+    }
+
+    /// The rooms this connection is in (a short lock: joins and leaves of
+    /// this one connection only).
+    pub(crate) fn rooms(&self) -> MutexGuard<'_, HashSet<RoomKey>> {
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues an answer encoded in this connection's format.

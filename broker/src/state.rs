@@ -72,7 +72,7 @@ impl Shared {
         Shared {
             sessions: Arc::new(Semaphore::new(connection_limit.sessions)),
             connection_limit,
-            router: Router::clustered(stats.clone(), cluster.clone()),
+            router: Router::clustered(stats.clone(), &node, cluster.clone()),
             cluster,
             stats,
             ready: AtomicBool::new(true),

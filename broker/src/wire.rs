@@ -73,11 +73,16 @@ impl WireFormat {
 fn herald_answer(answer: &Answer<'_>) -> Bytes {
     let envelope = match *answer {
         Answer::Reply {
-            ack, ok, payload, ..
+            ack,
+            ok,
+            payload,
+            args,
+            ..
         } => Envelope::Reply(Reply {
             ack,
             ok,
             payload: payload.clone(),
+            args,
         }),
         Answer::Error {
             id, code, message, ..

@@ -228,6 +228,7 @@ fn drains_queue(reason: CloseReason) -> bool {
             | CloseReason::MessageTooBig
             | CloseReason::MessageTimeout
             | CloseReason::HandshakeTimeout
+            | CloseReason::ConnectTimeout
     )
 }
 
@@ -302,6 +303,10 @@ fn close_message(reason: CloseReason, conn: &Outbox, shared: &Shared) -> String 
         CloseReason::HandshakeTimeout => format!(
             "no hello within {:?} (server.handshake_timeout)",
             s.server.handshake_timeout
+        ),
+        CloseReason::ConnectTimeout => format!(
+            "no Socket.IO CONNECT within {:?} (socketio.connect_timeout)",
+            s.socketio.connect_timeout
         ),
         CloseReason::MessageTimeout => format!(
             "a message did not arrive in full within {:?} of its first byte (server.message_timeout)",

@@ -106,6 +106,9 @@ string_enum! {
         /// hold (another connection's `join`/`leave`, an emit to a session
         /// id room), or a room it may not join (a session id room).
         Forbidden = "forbidden",
+        /// A service named a session id that is not connected (anywhere
+        /// in the cluster).
+        UnknownSession = "unknown_session",
     }
 }
 
@@ -136,6 +139,9 @@ string_enum! {
         /// A message started but did not arrive in full within the
         /// broker's message timeout (close code 1008).
         MessageTimeout = "message_timeout",
+        /// A Socket.IO client connected to no namespace within
+        /// `socketio.connect_timeout`.
+        ConnectTimeout = "connect_timeout",
     }
 }
 
@@ -145,7 +151,9 @@ impl CloseReason {
         match self {
             CloseReason::ClientClosed => 1000,
             CloseReason::ShuttingDown => 1001,
-            CloseReason::ProtocolError | CloseReason::HandshakeTimeout => 1002,
+            CloseReason::ProtocolError
+            | CloseReason::HandshakeTimeout
+            | CloseReason::ConnectTimeout => 1002,
             CloseReason::MessageTooBig => 1009,
             CloseReason::InvalidUtf8 => 1007,
             CloseReason::SlowConsumer
