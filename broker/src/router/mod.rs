@@ -158,6 +158,8 @@ fn event_frame(emit: &Emit, group: Option<&str>, ack: Option<u64>) -> Bytes {
         group,
         payload: &emit.payload,
         ack,
+        from: None,
+        args: emit.args,
     })
 }
 
@@ -736,6 +738,7 @@ impl Router {
                     ack: pending.ack,
                     ok,
                     payload,
+                    args: false,
                 }));
                 requester.answer(&frame);
             }
