@@ -153,6 +153,7 @@ mod tests {
             ack: 1,
             ok: true,
             payload: Bytes::from_static(b"x"),
+            args: false,
         });
         assert_eq!(event_payload(&frame(&reply)), None, "a reply has d too");
         assert_eq!(event_payload(&frame(&Envelope::Pong { ts: Some(3) })), None);
@@ -184,6 +185,7 @@ mod tests {
                 ack,
                 seq,
                 message_id,
+                ..Event::default()
             };
             let frame = frame(&Envelope::Event(event.clone()));
             prop_assert_eq!(event_payload(&frame), Some(event.payload));

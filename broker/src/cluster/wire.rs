@@ -127,6 +127,9 @@ mod tests {
             ev: "a.b".into(),
             room: Some("r".into()),
             d: Bytes::from_static(b"\x01\x02"),
+            ex: Some("n1-4".into()),
+            args: true,
+            sid: Some("n1-3".into()),
         };
         let bodies = [
             Body::Event(emit.clone()),
@@ -143,8 +146,15 @@ mod tests {
                 h: 7,
                 ok: false,
                 d: Bytes::from_static(b"x"),
+                args: true,
             },
             Body::Gone { h: 9 },
+            Body::Move {
+                ns: "/chat".into(),
+                room: "lobby".into(),
+                sid: "n2-8".into(),
+                join: true,
+            },
             Body::Changed,
             Body::Left,
         ];
