@@ -226,6 +226,8 @@ mod tests {
                 group: None,
                 payload: &payload,
                 ack: None,
+                from: None,
+                args: false,
             };
             let frame = super::event(&event);
             let messages = read_as_client(&frame);

@@ -524,6 +524,7 @@ impl RawClient {
             id: Some(id),
             namespace: ns.into(),
             room: room.into(),
+            sid: None,
         }))
         .await;
         self.expect_ok(id).await;
@@ -560,6 +561,7 @@ impl RawClient {
             ack: handle,
             ok,
             payload: payload.into(),
+            args: false,
         }))
         .await;
     }

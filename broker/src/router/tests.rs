@@ -242,6 +242,7 @@ async fn request_goes_to_one_responder_and_reply_returns() {
         ack: handle,
         ok: true,
         payload: Bytes::from_static(b"\x02"),
+        args: false,
     };
     assert!(router.reply(ConnId(99), reply.clone()).is_err());
     let chosen = if r1.rx.is_empty() && r2.rx.is_empty() {
@@ -301,6 +302,7 @@ fn reply_to(handle: u64) -> Reply {
         ack: handle,
         ok: true,
         payload: Bytes::from_static(b"\x02"),
+        args: false,
     }
 }
 
