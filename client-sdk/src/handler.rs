@@ -24,8 +24,8 @@ use crate::client::Shared;
 use crate::dispatch::{Delivery, ReplyTo};
 use crate::error::ClientEvent;
 use crate::namespace::Event;
-use crate::payload::Payload;
 use crate::outbox::Outgoing;
+use crate::payload::Payload;
 
 /// What a handler task needs besides its handler.
 #[derive(Debug, Clone)]
@@ -95,7 +95,11 @@ impl Context {
 pub(crate) async fn send_reply(shared: &Arc<Shared>, generation: u64, frame: Vec<u8>) {
     match shared.outbox.sender_for(generation) {
         Some(tx) => {
-            if tx.send(Outgoing::once(bytes::Bytes::from(frame))).await.is_err() {
+            if tx
+                .send(Outgoing::once(bytes::Bytes::from(frame)))
+                .await
+                .is_err()
+            {
                 tracing::debug!("reply dropped: its connection closed");
             }
         }

@@ -112,9 +112,12 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, Some(group), handler::typed, move |event: Event<T>| {
-            handler(event.data)
-        })
+        self.events(
+            event,
+            Some(group),
+            handler::typed,
+            move |event: Event<T>| handler(event.data),
+        )
         .await
     }
 
@@ -131,7 +134,8 @@ impl Namespace {
         F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, Some(group), handler::typed, handler).await
+        self.events(event, Some(group), handler::typed, handler)
+            .await
     }
 
     /// Answers requests for `event`: the broker routes each request to one

@@ -56,12 +56,18 @@ impl Socket {
     /// Emits `event` to this socket only: to the room named after its
     /// session id (Socket.IO's `socket.emit`). A service power.
     pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<(), Error> {
-        self.namespace.to(self.sid.as_str()).emit(event, payload).await
+        self.namespace
+            .to(self.sid.as_str())
+            .emit(event, payload)
+            .await
     }
 
     /// Like [`Socket::emit`], with a payload as is (bytes and `args` flag).
     pub async fn emit_raw(&self, event: &str, payload: Payload) -> Result<(), Error> {
-        self.namespace.to(self.sid.as_str()).emit_raw(event, payload).await
+        self.namespace
+            .to(self.sid.as_str())
+            .emit_raw(event, payload)
+            .await
     }
 
     /// An emitter to the members of `room` except this socket (Socket.IO's

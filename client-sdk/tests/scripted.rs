@@ -659,10 +659,13 @@ async fn raw_handlers_relay_payloads_with_their_args_flag() {
     let sub = tokio::spawn({
         let ns = ns.clone();
         async move {
-            ns.on_request_raw("message-with-ack", |e: herald_client::Event<_>| async move {
-                assert_eq!(e.from(), Some("n-9"));
-                Ok::<_, String>(e.data)
-            })
+            ns.on_request_raw(
+                "message-with-ack",
+                |e: herald_client::Event<_>| async move {
+                    assert_eq!(e.from(), Some("n-9"));
+                    Ok::<_, String>(e.data)
+                },
+            )
             .await
         }
     });
@@ -697,7 +700,9 @@ async fn raw_handlers_relay_payloads_with_their_args_flag() {
             ns.on_event("message", move |e: herald_client::Event<(u8, [u8; 2])>| {
                 let tx = tx.clone();
                 async move {
-                    let _ = tx.send((e.from().map(str::to_owned), e.args(), e.data)).await;
+                    let _ = tx
+                        .send((e.from().map(str::to_owned), e.args(), e.data))
+                        .await;
                 }
             })
             .await

@@ -96,7 +96,10 @@ async fn system_events_are_reserved_for_the_broker_but_subscribable() {
     // The SDK refuses locally...
     match ns.emit("$connection", &1_u8).await {
         Err(Error::InvalidName(error)) => {
-            assert!(error.to_string().contains("reserved for the broker"), "{error}");
+            assert!(
+                error.to_string().contains("reserved for the broker"),
+                "{error}"
+            );
         }
         other => panic!("expected a local refusal, got {other:?}"),
     }
@@ -107,7 +110,11 @@ async fn system_events_are_reserved_for_the_broker_but_subscribable() {
     raw.emit(refused).await;
     let error = raw.expect_error(ErrorCode::InvalidEvent).await;
     assert_eq!(error.id, Some(1));
-    assert!(error.message.contains("reserved for the broker"), "{}", error.message);
+    assert!(
+        error.message.contains("reserved for the broker"),
+        "{}",
+        error.message
+    );
     let response = broker
         .post("/v1/emit/$disconnect?namespace=/chat", None, b"{}")
         .await;
@@ -167,7 +174,11 @@ async fn except_leaves_out_a_room_or_one_socket() {
     let mut m = members(&broker, Some("r")).await;
     let service = client(&broker, NAME).await;
     let ns = service.of("/chat");
-    ns.to("r").except(sid(&m.a)).emit("not-a", &1_u8).await.unwrap();
+    ns.to("r")
+        .except(sid(&m.a))
+        .emit("not-a", &1_u8)
+        .await
+        .unwrap();
     ns.to("r").emit("marker", &2_u8).await.unwrap();
     assert_eq!(next_name(&mut m.b_rx).await, "not-a");
     assert_eq!(next_name(&mut m.b_rx).await, "marker");
@@ -175,7 +186,11 @@ async fn except_leaves_out_a_room_or_one_socket() {
 
     // Excepting a room: B joins "quiet" and is left out.
     m.b.of("/chat").join("quiet").await.unwrap();
-    ns.to("r").except("quiet").emit("not-b", &3_u8).await.unwrap();
+    ns.to("r")
+        .except("quiet")
+        .emit("not-b", &3_u8)
+        .await
+        .unwrap();
     ns.to("r").emit("marker", &4_u8).await.unwrap();
     assert_eq!(next_name(&mut m.a_rx).await, "not-b");
     assert_eq!(next_name(&mut m.a_rx).await, "marker");
@@ -255,7 +270,10 @@ async fn a_raw_responder_answers_with_several_values() {
 
 /// A Socket.IO client over a bare WebSocket (Engine.IO v4 framing by hand).
 async fn socketio_client(broker: &TestBroker, connect_packet: &str) -> herald_tests::Ws {
-    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", broker.addr());
+    let url = format!(
+        "ws://{}/socket.io/?EIO=4&transport=websocket",
+        broker.addr()
+    );
     let (mut ws, _) = bounded("a Socket.IO upgrade", tokio_tungstenite::connect_async(url))
         .await
         .unwrap();
@@ -290,7 +308,9 @@ async fn a_service_is_told_of_socketio_connections_and_talks_to_them() {
     let (tx, mut connections) = mpsc::channel(4);
     ns.on_connection(forward::<Connection>(&tx)).await.unwrap();
     let (tx, mut disconnections) = mpsc::channel(4);
-    ns.on_disconnect(forward::<Disconnection>(&tx)).await.unwrap();
+    ns.on_disconnect(forward::<Disconnection>(&tx))
+        .await
+        .unwrap();
 
     let mut socket = socketio_client(&broker, r#"40{"token":"abc"}"#).await;
     let c = recv(&mut connections).await;
@@ -299,10 +319,16 @@ async fn a_service_is_told_of_socketio_connections_and_talks_to_them() {
     assert_eq!(auth["token"].as_str(), Some("abc"));
 
     c.emit("auth", &auth).await.unwrap();
-    assert_eq!(next_text(&mut socket).await, r#"42["auth",{"token":"abc"}]"#);
+    assert_eq!(
+        next_text(&mut socket).await,
+        r#"42["auth",{"token":"abc"}]"#
+    );
 
     socket.send(Message::text("41")).await.unwrap();
     let d = recv(&mut disconnections).await;
-    assert_eq!((d.sid(), d.reason()), (c.sid(), "client namespace disconnect"));
+    assert_eq!(
+        (d.sid(), d.reason()),
+        (c.sid(), "client namespace disconnect")
+    );
     broker.shutdown().await;
 }

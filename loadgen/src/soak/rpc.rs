@@ -187,7 +187,9 @@ fn flatten(
 /// Settles the pending request an envelope from the broker answers.
 fn answered(envelope: Envelope, pending: &mut HashMap<u64, Instant>, tally: &Tally) {
     match envelope {
-        Envelope::Reply(Reply { ack, ok, payload, .. }) => {
+        Envelope::Reply(Reply {
+            ack, ok, payload, ..
+        }) => {
             let Some(sent_at) = pending.remove(&ack) else {
                 tally.error(format!(
                     "requester: a reply to request {ack}, which is not pending"
