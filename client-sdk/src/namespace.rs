@@ -296,6 +296,12 @@ impl Namespace {
         self.emitter().emit(event, payload).await
     }
 
+    /// Emits `event` with a payload as is, bytes and `args` flag (fire and
+    /// forget), for relays; see [`Emitter::emit_raw`].
+    pub async fn emit_raw(&self, event: &str, payload: Payload) -> Result<(), Error> {
+        self.emitter().emit_raw(event, payload).await
+    }
+
     /// Emits `event` and waits for the broker's acknowledgement: the number
     /// of connections the event was queued to. Needs a connection
     /// ([`Error::Disconnected`] otherwise).

@@ -175,6 +175,8 @@ mod tests {
             ack in proptest::option::of(any::<u64>()),
             seq in proptest::option::of(any::<u64>()),
             message_id in proptest::option::of("[a-z0-9]{0,40}"),
+            from in proptest::option::of("[a-z0-9-]{1,20}"),
+            args in any::<bool>(),
         ) {
             let event = Event {
                 namespace,
@@ -185,7 +187,8 @@ mod tests {
                 ack,
                 seq,
                 message_id,
-                ..Event::default()
+                from,
+                args,
             };
             let frame = frame(&Envelope::Event(event.clone()));
             prop_assert_eq!(event_payload(&frame), Some(event.payload));
