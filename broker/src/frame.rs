@@ -140,9 +140,7 @@ pub(crate) enum Kind {
 /// Control frames are skipped; a malformed tail (never built here) ends
 /// the iteration.
 pub(crate) fn frames(item: &Bytes) -> Frames {
-    Frames {
-        rest: item.clone(),
-    }
+    Frames { rest: item.clone() }
 }
 
 /// Iterator returned by [`frames`].
@@ -160,7 +158,10 @@ impl Iterator for Frames {
             let (header_len, len) = match second & 0x7f {
                 126 => {
                     let bytes = self.rest.get(2..4)?;
-                    (4usize, usize::from(u16::from_be_bytes([bytes[0], bytes[1]])))
+                    (
+                        4usize,
+                        usize::from(u16::from_be_bytes([bytes[0], bytes[1]])),
+                    )
                 }
                 127 => {
                     let mut word = [0u8; 8];

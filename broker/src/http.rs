@@ -327,14 +327,20 @@ pub(crate) fn websocket_key(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// The 101 answer accepting a WebSocket upgrade whose key is `key`,
 /// naming `subprotocol` when given.
-pub(crate) fn switching_protocols(key: &HeaderValue, subprotocol: Option<&'static str>) -> Response<Body> {
+pub(crate) fn switching_protocols(
+    key: &HeaderValue,
+    subprotocol: Option<&'static str>,
+) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
     h.insert(UPGRADE, http::HeaderValue::from_static("websocket"));
     h.insert(CONNECTION, http::HeaderValue::from_static("Upgrade"));
     if let Some(protocol) = subprotocol {
-        h.insert(SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(protocol));
+        h.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            http::HeaderValue::from_static(protocol),
+        );
     }
     if let Ok(accept) = http::HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         h.insert(SEC_WEBSOCKET_ACCEPT, accept);
@@ -396,7 +402,10 @@ mod tests {
             ..Paths::default()
         };
         assert_eq!(route(&Method::GET, echo, Paths::default()), Route::NotFound);
-        assert_eq!(route(&Method::GET, echo, paths), Route::Upgrade(Endpoint::Echo));
+        assert_eq!(
+            route(&Method::GET, echo, paths),
+            Route::Upgrade(Endpoint::Echo)
+        );
         assert_eq!(route(&Method::POST, echo, paths), Route::WrongMethod("GET"));
         assert_eq!(
             route(&Method::GET, WS_PATH, paths),

@@ -164,7 +164,8 @@ impl EngineConn {
     /// queue's reserve; a client that reads none of them is closed as a
     /// slow consumer). False when it was not queued.
     pub(crate) fn send_text(&self, text: &str) -> bool {
-        self.outbox.answer(&packet::text_frame(b'4', text.as_bytes()))
+        self.outbox
+            .answer(&packet::text_frame(b'4', text.as_bytes()))
     }
 
     /// Queues a binary message packet, as an answer.

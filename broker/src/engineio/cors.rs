@@ -115,7 +115,9 @@ mod tests {
         assert!(check(&headers(Some("https://app.example")), &none).is_err());
         assert_eq!(
             check(&headers(Some("https://app.example")), &one),
-            Ok(Origin::Allowed(HeaderValue::from_static("https://app.example")))
+            Ok(Origin::Allowed(HeaderValue::from_static(
+                "https://app.example"
+            )))
         );
         let refused = check(&headers(Some("https://evil.example")), &one).expect_err("refused");
         assert_eq!(refused.status, StatusCode::FORBIDDEN);

@@ -192,11 +192,13 @@ fn open_polling(app: App, shared: &Arc<Shared>) -> Result<Response<Body>, Refusa
         settings.ping_timeout.as_millis(),
         settings.max_payload,
     );
-    let (session, inbox) =
-        PollSession::new(sid, outbox, queue, shared.engineio.waiting.clone());
+    let (session, inbox) = PollSession::new(sid, outbox, queue, shared.engineio.waiting.clone());
     let session = Arc::new(session);
     shared.engineio.insert(session.clone());
-    debug!(conn = session.outbox.id.0, "engine.io polling session opened");
+    debug!(
+        conn = session.outbox.id.0,
+        "engine.io polling session opened"
+    );
     let conn = EngineConn::polling(session, inbox, shared.clone(), permit);
     shared.tasks.spawn(run_app(app, conn, shared.clone()));
     let mut response = Response::new(Full::new(Bytes::from(open)));

@@ -142,7 +142,10 @@ pub(crate) fn append_item(out: &mut Vec<u8>, item: &Bytes) {
             Kind::Binary => {
                 out.push(b'b');
                 let start = out.len();
-                out.resize(start + base64::encoded_len(payload.len(), true).unwrap_or(0), 0);
+                out.resize(
+                    start + base64::encoded_len(payload.len(), true).unwrap_or(0),
+                    0,
+                );
                 let written = STANDARD
                     .encode_slice(&payload, &mut out[start..])
                     .unwrap_or(0);
@@ -202,7 +205,10 @@ mod tests {
         append_item(&mut out, &text_frame(b'4', b"hello"));
         append_item(
             &mut out,
-            &message_item("51-[\"ev\",{\"_placeholder\":true,\"num\":0}]", &[Bytes::from_static(&[1, 2, 3, 4])]),
+            &message_item(
+                "51-[\"ev\",{\"_placeholder\":true,\"num\":0}]",
+                &[Bytes::from_static(&[1, 2, 3, 4])],
+            ),
         );
         append_item(&mut out, &text_frame(b'2', b""));
         assert_eq!(

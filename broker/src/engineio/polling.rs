@@ -113,12 +113,7 @@ impl PollSession {
     /// Claims the upgrade for one WebSocket; false when another has it.
     pub(crate) fn start_probe(&self) -> bool {
         self.stage
-            .compare_exchange(
-                Stage::Polling as u8,
-                Stage::Probing as u8,
-                SeqCst,
-                SeqCst,
-            )
+            .compare_exchange(Stage::Polling as u8, Stage::Probing as u8, SeqCst, SeqCst)
             .is_ok()
     }
 
@@ -215,7 +210,10 @@ fn closing_packet(reason: CloseReason) -> &'static [u8] {
 
 /// GET: waits for queued packets (or the close, or an upgrade) and answers
 /// them as one payload.
-pub(crate) async fn poll(session: &PollSession, shared: &Shared) -> Result<Response<Body>, Refusal> {
+pub(crate) async fn poll(
+    session: &PollSession,
+    shared: &Shared,
+) -> Result<Response<Body>, Refusal> {
     match session.stage() {
         Stage::Upgraded => {
             return Err(Refusal::bad(
@@ -300,7 +298,12 @@ where
     }
     let _claim = Claim(&session.posting);
     let limit = shared.settings.socketio.max_payload;
-    let body = match read_body(req.into_body(), limit, shared.settings.server.handshake_timeout).await
+    let body = match read_body(
+        req.into_body(),
+        limit,
+        shared.settings.server.handshake_timeout,
+    )
+    .await
     {
         Ok(body) => body,
         Err(refusal) => {

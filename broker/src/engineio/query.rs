@@ -141,9 +141,15 @@ mod tests {
         );
         let code = |q| query(q).map_err(|r| r.code).err();
         assert_eq!(code("EIO=4"), Some(ErrorCode::UnknownTransport));
-        assert_eq!(code("EIO=4&transport=abc"), Some(ErrorCode::UnknownTransport));
+        assert_eq!(
+            code("EIO=4&transport=abc"),
+            Some(ErrorCode::UnknownTransport)
+        );
         assert_eq!(code("EIO=abc"), Some(ErrorCode::UnknownTransport));
-        assert_eq!(code("transport=polling"), Some(ErrorCode::UnsupportedProtocolVersion));
+        assert_eq!(
+            code("transport=polling"),
+            Some(ErrorCode::UnsupportedProtocolVersion)
+        );
         assert_eq!(
             code("EIO=3&transport=polling"),
             Some(ErrorCode::UnsupportedProtocolVersion)

@@ -23,7 +23,8 @@ mod tests {
         for sid in &sids {
             assert_eq!(sid.len(), 22);
             assert!(
-                sid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                sid.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
                 "{sid}"
             );
         }

@@ -84,7 +84,10 @@ pub(crate) async fn probe(halves: Halves, session: Arc<PollSession>, shared: Arc
     .await;
     match outcome {
         Ok(Ok(())) => {
-            debug!(sid = &*session.sid, "engine.io session upgraded to websocket");
+            debug!(
+                sid = &*session.sid,
+                "engine.io session upgraded to websocket"
+            );
             session.hand_over(Handover { reader, write });
         }
         Ok(Err(why)) => {
