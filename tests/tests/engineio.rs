@@ -743,3 +743,32 @@ async fn the_socketio_path_is_not_wired_yet() {
         404
     );
 }
+
+#[tokio::test]
+async fn shutdown_ends_waiting_polls_and_websockets() {
+    let broker = quiet_broker().await;
+    let addr = broker.addr();
+    let sid = open_polling(addr).await;
+    let (mut ws, _) = ws_session(addr).await;
+    let pending = tokio::spawn({
+        let query = sid_query(&sid);
+        async move { get(addr, &query).await }
+    });
+    herald_tests::wait_until("the poll to wait", || {
+        broker.handle().engineio_polls_waiting() == 1
+    })
+    .await;
+    let handle = broker.into_handle();
+    let shutdown = tokio::spawn(handle.shutdown());
+    let polled = pending.await.unwrap();
+    assert_eq!(polled.body, "1", "{polled:?}");
+    match next(&mut ws).await {
+        Some(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a 1001 close, got {other:?}"),
+    }
+    let drained = tokio::time::timeout(TIMEOUT * 3, shutdown)
+        .await
+        .expect("shutdown finishes")
+        .unwrap();
+    assert!(drained, "every Engine.IO session finished within the grace");
+}
