@@ -14,6 +14,9 @@
 //! - `echo`: the echo endpoint (`testing.echo_endpoint`, off by default)
 //!   that sends every message back through the same reader and writer, for
 //!   the Autobahn TestSuite.
+//! - `engineio`: Engine.IO v4 (long-polling, WebSocket, the upgrade,
+//!   heartbeat, CORS) at `socketio.path` and, for tests,
+//!   `testing.engineio_echo_endpoint`; what the Socket.IO layer runs on.
 //! - `conn`: a connection's frame reader and writer task, opened and
 //!   finished together (shared by `session` and `echo`).
 //! - `fdlimit`: the connection limit that fits under the open-files limit
@@ -59,6 +62,7 @@ mod admission;
 mod cluster;
 mod conn;
 mod echo;
+mod engineio;
 mod fdlimit;
 mod frame;
 mod framing;

@@ -43,6 +43,18 @@ pub(crate) enum Goodbye {
     FrameOnly,
 }
 
+/// Whether the writer keeps the WebSocket heartbeat (pings every
+/// `server.heartbeat_interval`, closing peers silent past
+/// `server.heartbeat_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pings {
+    /// Herald sessions and the echo endpoint.
+    On,
+    /// Engine.IO connections: their heartbeat is Engine.IO's own ping and
+    /// pong packets, kept by the session (`engineio`).
+    Off,
+}
+
 /// Runs until the connection closes; returns when the socket is done.
 pub(crate) async fn run<W>(
     mut socket: W,
@@ -51,6 +63,7 @@ pub(crate) async fn run<W>(
     last_seen: Arc<AtomicU64>,
     shared: Arc<Shared>,
     goodbye: Goodbye,
+    pings: Pings,
 ) where
     W: AsyncWrite + Unpin,
 {
@@ -81,7 +94,7 @@ pub(crate) async fn run<W>(
                 }
                 None => break,
             },
-            _ = heartbeat.tick() => {
+            _ = heartbeat.tick(), if pings == Pings::On => {
                 if shared.now_ms().saturating_sub(last_seen.load(Relaxed)) > timeout_ms {
                     conn.close_with(CloseReason::HeartbeatTimeout);
                     break;
