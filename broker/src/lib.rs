@@ -40,6 +40,8 @@
 //!   queue plus the slow-consumer policy.
 //! - `cluster`: the router's remote side when nodes are clustered over
 //!   Redis (`cluster.backend = "redis"`).
+//! - `socketio`: the Socket.IO v5 front end on `engineio`: namespaces,
+//!   packets to router calls, lifecycle events for services.
 //! - `wire`: the wire formats (Herald, Socket.IO) that encode what the
 //!   router hands a receiver, once per emit per format.
 //! - `router`: the fan-out maps (exact names, patterns, queue groups,
@@ -76,6 +78,7 @@ mod router;
 mod server;
 mod session;
 mod socket;
+mod socketio;
 mod state;
 pub mod stats;
 mod wire;

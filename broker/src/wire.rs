@@ -16,7 +16,7 @@ use herald_protocol::{Envelope, ErrorCode, EventRef};
 use crate::frame;
 
 /// How many wire formats there are (the slots of [`Frames`]).
-const FORMATS: usize = 1;
+const FORMATS: usize = 2;
 
 /// The format a session reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,6 +24,10 @@ pub(crate) enum WireFormat {
     /// Herald envelopes: one MessagePack envelope per binary WebSocket
     /// frame (`/v1/ws`).
     Herald,
+    /// Socket.IO v5 packets in Engine.IO v4 messages (`/socket.io/`), over
+    /// WebSocket or long-polling: queued as WebSocket frames, re-framed by
+    /// the polling transport.
+    SocketIo,
 }
 
 /// What the broker answers one connection.
@@ -52,6 +56,7 @@ impl WireFormat {
     fn slot(self) -> usize {
         match self {
             WireFormat::Herald => 0,
+            WireFormat::SocketIo => 1,
         }
     }
 
@@ -59,6 +64,7 @@ impl WireFormat {
     pub(crate) fn event(self, event: &EventRef<'_>) -> Bytes {
         match self {
             WireFormat::Herald => frame::event(event),
+            WireFormat::SocketIo => crate::socketio::format::event(event),
         }
     }
 
@@ -66,6 +72,7 @@ impl WireFormat {
     pub(crate) fn answer(self, answer: &Answer<'_>) -> Bytes {
         match self {
             WireFormat::Herald => herald_answer(answer),
+            WireFormat::SocketIo => crate::socketio::format::answer(answer),
         }
     }
 }

@@ -127,7 +127,10 @@ async fn chat_namespace(ns: &Namespace) -> anyhow::Result<()> {
                 } else {
                     socket.leave(&room).await?;
                 }
-                Ok::<_, ChatError>(Payload::encode(&RoomAck { ok: true, room: &room })?)
+                Ok::<_, ChatError>(Payload::encode(&RoomAck {
+                    ok: true,
+                    room: &room,
+                })?)
             }
         })
         .await?;

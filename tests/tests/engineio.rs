@@ -728,23 +728,6 @@ async fn sessions_share_the_connection_limit() {
 }
 
 #[tokio::test]
-async fn the_socketio_path_is_not_wired_yet() {
-    let broker = start_broker(|_| {}).await;
-    let response =
-        herald_tests::http_get(broker.addr(), "/socket.io/?EIO=4&transport=polling").await;
-    assert_eq!(response.status, 501, "{response:?}");
-    assert!(
-        response.body.contains("Socket.IO not wired yet"),
-        "{response:?}"
-    );
-    // Off by default: the echo endpoint is not routed.
-    assert_eq!(
-        get(broker.addr(), "EIO=4&transport=polling").await.status,
-        404
-    );
-}
-
-#[tokio::test]
 async fn shutdown_ends_waiting_polls_and_websockets() {
     let broker = quiet_broker().await;
     let addr = broker.addr();

@@ -132,7 +132,6 @@ async fn system_events_are_reserved_for_the_broker_but_subscribable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs broker support from the lead's branch"]
 async fn events_carry_the_senders_session_id() {
     let broker = start_broker(short_grace).await;
     let subscriber = client(&broker, NAME).await;
@@ -168,7 +167,6 @@ async fn members(broker: &TestBroker, room: Option<&str>) -> Members {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs broker support from the lead's branch"]
 async fn except_leaves_out_a_room_or_one_socket() {
     let broker = start_broker(short_grace).await;
     let mut m = members(&broker, Some("r")).await;
@@ -199,7 +197,6 @@ async fn except_leaves_out_a_room_or_one_socket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs broker support from the lead's branch"]
 async fn a_socket_handle_emits_to_one_connection_and_moves_it_between_rooms() {
     let broker = start_broker(short_grace).await;
     let mut m = members(&broker, None).await;
@@ -246,7 +243,6 @@ async fn a_socket_handle_emits_to_one_connection_and_moves_it_between_rooms() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs broker support from the lead's branch"]
 async fn a_raw_responder_answers_with_several_values() {
     let broker = start_broker(short_grace).await;
     let service = client(&broker, NAME).await;
@@ -300,7 +296,6 @@ async fn next_text(ws: &mut herald_tests::Ws) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs broker support from the lead's branch"]
 async fn a_service_is_told_of_socketio_connections_and_talks_to_them() {
     let broker = start_broker(short_grace).await;
     let service = client(&broker, NAME).await;

@@ -285,9 +285,10 @@ impl EngineConn {
         let reason = match io {
             Io::WebSocket { reader, conn } => {
                 drop(reader);
-                conn.finish(reason).await
+                conn.finish(&shared, reason).await
             }
             Io::Polling { .. } => {
+                crate::conn::forget_outbox(&shared, &outbox);
                 outbox.close_with(reason);
                 outbox.close_reason()
             }

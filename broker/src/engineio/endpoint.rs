@@ -25,6 +25,7 @@ use crate::http::{Body, switching_protocols, websocket_key};
 use crate::socket;
 use crate::state::Shared;
 use crate::stats::Stats;
+use crate::wire::WireFormat;
 
 /// Answers one request at the path of `app`.
 pub(crate) async fn handle<B>(
@@ -180,7 +181,7 @@ fn admit(shared: &Shared) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> 
 /// answered with the open packet.
 fn open_polling(app: App, shared: &Arc<Shared>) -> Result<Response<Body>, Refusal> {
     let permit = admit(shared)?;
-    let (outbox, queue) = crate::conn::new_outbox(shared);
+    let (outbox, queue) = crate::conn::new_outbox(shared, WireFormat::SocketIo);
     Stats::add(&shared.stats.connections_opened, 1);
     Stats::add(&shared.stats.connections_current, 1);
     let sid = new_sid();

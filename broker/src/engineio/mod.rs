@@ -33,7 +33,6 @@ mod websocket;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use herald_protocol::CloseReason;
 
 pub(crate) use conn::EngineConn;
 pub(crate) use endpoint::handle;
@@ -86,8 +85,7 @@ pub(crate) enum Message {
 fn wired(app: App) -> bool {
     match app {
         App::Echo => true,
-        // SOCKET.IO SEAM (lead): `true` once `crate::socketio` exists.
-        App::SocketIo => false,
+        App::SocketIo => true,
     }
 }
 
@@ -95,13 +93,6 @@ fn wired(app: App) -> bool {
 async fn run_app(app: App, conn: EngineConn, shared: Arc<Shared>) {
     match app {
         App::Echo => echo::serve(conn, shared).await,
-        // SOCKET.IO SEAM (lead): replace this arm with
-        // `App::SocketIo => crate::socketio::serve(conn, shared).await,`
-        // and make `wired` answer true. Until then no session is opened for
-        // it (`wired` is false), so this only closes one if it happened.
-        App::SocketIo => {
-            let _ = shared;
-            conn.finish(CloseReason::ProtocolError).await;
-        }
+        App::SocketIo => crate::socketio::serve(conn, shared).await,
     }
 }

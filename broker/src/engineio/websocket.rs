@@ -24,6 +24,7 @@ use crate::inbound::{FrameReader, Incoming};
 use crate::socket::Halves;
 use crate::state::Shared;
 use crate::stats::Stats;
+use crate::wire::WireFormat;
 use crate::writer::{Goodbye, Pings};
 
 /// The socket an upgrade hands to the session's task after the `5`.
@@ -48,6 +49,7 @@ pub(crate) async fn serve(
         &shared,
         settings.max_payload,
         Goodbye::FrameOnly,
+        WireFormat::SocketIo,
         Pings::Off,
     );
     let sid: Arc<str> = Arc::from(new_sid());
