@@ -581,11 +581,9 @@ impl Router {
         let mut frames = Frames::new(event_ref(emit, eligible.sender, None, None));
         let mut reached = 0;
         let send = |conn: &Outbox| {
-            if eligible.allows(conn.id) {
-                if conn.deliver(frames.get(conn.format)) {
-                    reached += 1;
-                    note_pressure(pressure, conn);
-                }
+            if eligible.allows(conn.id) && conn.deliver(frames.get(conn.format)) {
+                reached += 1;
+                note_pressure(pressure, conn);
             }
         };
         if hits.is_empty() {
