@@ -994,6 +994,22 @@ pub async fn http_request(addr: SocketAddr, request: &str) -> HttpResponse {
     http_request_bytes(addr, request.as_bytes()).await
 }
 
+/// Starts `GET path` (an Engine.IO long-poll) on its own task and returns
+/// once the broker holds it waiting (it is the only waiting poll); await
+/// the handle for the response.
+pub async fn waiting_poll(
+    broker: &TestBroker,
+    path: String,
+) -> tokio::task::JoinHandle<HttpResponse> {
+    let addr = broker.addr();
+    let pending = tokio::spawn(async move { http_get(addr, &path).await });
+    wait_until("the poll to wait", || {
+        broker.handle().engineio_polls_waiting() == 1
+    })
+    .await;
+    pending
+}
+
 /// [`http_request`] for a request given as bytes (e.g. with a binary body).
 pub async fn http_request_bytes(addr: SocketAddr, request: &[u8]) -> HttpResponse {
     let exchange = async {

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use herald_protocol::CloseReason;
-use herald_tests::{HttpResponse, TIMEOUT, TestBroker, Ws, http_request_bytes, start_broker};
+use herald_tests::{
+    HttpResponse, TIMEOUT, TestBroker, Ws, http_request_bytes, start_broker, waiting_poll,
+};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -350,14 +352,7 @@ async fn polling_closes_the_session_on_a_duplicate_poll() {
     let broker = quiet_broker().await;
     let addr = broker.addr();
     let sid = open_polling(addr).await;
-    let first = tokio::spawn({
-        let query = sid_query(&sid);
-        async move { get(addr, &query).await }
-    });
-    herald_tests::wait_until("the first poll to wait", || {
-        broker.handle().engineio_polls_waiting() == 1
-    })
-    .await;
+    let first = waiting_poll(&broker, format!("{PATH}?{}", sid_query(&sid))).await;
     let second = get(addr, &format!("{}&t=burst", sid_query(&sid))).await;
     assert_eq!(second.status, 400, "{second:?}");
     let first = first.await.unwrap();
@@ -451,14 +446,7 @@ async fn polling_close_ends_the_pending_poll_with_a_noop() {
     let broker = quiet_broker().await;
     let addr = broker.addr();
     let sid = open_polling(addr).await;
-    let pending = tokio::spawn({
-        let query = sid_query(&sid);
-        async move { get(addr, &query).await }
-    });
-    herald_tests::wait_until("the poll to wait", || {
-        broker.handle().engineio_polls_waiting() == 1
-    })
-    .await;
+    let pending = waiting_poll(&broker, format!("{PATH}?{}", sid_query(&sid))).await;
     let pushed = post(addr, &sid_query(&sid), b"1").await;
     assert_eq!(pushed.status, 200, "{pushed:?}");
     let polled = pending.await.unwrap();
@@ -514,14 +502,7 @@ async fn upgrade_ends_a_waiting_poll_and_carries_queued_packets_over() {
     let broker = quiet_broker().await;
     let addr = broker.addr();
     let sid = open_polling(addr).await;
-    let pending = tokio::spawn({
-        let query = sid_query(&sid);
-        async move { get(addr, &query).await }
-    });
-    herald_tests::wait_until("the poll to wait", || {
-        broker.handle().engineio_polls_waiting() == 1
-    })
-    .await;
+    let pending = waiting_poll(&broker, format!("{PATH}?{}", sid_query(&sid))).await;
     let mut ws = ws_connect(addr, &format!("EIO=4&transport=websocket&sid={sid}"), None)
         .await
         .expect("the upgrade");
@@ -733,14 +714,7 @@ async fn shutdown_ends_waiting_polls_and_websockets() {
     let addr = broker.addr();
     let sid = open_polling(addr).await;
     let (mut ws, _) = ws_session(addr).await;
-    let pending = tokio::spawn({
-        let query = sid_query(&sid);
-        async move { get(addr, &query).await }
-    });
-    herald_tests::wait_until("the poll to wait", || {
-        broker.handle().engineio_polls_waiting() == 1
-    })
-    .await;
+    let pending = waiting_poll(&broker, format!("{PATH}?{}", sid_query(&sid))).await;
     let handle = broker.into_handle();
     let shutdown = tokio::spawn(handle.shutdown());
     let polled = pending.await.unwrap();

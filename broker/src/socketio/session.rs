@@ -75,7 +75,7 @@ struct Socket {
 struct Session {
     shared: Arc<Shared>,
     outbox: Outbox,
-    /// `websocket` or `polling`, as the socket connected.
+    /// `websocket` or `polling`: the transport now (what a CONNECT reports).
     transport: &'static str,
     sockets: HashMap<Box<str>, Socket>,
     assembler: Assembler,
@@ -106,7 +106,13 @@ impl Session {
                 message = conn.recv() => message,
             };
             let next = match message {
-                Ok(None) => return CloseReason::ClientClosed,
+                // The session moved to the WebSocket an upgrade handed
+                // over (not an end): read on, and namespaces connected
+                // from now on report the new transport.
+                Ok(None) => {
+                    self.transport = conn.transport().as_str();
+                    continue;
+                }
                 Err(reason) => return reason,
                 Ok(Some(Message::Text(text))) => self.on_text(&text),
                 Ok(Some(Message::Binary(data))) => self.on_binary(data),
