@@ -30,6 +30,7 @@ use thiserror::Error;
 use tracing::debug;
 use url::form_urlencoded;
 
+use crate::admission;
 use crate::http::{Body, error, json};
 use crate::state::Shared;
 use crate::stats::Stats;
@@ -73,6 +74,8 @@ enum PublishError {
     BodyRead(String),
     #[error("the JSON value could not be re-encoded as MessagePack: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl PublishError {
@@ -85,6 +88,7 @@ impl PublishError {
             }
             PublishError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             PublishError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            PublishError::Forbidden(_) => StatusCode::FORBIDDEN,
             PublishError::InvalidName(_)
             | PublishError::UnknownParameter(_)
             | PublishError::RepeatedParameter(_)
@@ -110,6 +114,7 @@ impl PublishError {
             PublishError::BodyTimeout(_) => "body_timeout",
             PublishError::BodyRead(_) => "bad_body",
             PublishError::Encode(_) => "internal",
+            PublishError::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -291,6 +296,16 @@ where
         payload,
         ..Emit::default()
     };
+    // Names and size are checked above; the service power of an emit to a
+    // session-id room is the one check left (`socketio.service_powers`).
+    if let Some(room) = emit.room.as_deref()
+        && shared.router.is_session_room(room)
+        && !admission::holds_service_powers(shared, None)
+    {
+        return Err(PublishError::Forbidden(format!(
+            "emitting to session id {room:?} is a service-side power HTTP publishers do not hold (socketio.service_powers = \"none\")"
+        )));
+    }
     let published = shared.router.publish(None, &emit);
     // An HTTP publisher is held back like a WebSocket one: its answer waits
     // until a receiver past its high-water mark has drained.

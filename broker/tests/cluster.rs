@@ -520,3 +520,142 @@ async fn an_unusable_redis_url_stops_start_up_naming_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cluster.redis_url"), "{stderr}");
 }
+
+/// A raw Socket.IO client over Engine.IO's WebSocket transport, connected
+/// to namespace `/` of `node`: the socket and its session id.
+async fn socketio_client(
+    node: &Node,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    String,
+) {
+    use futures_util::SinkExt;
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", node.addr());
+    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
+        .await
+        .expect("the upgrade is answered")
+        .expect("the upgrade succeeds");
+    let open = socketio_text(&mut ws).await;
+    assert!(open.starts_with('0'), "{open}");
+    ws.send(tokio_tungstenite::tungstenite::Message::text("40"))
+        .await
+        .unwrap();
+    let connect = socketio_text(&mut ws).await;
+    let answer: serde_json::Value = serde_json::from_str(connect.strip_prefix("40").unwrap()).unwrap();
+    let sid = answer["sid"].as_str().unwrap().to_owned();
+    (ws, sid)
+}
+
+/// The next text message of a Socket.IO client, answering pings (bounded).
+async fn socketio_text(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s");
+        match next {
+            Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
+                ws.send(Message::text("3")).await.unwrap();
+            }
+            Some(Ok(Message::Text(text))) => return text.as_str().to_owned(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socketio_sockets_and_services_meet_across_nodes() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let cluster = Cluster::start("socketio").await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    // A service on B: lifecycle events, a responder, a plain subscriber.
+    let mut service = b.client().await;
+    service.subscribe("/", "$connection", None, false).await;
+    service.subscribe("/", "$disconnect", None, false).await;
+    service.subscribe("/", "chat.line", None, false).await;
+    service.subscribe("/", "math.double", None, true).await;
+    wait_remote_entries(a, 1).await;
+
+    // The socket connects on A; the service on B is told.
+    let (mut socket, sid) = socketio_client(a).await;
+    assert!(sid.starts_with("a-"), "session ids name their node: {sid}");
+    let connected = service.expect_event().await;
+    assert_eq!(connected.event, "$connection");
+    assert_eq!(connected.from.as_deref(), Some(sid.as_str()));
+    // A listens on `/` once the socket subscribed there.
+    wait_namespaces(a, 1).await;
+
+    // The socket's emit reaches the native subscriber on B, with its sender.
+    socket
+        .send(Message::text(r#"42["chat.line",{"text":"hi"}]"#))
+        .await
+        .unwrap();
+    let line = service.expect_event().await;
+    assert_eq!(line.event, "chat.line");
+    assert_eq!(line.from.as_deref(), Some(sid.as_str()));
+    assert_eq!(line.payload.as_ref(), b"\x81\xa4text\xa2hi");
+
+    // An ack answered by the responder on B.
+    socket
+        .send(Message::text(r#"425["math.double",21]"#))
+        .await
+        .unwrap();
+    let request = service.expect_event().await;
+    assert_eq!(request.payload.as_ref(), &[21u8][..]);
+    service.reply(request.ack.unwrap(), true, vec![42u8]).await;
+    assert_eq!(socketio_text(&mut socket).await, "435[42]");
+
+    // The service on B reaches the socket on A by its session id, moves
+    // it into a room there, and reaches it through the room.
+    let mut to_socket = emit("/", "note", vec![0xa3, b'o', b'n', b'e']);
+    to_socket.room = Some(sid.clone());
+    service.emit(to_socket).await;
+    assert_eq!(
+        socketio_text(&mut socket).await,
+        r#"42["note","one"]"#
+    );
+    service
+        .send(&herald_protocol::Envelope::Join(
+            herald_protocol::envelope::RoomChange {
+                id: Some(77),
+                namespace: "/".into(),
+                room: "lobby".into(),
+                sid: Some(sid.clone()),
+            },
+        ))
+        .await;
+    service.expect_ok(77).await;
+    // The move travels on A's node channel, the room emit on the
+    // namespace channel: retry until the join has landed on A (bounded).
+    let mut in_room = emit("/", "note", vec![0xa4, b'r', b'o', b'o', b'm']);
+    in_room.room = Some("lobby".into());
+    let mut got = String::new();
+    for _ in 0..50 {
+        service.emit(in_room.clone()).await;
+        let mut marker = emit("/", "note", vec![0xa6, b'm', b'a', b'r', b'k', b'e', b'r']);
+        marker.room = Some(sid.clone());
+        service.emit(marker).await;
+        got = socketio_text(&mut socket).await;
+        if got == r#"42["note","room"]"# {
+            break;
+        }
+        assert_eq!(got, r#"42["note","marker"]"#);
+    }
+    assert_eq!(got, r#"42["note","room"]"#, "the moved socket gets room events");
+
+    // It leaves: the service hears why.
+    socket.send(Message::text("41")).await.unwrap();
+    loop {
+        let event = service.expect_event().await;
+        if event.event == "$disconnect" {
+            let payload = String::from_utf8_lossy(&event.payload).into_owned();
+            assert!(payload.contains("client namespace disconnect"), "{payload}");
+            break;
+        }
+    }
+}

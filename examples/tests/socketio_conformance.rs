@@ -792,3 +792,86 @@ async fn a_socketio_client_and_a_native_client_share_a_room() {
     );
     assert!(from.is_some(), "the socket's session id travels as `from`");
 }
+
+// ======================================= Herald's own answers to bad input
+
+/// The `$error` object of an ack's one argument (or of a `$error` event).
+fn error_code(args: &str) -> String {
+    let value: Value = serde_json::from_str(args).expect("JSON arguments");
+    let error = value
+        .get(0)
+        .and_then(|first| first.get("$error").or_else(|| first.get("error")))
+        .or_else(|| value.get(1))
+        .unwrap_or_else(|| panic!("no error in {args}"));
+    error["code"].as_str().expect("a code").to_owned()
+}
+
+#[tokio::test]
+async fn sio_requests_without_a_responder_are_acked_with_an_error() {
+    let suite = suite().await;
+    let mut sock = sio_connect(suite.addr()).await;
+    sock.send(r#"427["nobody.answers",1]"#);
+    let ack = sock.text().await;
+    let args = ack.strip_prefix("437").expect("the ack of 7");
+    assert_eq!(error_code(args), "no_responders", "{ack}");
+}
+
+#[tokio::test]
+async fn sio_event_names_herald_refuses_are_answered_not_delivered() {
+    let suite = suite().await;
+    let mut sock = sio_connect(suite.addr()).await;
+    // With an ack: the ack carries the error.
+    sock.send(r#"423["chat message","hi"]"#);
+    let ack = sock.text().await;
+    assert_eq!(
+        error_code(ack.strip_prefix("433").expect("ack 3")),
+        "invalid_event"
+    );
+    // Without: a `$error` event.
+    sock.send(r#"42["chat message","hi"]"#);
+    let event = sock.text().await;
+    let args = event.strip_prefix("42").expect("an event");
+    let value: Value = serde_json::from_str(args).unwrap();
+    assert_eq!(value[0], "$error", "{event}");
+    assert_eq!(value[1]["code"], "invalid_event", "{event}");
+    // The session is still usable.
+    sock.send(r#"42["message","still here"]"#);
+    assert_eq!(sock.text().await, r#"42["message-back","still here"]"#);
+}
+
+#[tokio::test]
+async fn sio_client_commands_are_acked_and_refusals_named() {
+    let suite = suite().await;
+    let mut sock = sio_connect(suite.addr()).await;
+    sock.send(r#"421["$join","lobby"]"#);
+    assert_eq!(sock.text().await, r#"431[{"ok":true}]"#);
+    sock.send(r#"422["$subscribe","order.*"]"#);
+    assert_eq!(sock.text().await, r#"432[{"ok":true}]"#);
+    sock.send(r#"423["$subscribe","order.>.x"]"#);
+    let ack = sock.text().await;
+    assert_eq!(
+        error_code(ack.strip_prefix("433").unwrap()),
+        "invalid_pattern",
+        "{ack}"
+    );
+    sock.send(r#"424["$bogus"]"#);
+    let ack = sock.text().await;
+    assert_eq!(
+        error_code(ack.strip_prefix("434").unwrap()),
+        "invalid_event",
+        "{ack}"
+    );
+    // Its own session id is a room nobody joins.
+    let (mut other, _) = Sock::session(suite.addr()).await;
+    other.send("40");
+    let sid = assert_connect_answer(&other.text().await, "");
+    sock.send(&format!(r#"425["$join","{sid}"]"#));
+    let ack = sock.text().await;
+    assert_eq!(
+        error_code(ack.strip_prefix("435").unwrap()),
+        "forbidden",
+        "{ack}"
+    );
+    sock.send(r#"426["$leave","lobby"]"#);
+    assert_eq!(sock.text().await, r#"436[{"ok":true}]"#);
+}

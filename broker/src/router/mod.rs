@@ -586,10 +586,15 @@ impl Router {
                 note_pressure(pressure, conn);
             }
         };
-        if hits.is_empty() {
-            // The common case: exact subscribers only, no de-duplication.
+        // One subscriber list holds each connection once: no de-duplication
+        // is needed unless several lists matched. The common cases: exact
+        // subscribers only, or one pattern only (Socket.IO sockets, all
+        // subscribed to `>` of their namespace).
+        let lists = usize::from(exact.is_some()) + hits.len();
+        if lists <= 1 {
             exact
                 .into_iter()
+                .chain(hits.iter().copied())
                 .flat_map(|s| s.plain.iter())
                 .for_each(send);
         } else {
