@@ -135,10 +135,14 @@ where
                 };
                 match (halves, next) {
                     (Some(halves), Next::Serve(permit)) => {
-                        websocket::serve(halves, app, shared, peer, permit).await;
+                        let conn = websocket::open(halves, &shared, peer, permit);
+                        run_app(app, conn, shared).await;
                     }
                     (Some(halves), Next::Probe(session)) => {
-                        websocket::probe(halves, session, shared).await;
+                        // Boxed: a probe is short-lived, and inline it
+                        // would make every WebSocket session's task as
+                        // large as its state.
+                        Box::pin(websocket::probe(halves, session, shared)).await;
                     }
                     (None, Next::Probe(session)) => session.probe_failed(),
                     (None, Next::Serve(_)) => {}

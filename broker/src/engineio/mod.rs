@@ -33,6 +33,7 @@ mod websocket;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use herald_protocol::CloseReason;
 
 pub(crate) use conn::EngineConn;
@@ -91,17 +92,19 @@ fn wired(app: App) -> bool {
     }
 }
 
-/// Runs the app of a new session until the session ends.
-async fn run_app(app: App, conn: EngineConn, shared: Arc<Shared>) {
+/// The app of a new session, running until the session ends. A plain
+/// function returning the app's future (not an `async fn` awaiting it),
+/// so the session's state is not stored twice in every session's task.
+fn run_app(app: App, conn: EngineConn, shared: Arc<Shared>) -> impl Future<Output = ()> {
     match app {
-        App::Echo => echo::serve(conn, shared).await,
+        App::Echo => Either::Left(echo::serve(conn, shared)),
         // SOCKET.IO SEAM (lead): replace this arm with
-        // `App::SocketIo => crate::socketio::serve(conn, shared).await,`
+        // `App::SocketIo => Either::Right(crate::socketio::serve(conn, shared)),`
         // and make `wired` answer true. Until then no session is opened for
         // it (`wired` is false), so this only closes one if it happened.
-        App::SocketIo => {
-            let _ = shared;
+        App::SocketIo => Either::Right(async move {
+            drop(shared);
             conn.finish(CloseReason::ProtocolError).await;
-        }
+        }),
     }
 }
