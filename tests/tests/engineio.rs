@@ -729,3 +729,26 @@ async fn shutdown_ends_waiting_polls_and_websockets() {
         .unwrap();
     assert!(drained, "every Engine.IO session finished within the grace");
 }
+
+/// Upstream v4 suite: "closes the session upon cancelled polling request".
+#[tokio::test]
+async fn polling_closes_the_session_when_a_waiting_poll_is_abandoned() {
+    use tokio::io::AsyncWriteExt;
+    let broker = quiet_broker().await;
+    let addr = broker.addr();
+    let sid = open_polling(addr).await;
+    let mut abandoned = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {PATH}?{} HTTP/1.1\r\nHost: {addr}\r\n\r\n",
+        sid_query(&sid)
+    );
+    abandoned.write_all(request.as_bytes()).await.unwrap();
+    herald_tests::wait_until("the poll to wait", || {
+        broker.handle().engineio_polls_waiting() == 1
+    })
+    .await;
+    drop(abandoned);
+    let polled = get(addr, &sid_query(&sid)).await;
+    assert_eq!(polled.status, 400, "{polled:?}");
+    assert_eq!(get(addr, &sid_query(&sid)).await.status, 400);
+}

@@ -210,21 +210,11 @@ impl EngineConn {
             }
             let close = &self.outbox.close;
             let timer = self.heartbeat.timer.as_mut();
-            let step = match (&mut self.io, &polling) {
+            let step = match (&mut self.io, polling) {
+                // Boxed: only long-polling sessions pay for the state of
+                // this wait, not every idle WebSocket session's task.
                 (Io::Polling { inbox, pending }, Some(session)) => {
-                    // `notify_one` keeps a permit when nobody waits, so a
-                    // hand-over between the check above and here is kept.
-                    tokio::select! {
-                        biased;
-                        batch = inbox.recv() => {
-                            pending.extend(batch.unwrap_or_default());
-                            Step::Continue
-                        }
-                        () = close.cancelled() => Step::Closed,
-                        () = session.upgraded.notified() => Step::Continue,
-                        () = session.queue_back.notified() => Step::Continue,
-                        () = timer => Step::Beat,
-                    }
+                    Box::pin(poll_wait(inbox, pending, close, &session, timer)).await
                 }
                 (Io::Polling { .. }, None) => Step::Closed,
                 (Io::WebSocket { reader, .. }, _) => tokio::select! {
@@ -394,6 +384,30 @@ impl EngineConn {
         // drained before the switch is looked at).
         self.io = Io::WebSocket { reader, conn };
         self.transport = Transport::WebSocket;
+    }
+}
+
+/// One wait of a long-polling session: a POST's packets, the close, the
+/// hand-over of an upgrade (or the queue it waits for), or the heartbeat.
+async fn poll_wait(
+    inbox: &mut mpsc::Receiver<Vec<Packet>>,
+    pending: &mut VecDeque<Packet>,
+    close: &tokio_util::sync::CancellationToken,
+    session: &PollSession,
+    timer: Pin<&mut Sleep>,
+) -> Step {
+    // `notify_one` keeps a permit when nobody waits, so a hand-over
+    // between the caller's check and here is not missed.
+    tokio::select! {
+        biased;
+        batch = inbox.recv() => {
+            pending.extend(batch.unwrap_or_default());
+            Step::Continue
+        }
+        () = close.cancelled() => Step::Closed,
+        () = session.upgraded.notified() => Step::Continue,
+        () = session.queue_back.notified() => Step::Continue,
+        () = timer => Step::Beat,
     }
 }
 

@@ -28,7 +28,9 @@ pub(crate) async fn serve(mut conn: EngineConn, _shared: Arc<Shared>) {
     };
     let sid = conn.engine_sid().to_owned();
     let transport = conn.transport().as_str();
-    let reason = conn.finish(reason).await;
+    // Boxed: it runs once, so its state need not enlarge every idle
+    // session's task.
+    let reason = Box::pin(conn.finish(reason)).await;
     debug!(
         sid,
         transport,

@@ -20,7 +20,7 @@ use super::cors::{self, Origin};
 use super::polling::{self, PollSession};
 use super::query::{self, ErrorCode, Refusal};
 use super::sid::new_sid;
-use super::{App, Transport, packet, run_app, websocket, wired};
+use super::{App, Transport, packet, run_app, websocket};
 use crate::http::{Body, switching_protocols, websocket_key};
 use crate::socket;
 use crate::state::Shared;
@@ -71,13 +71,6 @@ where
 {
     if req.method() == Method::OPTIONS {
         return Ok(cors::preflight(req.headers(), origin));
-    }
-    if !wired(app) {
-        return Err(Refusal {
-            status: StatusCode::NOT_IMPLEMENTED,
-            code: ErrorCode::BadRequest,
-            detail: "Socket.IO not wired yet".into(),
-        });
     }
     let query = query::parse(req.uri())?;
     let get = req.method() == Method::GET;
@@ -136,10 +129,14 @@ where
                 };
                 match (halves, next) {
                     (Some(halves), Next::Serve(permit)) => {
-                        websocket::serve(halves, app, shared, peer, permit).await;
+                        let conn = websocket::open(halves, &shared, peer, permit);
+                        run_app(app, conn, shared).await;
                     }
                     (Some(halves), Next::Probe(session)) => {
-                        websocket::probe(halves, session, shared).await;
+                        // Boxed: a probe is short-lived, and inline it
+                        // would make every WebSocket session's task as
+                        // large as its state.
+                        Box::pin(websocket::probe(halves, session, shared)).await;
                     }
                     (None, Next::Probe(session)) => session.probe_failed(),
                     (None, Next::Serve(_)) => {}

@@ -33,6 +33,7 @@ mod websocket;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 
 pub(crate) use conn::EngineConn;
 pub(crate) use endpoint::handle;
@@ -79,20 +80,12 @@ pub(crate) enum Message {
     Binary(Bytes),
 }
 
-/// Whether `app` can serve sessions yet. The one place that says the
-/// Socket.IO layer is missing: the endpoint answers 501 while this is
-/// false (see [`run_app`]).
-fn wired(app: App) -> bool {
+/// The app of a new session, running until the session ends. A plain
+/// function returning the app's future (not an `async fn` awaiting it),
+/// so the session's state is not stored twice in every session's task.
+fn run_app(app: App, conn: EngineConn, shared: Arc<Shared>) -> impl Future<Output = ()> {
     match app {
-        App::Echo => true,
-        App::SocketIo => true,
-    }
-}
-
-/// Runs the app of a new session until the session ends.
-async fn run_app(app: App, conn: EngineConn, shared: Arc<Shared>) {
-    match app {
-        App::Echo => echo::serve(conn, shared).await,
-        App::SocketIo => crate::socketio::serve(conn, shared).await,
+        App::Echo => Either::Left(echo::serve(conn, shared)),
+        App::SocketIo => Either::Right(crate::socketio::serve(conn, shared)),
     }
 }

@@ -13,6 +13,8 @@
 //!   session closed), hands them to the session's task through a bounded
 //!   inbox (waiting while it is full: back-pressure on the client) and
 //!   answers `ok`. A `1` packet closes the session. One POST at a time.
+//! - A GET abandoned before its answer (the client went away) closes the
+//!   session (`transport_error`), as the reference server does.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
@@ -232,11 +234,33 @@ pub(crate) async fn poll(
         ));
     }
     let _claim = Claim(&session.polling);
+    // A GET dropped before it is answered (the client went away; nothing
+    // was taken from the queue yet) closes the session, as the reference
+    // server's does: the transport under the session is gone.
+    let mut abandoned = Abandoned(Some(&session.outbox));
+    let answer = wait(session, shared).await;
+    abandoned.0 = None;
+    Ok(answer)
+}
+
+/// Closes the session when dropped armed.
+struct Abandoned<'a>(Option<&'a Outbox>);
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(outbox) = self.0.take() {
+            outbox.close_with(CloseReason::TransportError);
+        }
+    }
+}
+
+/// The waiting part of a GET: takes the queue, waits, answers.
+async fn wait(session: &PollSession, shared: &Shared) -> Response<Body> {
     let queue = session.queue.lock().ok().and_then(|mut q| q.take());
     let mut borrowed = Borrowed { session, queue };
     let Some(queue) = borrowed.queue.as_mut() else {
         // The session's task took the queue for its WebSocket.
-        return Ok(payload(Bytes::from_static(b"6")));
+        return payload(Bytes::from_static(b"6"));
     };
     let _waiting = Waiting::new(&session.waiting);
     let outbox = &session.outbox;
@@ -245,17 +269,17 @@ pub(crate) async fn poll(
     // Registered before the check, so an upgrade in between is not missed.
     wake.as_mut().enable();
     if session.stage() >= Stage::Upgrading {
-        return Ok(payload(Bytes::from_static(b"6")));
+        return payload(Bytes::from_static(b"6"));
     }
     let first = tokio::select! {
         biased;
         () = outbox.close.cancelled() => {
-            return Ok(payload(Bytes::from_static(closing_packet(outbox.close_reason()))));
+            return payload(Bytes::from_static(closing_packet(outbox.close_reason())));
         }
-        () = &mut wake => return Ok(payload(Bytes::from_static(b"6"))),
+        () = &mut wake => return payload(Bytes::from_static(b"6")),
         item = queue.recv() => match item {
             Some(item) => item,
-            None => return Ok(payload(Bytes::from_static(b"1"))),
+            None => return payload(Bytes::from_static(b"1")),
         },
     };
     let limit = shared.settings.socketio.max_payload;
@@ -269,7 +293,7 @@ pub(crate) async fn poll(
         }
     }
     Stats::add(&shared.stats.bytes_sent, body.len() as u64);
-    Ok(payload(body))
+    payload(body)
 }
 
 /// POST: reads and checks the packets, hands them to the session's task.

@@ -18,7 +18,6 @@ use super::conn::EngineConn;
 use super::packet;
 use super::polling::PollSession;
 use super::sid::new_sid;
-use super::{App, run_app};
 use crate::conn::Conn;
 use crate::inbound::{FrameReader, Incoming};
 use crate::socket::Halves;
@@ -34,19 +33,18 @@ pub(crate) struct Handover {
     pub(crate) write: OwnedWriteHalf,
 }
 
-/// Serves a new session on an upgraded WebSocket (no `sid`): the open
-/// packet first, then the app, in this one task.
-pub(crate) async fn serve(
+/// Opens a new session on an upgraded WebSocket (no `sid`), the open
+/// packet queued first; the caller runs its app in this same task.
+pub(crate) fn open(
     halves: Halves,
-    app: App,
-    shared: Arc<Shared>,
+    shared: &Arc<Shared>,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
-) {
+) -> EngineConn {
     let settings = &shared.settings.socketio;
     let (reader, conn) = Conn::open_with(
         halves,
-        &shared,
+        shared,
         settings.max_payload,
         Goodbye::FrameOnly,
         WireFormat::SocketIo,
@@ -62,8 +60,7 @@ pub(crate) async fn serve(
     );
     conn.outbox.answer(&crate::frame::text(open.as_bytes()));
     debug!(conn = conn.outbox.id.0, %peer, "engine.io websocket session opened");
-    let engine = EngineConn::websocket(sid, reader, conn, shared.clone(), permit);
-    run_app(app, engine, shared).await;
+    EngineConn::websocket(sid, reader, conn, shared.clone(), permit)
 }
 
 /// Runs the probe of an upgrade on an upgraded WebSocket; hands the socket
@@ -141,5 +138,59 @@ async fn exchange(
             b"5" if probed => return Ok(()),
             _ => return Err("expected 2probe, then 5"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engineio::{App, run_app};
+
+    /// An idle Socket.IO WebSocket session must cost what a native one
+    /// does (issue #10: at most 8 KiB broker RSS each): its task's state,
+    /// the app's future over an `EngineConn`, is no larger than a native
+    /// session's.
+    #[tokio::test]
+    async fn a_websocket_session_is_no_larger_than_a_native_one() {
+        let settings = herald_config::Settings::defaults();
+        let limit = crate::fdlimit::ConnectionLimit::fit(10, crate::fdlimit::OpenFiles::raise());
+        let shared = Arc::new(Shared::new(settings, "node".into(), None, limit));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut clients = Vec::new();
+        let mut halves = Vec::new();
+        for _ in 0..2 {
+            clients.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+            let (socket, _) = listener.accept().await.expect("accept");
+            let (read, write) = socket.into_split();
+            halves.push(Halves {
+                read,
+                early: bytes::Bytes::new(),
+                write,
+            });
+        }
+        let permit = || {
+            shared
+                .sessions
+                .clone()
+                .try_acquire_owned()
+                .expect("a permit")
+        };
+        let (Some(native), Some(engine)) = (halves.pop(), halves.pop()) else {
+            panic!("two connections");
+        };
+        let native = crate::session::run(native, shared.clone(), addr, permit());
+        let engine = run_app(
+            App::Echo,
+            open(engine, &shared, addr, permit()),
+            shared.clone(),
+        );
+        let (native, engine) = (size_of_val(&native), size_of_val(&engine));
+        assert!(
+            engine <= native,
+            "an Engine.IO session's future is {engine} bytes, a native session's {native}"
+        );
     }
 }
