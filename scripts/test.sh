@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need
 # (redis-server, for the cluster tests, which start their own on a free
-# loopback port), then `cargo test --workspace`. Extra arguments go to cargo.
+# loopback port; the Socket.IO clients of the real-client tests, by
+# scripts/socketio-deps.sh), then `cargo test --workspace`. Extra arguments
+# go to cargo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,5 +17,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q redis-server
 fi
+
+bash scripts/socketio-deps.sh
 
 cargo test --workspace "$@"
