@@ -15,10 +15,14 @@ upgrades to websocket inside `connect`, so there is no `upgrade` output; the
 import asyncio
 import base64
 import json
+import os
 import sys
 from importlib import metadata
 
+import engineio.payload
 import socketio
+
+DEBUG = bool(os.environ.get("HERALD_SIO_DEBUG"))
 
 
 def out(obj):
@@ -60,6 +64,10 @@ class Client:
             reconnection_delay=0.1,
             reconnection_delay_max=0.5,
             randomization_factor=0,
+            # HERALD_SIO_DEBUG=1: the library's own logs, on stderr (the
+            # driver's log file).
+            logger=DEBUG,
+            engineio_logger=DEBUG,
         )
         ns = self.namespace
         self.sio.on("connect", self.on_connect, namespace=ns)
@@ -130,6 +138,12 @@ def client(cmd):
 
 
 async def cmd_connect(cmd):
+    # python-engineio refuses (and drops the connection on) a polling
+    # response of more than 16 packets; servers that answer a poll with
+    # everything queued (the Node reference server does) exceed that under
+    # a burst. A test may raise the limit (it is process-wide).
+    if cmd.get("max_decode_packets"):
+        engineio.payload.Payload.max_decode_packets = int(cmd["max_decode_packets"])
     old = clients.pop(cmd["id"], None)
     if old is not None:
         await old.sio.disconnect()
@@ -189,9 +203,11 @@ async def cmd_off(cmd):
 
 async def cmd_transport(cmd):
     c = client(cmd)
-    connected = c.sio.connected and c.namespace in c.sio.namespaces
+    # `sio.connected` turns true only when `connect()` returns, after the
+    # connect handler ran; the namespace entry is there from the CONNECT.
+    connected = c.namespace in c.sio.namespaces and c.sio.eio.state == "connected"
     return {
-        "transport": c.sio.transport() if c.sio.connected else None,
+        "transport": c.sio.transport() if connected else None,
         "connected": connected,
         "sid": c.sio.get_sid(c.namespace) if connected else None,
     }

@@ -2,23 +2,29 @@
 // The Node `socket.io` 4 reference server of the real-client tests: the
 // conformance handlers of issue #10 on a loopback port, so the client rig
 // (drivers, page, Rust harness) can be checked against the upstream server
-// before it is pointed at Herald. Usage: node reference-server.js [PORT]
-// (0 or none: any free port). Prints {"type":"listening","port":N} on stdout
-// once it accepts connections.
+// before it is pointed at Herald.
+//
+// Usage: node reference-server.js [PORT [PING_INTERVAL_MS PING_TIMEOUT_MS]]
+// (PORT 0 or none: any free port). Prints {"type":"listening","port":N} on
+// stdout once it accepts connections; exits when its stdin closes (so it
+// never outlives the test that started it).
 //
 // Settings as the upstream test suites expect: pingInterval 300 ms,
-// pingTimeout 200 ms, maxPayload 1000000, connectTimeout 1 s, CORS origin *,
-// namespaces "/", "/custom", "/chat" (any other: CONNECT_ERROR
-// "Invalid namespace").
+// pingTimeout 200 ms (both overridable: the real-client tests run a longer
+// timeout, see tests/src/sioclient/target.rs), maxPayload 1000000,
+// connectTimeout 1 s, CORS origin *, namespaces "/", "/custom", "/chat"
+// (any other: CONNECT_ERROR "Invalid namespace").
 "use strict";
 const http = require("http");
 const { Server } = require("socket.io");
 
 const port = Number(process.argv[2] || 0);
+const pingInterval = Number(process.argv[3] || 300);
+const pingTimeout = Number(process.argv[4] || 200);
 const httpServer = http.createServer();
 const io = new Server(httpServer, {
-  pingInterval: 300,
-  pingTimeout: 200,
+  pingInterval: pingInterval,
+  pingTimeout: pingTimeout,
   maxHttpBufferSize: 1000000,
   connectTimeout: 1000,
   cors: { origin: "*" },
@@ -84,3 +90,5 @@ httpServer.listen(port, "127.0.0.1", () => {
   process.stdout.write(JSON.stringify({ type: "listening", port: httpServer.address().port }) + "\n");
 });
 process.on("SIGTERM", () => process.exit(0));
+process.stdin.on("end", () => process.exit(0));
+process.stdin.resume();

@@ -1,0 +1,196 @@
+//! The Socket.IO server the real-client tests talk to.
+//!
+//! `HERALD_SIO_TARGET` chooses it:
+//! - unset or `reference`: [`ReferenceServer`], the Node `socket.io` 4
+//!   server `tests/socketio/reference-server.js` with the conformance
+//!   handlers of issue #10, started per test on a free loopback port. It is
+//!   how the client rig itself is checked, and the behaviour Herald must
+//!   match.
+//! - `http://127.0.0.1:PORT`: a server already running there (for example
+//!   `herald-broker` with the conformance service, started by hand). Tests
+//!   that need to restart the server fail on it.
+//!
+//! Herald as a target (a broker plus the conformance service, started by
+//! the test) becomes one more variant of [`Target`], configured with
+//! [`PING_INTERVAL`] and [`PING_TIMEOUT`] like the reference server.
+//!
+//! # Heartbeat
+//! The upstream suites' 300 ms / 200 ms heartbeat makes a server drop a
+//! client that answers a ping 200 ms late, which a loaded CI machine does
+//! (1,000 events through a Node client on a busy 2-core machine did, seen
+//! as `ping timeout` and `transport close`). The real-client tests keep the
+//! 300 ms interval, so every test runs many heartbeats, with a 5 s
+//! timeout; the heartbeat's own timing is the protocol tests' business.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{ChildStdin, ChildStdout, Command};
+
+use super::{
+    ChildGuard, SIO_TIMEOUT, SioDriver, Transports, log_path, require_installed, socketio_dir,
+};
+
+/// The most packets python-engineio accepts in one polling response when
+/// talking to the reference server (see [`Target::connect_cmd`]).
+const REFERENCE_POLL_PACKETS: u64 = 100_000;
+
+/// The servers' ping interval in the real-client tests.
+pub const PING_INTERVAL: Duration = Duration::from_millis(300);
+
+/// The servers' ping timeout in the real-client tests (see the module
+/// docs for why it is not the upstream suites' 200 ms).
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The server of one test.
+#[derive(Debug)]
+pub enum Target {
+    /// The Node reference server.
+    Reference(ReferenceServer),
+    /// A server started outside the test, at this URL.
+    External(String),
+}
+
+impl Target {
+    /// The server `HERALD_SIO_TARGET` names (see the module docs), started
+    /// for this test when the harness starts it.
+    pub async fn start() -> Target {
+        match std::env::var("HERALD_SIO_TARGET") {
+            Err(_) => Target::Reference(ReferenceServer::start().await),
+            Ok(name) if name.is_empty() || name == "reference" => {
+                Target::Reference(ReferenceServer::start().await)
+            }
+            Ok(url) if url.starts_with("http://127.0.0.1:") || url.starts_with("http://[::1]:") => {
+                Target::External(url.trim_end_matches('/').to_owned())
+            }
+            Ok(other) => panic!(
+                "HERALD_SIO_TARGET={other:?}: expected `reference` or a loopback URL \
+                 like http://127.0.0.1:7400"
+            ),
+        }
+    }
+
+    /// The server's base URL (`http://127.0.0.1:PORT`), to which a client
+    /// appends the namespace.
+    pub fn url(&self) -> String {
+        match self {
+            Target::Reference(server) => server.url(),
+            Target::External(url) => url.clone(),
+        }
+    }
+
+    /// A `connect` command for socket `id` to `namespace` on this server
+    /// (see [`SioDriver::connect_cmd`]), with what a stock client needs to
+    /// talk to it.
+    ///
+    /// The reference server answers a poll with every packet it has queued;
+    /// python-engineio drops the connection on a polling response of more
+    /// than 16 packets (`Payload.max_decode_packets`), so a burst (the
+    /// 1,000-event test) over polling needs that limit raised for it.
+    pub fn connect_cmd(&self, id: &str, namespace: &str, transports: Transports) -> Value {
+        let mut cmd = SioDriver::connect_cmd(id, &self.url(), namespace, transports);
+        if let Target::Reference(_) = self {
+            cmd["max_decode_packets"] = json!(REFERENCE_POLL_PACKETS);
+        }
+        cmd
+    }
+
+    /// Drops every connection abruptly (the server process dies) and brings
+    /// the server back on the same port, as a crash and restart would.
+    pub async fn restart(&mut self) {
+        match self {
+            Target::Reference(server) => server.restart().await,
+            Target::External(url) => panic!(
+                "this test restarts its server, which it cannot do to the external {url}"
+            ),
+        }
+    }
+}
+
+/// `node tests/socketio/reference-server.js` on a loopback port.
+#[derive(Debug)]
+pub struct ReferenceServer {
+    port: u16,
+    child: ChildGuard,
+    // Held so the server's stdin stays open (it exits when it closes) and
+    // its stdout has a reader.
+    _stdin: Option<ChildStdin>,
+    _stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl ReferenceServer {
+    /// Starts it on a free port and waits until it listens.
+    pub async fn start() -> ReferenceServer {
+        ReferenceServer::start_on(0).await
+    }
+
+    /// Starts it on `port` (0: any free port) and waits until it listens.
+    pub async fn start_on(port: u16) -> ReferenceServer {
+        let dir = socketio_dir();
+        require_installed(&dir.join("node_modules/socket.io"), "socket.io (the reference server)");
+        let log = log_path("reference-server");
+        let mut command = Command::new("node");
+        command
+            .arg(dir.join("reference-server.js"))
+            .arg(port.to_string())
+            .arg(PING_INTERVAL.as_millis().to_string())
+            .arg(PING_TIMEOUT.as_millis().to_string());
+        let mut child = ChildGuard::spawn(&mut command, &log, false, "the reference server");
+        let stdin = child.stdin();
+        let Some(stdout) = child.stdout() else {
+            panic!("the reference server's stdout is missing");
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(SIO_TIMEOUT, lines.next_line()).await;
+        let listening: Option<Value> = match first {
+            Ok(Ok(Some(line))) => serde_json::from_str(&line).ok(),
+            _ => None,
+        };
+        let port = listening
+            .as_ref()
+            .filter(|v| v["type"] == "listening")
+            .and_then(|v| v["port"].as_u64())
+            .and_then(|p| u16::try_from(p).ok());
+        let Some(port) = port else {
+            panic!(
+                "the reference server did not report listening within {SIO_TIMEOUT:?} \
+                 (got {listening:?}; log: {})",
+                log.display()
+            );
+        };
+        ReferenceServer {
+            port,
+            child,
+            _stdin: stdin,
+            _stdout: lines,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL: connections are cut, not closed) and
+    /// starts a new one on the same port.
+    pub async fn restart(&mut self) {
+        self.child.kill().await;
+        // The port may be held a moment by the dying process's sockets:
+        // retry the start a bounded number of times.
+        let port = self.port;
+        for _ in 0..3 {
+            let attempt = tokio::time::timeout(
+                SIO_TIMEOUT,
+                tokio::spawn(ReferenceServer::start_on(port)),
+            )
+            .await;
+            if let Ok(Ok(server)) = attempt {
+                *self = server;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the reference server did not come back on port {port}");
+    }
+}
