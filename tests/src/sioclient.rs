@@ -59,7 +59,7 @@ use tokio::sync::mpsc;
 pub mod browser;
 mod target;
 
-pub use target::{PING_INTERVAL, PING_TIMEOUT, ReferenceServer, Target};
+pub use target::{DEFAULT_TARGET, PING_INTERVAL, PING_TIMEOUT, ReferenceServer, Target};
 
 /// Longest a single wait on a client may take (a connect, an event, an
 /// ack, a reconnection).
@@ -87,10 +87,7 @@ pub(crate) fn require_installed(path: &Path, what: &str) {
 pub(crate) fn log_path(name: &str) -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!(
-        "herald-sio-{}-{n}-{name}.log",
-        std::process::id()
-    ))
+    std::env::temp_dir().join(format!("herald-sio-{}-{n}-{name}.log", std::process::id()))
 }
 
 /// Which client program a [`SioDriver`] runs.
@@ -155,12 +152,7 @@ impl ChildGuard {
     /// Spawns `command` with `stdin`/`stdout` piped and stderr to `log`;
     /// with `group`, in a process group of its own (for programs that start
     /// children of their own, like Chromium), which is killed whole.
-    pub(crate) fn spawn(
-        command: &mut Command,
-        log: &Path,
-        group: bool,
-        what: &str,
-    ) -> ChildGuard {
+    pub(crate) fn spawn(command: &mut Command, log: &Path, group: bool, what: &str) -> ChildGuard {
         let stderr = match std::fs::File::create(log) {
             Ok(file) => file,
             Err(error) => panic!("cannot create the log {}: {error}", log.display()),
@@ -279,7 +271,10 @@ impl SioDriver {
         match kind {
             ClientKind::Node => {
                 let dir = socketio_dir();
-                require_installed(&dir.join("node_modules/socket.io-client"), "socket.io-client");
+                require_installed(
+                    &dir.join("node_modules/socket.io-client"),
+                    "socket.io-client",
+                );
                 let mut command = Command::new("node");
                 command.arg(dir.join("driver.js"));
                 SioDriver::start_process("node", command).await
@@ -298,13 +293,20 @@ impl SioDriver {
 
     async fn start_process(label: &str, mut command: Command) -> SioDriver {
         let log = log_path(&format!("{label}-driver"));
-        let mut child = ChildGuard::spawn(&mut command, &log, false, &format!("the {label} driver"));
+        let mut child =
+            ChildGuard::spawn(&mut command, &log, false, &format!("the {label} driver"));
         let (Some(stdin), Some(stdout)) = (child.stdin(), child.stdout()) else {
             panic!("the {label} driver's pipes are missing");
         };
         let (tx, outputs) = mpsc::unbounded_channel();
         tokio::spawn(read_lines(stdout, tx));
-        let mut driver = SioDriver::new(label, Sink::Stdin(stdin), outputs, log, Holder::Process(child));
+        let mut driver = SioDriver::new(
+            label,
+            Sink::Stdin(stdin),
+            outputs,
+            log,
+            Holder::Process(child),
+        );
         driver.expect_ready(SIO_TIMEOUT).await;
         driver
     }
@@ -330,8 +332,10 @@ impl SioDriver {
     }
 
     pub(crate) async fn expect_ready(&mut self, within: Duration) -> Value {
-        self.expect_within("the client to start (`ready`)", within, |v| v["type"] == "ready")
-            .await
+        self.expect_within("the client to start (`ready`)", within, |v| {
+            v["type"] == "ready"
+        })
+        .await
     }
 
     /// Which program this is (`node`, `python`, `browser`).
@@ -357,7 +361,11 @@ impl SioDriver {
                 let mut bytes = line.clone().into_bytes();
                 bytes.push(b'\n');
                 if let Err(error) = stdin.write_all(&bytes).await {
-                    panic!("{}: cannot send {line}: {error} (log: {})", self.label, self.log.display());
+                    panic!(
+                        "{}: cannot send {line}: {error} (log: {})",
+                        self.label,
+                        self.log.display()
+                    );
                 }
             }
             Sink::Page(queue) => queue.push(line.clone()),
@@ -368,7 +376,10 @@ impl SioDriver {
             })
             .await;
         if answer["type"] == "error" {
-            panic!("{}: the command {line} failed: {}", self.label, answer["message"]);
+            panic!(
+                "{}: the command {line} failed: {}",
+                self.label, answer["message"]
+            );
         }
         answer
     }
@@ -473,7 +484,10 @@ impl SioDriver {
         let cmd = SioDriver::connect_cmd(id, url, namespace, transports);
         match self.open(cmd).await {
             Ok(connected) => connected,
-            Err(error) => panic!("{}: socket {id} did not connect to {url}{namespace}: {error}", self.label),
+            Err(error) => panic!(
+                "{}: socket {id} did not connect to {url}{namespace}: {error}",
+                self.label
+            ),
         }
     }
 
@@ -498,7 +512,9 @@ impl SioDriver {
     /// The arguments of ack `seq`.
     pub async fn expect_ack(&mut self, seq: u64) -> Vec<Value> {
         let output = self
-            .expect(&format!("ack {seq}"), |v| v["type"] == "ack" && v["seq"] == json!(seq))
+            .expect(&format!("ack {seq}"), |v| {
+                v["type"] == "ack" && v["seq"] == json!(seq)
+            })
             .await;
         args_of(&output)
     }
@@ -519,16 +535,27 @@ impl SioDriver {
         args_of(&output)
     }
 
-    /// Panics if socket `id` has received `event` and it was not consumed.
-    /// Await something that was sent after it first (an ack on the same
-    /// connection), so that anything sent before has arrived.
-    pub fn assert_not_received(&self, id: &str, event: &str) {
-        if let Some(found) = self
-            .backlog
-            .iter()
-            .find(|v| v["type"] == "event" && v["id"] == id && v["event"] == event)
-        {
-            panic!("{}: socket {id} should not have received {event:?}, got {found}", self.label);
+    /// The next `event` with exactly `args` received by socket `id`
+    /// (others stay in the backlog: on a server shared with other tests,
+    /// their events may arrive too).
+    pub async fn expect_event_args(&mut self, id: &str, event: &str, args: &Value) {
+        self.expect(&format!("event {event:?} {args} on socket {id}"), |v| {
+            v["type"] == "event" && v["id"] == id && v["event"] == event && v["args"] == *args
+        })
+        .await;
+    }
+
+    /// Panics if socket `id` has received `event` with `args` and it was not
+    /// consumed. Await something that was sent after it first (an ack on
+    /// the same connection), so that anything sent before has arrived.
+    pub fn assert_not_received(&self, id: &str, event: &str, args: &Value) {
+        if let Some(found) = self.backlog.iter().find(|v| {
+            v["type"] == "event" && v["id"] == id && v["event"] == event && v["args"] == *args
+        }) {
+            panic!(
+                "{}: socket {id} should not have received {event:?}, got {found}",
+                self.label
+            );
         }
     }
 
@@ -590,7 +617,11 @@ pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
             if i <= chunk.len() {
@@ -611,8 +642,9 @@ async fn read_lines(stdout: ChildStdout, tx: mpsc::UnboundedSender<Value>) {
         if line.trim().is_empty() {
             continue;
         }
-        let value = serde_json::from_str(&line)
-            .unwrap_or_else(|_| json!({"type": "error", "req": null, "message": format!("not JSON: {line}")}));
+        let value = serde_json::from_str(&line).unwrap_or_else(
+            |_| json!({"type": "error", "req": null, "message": format!("not JSON: {line}")}),
+        );
         if tx.send(value).is_err() {
             return;
         }

@@ -217,7 +217,11 @@ async fn handle(
             }
             reply(StatusCode::NO_CONTENT, "text/plain", Bytes::new())
         }
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found\n")),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            Bytes::from_static(b"not found\n"),
+        ),
     };
     Ok(response)
 }
@@ -241,8 +245,9 @@ fn reply(status: StatusCode, content_type: &str, body: Bytes) -> Response<Full<B
             .headers_mut()
             .insert(hyper::header::CONTENT_TYPE, value);
     }
-    response
-        .headers_mut()
-        .insert(hyper::header::CACHE_CONTROL, hyper::header::HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
     response
 }

@@ -1,7 +1,7 @@
 //! The Socket.IO server the real-client tests talk to.
 //!
-//! `HERALD_SIO_TARGET` chooses it:
-//! - unset or `reference`: [`ReferenceServer`], the Node `socket.io` 4
+//! `HERALD_SIO_TARGET` chooses it (unset: [`DEFAULT_TARGET`]):
+//! - `reference`: [`ReferenceServer`], the Node `socket.io` 4
 //!   server `tests/socketio/reference-server.js` with the conformance
 //!   handlers of issue #10, started per test on a free loopback port. It is
 //!   how the client rig itself is checked, and the behaviour Herald must
@@ -11,7 +11,8 @@
 //!   that need to restart the server fail on it.
 //!
 //! Herald as a target (a broker plus the conformance service, started by
-//! the test) becomes one more variant of [`Target`], configured with
+//! the test) becomes one more variant of [`Target`] and name of
+//! `HERALD_SIO_TARGET` (then the default), configured with
 //! [`PING_INTERVAL`] and [`PING_TIMEOUT`] like the reference server.
 //!
 //! # Heartbeat
@@ -43,11 +44,14 @@ pub const PING_INTERVAL: Duration = Duration::from_millis(300);
 /// docs for why it is not the upstream suites' 200 ms).
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The target when `HERALD_SIO_TARGET` is unset or empty.
+pub const DEFAULT_TARGET: &str = "reference";
+
 /// The server of one test.
 #[derive(Debug)]
 pub enum Target {
     /// The Node reference server.
-    Reference(ReferenceServer),
+    Reference(Box<ReferenceServer>),
     /// A server started outside the test, at this URL.
     External(String),
 }
@@ -56,15 +60,18 @@ impl Target {
     /// The server `HERALD_SIO_TARGET` names (see the module docs), started
     /// for this test when the harness starts it.
     pub async fn start() -> Target {
-        match std::env::var("HERALD_SIO_TARGET") {
-            Err(_) => Target::Reference(ReferenceServer::start().await),
-            Ok(name) if name.is_empty() || name == "reference" => {
-                Target::Reference(ReferenceServer::start().await)
-            }
-            Ok(url) if url.starts_with("http://127.0.0.1:") || url.starts_with("http://[::1]:") => {
+        let chosen = std::env::var("HERALD_SIO_TARGET").unwrap_or_default();
+        let name = if chosen.is_empty() {
+            DEFAULT_TARGET
+        } else {
+            chosen.as_str()
+        };
+        match name {
+            "reference" => Target::Reference(Box::new(ReferenceServer::start().await)),
+            url if url.starts_with("http://127.0.0.1:") || url.starts_with("http://[::1]:") => {
                 Target::External(url.trim_end_matches('/').to_owned())
             }
-            Ok(other) => panic!(
+            other => panic!(
                 "HERALD_SIO_TARGET={other:?}: expected `reference` or a loopback URL \
                  like http://127.0.0.1:7400"
             ),
@@ -78,6 +85,13 @@ impl Target {
             Target::Reference(server) => server.url(),
             Target::External(url) => url.clone(),
         }
+    }
+
+    /// Whether this server is this test's alone: a server shared with
+    /// other tests (an external one) also counts their sockets in
+    /// namespace-wide results, and sends their namespace-wide events.
+    pub fn is_private(&self) -> bool {
+        matches!(self, Target::Reference(_))
     }
 
     /// A `connect` command for socket `id` to `namespace` on this server
@@ -101,9 +115,9 @@ impl Target {
     pub async fn restart(&mut self) {
         match self {
             Target::Reference(server) => server.restart().await,
-            Target::External(url) => panic!(
-                "this test restarts its server, which it cannot do to the external {url}"
-            ),
+            Target::External(url) => {
+                panic!("this test restarts its server, which it cannot do to the external {url}")
+            }
         }
     }
 }
@@ -128,7 +142,10 @@ impl ReferenceServer {
     /// Starts it on `port` (0: any free port) and waits until it listens.
     pub async fn start_on(port: u16) -> ReferenceServer {
         let dir = socketio_dir();
-        require_installed(&dir.join("node_modules/socket.io"), "socket.io (the reference server)");
+        require_installed(
+            &dir.join("node_modules/socket.io"),
+            "socket.io (the reference server)",
+        );
         let log = log_path("reference-server");
         let mut command = Command::new("node");
         command
@@ -180,11 +197,9 @@ impl ReferenceServer {
         // retry the start a bounded number of times.
         let port = self.port;
         for _ in 0..3 {
-            let attempt = tokio::time::timeout(
-                SIO_TIMEOUT,
-                tokio::spawn(ReferenceServer::start_on(port)),
-            )
-            .await;
+            let attempt =
+                tokio::time::timeout(SIO_TIMEOUT, tokio::spawn(ReferenceServer::start_on(port)))
+                    .await;
             if let Ok(Ok(server)) = attempt {
                 *self = server;
                 return;
