@@ -8,10 +8,12 @@
 #   - python-socketio with its websocket and long-polling client transports,
 #     pinned by tests/socketio/requirements.txt, into the venv
 #     tests/socketio/.cache/venv (git-ignored);
-#   - Debian's chromium (apt-get), only if no `chromium` is on the PATH.
+#   - Debian's chromium (apt-get), only if no `chromium` is on the PATH (and
+#     Debian's nodejs / npm likewise, if missing).
 # Each step is redone only when its pins changed (a stamp holds their hash).
 set -euo pipefail
-cd "$(dirname "$0")/../tests/socketio"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root/tests/socketio"
 
 need() {
     command -v "$1" >/dev/null 2>&1 || {
@@ -23,9 +25,11 @@ need() {
 # A hash of the files that pin a step, plus the tool version it was built with.
 stamp_of() { { cat "$@"; "${TOOL[@]}" --version 2>&1; } | sha256sum | cut -d' ' -f1; }
 
-# --- npm packages
-need node "Debian: apt-get install nodejs npm"
-need npm "Debian: apt-get install npm"
+. "$root/scripts/apt-ensure.sh"
+
+# --- npm packages (Node and npm are on the usual machine; Debian's otherwise)
+apt_ensure node nodejs "the Node Socket.IO client and reference server run on it"
+apt_ensure npm npm "it installs the Socket.IO npm packages"
 TOOL=(node)
 npm_stamp="$(stamp_of package.json package-lock.json)"
 if [ "$(cat node_modules/.herald-stamp 2>/dev/null || true)" != "$npm_stamp" ]; then
@@ -49,13 +53,4 @@ if [ "$(cat "$venv/.herald-stamp" 2>/dev/null || true)" != "$py_stamp" ]; then
 fi
 
 # --- chromium (Debian's package; a browser download of a test tool's own fails here)
-if ! command -v chromium >/dev/null 2>&1; then
-    echo "--- installing chromium (the browser client test runs it headless)"
-    if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-        echo "chromium is missing and cannot be installed (not root, no sudo):" >&2
-        echo "install it with your package manager (Debian: apt-get install chromium)" >&2
-        exit 1
-    fi
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q -o DPkg::Lock::Timeout=300 chromium
-fi
+apt_ensure chromium chromium "the browser client test runs it headless"

@@ -211,7 +211,27 @@
       sockets.clear();
     }
 
-    return { handle: handle, closeAll: closeAll };
+    // Runs one command line; returns true for `exit` (every socket is
+    // closed and answered; the caller ends the program).
+    function handleLine(line) {
+      if (line.trim() === "") return false;
+      let cmd;
+      try {
+        cmd = JSON.parse(line);
+      } catch (error) {
+        out({ type: "error", req: null, message: "not JSON: " + error.message });
+        return false;
+      }
+      if (cmd && cmd.cmd === "exit") {
+        closeAll();
+        out({ type: "done", req: cmd.req, cmd: "exit" });
+        return true;
+      }
+      handle(cmd);
+      return false;
+    }
+
+    return { handleLine: handleLine, closeAll: closeAll };
   }
 
   return { createDriver: createDriver };

@@ -24,20 +24,7 @@ function exit() {
 
 const lines = readline.createInterface({ input: process.stdin });
 lines.on("line", (line) => {
-  if (line.trim() === "") return;
-  let cmd;
-  try {
-    cmd = JSON.parse(line);
-  } catch (error) {
-    out({ type: "error", req: null, message: "not JSON: " + error.message });
-    return;
-  }
-  if (cmd.cmd === "exit") {
-    out({ type: "done", req: cmd.req, cmd: "exit" });
-    exit();
-    return;
-  }
-  driver.handle(cmd);
+  if (driver.handleLine(line)) exit();
 });
 lines.on("close", exit);
 out({ type: "ready", client: "node socket.io-client " + require("socket.io-client/package.json").version });

@@ -52,20 +52,7 @@
       })
       .then(function (text) {
         for (const line of text.split("\n")) {
-          if (line.trim() === "") continue;
-          let cmd;
-          try {
-            cmd = JSON.parse(line);
-          } catch (error) {
-            out({ type: "error", req: null, message: "not JSON: " + error.message });
-            continue;
-          }
-          if (cmd.cmd === "exit") {
-            driver.closeAll();
-            out({ type: "done", req: cmd.req, cmd: "exit" });
-            return;
-          }
-          driver.handle(cmd);
+          if (driver.handleLine(line)) return;
         }
         poll();
       })

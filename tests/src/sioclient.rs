@@ -300,25 +300,21 @@ impl SioDriver {
         };
         let (tx, outputs) = mpsc::unbounded_channel();
         tokio::spawn(read_lines(stdout, tx));
-        let mut driver = SioDriver::new(
-            label,
-            Sink::Stdin(stdin),
-            outputs,
-            log,
-            Holder::Process(child),
-        );
-        driver.expect_ready(SIO_TIMEOUT).await;
-        driver
+        let holder = Holder::Process(child);
+        SioDriver::launched(label, Sink::Stdin(stdin), outputs, log, holder, SIO_TIMEOUT).await
     }
 
-    pub(crate) fn new(
+    /// A driver for a program just started: waits (up to `within`) for its
+    /// `ready`.
+    pub(crate) async fn launched(
         label: &str,
         sink: Sink,
         outputs: mpsc::UnboundedReceiver<Value>,
         log: PathBuf,
         holder: Holder,
+        within: Duration,
     ) -> SioDriver {
-        SioDriver {
+        let mut driver = SioDriver {
             label: label.to_owned(),
             sink,
             outputs,
@@ -328,14 +324,13 @@ impl SioDriver {
             next_seq: 0,
             log,
             holder,
-        }
-    }
-
-    pub(crate) async fn expect_ready(&mut self, within: Duration) -> Value {
-        self.expect_within("the client to start (`ready`)", within, |v| {
-            v["type"] == "ready"
-        })
-        .await
+        };
+        driver
+            .expect_within("the client to start (`ready`)", within, |v| {
+                v["type"] == "ready"
+            })
+            .await;
+        driver
     }
 
     /// Which program this is (`node`, `python`, `browser`).

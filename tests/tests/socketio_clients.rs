@@ -19,44 +19,25 @@ use serde_json::{Value, json};
 macro_rules! every_client {
     ($scenario:ident) => {
         mod $scenario {
-            use super::{ClientKind, Transports};
-
-            #[tokio::test]
-            async fn node_websocket() {
-                super::$scenario(ClientKind::Node, Transports::Websocket).await;
-            }
-            #[tokio::test]
-            async fn node_polling() {
-                super::$scenario(ClientKind::Node, Transports::Polling).await;
-            }
-            #[tokio::test]
-            async fn node_upgrade() {
-                super::$scenario(ClientKind::Node, Transports::Upgrade).await;
-            }
-            #[tokio::test]
-            async fn python_websocket() {
-                super::$scenario(ClientKind::Python, Transports::Websocket).await;
-            }
-            #[tokio::test]
-            async fn python_polling() {
-                super::$scenario(ClientKind::Python, Transports::Polling).await;
-            }
-            #[tokio::test]
-            async fn python_upgrade() {
-                super::$scenario(ClientKind::Python, Transports::Upgrade).await;
-            }
-            #[tokio::test]
-            async fn browser_websocket() {
-                super::$scenario(ClientKind::Browser, Transports::Websocket).await;
-            }
-            #[tokio::test]
-            async fn browser_polling() {
-                super::$scenario(ClientKind::Browser, Transports::Polling).await;
-            }
-            #[tokio::test]
-            async fn browser_upgrade() {
-                super::$scenario(ClientKind::Browser, Transports::Upgrade).await;
-            }
+            every_client!(@case $scenario, node_websocket, Node, Websocket);
+            every_client!(@case $scenario, node_polling, Node, Polling);
+            every_client!(@case $scenario, node_upgrade, Node, Upgrade);
+            every_client!(@case $scenario, python_websocket, Python, Websocket);
+            every_client!(@case $scenario, python_polling, Python, Polling);
+            every_client!(@case $scenario, python_upgrade, Python, Upgrade);
+            every_client!(@case $scenario, browser_websocket, Browser, Websocket);
+            every_client!(@case $scenario, browser_polling, Browser, Polling);
+            every_client!(@case $scenario, browser_upgrade, Browser, Upgrade);
+        }
+    };
+    (@case $scenario:ident, $name:ident, $kind:ident, $transports:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            super::$scenario(
+                super::ClientKind::$kind,
+                super::Transports::$transports,
+            )
+            .await;
         }
     };
 }

@@ -158,15 +158,16 @@ pub(crate) async fn start() -> SioDriver {
         profile,
         _permit: permit,
     };
-    let mut driver = SioDriver::new(
+    let holder = Holder::Browser(browser);
+    SioDriver::launched(
         "browser",
         Sink::Page(queue),
         outputs,
         log,
-        Holder::Browser(browser),
-    );
-    driver.expect_ready(START_TIMEOUT).await;
-    driver
+        holder,
+        START_TIMEOUT,
+    )
+    .await
 }
 
 async fn serve(listener: TcpListener, page: Arc<Page>) {
