@@ -350,7 +350,20 @@ impl SioDriver {
         self.next_req += 1;
         let req = self.next_req;
         cmd["req"] = json!(req);
-        let line = cmd.to_string();
+        self.send_line(req, cmd.to_string()).await
+    }
+
+    /// [`SioDriver::send`] for a command written as JSON text, `{req}`
+    /// standing for its number: for key orders a `Value` cannot keep
+    /// (it sorts object keys).
+    pub async fn send_text(&mut self, template: &str) -> Value {
+        self.next_req += 1;
+        let req = self.next_req;
+        let line = template.replace("{req}", &req.to_string());
+        self.send_line(req, line).await
+    }
+
+    async fn send_line(&mut self, req: u64, line: String) -> Value {
         match &mut self.sink {
             Sink::Stdin(stdin) => {
                 let mut bytes = line.clone().into_bytes();
@@ -411,7 +424,7 @@ impl SioDriver {
             if value["type"] == "error" && value["req"].is_null() {
                 self.fail(what, &format!("the client reported an error: {value}"));
             }
-            self.recent.push_back(value.to_string());
+            self.recent.push_back(raw(&value).to_owned());
             if self.recent.len() > 20 {
                 self.recent.pop_front();
             }
@@ -522,12 +535,16 @@ impl SioDriver {
 
     /// The arguments of the next `event` received by socket `id`.
     pub async fn expect_event(&mut self, id: &str, event: &str) -> Vec<Value> {
-        let output = self
-            .expect(&format!("event {event:?} on socket {id}"), |v| {
-                v["type"] == "event" && v["id"] == id && v["event"] == event
-            })
-            .await;
-        args_of(&output)
+        args_of(&self.expect_event_output(id, event).await)
+    }
+
+    /// The whole output of the next `event` received by socket `id` (see
+    /// [`raw`]).
+    pub async fn expect_event_output(&mut self, id: &str, event: &str) -> Value {
+        self.expect(&format!("event {event:?} on socket {id}"), |v| {
+            v["type"] == "event" && v["id"] == id && v["event"] == event
+        })
+        .await
     }
 
     /// The next `event` with exactly `args` received by socket `id`
@@ -629,6 +646,27 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// One output line as JSON, with the line itself under `$raw` (what
+/// [`raw`] reads); a line that is not JSON becomes an `error` output.
+pub(crate) fn parse_output(line: &str) -> Value {
+    let mut value = serde_json::from_str(line).unwrap_or_else(
+        |_| json!({"type": "error", "req": null, "message": format!("not JSON: {line}")}),
+    );
+    if value.is_object() {
+        value[RAW] = json!(line);
+    }
+    value
+}
+
+/// The key of an output's line as the client wrote it.
+const RAW: &str = "$raw";
+
+/// The line an output came in as the client wrote it: its objects' keys
+/// in the client's order (`serde_json::Value` sorts them).
+pub fn raw(output: &Value) -> &str {
+    output[RAW].as_str().unwrap_or_default()
+}
+
 /// Reads a program's stdout lines into `tx` as JSON (a line that is not
 /// JSON becomes an `error` output); adds [`EXITED`] at the end.
 async fn read_lines(stdout: ChildStdout, tx: mpsc::UnboundedSender<Value>) {
@@ -637,10 +675,7 @@ async fn read_lines(stdout: ChildStdout, tx: mpsc::UnboundedSender<Value>) {
         if line.trim().is_empty() {
             continue;
         }
-        let value = serde_json::from_str(&line).unwrap_or_else(
-            |_| json!({"type": "error", "req": null, "message": format!("not JSON: {line}")}),
-        );
-        if tx.send(value).is_err() {
+        if tx.send(parse_output(&line)).is_err() {
             return;
         }
     }

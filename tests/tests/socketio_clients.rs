@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use herald_tests::sioclient::{ClientKind, SioDriver, Target, Transports, bin};
+use herald_tests::sioclient::{ClientKind, SioDriver, Target, Transports, bin, raw};
 use serde_json::{Value, json};
 
 /// A test per client and transport for `scenario(kind, transports)`.
@@ -133,6 +133,19 @@ async fn events_and_acks(kind: ClientKind, transports: Transports) {
         Value::Array(client.call("a", "message-with-ack", args.clone()).await),
         args,
         "the ack carries every argument"
+    );
+    // Object keys keep their order (the raw line shows it; `Value` sorts).
+    let ordered = r#"[{"z":1,"a":{"y":true,"b":null},"m":[3,"x"]}]"#;
+    client
+        .send_text(&format!(
+            r#"{{"req":{{req}},"cmd":"emit","id":"a","event":"message","args":{ordered}}}"#
+        ))
+        .await;
+    let back = client.expect_event_output("a", "message-back").await;
+    assert!(
+        raw(&back).contains(&format!(r#""args":{ordered}"#)),
+        "message-back keeps the object keys' order: {}",
+        raw(&back)
     );
     assert_eq!(
         client.call("a", "message-with-ack", json!([])).await,

@@ -22,13 +22,15 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::process::Command;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, mpsc};
 use tokio::task::JoinHandle;
 
-use super::{ChildGuard, Holder, Sink, SioDriver, log_path, require_installed, socketio_dir};
+use super::{
+    ChildGuard, Holder, Sink, SioDriver, log_path, parse_output, require_installed, socketio_dir,
+};
 
 /// How long Chromium may take to start and load the page (a cold start on
 /// a busy machine is slow).
@@ -211,10 +213,7 @@ async fn handle(
                 if line.trim().is_empty() {
                     continue;
                 }
-                let value = serde_json::from_str(line).unwrap_or_else(
-                    |_| json!({"type": "error", "req": null, "message": format!("not JSON: {line}")}),
-                );
-                let _ = page.outputs.send(value);
+                let _ = page.outputs.send(parse_output(line));
             }
             reply(StatusCode::NO_CONTENT, "text/plain", Bytes::new())
         }
