@@ -186,6 +186,7 @@ impl RequestBench {
             ack: handle,
             ok: true,
             payload: Bytes::from_static(b"\x02"),
+            args: false,
         };
         self.router.reply(self.responder.id, reply).is_ok() && self.answers.try_recv().is_ok()
     }

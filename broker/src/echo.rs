@@ -22,6 +22,7 @@ use crate::session::read_error_reason;
 use crate::socket::Halves;
 use crate::state::Shared;
 use crate::stats::Stats;
+use crate::wire::WireFormat;
 use crate::writer::Goodbye;
 
 /// Serves one upgraded echo connection until it closes. Messages are
@@ -34,11 +35,17 @@ pub(crate) async fn run(
     _permit: OwnedSemaphorePermit,
 ) {
     let max_message = shared.settings.limits.max_payload_bytes;
-    let (mut reader, conn) = Conn::open(halves, &shared, max_message, Goodbye::FrameOnly);
+    let (mut reader, conn) = Conn::open(
+        halves,
+        &shared,
+        max_message,
+        Goodbye::FrameOnly,
+        WireFormat::Herald,
+    );
     let id = conn.outbox.id.0;
     debug!(conn = id, %peer, "echo connection opened");
     let reason = echo(&mut reader, &conn, &shared).await;
-    let reason = conn.finish(reason).await;
+    let reason = conn.finish(&shared, reason).await;
     shared.stats.closed(reason);
     debug!(conn = id, %peer, reason = reason.as_str(), "echo connection closed");
 }

@@ -28,6 +28,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
 use crate::echo;
+use crate::engineio::{self, App};
 use crate::metrics::{self, Sample};
 use crate::publish::{self, EMIT_PATH};
 use crate::session;
@@ -43,6 +44,9 @@ enum Route {
     Health,
     Ready,
     Upgrade(Endpoint),
+    /// An Engine.IO path, whatever the method (Engine.IO answers wrong
+    /// methods itself, with its own error codes).
+    EngineIo(App),
     Emit,
     Metrics,
     /// The path exists, but not for this method; the value is `Allow`.
@@ -59,10 +63,48 @@ enum Endpoint {
     Echo,
 }
 
-/// `echo_path` is `testing.echo_endpoint` (empty: no echo endpoint; the
-/// config check keeps it apart from the broker's own paths).
-fn route(method: &Method, path: &str, echo_path: &str) -> Route {
+/// The configurable paths; empty means not served (the config check keeps
+/// them apart from each other and from the broker's own paths).
+#[derive(Debug, Clone, Copy, Default)]
+struct Paths<'a> {
+    /// `testing.echo_endpoint`.
+    echo: &'a str,
+    /// `socketio.path`, when `socketio.enabled`.
+    socketio: &'a str,
+    /// `testing.engineio_echo_endpoint`.
+    engineio_echo: &'a str,
+}
+
+impl<'a> Paths<'a> {
+    fn of(shared: &'a Shared) -> Paths<'a> {
+        let settings = &shared.settings;
+        Paths {
+            echo: &settings.testing.echo_endpoint,
+            socketio: if settings.socketio.enabled {
+                &settings.socketio.path
+            } else {
+                ""
+            },
+            engineio_echo: &settings.testing.engineio_echo_endpoint,
+        }
+    }
+}
+
+/// Whether `path` is the Engine.IO endpoint at `configured`, which
+/// answers with and without its trailing slash (clients differ).
+fn engineio_path(path: &str, configured: &str) -> bool {
+    !configured.is_empty() && path.trim_end_matches('/') == configured.trim_end_matches('/')
+}
+
+fn route(method: &Method, path: &str, paths: Paths<'_>) -> Route {
     let get = method == Method::GET;
+    let echo_path = paths.echo;
+    if engineio_path(path, paths.socketio) {
+        return Route::EngineIo(App::SocketIo);
+    }
+    if engineio_path(path, paths.engineio_echo) {
+        return Route::EngineIo(App::Echo);
+    }
     match path {
         "/healthz" if get => Route::Health,
         "/readyz" if get => Route::Ready,
@@ -94,8 +136,7 @@ where
         debug!(%peer, "refused a request with both Content-Length and Transfer-Encoding");
         return Ok(framed_twice_refusal());
     }
-    let echo_path = shared.settings.testing.echo_endpoint.as_str();
-    let response = match route(req.method(), req.uri().path(), echo_path) {
+    let response = match route(req.method(), req.uri().path(), Paths::of(&shared)) {
         Route::Health => text(StatusCode::OK, "ok\n"),
         Route::Ready if !shared.is_ready() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
@@ -106,6 +147,7 @@ where
         ),
         Route::Ready => text(StatusCode::OK, "ready\n"),
         Route::Upgrade(endpoint) => upgrade(req, shared, peer, endpoint),
+        Route::EngineIo(app) => engineio::handle(req, app, shared, peer).await,
         Route::Emit => publish::publish(req, &shared).await,
         Route::Metrics => metrics_text(&shared),
         Route::WrongMethod(allow) => {
@@ -216,21 +258,12 @@ where
         error(status, code, message)
     };
     let headers = req.headers();
-    let key = match headers.get(SEC_WEBSOCKET_KEY) {
-        Some(key)
-            if header_has_token(headers, UPGRADE, "websocket")
-                && header_has_token(headers, CONNECTION, "upgrade")
-                && header_has_token(headers, SEC_WEBSOCKET_VERSION, "13") =>
-        {
-            key.clone()
-        }
-        _ => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "not_websocket",
-                "expected a WebSocket upgrade (RFC 6455, version 13)",
-            );
-        }
+    let Some(key) = websocket_key(headers) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "not_websocket",
+            "expected a WebSocket upgrade (RFC 6455, version 13)",
+        );
     };
     if endpoint == Endpoint::Herald
         && !header_has_token(headers, SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL)
@@ -276,17 +309,37 @@ where
             Err(e) => warn!(%peer, error = %e, "upgrade failed"),
         }
     });
+    // A subprotocol the client did not offer must not be named (RFC 6455
+    // §4.1): the echo endpoint names none.
+    let subprotocol = (endpoint == Endpoint::Herald).then_some(SUBPROTOCOL);
+    switching_protocols(&key, subprotocol)
+}
+
+/// The `Sec-WebSocket-Key` of a well-formed WebSocket upgrade request
+/// (`Upgrade: websocket`, `Connection: upgrade`, version 13), if it is one.
+pub(crate) fn websocket_key(headers: &HeaderMap) -> Option<HeaderValue> {
+    let key = headers.get(SEC_WEBSOCKET_KEY)?;
+    (header_has_token(headers, UPGRADE, "websocket")
+        && header_has_token(headers, CONNECTION, "upgrade")
+        && header_has_token(headers, SEC_WEBSOCKET_VERSION, "13"))
+    .then(|| key.clone())
+}
+
+/// The 101 answer accepting a WebSocket upgrade whose key is `key`,
+/// naming `subprotocol` when given.
+pub(crate) fn switching_protocols(
+    key: &HeaderValue,
+    subprotocol: Option<&'static str>,
+) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
     h.insert(UPGRADE, http::HeaderValue::from_static("websocket"));
     h.insert(CONNECTION, http::HeaderValue::from_static("Upgrade"));
-    // A subprotocol the client did not offer must not be named (RFC 6455
-    // §4.1): the echo endpoint names none.
-    if endpoint == Endpoint::Herald {
+    if let Some(protocol) = subprotocol {
         h.insert(
             SEC_WEBSOCKET_PROTOCOL,
-            http::HeaderValue::from_static(SUBPROTOCOL),
+            http::HeaderValue::from_static(protocol),
         );
     }
     if let Ok(accept) = http::HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
@@ -333,23 +386,54 @@ mod tests {
             (Method::GET, "/", Route::NotFound),
         ];
         for (method, path, expected) in cases {
-            assert_eq!(route(&method, path, ""), expected, "{method} {path}");
+            assert_eq!(
+                route(&method, path, Paths::default()),
+                expected,
+                "{method} {path}"
+            );
         }
     }
 
     #[test]
     fn the_echo_endpoint_is_routed_only_when_configured() {
         let echo = "/v1/echo";
-        assert_eq!(route(&Method::GET, echo, ""), Route::NotFound);
+        let paths = Paths {
+            echo,
+            ..Paths::default()
+        };
+        assert_eq!(route(&Method::GET, echo, Paths::default()), Route::NotFound);
         assert_eq!(
-            route(&Method::GET, echo, echo),
+            route(&Method::GET, echo, paths),
             Route::Upgrade(Endpoint::Echo)
         );
-        assert_eq!(route(&Method::POST, echo, echo), Route::WrongMethod("GET"));
+        assert_eq!(route(&Method::POST, echo, paths), Route::WrongMethod("GET"));
         assert_eq!(
-            route(&Method::GET, WS_PATH, echo),
+            route(&Method::GET, WS_PATH, paths),
             Route::Upgrade(Endpoint::Herald)
         );
-        assert_eq!(route(&Method::GET, "/", echo), Route::NotFound);
+        assert_eq!(route(&Method::GET, "/", paths), Route::NotFound);
+    }
+
+    #[test]
+    fn engineio_paths_take_every_method_with_or_without_the_slash() {
+        let paths = Paths {
+            socketio: "/socket.io/",
+            engineio_echo: "/engine.io/",
+            ..Paths::default()
+        };
+        for method in [Method::GET, Method::POST, Method::OPTIONS, Method::PUT] {
+            for path in ["/socket.io/", "/socket.io"] {
+                assert_eq!(route(&method, path, paths), Route::EngineIo(App::SocketIo));
+            }
+            assert_eq!(
+                route(&method, "/engine.io/", paths),
+                Route::EngineIo(App::Echo)
+            );
+        }
+        assert_eq!(route(&Method::GET, "/socket.io/x", paths), Route::NotFound);
+        assert_eq!(
+            route(&Method::GET, "/socket.io/", Paths::default()),
+            Route::NotFound
+        );
     }
 }

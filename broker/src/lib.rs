@@ -14,12 +14,17 @@
 //! - `echo`: the echo endpoint (`testing.echo_endpoint`, off by default)
 //!   that sends every message back through the same reader and writer, for
 //!   the Autobahn TestSuite.
+//! - `engineio`: Engine.IO v4 (long-polling, WebSocket, the upgrade,
+//!   heartbeat, CORS) at `socketio.path` and, for tests,
+//!   `testing.engineio_echo_endpoint`; what the Socket.IO layer runs on.
 //! - `conn`: a connection's frame reader and writer task, opened and
 //!   finished together (shared by `session` and `echo`).
 //! - `fdlimit`: the connection limit that fits under the open-files limit
 //!   (raised to the hard limit at start).
 //! - `framing`: finds HTTP requests that carry both `Content-Length` and
 //!   `Transfer-Encoding` (refused with 400), in the bytes hyper reads.
+//! - `admission`: one check per action (emit, subscribe, room change),
+//!   shared by every front end: names, limits, service-side powers.
 //! - `session`: one WebSocket connection: the hello/welcome handshake, the
 //!   reader that turns envelopes into router calls, limits, clean-up.
 //! - `frame`: server-to-client WebSocket frames, built once (an event's
@@ -35,6 +40,10 @@
 //!   queue plus the slow-consumer policy.
 //! - `cluster`: the router's remote side when nodes are clustered over
 //!   Redis (`cluster.backend = "redis"`).
+//! - `socketio`: the Socket.IO v5 front end on `engineio`: namespaces,
+//!   packets to router calls, lifecycle events for services.
+//! - `wire`: the wire formats (Herald, Socket.IO) that encode what the
+//!   router hands a receiver, once per emit per format.
 //! - `router`: the fan-out maps (exact names, patterns, queue groups,
 //!   responders, rooms) and pending requests.
 //! - [`healthcheck`]: the probe behind `herald-broker healthcheck`, one
@@ -51,9 +60,11 @@ pub mod bench_api;
 pub mod fuzz_api {
     pub use crate::inbound::{FrameParser, Incoming, ReadError};
 }
+mod admission;
 mod cluster;
 mod conn;
 mod echo;
+mod engineio;
 mod fdlimit;
 mod frame;
 mod framing;
@@ -67,8 +78,10 @@ mod router;
 mod server;
 mod session;
 mod socket;
+mod socketio;
 mod state;
 pub mod stats;
+mod wire;
 mod writer;
 
 pub use server::{Broker, BrokerHandle, Error};

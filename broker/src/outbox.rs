@@ -24,8 +24,9 @@
 //! reserve is full the client is not reading its answers, and it is
 //! disconnected as a slow consumer whatever the policy.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,6 +36,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::stats::Stats;
+use crate::wire::{Answer, WireFormat};
 
 use Ordering::{Relaxed, SeqCst};
 
@@ -85,10 +87,28 @@ pub(crate) struct QueueLimits {
     pub(crate) max_bytes: usize,
 }
 
+/// A room of a namespace: `(namespace, room)`.
+pub(crate) type RoomKey = (Box<str>, Box<str>);
+
+/// Who a connection is to the others: its session id (the name of its
+/// own room, and the `from` of what it emits) and the format it reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) session: Arc<str>,
+    pub(crate) format: WireFormat,
+}
+
 /// State shared by the connection's tasks and every map that routes to it.
 #[derive(Debug)]
 pub(crate) struct ConnShared {
     pub(crate) id: ConnId,
+    /// The session id, `<node>-<id>`.
+    pub(crate) session: Arc<str>,
+    /// What the router encodes for this connection.
+    pub(crate) format: WireFormat,
+    /// The rooms it is in, joined itself or moved there by a service:
+    /// what the router removes it from when it closes.
+    rooms: Mutex<HashSet<RoomKey>>,
     tx: mpsc::Sender<Bytes>,
     /// Queue slots events may not use (kept for answers).
     reserve: usize,
@@ -142,11 +162,16 @@ impl ConnShared {
             policy,
             max_bytes: usize::MAX,
         };
-        ConnShared::with_limits(id, tx, limits, close, stats)
+        let identity = Identity {
+            session: Arc::from(format!("test-{}", id.0)),
+            format: WireFormat::Herald,
+        };
+        ConnShared::with_limits(id, identity, tx, limits, close, stats)
     }
 
     pub(crate) fn with_limits(
         id: ConnId,
+        identity: Identity,
         tx: mpsc::Sender<Bytes>,
         limits: QueueLimits,
         close: CancellationToken,
@@ -155,6 +180,9 @@ impl ConnShared {
         let reserve = (tx.max_capacity() / 8).min(MAX_RESERVE);
         Arc::new(ConnShared {
             id,
+            session: identity.session,
+            format: identity.format,
+            rooms: Mutex::new(HashSet::new()),
             reserve,
             tx,
             policy: limits.policy,
@@ -238,6 +266,17 @@ impl ConnShared {
                 false
             }
         }
+    }
+
+    /// The rooms this connection is in (a short lock: joins and leaves of
+    /// this one connection only).
+    pub(crate) fn rooms(&self) -> MutexGuard<'_, HashSet<RoomKey>> {
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues an answer encoded in this connection's format.
+    pub(crate) fn answer_with(&self, answer: &Answer<'_>) -> bool {
+        self.answer(&self.format.answer(answer))
     }
 
     /// Applies the slow-consumer policy after a frame did not fit.

@@ -136,6 +136,16 @@ impl BrokerHandle {
         self.shared.router.room_count()
     }
 
+    /// Engine.IO long-polling sessions open now (upgraded ones included).
+    pub fn engineio_sessions(&self) -> usize {
+        self.shared.engineio.len()
+    }
+
+    /// Engine.IO long-polling GETs waiting for packets now.
+    pub fn engineio_polls_waiting(&self) -> usize {
+        self.shared.engineio.polls_waiting()
+    }
+
     /// Requests in flight now.
     pub fn pending_requests(&self) -> usize {
         self.shared.router.pending_requests()

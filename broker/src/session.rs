@@ -14,21 +14,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_protocol::envelope::{Emit, Limits, Reply, RoomChange, Subscription, Welcome};
-use herald_protocol::names::{validate_event, validate_group, validate_namespace, validate_room};
-use herald_protocol::{
-    CloseReason, Envelope, ErrorCode, NameError, PROTOCOL_VERSION, Pattern, decode,
-};
+use herald_protocol::{CloseReason, Envelope, ErrorCode, PROTOCOL_VERSION, decode};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, warn};
 
+use crate::admission::{self, Denied, EmitNames};
 use crate::conn::Conn;
 use crate::frame;
 use crate::inbound::{FrameReader, Incoming, ReadError};
 use crate::outbox::Outbox;
-use crate::router::SubKey;
+use crate::router::{RoomMove, SubKey};
 use crate::socket::Halves;
 use crate::state::Shared;
 use crate::stats::Stats;
+use crate::wire::WireFormat;
 use crate::writer::Goodbye;
 
 /// Invalid frames in a row after which the connection is closed.
@@ -49,13 +48,13 @@ pub(crate) async fn run(
         &shared,
         shared.max_message_bytes(),
         Goodbye::Envelope,
+        WireFormat::Herald,
     );
     let id = conn.outbox.id;
     let mut session = Session {
         shared: shared.clone(),
         outbox: conn.outbox.clone(),
         subscriptions: HashSet::new(),
-        rooms: HashSet::new(),
         last_seen: conn.last_seen.clone(),
         greeted: false,
         invalid_in_a_row: 0,
@@ -64,7 +63,7 @@ pub(crate) async fn run(
     };
     debug!(conn = id.0, %peer, "connection opened");
     let reason = session.read_loop(&mut reader).await;
-    let reason = conn.finish(reason).await;
+    let reason = conn.finish(&shared, reason).await;
     session.clean_up();
     shared.stats.closed(reason);
     log_close(id.0, peer, reason);
@@ -75,7 +74,6 @@ struct Session {
     outbox: Outbox,
     /// Reverse index: what to remove from the router on close.
     subscriptions: HashSet<SubKey>,
-    rooms: HashSet<(Box<str>, Box<str>)>,
     last_seen: Arc<AtomicU64>,
     greeted: bool,
     invalid_in_a_row: u32,
@@ -110,15 +108,8 @@ impl Refusal {
         self
     }
 
-    fn name(id: Option<u64>, error: &NameError) -> Refusal {
-        let code = match error {
-            NameError::Namespace(_) => ErrorCode::InvalidNamespace,
-            NameError::Event(_) => ErrorCode::InvalidEvent,
-            NameError::Pattern(_) => ErrorCode::InvalidPattern,
-            NameError::Room(_) => ErrorCode::InvalidRoom,
-            NameError::Group(_) => ErrorCode::InvalidGroup,
-        };
-        Refusal::new(id, code, error.to_string())
+    fn denied(id: Option<u64>, denied: Denied) -> Refusal {
+        Refusal::new(id, denied.code, denied.message)
     }
 }
 
@@ -234,8 +225,8 @@ impl Session {
         match envelope {
             Envelope::Subscribe(sub) => self.on_subscribe(sub),
             Envelope::Unsubscribe(sub) => self.on_unsubscribe(sub),
-            Envelope::Join(change) => self.on_join(change),
-            Envelope::Leave(change) => self.on_leave(change),
+            Envelope::Join(change) => self.on_room_change(change, true),
+            Envelope::Leave(change) => self.on_room_change(change, false),
             Envelope::Emit(emit) => self.on_emit(emit),
             Envelope::Reply(reply) => self.on_reply(reply),
             Envelope::Ping { ts } => {
@@ -295,7 +286,7 @@ impl Session {
         };
         self.send(&Envelope::Welcome(Welcome {
             version: PROTOCOL_VERSION,
-            session: format!("{}-{}", self.shared.node, self.outbox.id.0),
+            session: self.outbox.session.to_string(),
             heartbeat_ms: u64::try_from(settings.server.heartbeat_interval.as_millis())
                 .unwrap_or(u64::MAX),
             limits,
@@ -307,17 +298,13 @@ impl Session {
     }
 
     fn sub_key(sub: &Subscription) -> Result<SubKey, Refusal> {
-        validate_namespace(&sub.namespace).map_err(|e| Refusal::name(sub.id, &e))?;
-        let pattern = Pattern::parse(&sub.event).map_err(|e| Refusal::name(sub.id, &e))?;
-        if let Some(group) = &sub.group {
-            validate_group(group).map_err(|e| Refusal::name(sub.id, &e))?;
-        }
-        Ok(SubKey {
-            namespace: sub.namespace.as_str().into(),
-            pattern,
-            group: sub.group.as_deref().map(Arc::from),
-            responder: sub.responder,
-        })
+        admission::subscription(
+            &sub.namespace,
+            &sub.event,
+            sub.group.as_deref(),
+            sub.responder,
+        )
+        .map_err(|denied| Refusal::denied(sub.id, denied))
     }
 
     fn ok(&self, id: Option<u64>) {
@@ -357,40 +344,43 @@ impl Session {
         Ok(())
     }
 
-    fn room_key(change: &RoomChange) -> Result<(Box<str>, Box<str>), Refusal> {
-        validate_namespace(&change.namespace).map_err(|e| Refusal::name(change.id, &e))?;
-        validate_room(&change.room).map_err(|e| Refusal::name(change.id, &e))?;
-        Ok((
-            change.namespace.as_str().into(),
-            change.room.as_str().into(),
-        ))
-    }
-
-    fn on_join(&mut self, change: RoomChange) -> Handled {
-        let key = Self::room_key(&change)?;
-        if !self.rooms.contains(&key) {
-            let max = self.shared.settings.limits.max_rooms_per_connection;
-            if self.rooms.len() >= max {
-                return Err(Refusal::new(
-                    change.id,
-                    ErrorCode::TooManyRooms,
-                    format!(
-                        "this connection is already in {max} rooms (limits.max_rooms_per_connection)"
-                    ),
-                ));
+    /// A join or leave: of this connection, or (a service power) of the
+    /// connection whose session id it names.
+    fn on_room_change(&mut self, change: RoomChange, join: bool) -> Handled {
+        let refuse = |denied| Refusal::denied(change.id, denied);
+        let shared = &self.shared;
+        admission::room_change(
+            shared,
+            &self.outbox,
+            &change.namespace,
+            &change.room,
+            change.sid.as_deref(),
+        )
+        .map_err(refuse)?;
+        let max_rooms = shared.settings.limits.max_rooms_per_connection;
+        let result = match change.sid.as_deref() {
+            Some(session) if session != &*self.outbox.session => {
+                let change = RoomMove {
+                    namespace: &change.namespace,
+                    room: &change.room,
+                    session,
+                    join,
+                };
+                shared.router.move_session(&change, max_rooms)
             }
-            self.shared.router.join(&key.0, &key.1, self.outbox.id);
-            self.rooms.insert(key);
-        }
-        self.ok(change.id);
-        Ok(())
-    }
-
-    fn on_leave(&mut self, change: RoomChange) -> Handled {
-        let key = Self::room_key(&change)?;
-        if self.rooms.remove(&key) {
-            self.shared.router.leave(&key.0, &key.1, self.outbox.id);
-        }
+            _ if join => {
+                shared
+                    .router
+                    .join(&self.outbox, &change.namespace, &change.room, max_rooms)
+            }
+            _ => {
+                shared
+                    .router
+                    .leave(&self.outbox, &change.namespace, &change.room);
+                Ok(())
+            }
+        };
+        result.map_err(|e| refuse(e.into()))?;
         self.ok(change.id);
         Ok(())
     }
@@ -412,12 +402,15 @@ impl Session {
 
     fn on_emit(&mut self, emit: Emit) -> Handled {
         let answer_id = emit.ack.or(emit.id);
-        validate_namespace(&emit.namespace).map_err(|e| Refusal::name(answer_id, &e))?;
-        validate_event(&emit.event).map_err(|e| Refusal::name(answer_id, &e))?;
-        if let Some(room) = &emit.room {
-            validate_room(room).map_err(|e| Refusal::name(answer_id, &e))?;
-        }
-        self.check_payload(answer_id, &emit.payload)?;
+        let names = EmitNames {
+            namespace: &emit.namespace,
+            event: &emit.event,
+            room: emit.room.as_deref(),
+            except: emit.except.as_deref(),
+            payload: &emit.payload,
+        };
+        admission::emit(&self.shared, Some(&self.outbox), &names)
+            .map_err(|denied| Refusal::denied(answer_id, denied))?;
         let Some(ack) = emit.ack else {
             let published = self.shared.router.publish(Some(&self.outbox), &emit);
             self.back_pressure = published.back_pressure;
@@ -476,9 +469,7 @@ impl Session {
         if self.was_responder {
             self.shared.router.responder_gone(self.outbox.id);
         }
-        for (namespace, room) in self.rooms.drain() {
-            self.shared.router.leave(&namespace, &room, self.outbox.id);
-        }
+        self.shared.router.leave_rooms(&self.outbox, None);
     }
 }
 

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cluster::Cluster;
+use crate::engineio;
 use crate::fdlimit::ConnectionLimit;
 use crate::outbox::ConnId;
 use crate::router::Router;
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) node: String,
     /// The remote side, when clustered (`cluster.backend = "redis"`).
     pub(crate) cluster: Option<Arc<Cluster>>,
+    /// Engine.IO long-polling sessions by sid.
+    pub(crate) engineio: engineio::Registry,
     next_conn: AtomicU64,
     started: Instant,
 }
@@ -72,8 +75,9 @@ impl Shared {
         Shared {
             sessions: Arc::new(Semaphore::new(connection_limit.sessions)),
             connection_limit,
-            router: Router::clustered(stats.clone(), cluster.clone()),
+            router: Router::clustered(stats.clone(), &node, cluster.clone()),
             cluster,
+            engineio: engineio::Registry::default(),
             stats,
             ready: AtomicBool::new(true),
             shutdown: CancellationToken::new(),

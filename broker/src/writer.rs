@@ -43,6 +43,18 @@ pub(crate) enum Goodbye {
     FrameOnly,
 }
 
+/// Whether the writer keeps the WebSocket heartbeat (pings every
+/// `server.heartbeat_interval`, closing peers silent past
+/// `server.heartbeat_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pings {
+    /// Herald sessions and the echo endpoint.
+    On,
+    /// Engine.IO connections: their heartbeat is Engine.IO's own ping and
+    /// pong packets, kept by the session (`engineio`).
+    Off,
+}
+
 /// Runs until the connection closes; returns when the socket is done.
 pub(crate) async fn run<W>(
     mut socket: W,
@@ -51,6 +63,7 @@ pub(crate) async fn run<W>(
     last_seen: Arc<AtomicU64>,
     shared: Arc<Shared>,
     goodbye: Goodbye,
+    pings: Pings,
 ) where
     W: AsyncWrite + Unpin,
 {
@@ -81,7 +94,7 @@ pub(crate) async fn run<W>(
                 }
                 None => break,
             },
-            _ = heartbeat.tick() => {
+            _ = heartbeat.tick(), if pings == Pings::On => {
                 if shared.now_ms().saturating_sub(last_seen.load(Relaxed)) > timeout_ms {
                     conn.close_with(CloseReason::HeartbeatTimeout);
                     break;
@@ -228,6 +241,7 @@ fn drains_queue(reason: CloseReason) -> bool {
             | CloseReason::MessageTooBig
             | CloseReason::MessageTimeout
             | CloseReason::HandshakeTimeout
+            | CloseReason::ConnectTimeout
     )
 }
 
@@ -302,6 +316,10 @@ fn close_message(reason: CloseReason, conn: &Outbox, shared: &Shared) -> String 
         CloseReason::HandshakeTimeout => format!(
             "no hello within {:?} (server.handshake_timeout)",
             s.server.handshake_timeout
+        ),
+        CloseReason::ConnectTimeout => format!(
+            "no Socket.IO CONNECT within {:?} (socketio.connect_timeout)",
+            s.socketio.connect_timeout
         ),
         CloseReason::MessageTimeout => format!(
             "a message did not arrive in full within {:?} of its first byte (server.message_timeout)",

@@ -321,6 +321,37 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Makes ANOTHER connection (session id `sid`) join (`join == true`)
+    /// or leave `room`: a service power the broker may refuse with
+    /// `forbidden`. Awaits the broker's answer like [`Shared::join`], but
+    /// is not restored after a reconnect: the membership is the other
+    /// connection's, and ends with it.
+    pub(crate) async fn change_member(
+        &self,
+        namespace: &str,
+        room: &str,
+        sid: &str,
+        join: bool,
+    ) -> Result<(), Error> {
+        self.ensure_open()?;
+        let answer = self
+            .call(self.config.connect_timeout, |id| {
+                let change = RoomChange {
+                    sid: Some(sid.to_owned()),
+                    ..room_change(id, namespace, room)
+                };
+                if join {
+                    Envelope::Join(change)
+                } else {
+                    Envelope::Leave(change)
+                }
+            })
+            .await?;
+        expect_ok(&answer)
+    }
+}
+
 /// The `sub`/`unsub` body for `key`.
 pub(crate) fn sub_envelope(key: &SubKey, id: Option<u64>) -> SubEnvelope {
     SubEnvelope {
@@ -338,6 +369,7 @@ pub(crate) fn room_change(id: u64, namespace: &str, room: &str) -> RoomChange {
         id: Some(id),
         namespace: namespace.to_owned(),
         room: room.to_owned(),
+        sid: None,
     }
 }
 
@@ -368,6 +400,20 @@ impl Drop for Inner {
         // The connection task flushes queued emits, sends a close frame and
         // ends, as for `close()`, just without anyone awaiting it.
         self.shared.cancel.cancel();
+    }
+}
+
+/// A [`Client`] that does not keep the connection open: held by handler
+/// tasks that hand out client handles (a service's `Connection`), since a
+/// strong one inside a task the client owns would keep the client alive
+/// through itself.
+#[derive(Debug, Clone)]
+pub(crate) struct WeakClient(std::sync::Weak<Inner>);
+
+impl WeakClient {
+    /// The client, unless every user handle is gone.
+    pub(crate) fn upgrade(&self) -> Option<Client> {
+        self.0.upgrade().map(|inner| Client { inner })
     }
 }
 
@@ -405,6 +451,12 @@ impl Client {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
+    }
+
+    /// A handle that does not keep the client open, for what the SDK's own
+    /// tasks hold (see [`WeakClient`]).
+    pub(crate) fn downgrade(&self) -> WeakClient {
+        WeakClient(Arc::downgrade(&self.inner))
     }
 
     /// A handle on `namespace` (`/` or `/a/b`), where events are emitted

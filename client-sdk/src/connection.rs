@@ -633,6 +633,8 @@ async fn deliver(shared: &Arc<Shared>, event: Event, generation: u64) {
                     event: event.event.clone(),
                     room: event.room.clone(),
                     payload: event.payload.clone(),
+                    args: event.args,
+                    from: event.from.clone(),
                     reply,
                 };
                 // Fails only when the handler was just unsubscribed.
@@ -649,6 +651,7 @@ async fn deliver(shared: &Arc<Shared>, event: Event, generation: u64) {
                 ack: handle,
                 ok: false,
                 payload: Bytes::from(error_payload(&message)),
+                args: false,
             });
             send_reply(shared, generation, herald_protocol::encode(&reply)).await;
         }

@@ -72,6 +72,10 @@ pub(crate) struct Delivery {
     pub(crate) room: Option<String>,
     /// The MessagePack payload.
     pub(crate) payload: Bytes,
+    /// The payload is an array of several arguments (`args` on the wire).
+    pub(crate) args: bool,
+    /// The sender's session id, when the broker named it.
+    pub(crate) from: Option<String>,
     /// Set for requests.
     pub(crate) reply: Option<ReplyTo>,
 }
@@ -266,6 +270,8 @@ mod tests {
                     event: ev.event.clone(),
                     room: None,
                     payload: ev.payload.clone(),
+                    args: false,
+                    from: None,
                     reply: None,
                 })
                 .expect("queue has room");

@@ -1,7 +1,8 @@
 //! Handler tasks: each registered handler runs in its own task, draining its
 //! bounded queue one event at a time.
 //!
-//! A task decodes the payload as the handler's type, runs the handler with
+//! A task decodes the payload (as the handler's type, or not at all for raw
+//! handlers, or as a lifecycle event for services), runs the handler with
 //! panics caught (`catch_unwind` on the handler's future), and for requests
 //! sends the reply. A payload that does not decode, or a handler that
 //! panics, is reported (see [`ClientEvent`]) and the task goes on with the
@@ -13,11 +14,9 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
 use futures_util::FutureExt;
 use herald_protocol::Envelope;
 use herald_protocol::envelope::Reply;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
@@ -26,6 +25,7 @@ use crate::dispatch::{Delivery, ReplyTo};
 use crate::error::ClientEvent;
 use crate::namespace::Event;
 use crate::outbox::Outgoing;
+use crate::payload::Payload;
 
 /// What a handler task needs besides its handler.
 #[derive(Debug, Clone)]
@@ -46,12 +46,24 @@ impl Context {
         }
     }
 
-    fn decode_failed(&self, delivery: &Delivery, error: &rmp_serde::decode::Error) {
+    fn decode_failed(&self, delivery: &Delivery, error: String) {
         self.report(ClientEvent::Decode {
             namespace: self.namespace.clone(),
             event: delivery.event.clone(),
-            error: error.to_string(),
+            error,
         });
+    }
+
+    /// The [`Event`] a handler gets for `delivery`, carrying `data`.
+    fn event<T>(&self, delivery: &Delivery, data: T) -> Event<T> {
+        Event {
+            namespace: self.namespace.clone(),
+            event: delivery.event.clone(),
+            room: delivery.room.clone(),
+            from: delivery.from.clone(),
+            args: delivery.args,
+            data,
+        }
     }
 
     fn panicked(&self, delivery: &Delivery, panic: &(dyn Any + Send)) {
@@ -63,14 +75,15 @@ impl Context {
     }
 
     /// Sends a reply on the connection the request came from.
-    async fn reply(&self, to: ReplyTo, ok: bool, payload: Vec<u8>) {
+    async fn reply(&self, to: ReplyTo, ok: bool, payload: Payload) {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
         let frame = herald_protocol::encode(&Envelope::Reply(Reply {
             ack: to.handle,
             ok,
-            payload: Bytes::from(payload),
+            payload: payload.bytes,
+            args: payload.args,
         }));
         send_reply(&shared, to.generation, frame).await;
     }
@@ -82,7 +95,11 @@ impl Context {
 pub(crate) async fn send_reply(shared: &Arc<Shared>, generation: u64, frame: Vec<u8>) {
     match shared.outbox.sender_for(generation) {
         Some(tx) => {
-            if tx.send(Outgoing::once(Bytes::from(frame))).await.is_err() {
+            if tx
+                .send(Outgoing::once(bytes::Bytes::from(frame)))
+                .await
+                .is_err()
+            {
                 tracing::debug!("reply dropped: its connection closed");
             }
         }
@@ -106,31 +123,45 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Decodes a delivery for a handler; the error text is reported.
+pub(crate) trait Decode<T>: Fn(&Delivery) -> Result<T, String> {}
+impl<T, D: Fn(&Delivery) -> Result<T, String>> Decode<T> for D {}
+
+/// The SDK's payload convention: the MessagePack of the handler's type.
+pub(crate) fn typed<T: DeserializeOwned>(delivery: &Delivery) -> Result<T, String> {
+    rmp_serde::from_slice(&delivery.payload).map_err(|e| e.to_string())
+}
+
+/// No decoding: the payload as it came, with its `args` flag.
+pub(crate) fn raw(delivery: &Delivery) -> Result<Payload, String> {
+    Ok(Payload {
+        bytes: delivery.payload.clone(),
+        args: delivery.args,
+    })
+}
+
 /// Runs an event handler over its queue until the queue closes. The
-/// handler gets the event's name and room besides the decoded payload.
-pub(crate) async fn run_events<T, F, Fut>(
+/// handler gets the event's name, room and sender besides the payload,
+/// made by `decode`.
+pub(crate) async fn run_events<T, D, F, Fut>(
     mut queue: mpsc::Receiver<Delivery>,
     ctx: Context,
+    decode: D,
     handler: F,
 ) where
-    T: DeserializeOwned,
+    D: Decode<T>,
     F: Fn(Event<T>) -> Fut,
     Fut: Future<Output = ()>,
 {
     while let Some(delivery) = queue.recv().await {
-        let value: T = match rmp_serde::from_slice(&delivery.payload) {
+        let value = match decode(&delivery) {
             Ok(value) => value,
             Err(error) => {
-                ctx.decode_failed(&delivery, &error);
+                ctx.decode_failed(&delivery, error);
                 continue;
             }
         };
-        let event = Event {
-            namespace: ctx.namespace.clone(),
-            event: delivery.event.clone(),
-            room: delivery.room.clone(),
-            data: value,
-        };
+        let event = ctx.event(&delivery, value);
         // The call itself happens inside the async block, so a panic before
         // the handler's first await is caught too.
         let run = AssertUnwindSafe(async { handler(event).await }).catch_unwind();
@@ -141,15 +172,17 @@ pub(crate) async fn run_events<T, F, Fut>(
 }
 
 /// Runs a request handler over its queue until the queue closes, answering
-/// every request: `ok: true` with the encoded value, or `ok: false` with
-/// the error's text.
-pub(crate) async fn run_requests<T, R, E, F, Fut>(
+/// every request: `ok: true` with the answer made by `encode`, or
+/// `ok: false` with the error's text.
+pub(crate) async fn run_requests<T, R, E, D, N, F, Fut>(
     mut queue: mpsc::Receiver<Delivery>,
     ctx: Context,
+    decode: D,
+    encode: N,
     handler: F,
 ) where
-    T: DeserializeOwned,
-    R: Serialize,
+    D: Decode<T>,
+    N: Fn(R) -> Result<Payload, String>,
     E: std::fmt::Display,
     F: Fn(T) -> Fut,
     Fut: Future<Output = Result<R, E>>,
@@ -159,34 +192,30 @@ pub(crate) async fn run_requests<T, R, E, F, Fut>(
             tracing::debug!(event = %delivery.event, "responder got an event without ack handle");
             continue;
         };
-        let (ok, payload) = match rmp_serde::from_slice::<T>(&delivery.payload) {
+        let answer = match decode(&delivery) {
             Err(error) => {
-                ctx.decode_failed(&delivery, &error);
-                (
-                    false,
-                    error_payload(&format!("request payload did not decode: {error}")),
-                )
+                let message = format!("request payload did not decode: {error}");
+                ctx.decode_failed(&delivery, error);
+                Err(message)
             }
             Ok(value) => {
                 let run = AssertUnwindSafe(async { handler(value).await }).catch_unwind();
                 match run.await {
-                    Ok(Ok(answer)) => match rmp_serde::to_vec_named(&answer) {
-                        Ok(bytes) => (true, bytes),
-                        Err(error) => {
-                            tracing::warn!(event = %delivery.event, %error, "reply did not encode");
-                            (
-                                false,
-                                error_payload(&format!("reply did not encode: {error}")),
-                            )
-                        }
-                    },
-                    Ok(Err(error)) => (false, error_payload(&error.to_string())),
+                    Ok(Ok(answer)) => encode(answer).map_err(|error| {
+                        tracing::warn!(event = %delivery.event, %error, "reply did not encode");
+                        format!("reply did not encode: {error}")
+                    }),
+                    Ok(Err(error)) => Err(error.to_string()),
                     Err(panic) => {
                         ctx.panicked(&delivery, &*panic);
-                        (false, error_payload("responder panicked"))
+                        Err("responder panicked".to_owned())
                     }
                 }
             }
+        };
+        let (ok, payload) = match answer {
+            Ok(payload) => (true, payload),
+            Err(message) => (false, Payload::one(error_payload(&message))),
         };
         ctx.reply(reply_to, ok, payload).await;
     }

@@ -30,8 +30,14 @@
 //! - `client`: [`Client`], its [`ConnectionState`], and the state shared by
 //!   handles, handler tasks and the connection task.
 //! - `namespace`: [`Namespace`] (on / emit / request / rooms in one
-//!   namespace), [`Emitter`] (an emit to a room, or excluding oneself) and
-//!   [`Event`] (a payload with its event name and room).
+//!   namespace), [`Emitter`] (an emit to a room, excluding oneself or a
+//!   room) and [`Event`] (a payload with its event name, room and sender).
+//! - `payload`: [`Payload`], a payload's bytes with its `args` flag, for
+//!   relays (raw handlers and raw emits).
+//! - `service`: the service side of Socket.IO-style apps:
+//!   [`Namespace::on_connection`] / [`Namespace::on_disconnect`] with
+//!   [`Connection`] and [`Disconnection`], and [`Socket`] (emit to one
+//!   connection, make it join or leave rooms, emit to a room except it).
 //! - `subscription`: [`Subscription`], the handle to unsubscribe.
 //! - `dispatch`: the local handler registry; which handlers a delivered
 //!   event runs (plain, queue group, or one responder for a request).
@@ -60,7 +66,9 @@ mod error;
 mod handler;
 mod namespace;
 mod outbox;
+mod payload;
 mod pending;
+mod service;
 mod subscription;
 mod url;
 
@@ -70,6 +78,8 @@ pub use client::{Client, ConnectionState};
 pub use error::{ClientEvent, Error};
 pub use herald_protocol::{ErrorCode, Limits, NameError};
 pub use namespace::{Emitter, Event, Namespace};
+pub use payload::Payload;
+pub use service::{CONNECTION_EVENT, Connection, DISCONNECT_EVENT, Disconnection, Socket};
 pub use subscription::Subscription;
 
 /// Locks a std mutex, ignoring poisoning: every critical section in this

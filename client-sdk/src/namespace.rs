@@ -1,5 +1,6 @@
 //! [`Namespace`]: subscribe, emit, request and rooms in one namespace; and
-//! [`Emitter`], an emit aimed at a room and/or excluding the sender.
+//! [`Emitter`], an emit aimed at a room, excluding the sender and/or a room
+//! (or one socket).
 //!
 //! Payloads are the user's values encoded with `rmp_serde::to_vec_named`
 //! (a MessagePack map keyed by field name) and decoded with
@@ -23,7 +24,8 @@ use tokio::sync::mpsc;
 use crate::client::{Client, unexpected};
 use crate::dispatch::{Delivery, SubKey};
 use crate::error::Error;
-use crate::handler::{self, Context};
+use crate::handler::{self, Context, Decode};
+use crate::payload::Payload;
 use crate::pending::Answer;
 use crate::subscription::Subscription;
 
@@ -67,20 +69,33 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, None, move |event: Event<T>| handler(event.data))
-            .await
+        self.events(event, None, handler::typed, move |event: Event<T>| {
+            handler(event.data)
+        })
+        .await
     }
 
     /// Like [`Namespace::on`], but the handler gets an [`Event`]: the
-    /// payload with the event's name and room, for patterns that match
-    /// several events.
+    /// payload with the event's name, room and sender, for patterns that
+    /// match several events.
     pub async fn on_event<T, F, Fut>(&self, event: &str, handler: F) -> Result<Subscription, Error>
     where
         T: DeserializeOwned + Send + 'static,
         F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, None, handler).await
+        self.events(event, None, handler::typed, handler).await
+    }
+
+    /// Like [`Namespace::on_event`], without decoding: the handler gets
+    /// the [`Payload`] as it came (bytes and `args` flag), for relays that
+    /// pass it on (e.g. with [`Emitter::emit_raw`]).
+    pub async fn on_raw<F, Fut>(&self, event: &str, handler: F) -> Result<Subscription, Error>
+    where
+        F: Fn(Event<Payload>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.events(event, None, handler::raw, handler).await
     }
 
     /// Like [`Namespace::on`], as a member of queue group `group`: each
@@ -97,9 +112,12 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, Some(group), move |event: Event<T>| {
-            handler(event.data)
-        })
+        self.events(
+            event,
+            Some(group),
+            handler::typed,
+            move |event: Event<T>| handler(event.data),
+        )
         .await
     }
 
@@ -116,7 +134,8 @@ impl Namespace {
         F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, Some(group), handler).await
+        self.events(event, Some(group), handler::typed, handler)
+            .await
     }
 
     /// Answers requests for `event`: the broker routes each request to one
@@ -135,7 +154,37 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
     {
-        self.requests(event, None, handler).await
+        self.requests(event, None, handler::typed, encode_typed, handler)
+            .await
+    }
+
+    /// Like [`Namespace::on_request`], without decoding or encoding: the
+    /// handler gets the request as an [`Event`] of its raw [`Payload`]
+    /// (with the sender and the `args` flag) and answers with a raw
+    /// `Payload`, whose `args` flag travels with the reply. A relay
+    /// answers a Socket.IO ack with several values this way.
+    pub async fn on_request_raw<E, F, Fut>(
+        &self,
+        event: &str,
+        handler: F,
+    ) -> Result<Subscription, Error>
+    where
+        E: std::fmt::Display + Send + 'static,
+        F: Fn(Event<Payload>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Payload, E>> + Send + 'static,
+    {
+        let namespace = self.name.to_string();
+        let decode = move |delivery: &Delivery| {
+            Ok(Event {
+                namespace: namespace.clone(),
+                event: delivery.event.clone(),
+                room: delivery.room.clone(),
+                from: delivery.from.clone(),
+                args: delivery.args,
+                data: handler::raw(delivery)?,
+            })
+        };
+        self.requests(event, None, decode, Ok, handler).await
     }
 
     /// Like [`Namespace::on_request`], as a responder in queue group
@@ -154,18 +203,22 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
     {
-        self.requests(event, Some(group), handler).await
+        self.requests(event, Some(group), handler::typed, encode_typed, handler)
+            .await
     }
 
-    /// Subscribes (in `group`, if given) with `handler` run per event.
-    async fn events<T, F, Fut>(
+    /// Subscribes (in `group`, if given) with `handler` run per event,
+    /// on payloads made by `decode`.
+    pub(crate) async fn events<T, D, F, Fut>(
         &self,
         event: &str,
         group: Option<&str>,
+        decode: D,
         handler: F,
     ) -> Result<Subscription, Error>
     where
-        T: DeserializeOwned + Send + 'static,
+        T: Send + 'static,
+        D: Decode<T> + Send + Sync + 'static,
         F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
@@ -173,23 +226,28 @@ impl Namespace {
             validate_group(group)?;
         }
         self.subscribe(event, group, false, move |queue, ctx| {
-            tokio::spawn(handler::run_events(queue, ctx, handler));
+            tokio::spawn(handler::run_events(queue, ctx, decode, handler));
         })
         .await
     }
 
     /// Subscribes as a responder (in `group`, if given) with `handler`
-    /// answering each request.
-    async fn requests<T, R, E, F, Fut>(
+    /// answering each request, on payloads made by `decode`, with answers
+    /// encoded by `encode`.
+    async fn requests<T, R, E, D, N, F, Fut>(
         &self,
         event: &str,
         group: Option<&str>,
+        decode: D,
+        encode: N,
         handler: F,
     ) -> Result<Subscription, Error>
     where
-        T: DeserializeOwned + Send + 'static,
-        R: Serialize + Send + 'static,
+        T: Send + 'static,
+        R: Send + 'static,
         E: std::fmt::Display + Send + 'static,
+        D: Decode<T> + Send + Sync + 'static,
+        N: Fn(R) -> Result<Payload, String> + Send + Sync + 'static,
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
     {
@@ -197,7 +255,7 @@ impl Namespace {
             validate_group(group)?;
         }
         self.subscribe(event, group, true, move |queue, ctx| {
-            tokio::spawn(handler::run_requests(queue, ctx, handler));
+            tokio::spawn(handler::run_requests(queue, ctx, decode, encode, handler));
         })
         .await
     }
@@ -236,6 +294,12 @@ impl Namespace {
     /// that is full).
     pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<(), Error> {
         self.emitter().emit(event, payload).await
+    }
+
+    /// Emits `event` with a payload as is, bytes and `args` flag (fire and
+    /// forget), for relays; see [`Emitter::emit_raw`].
+    pub async fn emit_raw(&self, event: &str, payload: Payload) -> Result<(), Error> {
+        self.emitter().emit_raw(event, payload).await
     }
 
     /// Emits `event` and waits for the broker's acknowledgement: the number
@@ -321,8 +385,14 @@ impl Namespace {
             namespace: self.clone(),
             room: None,
             exclude_self: false,
+            except: None,
         }
     }
+}
+
+/// Encodes a typed request handler's answer with the SDK's convention.
+fn encode_typed<R: Serialize>(answer: R) -> Result<Payload, String> {
+    Payload::encode(&answer).map_err(|e| e.to_string())
 }
 
 /// A delivered event with its metadata, for [`Namespace::on_event`].
@@ -335,8 +405,31 @@ pub struct Event<T> {
     pub event: String,
     /// The room it was emitted to, if any.
     pub room: Option<String>,
+    /// The session id of the connection that emitted it (see
+    /// [`Event::from`]).
+    pub from: Option<String>,
+    /// The payload holds several arguments (see [`Event::args`]).
+    pub args: bool,
     /// The payload, decoded.
     pub data: T,
+}
+
+impl<T> Event<T> {
+    /// The session id of the connection that emitted the event, when the
+    /// broker names it: absent for HTTP publishes and the broker's own
+    /// events. Emit to this id (`ns.to(sid)`, a service power) to answer
+    /// one socket.
+    pub fn from(&self) -> Option<&str> {
+        self.from.as_deref()
+    }
+
+    /// True when the payload is a MessagePack array of several arguments
+    /// (a Socket.IO client's `emit(ev, a, b)`): decode it as a tuple or a
+    /// sequence, or use [`Namespace::on_raw`] to pass it on as is. False
+    /// for one argument, which is what native clients always send.
+    pub fn args(&self) -> bool {
+        self.args
+    }
 }
 
 /// The text of an `ok: false` reply: a MessagePack string by convention,
@@ -358,6 +451,7 @@ pub struct Emitter {
     namespace: Namespace,
     room: Option<String>,
     exclude_self: bool,
+    except: Option<String>,
 }
 
 impl Emitter {
@@ -373,9 +467,24 @@ impl Emitter {
         self
     }
 
+    /// The members of `room` do not receive the event (Socket.IO's
+    /// `except(room)`). Every connection is in the room named after its
+    /// session id, so `except(sid)` leaves out one socket. One room only:
+    /// a later call replaces it.
+    pub fn except(mut self, room_or_sid: impl Into<String>) -> Emitter {
+        self.except = Some(room_or_sid.into());
+        self
+    }
+
     /// Emits `event` (fire and forget; see [`Namespace::emit`]).
     pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<(), Error> {
-        let (event, payload) = self.prepare(event, payload)?;
+        self.emit_raw(event, Payload::encode(payload)?).await
+    }
+
+    /// Emits `event` with a payload as is, bytes and `args` flag (fire and
+    /// forget): for relays that pass on what they received.
+    pub async fn emit_raw(&self, event: &str, payload: Payload) -> Result<(), Error> {
+        let (event, payload) = self.prepare_raw(event, payload)?;
         let frame = herald_protocol::encode(&Envelope::Emit(self.envelope(event, payload)));
         self.namespace
             .client
@@ -412,30 +521,40 @@ impl Emitter {
         &self,
         event: &'e str,
         payload: &T,
-    ) -> Result<(&'e str, Bytes), Error> {
+    ) -> Result<(&'e str, Payload), Error> {
+        self.prepare_raw(event, Payload::encode(payload)?)
+    }
+
+    /// Checks the names and the payload's size.
+    fn prepare_raw<'e>(
+        &self,
+        event: &'e str,
+        payload: Payload,
+    ) -> Result<(&'e str, Payload), Error> {
         validate_namespace(&self.namespace.name)?;
         validate_event(event)?;
-        if let Some(room) = &self.room {
+        for room in [&self.room, &self.except].into_iter().flatten() {
             validate_room(room)?;
         }
-        let payload = rmp_serde::to_vec_named(payload).map_err(|e| Error::Encode(e.to_string()))?;
         self.namespace
             .client
             .shared()
-            .check_payload(payload.len())?;
-        Ok((event, Bytes::from(payload)))
+            .check_payload(payload.bytes.len())?;
+        Ok((event, payload))
     }
 
-    fn envelope(&self, event: &str, payload: Bytes) -> Emit {
+    fn envelope(&self, event: &str, payload: Payload) -> Emit {
         Emit {
             id: None,
             namespace: self.namespace.name.to_string(),
             event: event.to_owned(),
             room: self.room.clone(),
-            payload,
+            payload: payload.bytes,
             exclude_self: self.exclude_self,
             ack: None,
             timeout_ms: None,
+            args: payload.args,
+            except: self.except.clone(),
         }
     }
 }

@@ -472,3 +472,258 @@ async fn restore_sends_subscriptions_and_rooms_before_the_offline_buffer() {
         }
     }
 }
+
+/// The next envelope from the client, which must be a `join`/`leave`
+/// (`join == true` for a join); answered with `answer(id)`.
+async fn expect_member_change(
+    ws: &mut Ws,
+    join: bool,
+    answer: impl FnOnce(u64) -> Envelope,
+) -> herald_protocol::envelope::RoomChange {
+    let change = match (read(ws).await, join) {
+        (Envelope::Join(change), true) | (Envelope::Leave(change), false) => change,
+        (other, _) => panic!("expected a join ({join}) or leave, got {other:?}"),
+    };
+    send(ws, answer(change.id.unwrap())).await;
+    change
+}
+
+fn lifecycle(ns: &str, event: &str, payload: &impl serde::Serialize) -> Envelope {
+    Envelope::Event(Event {
+        namespace: ns.into(),
+        event: event.into(),
+        payload: Bytes::from(rmp_serde::to_vec_named(payload).unwrap()),
+        ..Event::default()
+    })
+}
+
+/// The broker's `$connection` / `$disconnect` payloads become typed
+/// [`Connection`]s and [`Disconnection`]s, and a `Connection`'s calls send
+/// the service envelopes: `join`/`leave` with `sid` (awaiting `ok`/`err`),
+/// an emit to the socket's session-id room, one to a room `ex`cept it.
+#[tokio::test]
+async fn services_see_lifecycle_events_and_act_on_sockets() {
+    use herald_client::{Connection, Disconnection};
+    use std::collections::BTreeMap;
+
+    let broker = Scripted::bind().await;
+    let client = tokio::spawn(connect(broker.url(), ReconnectPolicy::disabled()));
+    let (mut ws, _) = broker.accept_session(0).await;
+    let client = client.await.unwrap();
+    let ns = client.of("/chat");
+    let (tx, mut connections) = mpsc::channel::<Connection>(4);
+    let sub = tokio::spawn({
+        let ns = ns.clone();
+        async move {
+            ns.on_connection_queue("svc", move |c| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(c).await;
+                }
+            })
+            .await
+        }
+    });
+    let sub_envelope = accept_sub(&mut ws).await;
+    assert_eq!(sub_envelope.event, "$connection");
+    assert_eq!(sub_envelope.group.as_deref(), Some("svc"));
+    assert!(!sub_envelope.responder);
+    let _sub = sub.await.unwrap().unwrap();
+
+    let auth = BTreeMap::from([("token", "abc")]);
+    // The broker's shape: a map.
+    #[derive(serde::Serialize)]
+    struct Payload<'a> {
+        sid: &'a str,
+        auth: &'a BTreeMap<&'a str, &'a str>,
+        transport: &'a str,
+    }
+    let mut group_event = lifecycle(
+        "/chat",
+        "$connection",
+        &Payload {
+            sid: "n-7",
+            auth: &auth,
+            transport: "polling",
+        },
+    );
+    if let Envelope::Event(e) = &mut group_event {
+        e.group = Some("svc".into());
+    }
+    send(&mut ws, group_event).await;
+    let c = timeout(WAIT, connections.recv()).await.unwrap().unwrap();
+    assert_eq!(c.sid(), "n-7");
+    assert_eq!(c.transport(), "polling");
+    assert_eq!(
+        c.auth::<BTreeMap<String, String>>().unwrap(),
+        BTreeMap::from([("token".to_owned(), "abc".to_owned())])
+    );
+    let any: rmpv::Value = c.auth().unwrap();
+    assert_eq!(any["token"].as_str(), Some("abc"));
+    assert!(matches!(c.auth::<u64>(), Err(Error::Decode(_))));
+
+    // join: answered ok.
+    let joining = tokio::spawn({
+        let c = c.clone();
+        async move { c.join("room-1").await }
+    });
+    let change = expect_member_change(&mut ws, true, |id| Envelope::Ok { id }).await;
+    assert_eq!(
+        (change.namespace.as_str(), change.room.as_str()),
+        ("/chat", "room-1")
+    );
+    assert_eq!(change.sid.as_deref(), Some("n-7"));
+    joining.await.unwrap().unwrap();
+
+    // leave: refused as forbidden, and the caller sees it.
+    let leaving = tokio::spawn({
+        let c = c.clone();
+        async move { c.leave("room-1").await }
+    });
+    let change = expect_member_change(&mut ws, false, |id| {
+        Envelope::error(Some(id), ErrorCode::Forbidden, "no service power")
+    })
+    .await;
+    assert_eq!(change.sid.as_deref(), Some("n-7"));
+    match leaving.await.unwrap() {
+        Err(Error::Broker { code, .. }) => assert_eq!(code, ErrorCode::Forbidden),
+        other => panic!("expected forbidden, got {other:?}"),
+    }
+
+    // emit to the socket, to a room except it, raw with several arguments.
+    c.emit("auth", &any).await.unwrap();
+    let Envelope::Emit(emit) = read(&mut ws).await else {
+        panic!("expected an emit");
+    };
+    assert_eq!(emit.room.as_deref(), Some("n-7"));
+    assert_eq!((emit.except, emit.args), (None, false));
+    assert_eq!(
+        rmp_serde::from_slice::<rmpv::Value>(&emit.payload).unwrap(),
+        any
+    );
+    let args = Bytes::from(rmp_serde::to_vec(&(1_u8, "two")).unwrap());
+    c.to("room-1")
+        .emit_raw("broadcast", herald_client::Payload::args(args.clone()))
+        .await
+        .unwrap();
+    let Envelope::Emit(emit) = read(&mut ws).await else {
+        panic!("expected an emit");
+    };
+    assert_eq!(emit.room.as_deref(), Some("room-1"));
+    assert_eq!(emit.except.as_deref(), Some("n-7"));
+    assert!(emit.args);
+    assert_eq!(emit.payload, args);
+
+    // $disconnect.
+    let (tx, mut gone) = mpsc::channel::<Disconnection>(4);
+    let sub = tokio::spawn({
+        let ns = ns.clone();
+        async move {
+            ns.on_disconnect(move |d| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(d).await;
+                }
+            })
+            .await
+        }
+    });
+    assert_eq!(accept_sub(&mut ws).await.event, "$disconnect");
+    let _sub = sub.await.unwrap().unwrap();
+    send(
+        &mut ws,
+        lifecycle(
+            "/chat",
+            "$disconnect",
+            &BTreeMap::from([("sid", "n-7"), ("reason", "transport close")]),
+        ),
+    )
+    .await;
+    let d = timeout(WAIT, gone.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        (d.namespace(), d.sid(), d.reason()),
+        ("/chat", "n-7", "transport close")
+    );
+}
+
+/// A raw responder gets the request's bytes, sender and `args` flag, and
+/// its raw answer keeps its `args` flag on the reply (Socket.IO acks with
+/// several values); raw and typed handlers see `from` and `args` on events.
+#[tokio::test]
+async fn raw_handlers_relay_payloads_with_their_args_flag() {
+    let broker = Scripted::bind().await;
+    let client = tokio::spawn(connect(broker.url(), ReconnectPolicy::disabled()));
+    let (mut ws, _) = broker.accept_session(0).await;
+    let client = client.await.unwrap();
+    let ns = client.of("/");
+    let sub = tokio::spawn({
+        let ns = ns.clone();
+        async move {
+            ns.on_request_raw(
+                "message-with-ack",
+                |e: herald_client::Event<_>| async move {
+                    assert_eq!(e.from(), Some("n-9"));
+                    Ok::<_, String>(e.data)
+                },
+            )
+            .await
+        }
+    });
+    assert!(accept_sub(&mut ws).await.responder);
+    let _sub = sub.await.unwrap().unwrap();
+    let args = Bytes::from(rmp_serde::to_vec(&(1_u8, [2_u8, 3])).unwrap());
+    send(
+        &mut ws,
+        Envelope::Event(Event {
+            namespace: "/".into(),
+            event: "message-with-ack".into(),
+            payload: args.clone(),
+            ack: Some(5),
+            from: Some("n-9".into()),
+            args: true,
+            ..Event::default()
+        }),
+    )
+    .await;
+    match read(&mut ws).await {
+        Envelope::Reply(reply) => {
+            assert_eq!((reply.ack, reply.ok, reply.args), (5, true, true));
+            assert_eq!(reply.payload, args);
+        }
+        other => panic!("expected a reply, got {other:?}"),
+    }
+
+    let (tx, mut rx) = mpsc::channel(4);
+    let sub = tokio::spawn({
+        let ns = ns.clone();
+        async move {
+            ns.on_event("message", move |e: herald_client::Event<(u8, [u8; 2])>| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx
+                        .send((e.from().map(str::to_owned), e.args(), e.data))
+                        .await;
+                }
+            })
+            .await
+        }
+    });
+    accept_sub(&mut ws).await;
+    let _sub = sub.await.unwrap().unwrap();
+    send(
+        &mut ws,
+        Envelope::Event(Event {
+            namespace: "/".into(),
+            event: "message".into(),
+            payload: args,
+            from: Some("n-9".into()),
+            args: true,
+            ..Event::default()
+        }),
+    )
+    .await;
+    assert_eq!(
+        timeout(WAIT, rx.recv()).await.unwrap().unwrap(),
+        (Some("n-9".to_owned()), true, (1, [2, 3]))
+    );
+}

@@ -28,7 +28,8 @@ pub use error::ConfigError;
 pub use load::{ENV_PREFIX, ENV_SEPARATOR, Sources, env_var_name};
 pub use settings::{
     ClusterBackend, ClusterSettings, DeliverySettings, LimitSettings, LogFormat, LogSettings,
-    ServerSettings, Settings, SlowConsumerPolicy, TestingSettings, UnknownVariant,
+    ServerSettings, ServicePowers, Settings, SlowConsumerPolicy, SocketioSettings, TestingSettings,
+    UnknownVariant,
 };
 pub use validate::{MAX_PAYLOAD_BYTES_LIMIT, MAX_QUEUE_CAPACITY};
 

@@ -27,6 +27,9 @@ pub struct Settings {
     pub log: LogSettings,
     /// Clustering several nodes over a backplane (`[cluster]`).
     pub cluster: ClusterSettings,
+    /// The Socket.IO front end: Engine.IO v4 transports and Socket.IO v5
+    /// sessions (`[socketio]`).
+    pub socketio: SocketioSettings,
     /// Settings for conformance and test runs only (`[testing]`); off by
     /// default, never needed in production.
     pub testing: TestingSettings,
@@ -117,6 +120,59 @@ pub struct TestingSettings {
     /// reader and writer, for the Autobahn TestSuite
     /// (`testing.echo_endpoint`); empty (the default) means none.
     pub echo_endpoint: String,
+    /// Path of a raw Engine.IO v4 echo endpoint (every message packet sent
+    /// back unchanged) served by the broker's Engine.IO code, for the
+    /// upstream Engine.IO test suite (`testing.engineio_echo_endpoint`);
+    /// empty (the default) means none.
+    pub engineio_echo_endpoint: String,
+}
+
+/// The `[socketio]` section: the Socket.IO front end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketioSettings {
+    /// Whether the Socket.IO endpoint is served (`socketio.enabled`).
+    pub enabled: bool,
+    /// Its HTTP path (`socketio.path`), e.g. `"/socket.io/"`.
+    pub path: String,
+    /// How often the broker sends an Engine.IO ping (`socketio.ping_interval`),
+    /// greater than zero.
+    #[serde(with = "strict::duration")]
+    pub ping_interval: Duration,
+    /// How long a client has to answer a ping with a pong
+    /// (`socketio.ping_timeout`), greater than zero.
+    #[serde(with = "strict::duration")]
+    pub ping_timeout: Duration,
+    /// Largest Engine.IO message or HTTP long-polling body a client may
+    /// send, in bytes (`socketio.max_payload`), `1..=64 MiB`.
+    #[serde(deserialize_with = "strict::usize")]
+    pub max_payload: usize,
+    /// Time a new Engine.IO session has to connect to a Socket.IO namespace
+    /// (`socketio.connect_timeout`), greater than zero.
+    #[serde(with = "strict::duration")]
+    pub connect_timeout: Duration,
+    /// Origins (`scheme://host[:port]`) whose pages may use the endpoint
+    /// across origins (`socketio.allowed_origins`): `["*"]` allows any;
+    /// empty allows same-origin pages (and non-browser clients) only.
+    #[serde(deserialize_with = "strict::string_list")]
+    pub allowed_origins: Vec<String>,
+    /// Namespaces Socket.IO clients may connect to (`socketio.namespaces`);
+    /// empty means every valid Herald namespace.
+    #[serde(deserialize_with = "strict::string_list")]
+    pub namespaces: Vec<String>,
+    /// Who holds the service-side powers (emit to a session-id room, make
+    /// another connection join or leave a room) (`socketio.service_powers`).
+    pub service_powers: ServicePowers,
+}
+
+/// Who may use the service-side powers of the Socket.IO mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum ServicePowers {
+    /// Native (Herald protocol) connections (`"native"`).
+    Native,
+    /// Nobody (`"none"`).
+    None,
 }
 
 /// The `[log]` section.
@@ -253,3 +309,4 @@ macro_rules! lowercase_enum {
 lowercase_enum!(SlowConsumerPolicy { Disconnect => "disconnect", Drop => "drop" });
 lowercase_enum!(LogFormat { Pretty => "pretty", Json => "json" });
 lowercase_enum!(ClusterBackend { None => "none", Redis => "redis" });
+lowercase_enum!(ServicePowers { Native => "native", None => "none" });

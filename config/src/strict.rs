@@ -1,10 +1,12 @@
-//! Strict deserializers for integer and duration settings.
+//! Strict deserializers for integer, duration and list settings.
 //!
 //! The `config` crate coerces freely when asked for an integer: `1.5` rounds
 //! to `2` and `"on"` / `true` become `1`. Limits must not be guessed, so the
 //! integer settings accept only non-negative integers, or strings holding one
 //! (command-line overrides arrive as strings). Durations are humantime
 //! strings, with humantime's reason in the error when one does not parse.
+//! Lists of strings are TOML arrays, or comma-separated strings where only
+//! a string can be given (environment variables, overrides).
 
 use std::fmt;
 
@@ -46,6 +48,39 @@ impl Visitor<'_> for UsizeVisitor {
         v.trim()
             .parse()
             .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+    }
+}
+
+/// Deserializes a list of strings from a sequence, or from one string of
+/// comma-separated items (environment variables and command-line
+/// overrides arrive as strings): `"a, b"` is `["a", "b"]`, `""` is `[]`.
+pub(crate) fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    d.deserialize_any(StringListVisitor)
+}
+
+struct StringListVisitor;
+
+impl<'de> Visitor<'de> for StringListVisitor {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of strings (or one string of comma-separated items)")
+    }
+
+    fn visit_str<E: Error>(self, v: &str) -> Result<Vec<String>, E> {
+        Ok(v.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<String>()? {
+            items.push(item);
+        }
+        Ok(items)
     }
 }
 

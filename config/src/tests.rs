@@ -142,8 +142,20 @@ fn defaults_load_validate_and_match_the_documentation() {
             command_timeout: secs(2),
             queue_capacity: 65536,
         },
+        socketio: SocketioSettings {
+            enabled: true,
+            path: "/socket.io/".to_owned(),
+            ping_interval: secs(25),
+            ping_timeout: secs(20),
+            max_payload: 1_000_000,
+            connect_timeout: secs(45),
+            allowed_origins: Vec::new(),
+            namespaces: Vec::new(),
+            service_powers: ServicePowers::Native,
+        },
         testing: TestingSettings {
             echo_endpoint: String::new(),
+            engineio_echo_endpoint: String::new(),
         },
     };
     assert_eq!(s, expected);
@@ -181,7 +193,7 @@ fn default_toml_documents_every_key() {
             );
         }
     }
-    assert_eq!(count, 27, "a key was added or removed: update this test");
+    assert_eq!(count, 37, "a key was added or removed: update this test");
 }
 
 #[test]
@@ -361,6 +373,52 @@ fn each_validation_rule_names_its_key() {
         ("cluster.node_ttl", "1s", "cluster.heartbeat_interval"),
         ("cluster.command_timeout", "0s", "greater than zero"),
         ("cluster.queue_capacity", "0", "between 1 and 1000000"),
+        ("socketio.enabled", "maybe", "boolean"),
+        ("socketio.path", "", "absolute path"),
+        ("socketio.path", "socket.io", "absolute path"),
+        ("socketio.path", "/", "every path"),
+        ("socketio.path", "/healthz/", "already serves"),
+        ("socketio.path", "/v1/emit/x", "already serves"),
+        ("socketio.path", "/sio?x=1", "absolute path"),
+        ("socketio.ping_interval", "0s", "greater than zero"),
+        ("socketio.ping_timeout", "0s", "greater than zero"),
+        ("socketio.ping_timeout", "25h", "at most"),
+        ("socketio.max_payload", "0", "between 1 and 67108864"),
+        ("socketio.max_payload", "67108865", "between 1 and 67108864"),
+        ("socketio.connect_timeout", "0s", "greater than zero"),
+        ("socketio.allowed_origins", "example.com", "not an origin"),
+        (
+            "socketio.allowed_origins",
+            "https://a.example/",
+            "not an origin",
+        ),
+        ("socketio.allowed_origins", "https://", "not an origin"),
+        (
+            "socketio.namespaces",
+            "chat",
+            "not a valid Herald namespace",
+        ),
+        (
+            "socketio.namespaces",
+            "/, /a b",
+            "not a valid Herald namespace",
+        ),
+        ("socketio.service_powers", "all", "native, none"),
+        (
+            "testing.engineio_echo_endpoint",
+            "engine.io",
+            "absolute path",
+        ),
+        (
+            "testing.engineio_echo_endpoint",
+            "/metrics",
+            "already serves",
+        ),
+        (
+            "testing.engineio_echo_endpoint",
+            "/socket.io",
+            "socketio.path",
+        ),
     ];
     for (key, value, expected) in cases {
         let text = assert_invalid(load_overrides(&[(key, value)]), key);
@@ -384,6 +442,54 @@ fn boundary_values_are_accepted() {
     .unwrap();
     assert_eq!(s.limits.max_payload_bytes, MAX_PAYLOAD_BYTES_LIMIT);
     assert_eq!(s.server.shutdown_grace, Duration::ZERO);
+}
+
+#[test]
+fn socketio_lists_come_from_arrays_or_comma_separated_strings() {
+    let s = load_file(
+        "[socketio]\nallowed_origins = [\"*\"]\nnamespaces = [\"/\", \"/custom\", \"/chat\"]\n",
+    )
+    .unwrap();
+    assert_eq!(s.socketio.allowed_origins, vec!["*"]);
+    assert_eq!(s.socketio.namespaces, vec!["/", "/custom", "/chat"]);
+    let s = load_env(&[
+        (
+            "HERALD__SOCKETIO__ALLOWED_ORIGINS",
+            "https://a.example, http://127.0.0.1:8080",
+        ),
+        ("HERALD__SOCKETIO__NAMESPACES", "/orders"),
+        ("HERALD__SOCKETIO__PING_INTERVAL", "300ms"),
+        ("HERALD__SOCKETIO__ENABLED", "false"),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.socketio.allowed_origins,
+        vec!["https://a.example", "http://127.0.0.1:8080"]
+    );
+    assert_eq!(s.socketio.namespaces, vec!["/orders"]);
+    assert_eq!(s.socketio.ping_interval, Duration::from_millis(300));
+    assert!(!s.socketio.enabled);
+    let s = load_overrides(&[
+        ("socketio.namespaces", ""),
+        ("socketio.service_powers", "none"),
+        ("testing.engineio_echo_endpoint", "/engine.io/"),
+    ])
+    .unwrap();
+    assert!(s.socketio.namespaces.is_empty());
+    assert_eq!(s.socketio.service_powers, ServicePowers::None);
+    assert_eq!(s.testing.engineio_echo_endpoint, "/engine.io/");
+    // The echo endpoints may not share a path.
+    assert_invalid(
+        load_overrides(&[
+            ("testing.echo_endpoint", "/echo"),
+            ("testing.engineio_echo_endpoint", "/echo/"),
+        ]),
+        "testing.engineio_echo_endpoint",
+    );
+    assert_invalid(
+        load_overrides(&[("testing.echo_endpoint", "/socket.io")]),
+        "socketio.path",
+    );
 }
 
 #[test]
@@ -546,6 +652,9 @@ fn to_toml_round_trips_through_load() {
         ("delivery.slow_consumer", "drop"),
         ("log.level", "warn,herald_broker::session=trace"),
         ("log.format", "json"),
+        ("socketio.allowed_origins", "*"),
+        ("socketio.namespaces", "/, /chat"),
+        ("socketio.ping_interval", "300ms"),
     ])
     .unwrap();
     for settings in [Settings::defaults(), custom] {

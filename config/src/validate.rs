@@ -19,6 +19,10 @@ const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024 * 1024;
 /// Paths the broker serves itself, which the echo endpoint may not take.
 const RESERVED_PATHS: &[&str] = &["/v1/ws", "/healthz", "/readyz", "/metrics"];
 
+/// Longest accepted `socketio.ping_interval` / `socketio.ping_timeout`
+/// (clients keep timers in 32-bit milliseconds).
+const MAX_ENGINEIO_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Level names accepted in `log.level`.
 const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
@@ -78,12 +82,84 @@ impl Settings {
             ));
         }
         non_zero("delivery.write_timeout", self.delivery.write_timeout)?;
-        check_echo_endpoint(&self.testing.echo_endpoint)
+        check_path(&self.testing.echo_endpoint)
             .map_err(|message| ConfigError::invalid("testing.echo_endpoint", message))?;
+        self.validate_socketio()?;
 
         check_log_filter(&self.log.level)
             .map_err(|message| ConfigError::invalid("log.level", message))?;
         self.validate_cluster()
+    }
+
+    /// `[socketio]` and the Engine.IO echo endpoint: timers, sizes, names,
+    /// and paths apart from each other and from the broker's own.
+    fn validate_socketio(&self) -> Result<(), ConfigError> {
+        let sio = &self.socketio;
+        check_path(&sio.path).map_err(|message| ConfigError::invalid("socketio.path", message))?;
+        if sio.path.is_empty() {
+            return Err(ConfigError::invalid(
+                "socketio.path",
+                "must be an absolute path such as \"/socket.io/\"",
+            ));
+        }
+        for (key, value) in [
+            ("socketio.ping_interval", sio.ping_interval),
+            ("socketio.ping_timeout", sio.ping_timeout),
+        ] {
+            non_zero(key, value)?;
+            if value > MAX_ENGINEIO_TIMER {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "must be at most {}",
+                        humantime::format_duration(MAX_ENGINEIO_TIMER)
+                    ),
+                ));
+            }
+        }
+        in_range(
+            "socketio.max_payload",
+            sio.max_payload,
+            MAX_PAYLOAD_BYTES_LIMIT,
+        )?;
+        non_zero("socketio.connect_timeout", sio.connect_timeout)?;
+        for origin in &sio.allowed_origins {
+            check_origin(origin)
+                .map_err(|message| ConfigError::invalid("socketio.allowed_origins", message))?;
+        }
+        for namespace in &sio.namespaces {
+            herald_protocol::names::validate_namespace(namespace).map_err(|e| {
+                ConfigError::invalid(
+                    "socketio.namespaces",
+                    format!("{namespace:?} is not a valid Herald namespace: {e}"),
+                )
+            })?;
+        }
+        let engineio_echo = &self.testing.engineio_echo_endpoint;
+        check_path(engineio_echo)
+            .map_err(|message| ConfigError::invalid("testing.engineio_echo_endpoint", message))?;
+        let taken = [
+            ("testing.echo_endpoint", self.testing.echo_endpoint.as_str()),
+            ("socketio.path", sio.path.as_str()),
+        ];
+        for (other, path) in taken {
+            if !engineio_echo.is_empty() && same_path(engineio_echo, path) {
+                return Err(ConfigError::invalid(
+                    "testing.engineio_echo_endpoint",
+                    format!("{engineio_echo:?} is already the path of {other}"),
+                ));
+            }
+        }
+        if same_path(&sio.path, &self.testing.echo_endpoint) {
+            return Err(ConfigError::invalid(
+                "socketio.path",
+                format!(
+                    "{:?} is already the path of testing.echo_endpoint",
+                    sio.path
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_cluster(&self) -> Result<(), ConfigError> {
@@ -170,21 +246,65 @@ fn check_redis_url(url: &str) -> Result<(), String> {
     }
 }
 
-/// An echo endpoint path: empty (none), or an absolute path of visible
-/// ASCII that is not one of the broker's own.
-fn check_echo_endpoint(path: &str) -> Result<(), String> {
+/// An endpoint path: empty (none), or an absolute path of visible ASCII
+/// (no query) that is not one of the broker's own, with or without a
+/// trailing slash (the Engine.IO endpoints answer both spellings).
+fn check_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Ok(());
     }
-    if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+    if !path.starts_with('/')
+        || path.contains(['?', '#'])
+        || !path.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(format!(
             "must be empty or an absolute path such as \"/v1/echo\", got {path:?}"
         ));
     }
-    if RESERVED_PATHS.contains(&path) || path.starts_with("/v1/emit") {
+    let bare = path.trim_end_matches('/');
+    if bare.is_empty() {
+        return Err(format!("{path:?} would take every path of the broker"));
+    }
+    if RESERVED_PATHS
+        .iter()
+        .any(|reserved| same_path(path, reserved))
+        || bare == "/v1/emit"
+        || bare.starts_with("/v1/emit/")
+    {
         return Err(format!("{path:?} is a path the broker already serves"));
     }
     Ok(())
+}
+
+/// Whether two endpoint paths name the same endpoint (a trailing slash
+/// aside); an empty path is no endpoint.
+fn same_path(a: &str, b: &str) -> bool {
+    !a.is_empty() && !b.is_empty() && a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// An entry of `socketio.allowed_origins`: `*`, or an origin as browsers
+/// send it in the `Origin` header, `scheme://host[:port]` (no path).
+fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let valid = origin.split_once("://").is_some_and(|(scheme, authority)| {
+        !scheme.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+            && !authority.is_empty()
+            && !authority.contains(['/', '?', '#', '@'])
+            && authority.bytes().all(|b| b.is_ascii_graphic())
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{origin:?} is not an origin: use \"*\" or scheme://host[:port] such as \"https://app.example.com\" (no path, no trailing slash)"
+        ))
+    }
 }
 
 fn non_zero(key: &str, value: Duration) -> Result<(), ConfigError> {

@@ -153,6 +153,7 @@ mod tests {
             ack: 1,
             ok: true,
             payload: Bytes::from_static(b"x"),
+            args: false,
         });
         assert_eq!(event_payload(&frame(&reply)), None, "a reply has d too");
         assert_eq!(event_payload(&frame(&Envelope::Pong { ts: Some(3) })), None);
@@ -174,6 +175,8 @@ mod tests {
             ack in proptest::option::of(any::<u64>()),
             seq in proptest::option::of(any::<u64>()),
             message_id in proptest::option::of("[a-z0-9]{0,40}"),
+            from in proptest::option::of("[a-z0-9-]{1,20}"),
+            args in any::<bool>(),
         ) {
             let event = Event {
                 namespace,
@@ -184,6 +187,8 @@ mod tests {
                 ack,
                 seq,
                 message_id,
+                from,
+                args,
             };
             let frame = frame(&Envelope::Event(event.clone()));
             prop_assert_eq!(event_payload(&frame), Some(event.payload));

@@ -36,6 +36,7 @@ fn codec(c: &mut Criterion) {
             group: None,
             payload: &payload,
             ack: None,
+            ..EventRef::default()
         };
         group.bench_with_input(BenchmarkId::new("encode_event", size), &event, |b, e| {
             b.iter(|| encode_event(black_box(e)))

@@ -75,6 +75,15 @@ struct Wire<'a> {
     limits: Option<Limits>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     node: Option<&'a str>,
+    // Keys added after the first release go last: an envelope without them
+    // encodes exactly as it always did (old peers compare golden bytes).
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+    // An `Option` (written only when true) so that `nil` decodes as absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    args: Option<bool>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    ex: Option<&'a str>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -117,6 +126,10 @@ pub struct EventRef<'a> {
     pub payload: &'a [u8],
     /// The reply handle, on requests.
     pub ack: Option<u64>,
+    /// The sender's session id, if any.
+    pub from: Option<&'a str>,
+    /// The payload is an array of several arguments.
+    pub args: bool,
 }
 
 /// Encodes an `event` envelope; the bytes equal those of [`encode`] on the
@@ -140,6 +153,7 @@ pub fn event_len_hint(event: &EventRef<'_>) -> usize {
         + event.event.len()
         + event.room.map_or(0, str::len)
         + event.group.map_or(0, str::len)
+        + event.from.map_or(0, |from| from.len() + 8)
         + event.payload.len()
 }
 
@@ -154,6 +168,11 @@ fn payload_len(envelope: &Envelope) -> usize {
 
 fn bin(payload: &Bytes) -> Option<&serde_bytes::Bytes> {
     Some(serde_bytes::Bytes::new(payload))
+}
+
+/// `args` on the wire: written only when true.
+fn flag(args: bool) -> Option<bool> {
+    args.then_some(true)
 }
 
 fn to_wire(envelope: &Envelope) -> Wire<'_> {
@@ -190,6 +209,7 @@ fn to_wire(envelope: &Envelope) -> Wire<'_> {
             id: j.id,
             ns: Some(&j.namespace),
             room: Some(&j.room),
+            sid: j.sid.as_deref(),
             ..Wire::default()
         },
         Envelope::Emit(e) => Wire {
@@ -202,6 +222,8 @@ fn to_wire(envelope: &Envelope) -> Wire<'_> {
             xs: e.exclude_self,
             ack: e.ack,
             tmo: e.timeout_ms,
+            args: flag(e.args),
+            ex: e.except.as_deref(),
             ..Wire::default()
         },
         Envelope::Event(e) => Wire {
@@ -214,6 +236,8 @@ fn to_wire(envelope: &Envelope) -> Wire<'_> {
             ack: e.ack,
             seq: e.seq,
             mid: e.message_id.as_deref(),
+            from: e.from.as_deref(),
+            args: flag(e.args),
             ..Wire::default()
         },
         Envelope::Reply(r) => Wire {
@@ -221,6 +245,7 @@ fn to_wire(envelope: &Envelope) -> Wire<'_> {
             ack: Some(r.ack),
             ok: Some(r.ok),
             d: bin(&r.payload),
+            args: flag(r.args),
             ..Wire::default()
         },
         Envelope::Ack { id, receivers } => Wire {
@@ -324,6 +349,7 @@ fn from_wire(w: Wire<'_>, frame: &Bytes) -> Result<Envelope, DecodeError> {
                 id: w.id,
                 namespace: need(w.ns, kind, "ns")?.to_owned(),
                 room: need(w.room, kind, "room")?.to_owned(),
+                sid: owned(w.sid),
             };
             if kind == "join" {
                 Envelope::Join(j)
@@ -340,6 +366,8 @@ fn from_wire(w: Wire<'_>, frame: &Bytes) -> Result<Envelope, DecodeError> {
             exclude_self: w.xs,
             ack: w.ack,
             timeout_ms: w.tmo,
+            args: w.args.unwrap_or(false),
+            except: owned(w.ex),
         }),
         "event" => Envelope::Event(Event {
             namespace: need(w.ns, "event", "ns")?.to_owned(),
@@ -350,11 +378,14 @@ fn from_wire(w: Wire<'_>, frame: &Bytes) -> Result<Envelope, DecodeError> {
             ack: w.ack,
             seq: w.seq,
             message_id: owned(w.mid),
+            from: owned(w.from),
+            args: w.args.unwrap_or(false),
         }),
         "reply" => Envelope::Reply(Reply {
             ack: need(w.ack, "reply", "ack")?,
             ok: need(w.ok, "reply", "ok")?,
             payload: payload(w.d),
+            args: w.args.unwrap_or(false),
         }),
         "ack" => Envelope::Ack {
             id: need(w.id, "ack", "id")?,

@@ -88,6 +88,10 @@ pub struct RoomChange {
     pub namespace: String,
     /// Room name.
     pub room: String,
+    /// Make ANOTHER connection (this session id) join or leave the room: a
+    /// service-side power the broker refuses with `forbidden` unless this
+    /// connection holds it. Absent: this connection itself.
+    pub sid: Option<String>,
 }
 
 /// `emit`: publish an event, or (with `ack`) make a request.
@@ -112,6 +116,14 @@ pub struct Emit {
     pub ack: Option<u64>,
     /// Request timeout in milliseconds (with `ack`).
     pub timeout_ms: Option<u64>,
+    /// The payload is a MessagePack array of several arguments (Socket.IO's
+    /// `emit(ev, a, b)`), to be spread by receivers that take arguments.
+    /// False: the payload is one argument.
+    pub args: bool,
+    /// Members of this room (or the connection with this session id, since
+    /// every connection is in the room named after its session id) do not
+    /// receive the event: Socket.IO's `except(room)`. Key `ex`.
+    pub except: Option<String>,
 }
 
 /// `event`: a delivered event (broker to client).
@@ -133,6 +145,12 @@ pub struct Event {
     pub seq: Option<u64>,
     /// Message id (reserved for de-duplication).
     pub message_id: Option<String>,
+    /// The session id of the connection that emitted it; absent for HTTP
+    /// publishes and events the broker makes itself.
+    pub from: Option<String>,
+    /// The payload is a MessagePack array of several arguments (see
+    /// [`Emit::args`]).
+    pub args: bool,
 }
 
 /// `reply`: the answer to a request (responder to broker, broker to
@@ -146,6 +164,9 @@ pub struct Reply {
     pub ok: bool,
     /// The answer's payload (for `ok == false`, by convention a string).
     pub payload: Bytes,
+    /// The payload is a MessagePack array of several arguments (see
+    /// [`Emit::args`]): a Socket.IO ack with several values.
+    pub args: bool,
 }
 
 /// `err`: something the peer sent was refused, or a request failed.

@@ -102,6 +102,13 @@ string_enum! {
         Dropped = "dropped",
         /// The broker failed for a reason that is not the client's fault.
         Internal = "internal",
+        /// The connection may not do this: a service power it does not
+        /// hold (another connection's `join`/`leave`, an emit to a session
+        /// id room), or a room it may not join (a session id room).
+        Forbidden = "forbidden",
+        /// A service named a session id that is not connected (anywhere
+        /// in the cluster).
+        UnknownSession = "unknown_session",
     }
 }
 
@@ -132,6 +139,9 @@ string_enum! {
         /// A message started but did not arrive in full within the
         /// broker's message timeout (close code 1008).
         MessageTimeout = "message_timeout",
+        /// A Socket.IO client connected to no namespace within
+        /// `socketio.connect_timeout`.
+        ConnectTimeout = "connect_timeout",
     }
 }
 
@@ -141,7 +151,9 @@ impl CloseReason {
         match self {
             CloseReason::ClientClosed => 1000,
             CloseReason::ShuttingDown => 1001,
-            CloseReason::ProtocolError | CloseReason::HandshakeTimeout => 1002,
+            CloseReason::ProtocolError
+            | CloseReason::HandshakeTimeout
+            | CloseReason::ConnectTimeout => 1002,
             CloseReason::MessageTooBig => 1009,
             CloseReason::InvalidUtf8 => 1007,
             CloseReason::SlowConsumer
@@ -218,6 +230,7 @@ mod tests {
             assert_eq!(CloseReason::parse(reason.as_str()), *reason);
         }
         assert_eq!(ErrorCode::parse("from_the_future"), ErrorCode::Unknown);
+        assert_eq!(ErrorCode::parse("forbidden"), ErrorCode::Forbidden);
     }
 
     #[test]
@@ -240,6 +253,7 @@ mod tests {
             ErrorCode::PayloadTooLarge,
             ErrorCode::UnknownRequest,
             ErrorCode::TooManySubscriptions,
+            ErrorCode::Forbidden,
         ] {
             assert!(!answer.is_invalid_frame(), "{answer}");
         }

@@ -8,6 +8,8 @@
 //!   WebSocket frame) and the forward-compatibility rule for unknown fields.
 //! - [`error`]: error codes carried by `err` envelopes, close reasons, and
 //!   the decode error type.
+//! - [`socketio`]: Socket.IO v5 packets and the JSON ⇄ MessagePack
+//!   conversion of their arguments, for the broker's Socket.IO front end.
 //!
 //! PROTOCOL.md at the repository root is the normative description; this
 //! crate is its reference implementation, and its golden-bytes tests pin it.
@@ -16,6 +18,7 @@ pub mod codec;
 pub mod envelope;
 pub mod error;
 pub mod names;
+pub mod socketio;
 
 pub use codec::{
     EventRef, decode, encode, encode_event, encode_event_into, encode_into, event_len_hint,

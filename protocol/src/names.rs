@@ -5,6 +5,13 @@
 //! for exactly one token and `>` as its last token for one or more
 //! remaining tokens (NATS-style): `order.*` matches `order.created`,
 //! `order.>` matches `order.created` and `order.eu.created`.
+//!
+//! **System events** are names whose first token starts with `$`
+//! (`$connection`, `$disconnect`): only the broker emits them, so
+//! [`validate_event`] refuses them; a subscription may name them
+//! ([`Pattern::parse`] accepts a first token `$[A-Za-z0-9_:-]+`), but a
+//! wildcard at the first token never matches them (MQTT's rule for `$`
+//! topics), so `>` or `*.x` never receive broker events by accident.
 
 use thiserror::Error;
 
@@ -41,14 +48,14 @@ pub enum NameError {
         "invalid namespace {0:?}: must be \"/\" or \"/segment[/segment...]\" of [A-Za-z0-9_-], at most 128 bytes"
     )]
     Namespace(String),
-    /// The event name breaks the event rule.
-    #[error(
-        "invalid event name {0:?}: must be 1-16 dot-separated tokens of [A-Za-z0-9_:-], at most 256 bytes, no wildcards"
-    )]
+    /// The event name breaks the event rule, or is a system event (first
+    /// token starting with `$`), which only the broker may emit; the
+    /// message says which.
+    #[error("invalid event name {0:?}: {rule}", rule = event_rule(.0))]
     Event(String),
     /// The pattern breaks the pattern rule.
     #[error(
-        "invalid pattern {0:?}: tokens of [A-Za-z0-9_:-], '*' for one token, '>' only as the last token"
+        "invalid pattern {0:?}: tokens of [A-Za-z0-9_:-], '*' for one token, '>' only as the last token, '$' only to start the first token"
     )]
     Pattern(String),
     /// The room name breaks the room rule.
@@ -57,6 +64,28 @@ pub enum NameError {
     /// The queue group name breaks the group rule.
     #[error("invalid queue group {0:?}: must be 1-64 bytes of [A-Za-z0-9_.-]")]
     Group(String),
+}
+
+/// The rule an invalid event name broke, for [`NameError::Event`]'s message
+/// (the variant keeps one shape so that callers matching on it need no new
+/// arm for system events).
+fn event_rule(name: &str) -> &'static str {
+    if is_system_event(name) {
+        "names whose first token starts with '$' are system events, reserved for the broker"
+    } else {
+        "must be 1-16 dot-separated tokens of [A-Za-z0-9_:-], at most 256 bytes, no wildcards"
+    }
+}
+
+/// True for a system event name (first token starts with `$`), which only
+/// the broker emits.
+pub fn is_system_event(event: &str) -> bool {
+    event.starts_with('$')
+}
+
+/// `$` followed by a plain token: the first token of a system event.
+fn is_system_token(token: &str) -> bool {
+    token.strip_prefix('$').is_some_and(is_plain_token)
 }
 
 fn is_token_char(c: u8) -> bool {
@@ -85,11 +114,29 @@ pub fn validate_namespace(ns: &str) -> Result<(), NameError> {
     if ok { Ok(()) } else { Err(bad()) }
 }
 
-/// Checks a concrete event name (no wildcards).
+/// Checks a concrete event name (no wildcards) that a client may emit:
+/// system events (`$connection`) are refused, with a message saying they
+/// are reserved for the broker.
 pub fn validate_event(event: &str) -> Result<(), NameError> {
     let ok = event.len() <= MAX_EVENT_LEN
         && event.split('.').count() <= MAX_TOKENS
         && event.split('.').all(is_plain_token);
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::Event(excerpt(event)))
+    }
+}
+
+/// Checks a system event name, as the broker emits it: a first token `$`
+/// followed by `[A-Za-z0-9_:-]+`, then ordinary tokens, within the event
+/// name limits.
+pub fn validate_system_event(event: &str) -> Result<(), NameError> {
+    let mut tokens = event.split('.');
+    let ok = event.len() <= MAX_EVENT_LEN
+        && event.split('.').count() <= MAX_TOKENS
+        && tokens.next().is_some_and(is_system_token)
+        && tokens.all(is_plain_token);
     if ok {
         Ok(())
     } else {
@@ -160,7 +207,9 @@ impl Pattern {
                     wild = true;
                     tokens.push(Token::Rest);
                 }
-                t if is_plain_token(t) => tokens.push(Token::Literal(t.into())),
+                t if is_plain_token(t) || (i == 0 && is_system_token(t)) => {
+                    tokens.push(Token::Literal(t.into()));
+                }
                 _ => return Err(bad()),
             }
         }
@@ -176,11 +225,16 @@ impl Pattern {
         matches!(self, Pattern::Wildcard(_))
     }
 
-    /// Does this pattern match the (valid) event name?
+    /// Does this pattern match the (valid) event name? A wildcard at the
+    /// first token never matches a system event (`>` does not match
+    /// `$connection`; `$connection` and `$sys.>` do).
     pub fn matches(&self, event: &str) -> bool {
         match self {
             Pattern::Exact(name) => &**name == event,
-            Pattern::Wildcard(tokens) => wildcard_matches(tokens, event),
+            Pattern::Wildcard(tokens) => {
+                let first_is_wild = !matches!(tokens.first(), Some(Token::Literal(_)));
+                !(first_is_wild && is_system_event(event)) && wildcard_matches(tokens, event)
+            }
         }
     }
 }
@@ -299,6 +353,44 @@ mod tests {
         assert!(!m("a.*.c", "a.b.d"));
         assert!(m("order.created", "order.created"));
         assert!(!m("order.created", "order.create"));
+    }
+
+    #[test]
+    fn system_events_are_reserved_but_subscribable() {
+        for name in ["$connection", "$disconnect", "$sys.a", "$"] {
+            let message = validate_event(name).expect_err("reserved").to_string();
+            assert!(message.contains("reserved for the broker"), "{message}");
+        }
+        // Other invalid names keep the ordinary rule's message.
+        let message = validate_event("a.$b").expect_err("invalid").to_string();
+        assert!(message.contains("dot-separated tokens"), "{message}");
+
+        for ok in ["$connection", "$disconnect", "$a_b:c-1.x"] {
+            assert!(validate_system_event(ok).is_ok(), "{ok}");
+        }
+        for bad in ["connection", "$", "$a.$b", "$a.*", "$ a", "a.$b"] {
+            assert!(validate_system_event(bad).is_err(), "{bad}");
+        }
+
+        assert!(!Pattern::parse("$connection").expect("ok").is_wildcard());
+        assert!(Pattern::parse("$sys.>").expect("ok").is_wildcard());
+        for bad in ["$", "a.$b", "$*", "$>", "*.$a", "$a$"] {
+            assert!(Pattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wildcards_at_the_first_token_never_match_system_events() {
+        assert!(m("$connection", "$connection"));
+        assert!(!m("$connection", "$disconnect"));
+        assert!(m("$sys.>", "$sys.a.b"));
+        assert!(m("$sys.*", "$sys.a"));
+        assert!(!m(">", "$connection"));
+        assert!(!m("*", "$connection"));
+        assert!(!m("*.a", "$sys.a"));
+        assert!(!m("*.>", "$sys.a"));
+        // Only the first token is special.
+        assert!(m(">", "connection"));
     }
 
     #[test]

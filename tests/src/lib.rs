@@ -528,6 +528,7 @@ impl RawClient {
             id: Some(id),
             namespace: ns.into(),
             room: room.into(),
+            sid: None,
         }))
         .await;
         self.expect_ok(id).await;
@@ -564,6 +565,7 @@ impl RawClient {
             ack: handle,
             ok,
             payload: payload.into(),
+            args: false,
         }))
         .await;
     }

@@ -30,6 +30,7 @@ fn join(id: u64, ns: &str, room: &str) -> Envelope {
         id: Some(id),
         namespace: ns.into(),
         room: room.into(),
+        sid: None,
     })
 }
 
@@ -288,6 +289,7 @@ async fn oversize_payloads_are_refused_and_oversize_frames_close() {
             ack: 77,
             ok: true,
             payload: vec![0u8; 2048].into(),
+            args: false,
         }))
         .await;
     assert_eq!(

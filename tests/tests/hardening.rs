@@ -117,6 +117,7 @@ async fn error_answers_quote_only_the_start_of_a_bad_name() {
             id: Some(1),
             namespace: "/".into(),
             room: huge.clone(),
+            sid: None,
         }))
         .await;
     let error = client.expect_error(ErrorCode::InvalidRoom).await;
@@ -130,6 +131,7 @@ async fn error_answers_quote_only_the_start_of_a_bad_name() {
             id: Some(2),
             namespace: huge,
             room: "r".into(),
+            sid: None,
         }))
         .await;
     let error = client.expect_error(ErrorCode::InvalidNamespace).await;

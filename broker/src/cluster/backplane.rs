@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use herald_protocol::envelope::Reply;
+
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, RedisResult, Value};
 use tokio::sync::mpsc;
@@ -27,6 +29,7 @@ use super::keys::Keys;
 use super::registry::{Entry, RemoteView};
 use super::wire::{Body, Message};
 use super::{Cluster, Outbound};
+use crate::router::RoomMove;
 use crate::state::Shared;
 
 /// Most queued messages sent as one pipeline.
@@ -147,17 +150,47 @@ fn dispatch(cluster: &Cluster, shared: &Shared, message: Message) {
     let router = &shared.router;
     let delivered = match message.body {
         Body::Event(emit) => {
-            router.deliver_remote(&emit.into_emit());
+            let (emit, sender) = emit.into_emit();
+            router.deliver_remote(&emit, sender.as_deref());
             true
         }
-        Body::Group { q, emit } => router.deliver_remote_group(&emit.into_emit(), &q),
-        Body::Request { h, tmo, emit } => router.request_from_node(
-            &message.from,
-            h,
-            &emit.into_emit(),
-            Duration::from_millis(tmo),
-        ),
-        Body::Reply { h, ok, d } => router.reply_from_node(&message.from, h, ok, d),
+        Body::Group { q, emit } => {
+            let (emit, sender) = emit.into_emit();
+            router.deliver_remote_group(&emit, sender.as_deref(), &q)
+        }
+        Body::Request { h, tmo, emit } => {
+            let (emit, sender) = emit.into_emit();
+            router.request_from_node(
+                &message.from,
+                h,
+                (&emit, sender.as_deref()),
+                Duration::from_millis(tmo),
+            )
+        }
+        Body::Reply { h, ok, d, args } => {
+            let reply = Reply {
+                ack: h,
+                ok,
+                payload: d,
+                args,
+            };
+            router.reply_from_node(&message.from, h, reply)
+        }
+        Body::Move {
+            ns,
+            room,
+            sid,
+            join,
+        } => {
+            let change = RoomMove {
+                namespace: &ns,
+                room: &room,
+                session: &sid,
+                join,
+            };
+            let max_rooms = shared.settings.limits.max_rooms_per_connection;
+            router.move_session(&change, max_rooms).is_ok()
+        }
         Body::Gone { h } => router.gone_from_node(&message.from, h),
         Body::Changed | Body::Left => {
             cluster.view_stale.notify_one();

@@ -219,9 +219,9 @@ impl Cluster {
     }
 
     /// Publishes a local emit to the plain subscribers of the other nodes.
-    pub(crate) fn forward_event(&self, emit: &Emit) {
+    pub(crate) fn forward_event(&self, emit: &Emit, sender: Option<&str>) {
         let channel = self.keys.namespace_channel(&emit.namespace);
-        self.publish(channel, Body::Event(WireEmit::from_emit(emit)));
+        self.publish(channel, Body::Event(WireEmit::from_emit(emit, sender)));
     }
 
     /// Sends `body` to one node's own channel. False when it was dropped

@@ -5,7 +5,7 @@
 //! (several connections may share one entry), and the cached view of the
 //! other nodes' entries that an emit consults.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use herald_protocol::Pattern;
@@ -106,6 +106,7 @@ struct RemoteTarget {
 #[derive(Debug, Default)]
 pub(crate) struct RemoteView {
     by_namespace: HashMap<String, Vec<RemoteTarget>>,
+    names: HashSet<String>,
     nodes: usize,
     entries: usize,
 }
@@ -116,6 +117,7 @@ impl RemoteView {
     pub(crate) fn new(nodes: &BTreeMap<String, Vec<Entry>>) -> RemoteView {
         let mut view = RemoteView {
             nodes: nodes.len(),
+            names: nodes.keys().cloned().collect(),
             ..RemoteView::default()
         };
         for (node, entries) in nodes {
@@ -136,6 +138,11 @@ impl RemoteView {
             }
         }
         view
+    }
+
+    /// Whether `node` is a live remote node.
+    pub(crate) fn has_node(&self, node: &str) -> bool {
+        self.names.contains(node)
     }
 
     /// Live remote nodes.

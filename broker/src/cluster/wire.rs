@@ -17,26 +17,42 @@ pub(crate) struct WireEmit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) room: Option<String>,
     pub(crate) d: Bytes,
+    /// The room whose members do not receive it (`emit.ex`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ex: Option<String>,
+    /// The payload holds several arguments (`emit.args`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) args: bool,
+    /// The sender's session id (`event.from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sid: Option<String>,
 }
 
 impl WireEmit {
-    pub(crate) fn from_emit(emit: &Emit) -> WireEmit {
+    pub(crate) fn from_emit(emit: &Emit, sender: Option<&str>) -> WireEmit {
         WireEmit {
             ns: emit.namespace.clone(),
             ev: emit.event.clone(),
             room: emit.room.clone(),
             d: emit.payload.clone(),
+            ex: emit.except.clone(),
+            args: emit.args,
+            sid: sender.map(str::to_owned),
         }
     }
 
-    pub(crate) fn into_emit(self) -> Emit {
-        Emit {
+    /// The emit, and the session id of its sender.
+    pub(crate) fn into_emit(self) -> (Emit, Option<String>) {
+        let emit = Emit {
             namespace: self.ns,
             event: self.ev,
             room: self.room,
             payload: self.d,
+            except: self.ex,
+            args: self.args,
             ..Emit::default()
-        }
+        };
+        (emit, self.sid)
     }
 }
 
@@ -53,9 +69,23 @@ pub(crate) enum Body {
     /// origin's handle, `tmo` the timeout in milliseconds.
     Request { h: u64, tmo: u64, emit: WireEmit },
     /// The answer to request `h` of the receiving node.
-    Reply { h: u64, ok: bool, d: Bytes },
+    Reply {
+        h: u64,
+        ok: bool,
+        d: Bytes,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        args: bool,
+    },
     /// Request `h` of the receiving node has no responder any more.
     Gone { h: u64 },
+    /// A service makes session `sid` (of the receiving node) join (or
+    /// leave) room `room` of namespace `ns`.
+    Move {
+        ns: String,
+        room: String,
+        sid: String,
+        join: bool,
+    },
     /// The sender's queue groups or responders changed: re-read them.
     Changed,
     /// The sender shut down cleanly: forget it now.
@@ -97,6 +127,9 @@ mod tests {
             ev: "a.b".into(),
             room: Some("r".into()),
             d: Bytes::from_static(b"\x01\x02"),
+            ex: Some("n1-4".into()),
+            args: true,
+            sid: Some("n1-3".into()),
         };
         let bodies = [
             Body::Event(emit.clone()),
@@ -113,8 +146,15 @@ mod tests {
                 h: 7,
                 ok: false,
                 d: Bytes::from_static(b"x"),
+                args: true,
             },
             Body::Gone { h: 9 },
+            Body::Move {
+                ns: "/chat".into(),
+                room: "lobby".into(),
+                sid: "n2-8".into(),
+                join: true,
+            },
             Body::Changed,
             Body::Left,
         ];

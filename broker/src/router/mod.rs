@@ -1,9 +1,11 @@
 //! The router: who receives an event, and handing them its frame.
 //!
 //! It routes `(namespace, event, room, payload)` and knows nothing of
-//! sockets: a receiver is an [`Outbox`]. Each emit encodes its outgoing
-//! frame once (once more per queue group, whose frame names the group) and
-//! offers clones of the same [`Bytes`] to every receiver.
+//! sockets or wire formats: a receiver is an [`Outbox`], and its
+//! [`WireFormat`](crate::wire::WireFormat) encodes the event. Each emit
+//! encodes its outgoing frame once per format among its receivers (once
+//! more per queue group, whose frame names the group) and offers clones of
+//! the same [`Bytes`] to every receiver of that format.
 //!
 //! In a cluster the router has a remote side ([`Cluster`]): plain emits are
 //! also published for the other nodes, queue groups and requests may pick
@@ -16,6 +18,7 @@ mod index;
 mod key;
 mod requests;
 mod rooms;
+mod sessions;
 mod shards;
 mod timeouts;
 mod trie;
@@ -25,20 +28,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use bytes::Bytes;
 use herald_protocol::envelope::{Emit, Reply};
-use herald_protocol::{Envelope, ErrorCode, EventRef, Pattern};
+use herald_protocol::{ErrorCode, EventRef, Pattern};
 use indexmap::IndexMap;
 
 use self::index::{Group, Subscribers, SubscriptionIndex};
 use self::requests::{Pending, Requester, Requests, Responder};
 use self::rooms::Rooms;
+use self::sessions::{Sessions, session_node};
 use self::shards::RoomSet;
 use self::timeouts::TimeoutWatcher;
 use crate::cluster::{Body, Cluster, WireEmit};
-use crate::frame;
-use crate::outbox::{ConnId, Offer, Outbox};
+use crate::outbox::{ConnId, Offer, Outbox, RoomKey};
 use crate::stats::Stats;
+use crate::wire::{Answer, Frames};
 
 /// The hasher of the router's maps: seeded per process, and several times
 /// faster than the standard SipHash on the short keys an emit looks up.
@@ -57,6 +60,15 @@ pub(crate) struct SubKey {
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     _held: index::Matched,
+}
+
+/// A service moving a session into or out of a room.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RoomMove<'a> {
+    pub(crate) namespace: &'a str,
+    pub(crate) room: &'a str,
+    pub(crate) session: &'a str,
+    pub(crate) join: bool,
 }
 
 /// Why a request could not be routed.
@@ -82,34 +94,72 @@ fn note_pressure(pressure: &mut Option<Outbox>, conn: &Outbox) {
     }
 }
 
-/// Which connections an emit may reach.
+/// Who an emit to a room reaches (or, as `except`, who it skips).
+#[derive(Debug)]
+enum Audience {
+    /// The members of a room.
+    Members(Arc<RoomSet>),
+    /// A session-id room: its one connection, on this node.
+    One(ConnId),
+    /// A session-id room whose connection is not on this node.
+    Nobody,
+}
+
+impl Audience {
+    fn contains(&self, id: ConnId) -> bool {
+        match self {
+            Audience::Members(members) => members.contains(id),
+            Audience::One(one) => *one == id,
+            Audience::Nobody => false,
+        }
+    }
+}
+
+/// The rooms an emit names, resolved once per emit.
+#[derive(Debug, Default)]
+struct Audiences {
+    room: Option<Audience>,
+    except: Option<Audience>,
+}
+
+/// Which connections an emit may reach, and who sent it.
 struct Eligible<'a> {
-    /// The sending connection; none for an HTTP publish.
+    /// The sending connection; none for an HTTP publish or another node.
     from: Option<ConnId>,
+    /// The sender's session id, stamped on the event as `from`.
+    sender: Option<&'a str>,
     exclude_self: bool,
-    room: Option<&'a RoomSet>,
+    room: Option<&'a Audience>,
+    except: Option<&'a Audience>,
 }
 
 impl<'a> Eligible<'a> {
-    fn new(from: Option<&Outbox>, emit: &Emit, room: Option<&'a RoomSet>) -> Eligible<'a> {
+    fn new(from: Option<&'a Outbox>, emit: &Emit, audiences: &'a Audiences) -> Eligible<'a> {
         Eligible {
             from: from.map(|o| o.id),
+            sender: from.map(|o| &*o.session),
             exclude_self: emit.exclude_self,
-            room,
+            room: audiences.room.as_ref(),
+            except: audiences.except.as_ref(),
         }
     }
 
-    /// For an emit from another node: only the room filters.
-    fn remote(room: Option<&'a RoomSet>) -> Eligible<'a> {
+    /// For an emit from another node: the rooms filter; exclude-self only
+    /// concerns the origin.
+    fn remote(audiences: &'a Audiences, sender: Option<&'a str>) -> Eligible<'a> {
         Eligible {
             from: None,
+            sender,
             exclude_self: false,
-            room,
+            room: audiences.room.as_ref(),
+            except: audiences.except.as_ref(),
         }
     }
 
     fn allows(&self, id: ConnId) -> bool {
-        !(self.exclude_self && Some(id) == self.from) && self.room.is_none_or(|r| r.contains(id))
+        !(self.exclude_self && Some(id) == self.from)
+            && self.room.is_none_or(|r| r.contains(id))
+            && !self.except.is_some_and(|e| e.contains(id))
     }
 }
 
@@ -126,6 +176,9 @@ pub(crate) struct Router {
     stats: Arc<Stats>,
     /// The remote side, when clustered.
     cluster: Option<Arc<Cluster>>,
+    /// This node's id (the first part of its session ids).
+    node: Arc<str>,
+    sessions: Sessions,
 }
 
 /// A queue group's members on this node, merged over the exact name and
@@ -149,16 +202,24 @@ fn merge_groups<'a>(exact: Option<&'a Subscribers>, hits: &[&'a Subscribers]) ->
     merged
 }
 
-/// Encodes the `event` frame for an emit, straight from its borrowed parts.
-fn event_frame(emit: &Emit, group: Option<&str>, ack: Option<u64>) -> Bytes {
-    frame::event(&EventRef {
+/// The `event` an emit delivers, borrowed from it (each receiver's wire
+/// format encodes it, once per emit per format: [`Frames`]).
+fn event_ref<'a>(
+    emit: &'a Emit,
+    sender: Option<&'a str>,
+    group: Option<&'a str>,
+    ack: Option<u64>,
+) -> EventRef<'a> {
+    EventRef {
         namespace: &emit.namespace,
         event: &emit.event,
         room: emit.room.as_deref(),
         group,
         payload: &emit.payload,
         ack,
-    })
+        from: sender,
+        args: emit.args,
+    }
 }
 
 /// The merged members of a queue group, each once, starting at the
@@ -179,7 +240,7 @@ fn rotated<'a, 'm>(
 fn pick_one<'a>(
     members: impl Iterator<Item = &'a Outbox>,
     eligible: &Eligible<'_>,
-    frame: &Bytes,
+    frames: &mut Frames<'_>,
     pressure: &mut Option<Outbox>,
 ) -> bool {
     let mut first_full = None;
@@ -187,7 +248,7 @@ fn pick_one<'a>(
         if !eligible.allows(member.id) {
             continue;
         }
-        match member.offer(frame) {
+        match member.offer(frames.get(member.format)) {
             Offer::Queued => {
                 note_pressure(pressure, member);
                 return true;
@@ -206,11 +267,16 @@ fn pick_one<'a>(
 
 impl Router {
     pub(crate) fn new(stats: Arc<Stats>) -> Router {
-        Router::clustered(stats, None)
+        Router::clustered(stats, "test", None)
     }
 
-    /// A router with a remote side when `cluster` is given.
-    pub(crate) fn clustered(stats: Arc<Stats>, cluster: Option<Arc<Cluster>>) -> Router {
+    /// The router of node `node`, with a remote side when `cluster` is
+    /// given.
+    pub(crate) fn clustered(
+        stats: Arc<Stats>,
+        node: &str,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Router {
         Router {
             events: SubscriptionIndex::default(),
             responders: SubscriptionIndex::default(),
@@ -220,6 +286,8 @@ impl Router {
             request_cursor: AtomicUsize::new(0),
             stats,
             cluster,
+            node: Arc::from(node),
+            sessions: Sessions::default(),
         }
     }
 
@@ -249,12 +317,115 @@ impl Router {
         }
     }
 
-    pub(crate) fn join(&self, namespace: &str, room: &str, conn: ConnId) {
-        self.rooms.join(namespace, room, conn);
+    /// Puts `conn` in `room` of `namespace` (recorded on the connection,
+    /// so its close leaves it), unless it is already in `max_rooms`
+    /// rooms. Session-id rooms are refused: each has one member for good.
+    pub(crate) fn join(
+        &self,
+        conn: &Outbox,
+        namespace: &str,
+        room: &str,
+        max_rooms: usize,
+    ) -> Result<(), RouteError> {
+        if self.is_session_room(room) {
+            return Err(RouteError {
+                code: ErrorCode::Forbidden,
+                message: format!(
+                    "room {:?} is a session id: every connection is alone in its own",
+                    herald_protocol::names::excerpt(room)
+                ),
+            });
+        }
+        let mut rooms = conn.rooms();
+        let key: RoomKey = (namespace.into(), room.into());
+        if rooms.contains(&key) {
+            return Ok(());
+        }
+        if rooms.len() >= max_rooms {
+            return Err(RouteError {
+                code: ErrorCode::TooManyRooms,
+                message: format!(
+                    "the connection is already in {max_rooms} rooms (limits.max_rooms_per_connection)"
+                ),
+            });
+        }
+        self.rooms.join(namespace, room, conn.id);
+        rooms.insert(key);
+        Ok(())
     }
 
-    pub(crate) fn leave(&self, namespace: &str, room: &str, conn: ConnId) {
-        self.rooms.leave(namespace, room, conn);
+    /// Takes `conn` out of `room` of `namespace`, if it is in it.
+    pub(crate) fn leave(&self, conn: &Outbox, namespace: &str, room: &str) {
+        let key: RoomKey = (namespace.into(), room.into());
+        if conn.rooms().remove(&key) {
+            self.rooms.leave(namespace, room, conn.id);
+        }
+    }
+
+    /// Takes `conn` out of every room it is in, or only those of
+    /// `namespace` when given.
+    pub(crate) fn leave_rooms(&self, conn: &Outbox, namespace: Option<&str>) {
+        let left: Vec<RoomKey> = {
+            let mut rooms = conn.rooms();
+            let leaving: Vec<RoomKey> = rooms
+                .iter()
+                .filter(|(ns, _)| namespace.is_none_or(|n| **ns == *n))
+                .cloned()
+                .collect();
+            for key in &leaving {
+                rooms.remove(key);
+            }
+            leaving
+        };
+        for (namespace, room) in left {
+            self.rooms.leave(&namespace, &room, conn.id);
+        }
+    }
+
+    /// A service moves a session, on this node or another, into or out of
+    /// a room (Socket.IO's server-side `socket.join`). For a session of
+    /// another node the move is sent there; it is done when that node
+    /// reads it.
+    pub(crate) fn move_session(
+        &self,
+        change: &RoomMove<'_>,
+        max_rooms: usize,
+    ) -> Result<(), RouteError> {
+        if let Some(conn) = self.sessions.get(change.session) {
+            if change.join {
+                return self.join(&conn, change.namespace, change.room, max_rooms);
+            }
+            self.leave(&conn, change.namespace, change.room);
+            return Ok(());
+        }
+        let remote = session_node(change.session)
+            .filter(|node| **node != *self.node)
+            .zip(self.cluster.as_ref())
+            .filter(|(node, cluster)| cluster.view().has_node(node));
+        let Some((node, cluster)) = remote else {
+            return Err(RouteError {
+                code: ErrorCode::UnknownSession,
+                message: format!(
+                    "no connection has session id {:?}",
+                    herald_protocol::names::excerpt(change.session)
+                ),
+            });
+        };
+        let body = Body::Move {
+            ns: change.namespace.to_owned(),
+            room: change.room.to_owned(),
+            sid: change.session.to_owned(),
+            join: change.join,
+        };
+        if cluster.send_to(node, body) {
+            Ok(())
+        } else {
+            Err(RouteError {
+                code: ErrorCode::Internal,
+                message: "the cluster backplane is unavailable: the session's node cannot be told"
+                    .into(),
+            })
+        }
     }
 
     /// Rooms with at least one member.
@@ -282,11 +453,45 @@ impl Router {
         self.requests.len()
     }
 
-    /// The members of the emit's room, when it names one.
-    fn room_of(&self, emit: &Emit) -> Option<Arc<RoomSet>> {
-        emit.room
-            .as_deref()
-            .map(|room| self.rooms.members(&emit.namespace, room))
+    /// This node's connections by session id.
+    pub(crate) fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Whether `room` is a session-id room (`<node>-<n>` of this node or
+    /// another live node), which nobody may join or leave.
+    pub(crate) fn is_session_room(&self, room: &str) -> bool {
+        session_node(room).is_some_and(|node| {
+            *node == *self.node
+                || self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|cluster| cluster.view().has_node(node))
+        })
+    }
+
+    /// Resolves a room name: a session-id room is its one connection here
+    /// (or nobody), any other room its members in `namespace`.
+    fn audience(&self, namespace: &str, room: &str) -> Audience {
+        if let Some(conn) = self.sessions.get(room) {
+            return Audience::One(conn.id);
+        }
+        if self.is_session_room(room) {
+            return Audience::Nobody;
+        }
+        Audience::Members(self.rooms.members(namespace, room))
+    }
+
+    /// The rooms the emit names: the one it goes to, the one it skips.
+    fn audiences(&self, emit: &Emit) -> Audiences {
+        let resolve = |room: &Option<String>| {
+            room.as_deref()
+                .map(|room| self.audience(&emit.namespace, room))
+        };
+        Audiences {
+            room: resolve(&emit.room),
+            except: resolve(&emit.except),
+        }
     }
 
     /// Delivers an emit to every matching subscriber (once per connection)
@@ -301,8 +506,8 @@ impl Router {
     pub(crate) fn publish(&self, from: Option<&Outbox>, emit: &Emit) -> Published {
         Stats::add(&self.stats.events_received, 1);
         let matched = self.events.lookup(&emit.namespace, &emit.event);
-        let room = self.room_of(emit);
-        let eligible = Eligible::new(from, emit, room.as_deref());
+        let audiences = self.audiences(emit);
+        let eligible = Eligible::new(from, emit, &audiences);
         let hits = matched.pattern_hits(&emit.event);
         let exact = matched.exact.as_deref();
         let mut pressure = None;
@@ -310,7 +515,7 @@ impl Router {
         reached += self.deliver_groups(emit, exact, &hits, &eligible, &mut pressure);
         Stats::add(&self.stats.events_delivered, reached);
         if let Some(cluster) = &self.cluster {
-            cluster.forward_event(emit);
+            cluster.forward_event(emit, eligible.sender);
         }
         Published {
             receivers: reached,
@@ -320,9 +525,9 @@ impl Router {
 
     /// An emit from another node: to this node's plain subscribers only
     /// (its queue groups get group deliveries of their own).
-    pub(crate) fn deliver_remote(&self, emit: &Emit) -> u64 {
+    pub(crate) fn deliver_remote(&self, emit: &Emit, sender: Option<&str>) -> u64 {
         let matched = self.events.lookup(&emit.namespace, &emit.event);
-        let room = self.room_of(emit);
+        let audiences = self.audiences(emit);
         let hits = matched.pattern_hits(&emit.event);
         // Events from other nodes are not held back here (the backplane's
         // own queue bounds them).
@@ -330,7 +535,7 @@ impl Router {
             emit,
             matched.exact.as_deref(),
             &hits,
-            &Eligible::remote(room.as_deref()),
+            &Eligible::remote(&audiences, sender),
             &mut None,
         );
         Stats::add(&self.stats.events_delivered, reached);
@@ -341,19 +546,24 @@ impl Router {
     /// False when this node has no eligible member any more (the origin's
     /// view was stale): the event is counted as undeliverable, never
     /// duplicated.
-    pub(crate) fn deliver_remote_group(&self, emit: &Emit, group: &str) -> bool {
+    pub(crate) fn deliver_remote_group(
+        &self,
+        emit: &Emit,
+        sender: Option<&str>,
+        group: &str,
+    ) -> bool {
         let matched = self.events.lookup(&emit.namespace, &emit.event);
-        let room = self.room_of(emit);
+        let audiences = self.audiences(emit);
         let hits = matched.pattern_hits(&emit.event);
         let merged = merge_groups(matched.exact.as_deref(), &hits);
         let Some((members, group_state)) = merged.get(group) else {
             return false;
         };
-        let frame = event_frame(emit, Some(group), None);
+        let eligible = Eligible::remote(&audiences, sender);
         let taken = pick_one(
             rotated(members, &group_state.cursor),
-            &Eligible::remote(room.as_deref()),
-            &frame,
+            &eligible,
+            &mut Frames::new(event_ref(emit, eligible.sender, Some(group), None)),
             &mut None,
         );
         Stats::add(&self.stats.events_delivered, u64::from(taken));
@@ -368,15 +578,12 @@ impl Router {
         eligible: &Eligible<'_>,
         pressure: &mut Option<Outbox>,
     ) -> u64 {
-        let mut frame = None;
+        let mut frames = Frames::new(event_ref(emit, eligible.sender, None, None));
         let mut reached = 0;
         let send = |conn: &Outbox| {
-            if eligible.allows(conn.id) {
-                let frame = frame.get_or_insert_with(|| event_frame(emit, None, None));
-                if conn.deliver(frame) {
-                    reached += 1;
-                    note_pressure(pressure, conn);
-                }
+            if eligible.allows(conn.id) && conn.deliver(frames.get(conn.format)) {
+                reached += 1;
+                note_pressure(pressure, conn);
             }
         };
         if hits.is_empty() {
@@ -413,12 +620,11 @@ impl Router {
             .filter(|(_, view)| view.has_groups(&emit.namespace));
         if clustered.is_none() && hits.iter().all(|h| h.groups.is_empty()) {
             for (name, group) in exact.into_iter().flat_map(|s| s.groups.iter()) {
-                let frame = event_frame(emit, Some(name), None);
                 let start = group.cursor.fetch_add(1, Relaxed);
                 reached += u64::from(pick_one(
                     group.members.rotation(start),
                     eligible,
-                    &frame,
+                    &mut Frames::new(event_ref(emit, eligible.sender, Some(name), None)),
                     pressure,
                 ));
             }
@@ -431,11 +637,10 @@ impl Router {
             );
         }
         for (name, (members, group)) in &merged {
-            let frame = event_frame(emit, Some(name), None);
             reached += u64::from(pick_one(
                 rotated(members, &group.cursor),
                 eligible,
-                &frame,
+                &mut Frames::new(event_ref(emit, eligible.sender, Some(name), None)),
                 pressure,
             ));
         }
@@ -474,14 +679,14 @@ impl Router {
                     (Some((members, group)), 0) => pick_one(
                         rotated(members, &group.cursor),
                         eligible,
-                        &event_frame(emit, Some(name), None),
+                        &mut Frames::new(event_ref(emit, eligible.sender, Some(name), None)),
                         pressure,
                     ),
                     _ => cluster.send_to(
                         &nodes[choice - usize::from(here.is_some())],
                         Body::Group {
                             q: name.to_owned(),
-                            emit: WireEmit::from_emit(emit),
+                            emit: WireEmit::from_emit(emit, eligible.sender),
                         },
                     ),
                 };
@@ -521,13 +726,19 @@ impl Router {
         responder: &Outbox,
         requester: Requester,
         ack: u64,
-        emit: &Emit,
+        (emit, sender): (&Emit, Option<&str>),
         timeout: Duration,
     ) -> bool {
-        let handle = self
-            .requests
-            .open(requester, ack, Responder::Local(responder.id), timeout);
-        let frame = event_frame(emit, None, Some(handle));
+        let handle = self.requests.open(
+            requester,
+            ack,
+            Responder::Local(responder.id),
+            &emit.namespace,
+            timeout,
+        );
+        let frame = responder
+            .format
+            .event(&event_ref(emit, sender, None, Some(handle)));
         let sent = responder.offer(&frame) == Offer::Queued;
         if sent {
             Stats::add(&self.stats.events_delivered, 1);
@@ -558,8 +769,8 @@ impl Router {
         timeout: Duration,
     ) -> Result<(), RouteError> {
         Stats::add(&self.stats.events_received, 1);
-        let room = self.room_of(emit);
-        let eligible = Eligible::new(Some(from), emit, room.as_deref());
+        let audiences = self.audiences(emit);
+        let eligible = Eligible::new(Some(from), emit, &audiences);
         let local = self.local_responders(emit, &eligible);
         let remote = self.cluster.as_ref().map_or_else(Vec::new, |cluster| {
             cluster.view().responders(&emit.namespace, &emit.event)
@@ -582,7 +793,7 @@ impl Router {
                     responder,
                     Requester::Local(from.clone()),
                     ack,
-                    emit,
+                    (emit, Some(&from.session)),
                     timeout,
                 ),
                 None => {
@@ -618,12 +829,13 @@ impl Router {
             Requester::Local(from.clone()),
             ack,
             Responder::Node(node.clone()),
+            &emit.namespace,
             timeout,
         );
         let body = Body::Request {
             h: handle,
             tmo: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            emit: WireEmit::from_emit(emit),
+            emit: WireEmit::from_emit(emit, Some(&from.session)),
         };
         let sent = cluster.send_to(node, body);
         self.settle_request(handle, sent)
@@ -637,16 +849,17 @@ impl Router {
         &self,
         origin: &str,
         h: u64,
-        emit: &Emit,
+        (emit, sender): (&Emit, Option<&str>),
         timeout: Duration,
     ) -> bool {
-        let room = self.room_of(emit);
-        let local = self.local_responders(emit, &Eligible::remote(room.as_deref()));
+        let audiences = self.audiences(emit);
+        let local = self.local_responders(emit, &Eligible::remote(&audiences, sender));
         let start = self.request_cursor.fetch_add(1, Relaxed);
         let origin: Arc<str> = Arc::from(origin);
         for i in 0..local.len() {
             let responder = &local[(start + i) % local.len()];
-            if self.offer_request(responder, Requester::Node(origin.clone()), h, emit, timeout) {
+            let requester = Requester::Node(origin.clone());
+            if self.offer_request(responder, requester, h, (emit, sender), timeout) {
                 return true;
             }
         }
@@ -661,12 +874,12 @@ impl Router {
     fn no_responder(&self, pending: Pending, message: &str) {
         match pending.requester {
             Requester::Local(requester) => {
-                let frame = frame::envelope(&Envelope::error(
-                    Some(pending.ack),
-                    ErrorCode::NoResponders,
+                requester.answer_with(&Answer::Error {
+                    namespace: Some(&pending.namespace),
+                    id: Some(pending.ack),
+                    code: ErrorCode::NoResponders,
                     message,
-                ));
-                requester.answer(&frame);
+                });
             }
             Requester::Node(node) => {
                 if let Some(cluster) = &self.cluster {
@@ -705,11 +918,11 @@ impl Router {
 
     /// Another node's responder answered request `h`. False when it is no
     /// longer waiting (expired: a late reply is ignored).
-    pub(crate) fn reply_from_node(&self, node: &str, h: u64, ok: bool, payload: Bytes) -> bool {
+    pub(crate) fn reply_from_node(&self, node: &str, h: u64, reply: Reply) -> bool {
         let Some(pending) = self.requests.answer(h, &Responder::Node(Arc::from(node))) else {
             return false;
         };
-        self.forward_reply(pending, ok, payload);
+        self.forward_reply(pending, reply);
         true
     }
 
@@ -724,25 +937,31 @@ impl Router {
                 ),
             });
         };
-        self.forward_reply(pending, reply.ok, reply.payload);
+        self.forward_reply(pending, reply);
         Ok(())
     }
 
-    fn forward_reply(&self, pending: Pending, ok: bool, payload: Bytes) {
+    fn forward_reply(&self, pending: Pending, reply: Reply) {
         match pending.requester {
             Requester::Local(requester) => {
                 self.stats.request_answered(pending.started.elapsed());
-                let frame = frame::envelope(&Envelope::Reply(Reply {
+                requester.answer_with(&Answer::Reply {
+                    namespace: &pending.namespace,
                     ack: pending.ack,
-                    ok,
-                    payload,
-                }));
-                requester.answer(&frame);
+                    ok: reply.ok,
+                    payload: &reply.payload,
+                    args: reply.args,
+                });
             }
             Requester::Node(node) => {
                 if let Some(cluster) = &self.cluster {
-                    let h = pending.ack;
-                    cluster.send_to(&node, Body::Reply { h, ok, d: payload });
+                    let body = Body::Reply {
+                        h: pending.ack,
+                        ok: reply.ok,
+                        d: reply.payload,
+                        args: reply.args,
+                    };
+                    cluster.send_to(&node, body);
                 }
             }
         }

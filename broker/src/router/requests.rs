@@ -46,6 +46,8 @@ pub(crate) struct Pending {
     pub(crate) ack: u64,
     /// Only this responder may answer.
     pub(crate) responder: Responder,
+    /// Where the request was made (a Socket.IO answer names it).
+    pub(crate) namespace: Arc<str>,
     /// When the request was routed (for the latency histogram).
     pub(crate) started: Instant,
     /// How long the requester waits (named in the `timeout` error).
@@ -75,6 +77,7 @@ impl Requests {
         requester: Requester,
         ack: u64,
         responder: Responder,
+        namespace: &str,
         timeout: Duration,
     ) -> u64 {
         let handle = self.next_handle.fetch_add(1, Relaxed) + 1;
@@ -93,6 +96,7 @@ impl Requests {
                 requester,
                 ack,
                 responder,
+                namespace: Arc::from(namespace),
                 started: Instant::now(),
                 timeout,
                 deadline: Tick::MAX,

@@ -126,7 +126,9 @@ fn rooms_and_exclude_self_filter_receivers() {
     for c in [&a, &b] {
         router.subscribe(&c.outbox, &key("chat", None));
     }
-    router.join("/", "eu", a.outbox.id);
+    router
+        .join(&a.outbox, "/", "eu", usize::MAX)
+        .expect("joins");
     let to_room = Emit {
         room: Some("eu".into()),
         ..emit("chat")
@@ -141,7 +143,7 @@ fn rooms_and_exclude_self_filter_receivers() {
     assert_eq!(router.emit(&a.outbox, &not_self), 1);
     assert_eq!(received(&mut a).len(), 0);
     assert_eq!(received(&mut b).len(), 1);
-    router.leave("/", "eu", a.outbox.id);
+    router.leave(&a.outbox, "/", "eu");
     assert_eq!(router.emit(&b.outbox, &to_room), 0);
     assert_eq!(router.room_count(), 0);
 }
@@ -242,6 +244,7 @@ async fn request_goes_to_one_responder_and_reply_returns() {
         ack: handle,
         ok: true,
         payload: Bytes::from_static(b"\x02"),
+        args: false,
     };
     assert!(router.reply(ConnId(99), reply.clone()).is_err());
     let chosen = if r1.rx.is_empty() && r2.rx.is_empty() {
@@ -301,6 +304,7 @@ fn reply_to(handle: u64) -> Reply {
         ack: handle,
         ok: true,
         payload: Bytes::from_static(b"\x02"),
+        args: false,
     }
 }
 
@@ -597,11 +601,13 @@ mod model {
                     }
                     Op::Join(c, n, r) => {
                         rooms.insert((c, n, r));
-                        router.join(NAMESPACES[n], ROOMS[r], conns[c].outbox.id);
+                        router
+                            .join(&conns[c].outbox, NAMESPACES[n], ROOMS[r], usize::MAX)
+                            .expect("joins");
                     }
                     Op::Leave(c, n, r) => {
                         rooms.remove(&(c, n, r));
-                        router.leave(NAMESPACES[n], ROOMS[r], conns[c].outbox.id);
+                        router.leave(&conns[c].outbox, NAMESPACES[n], ROOMS[r]);
                     }
                     Op::Emit(from, n, e, room, xs) => {
                         let eligible = |c: usize| {

@@ -9,12 +9,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use herald_protocol::{Envelope, ErrorCode};
+use herald_protocol::ErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use super::requests::{Pending, Requester, Requests};
-use crate::frame;
 use crate::stats::Stats;
+use crate::wire::Answer;
 
 /// Starts, and on drop stops, the timeout task of one router.
 #[derive(Debug, Default)]
@@ -85,11 +85,11 @@ fn timed_out(pending: Pending, stats: &Stats) {
     // A request from another node times out at its origin.
     if let Requester::Local(requester) = pending.requester {
         Stats::add(&stats.request_timeouts, 1);
-        let frame = frame::envelope(&Envelope::error(
-            Some(pending.ack),
-            ErrorCode::Timeout,
-            format!("no reply within {} ms", pending.timeout.as_millis()),
-        ));
-        requester.answer(&frame);
+        requester.answer_with(&Answer::Error {
+            namespace: Some(&pending.namespace),
+            id: Some(pending.ack),
+            code: ErrorCode::Timeout,
+            message: &format!("no reply within {} ms", pending.timeout.as_millis()),
+        });
     }
 }

@@ -8,6 +8,11 @@
 //! event of `k` tokens visits at most the literal child and the `*` child
 //! at each level, so its cost depends on the event and on how many
 //! patterns overlap, not on how many patterns the namespace holds.
+//!
+//! A system event (first token starting with `$`, emitted by the broker
+//! only) is matched by literal first tokens alone: `*` and `>` at the
+//! first token never match it, as [`herald_protocol::Pattern::matches`]
+//! says (MQTT's `$` rule).
 
 use std::collections::HashMap;
 
@@ -79,6 +84,14 @@ impl PatternTrie {
     /// Calls `hit` with the subscribers of every pattern matching `event`.
     pub(crate) fn matches<'a>(&'a self, event: &str, hit: &mut impl FnMut(&'a Subscribers)) {
         let mut tokens = event.split('.');
+        if herald_protocol::names::is_system_event(event) {
+            // Skip the root's `>` and `*`: only a literal `$...` first
+            // token leads on.
+            if let Some(child) = tokens.next().and_then(|first| self.literal.get(first)) {
+                child.walk(&mut tokens, hit);
+            }
+            return;
+        }
         self.walk(&mut tokens, hit);
     }
 
@@ -237,6 +250,19 @@ mod tests {
     }
 
     #[test]
+    fn first_token_wildcards_skip_system_events() {
+        let mut trie = PatternTrie::default();
+        for (id, p) in [(1, ">"), (2, "*"), (3, "*.>"), (4, "$sys.>"), (5, "$sys.*")] {
+            trie.entry(&tokens(p)).insert(None, &conn(id));
+        }
+        assert_eq!(matching(&trie, "$connection"), Vec::<u64>::new());
+        assert_eq!(matching(&trie, "$sys.a"), [4, 5]);
+        assert_eq!(matching(&trie, "$sys.a.b"), [4]);
+        assert_eq!(matching(&trie, "connection"), [1, 2]);
+        assert_eq!(matching(&trie, "sys.a"), [1, 3]);
+    }
+
+    #[test]
     fn removal_prunes_nodes() {
         let mut trie = PatternTrie::default();
         let p = tokens("a.*.c.>");
@@ -255,14 +281,16 @@ mod tests {
         #[test]
         fn agrees_with_linear_matching(
             ops in prop::collection::vec(
-                (prop::bool::ANY, 0usize..12, 0u64..4), 1..60),
-            events in prop::collection::vec(0usize..8, 1..10),
+                (prop::bool::ANY, 0usize..13, 0u64..4), 1..60),
+            events in prop::collection::vec(0usize..10, 1..10),
         ) {
-            const PATTERNS: [&str; 12] = [
+            const PATTERNS: [&str; 13] = [
                 "a.*", "a.>", "*.b", "*.*", ">", "a.b.*", "*.b.>", "a.*.c",
-                "*", "*.>", "*.*.*", "b.*",
+                "*", "*.>", "*.*.*", "b.*", "$s.*",
             ];
-            const EVENTS: [&str; 8] = ["a", "a.b", "a.b.c", "b.b", "a.c.c", "x.b.y.z", "b", "a.b.c.d"];
+            const EVENTS: [&str; 10] = [
+                "a", "a.b", "a.b.c", "b.b", "a.c.c", "x.b.y.z", "b", "a.b.c.d", "$s.b", "$s",
+            ];
             let mut trie = PatternTrie::default();
             let mut model: Vec<(usize, u64)> = Vec::new();
             for (add, p, id) in ops {

@@ -55,7 +55,7 @@ pub(crate) async fn respond(mut ws: WsStream, tally: &Tally, done: impl Fn() -> 
             biased;
             incoming = next_incoming(&mut ws) => match incoming {
                 Incoming::Envelope(Envelope::Event(Event { ack: Some(handle), payload, .. })) => {
-                    let reply = Envelope::Reply(Reply { ack: handle, ok: true, payload });
+                    let reply = Envelope::Reply(Reply { ack: handle, ok: true, payload, args: false });
                     let frame = Message::Binary(herald_protocol::encode(&reply).into());
                     if let Err(error) = ws.send(frame).await {
                         tally.error(format!("responder: replying: {error}"));
@@ -187,7 +187,9 @@ fn flatten(
 /// Settles the pending request an envelope from the broker answers.
 fn answered(envelope: Envelope, pending: &mut HashMap<u64, Instant>, tally: &Tally) {
     match envelope {
-        Envelope::Reply(Reply { ack, ok, payload }) => {
+        Envelope::Reply(Reply {
+            ack, ok, payload, ..
+        }) => {
             let Some(sent_at) = pending.remove(&ack) else {
                 tally.error(format!(
                     "requester: a reply to request {ack}, which is not pending"

@@ -1,5 +1,6 @@
 //! Hand-written MessagePack for the hot path: reading the common envelopes
-//! (the keys `t id ns ev room q r d xs ack tmo`) and writing `event`.
+//! (the keys `t id ns ev room q r d xs ack tmo`, and the later optional
+//! `from args ex sid`) and writing `event`.
 //!
 //! Both are exact stand-ins for the serde path, several times faster
 //! (measured by `benches/codec.rs`):
@@ -68,6 +69,22 @@ pub(super) fn read_wire(frame: &[u8]) -> Option<Wire<'_>> {
                 wire.tmo = Some(input.uint()?);
                 1 << 10
             }
+            "from" => {
+                wire.from = Some(input.str()?);
+                1 << 11
+            }
+            "args" => {
+                wire.args = Some(input.bool()?);
+                1 << 12
+            }
+            "ex" => {
+                wire.ex = Some(input.str()?);
+                1 << 13
+            }
+            "sid" => {
+                wire.sid = Some(input.str()?);
+                1 << 14
+            }
             _ => return None,
         };
         if seen & bit != 0 {
@@ -85,7 +102,9 @@ pub(super) fn write_event(event: &EventRef<'_>, out: &mut Vec<u8>) {
     let entries = 4
         + u32::from(event.room.is_some())
         + u32::from(event.group.is_some())
-        + u32::from(event.ack.is_some());
+        + u32::from(event.ack.is_some())
+        + u32::from(event.from.is_some())
+        + u32::from(event.args);
     // Writes into a Vec cannot fail.
     let _ = rmp::encode::write_map_len(out, entries);
     let field = |out: &mut Vec<u8>, key: &str| {
@@ -110,6 +129,14 @@ pub(super) fn write_event(event: &EventRef<'_>, out: &mut Vec<u8>) {
     if let Some(ack) = event.ack {
         field(out, "ack");
         let _ = rmp::encode::write_uint(out, ack);
+    }
+    if let Some(from) = event.from {
+        field(out, "from");
+        let _ = rmp::encode::write_str(out, from);
+    }
+    if event.args {
+        field(out, "args");
+        let _ = rmp::encode::write_bool(out, true);
     }
 }
 

@@ -27,6 +27,8 @@ fn golden_emit() {
         exclude_self: true,
         ack: None,
         timeout_ms: None,
+        args: false,
+        except: None,
     });
     // {"t":"emit","id":7,"ns":"/","ev":"a.b","d":bin[c3],"xs":true}
     assert_eq!(
@@ -146,13 +148,17 @@ fn envelope() -> impl Strategy<Value = Envelope> {
             group,
             responder,
         });
-    let room =
-        (any::<Option<u64>>(), "[a-z/]{0,8}", "\\PC{0,8}").prop_map(|(id, namespace, room)| {
-            RoomChange {
-                id,
-                namespace,
-                room,
-            }
+    let room = (
+        any::<Option<u64>>(),
+        "[a-z/]{0,8}",
+        "\\PC{0,8}",
+        opt_string(),
+    )
+        .prop_map(|(id, namespace, room, sid)| RoomChange {
+            id,
+            namespace,
+            room,
+            sid,
         });
     let emit = (
         (
@@ -167,9 +173,14 @@ fn envelope() -> impl Strategy<Value = Envelope> {
             any::<Option<u64>>(),
             any::<Option<u64>>(),
         ),
+        (any::<bool>(), opt_string()),
     )
         .prop_map(
-            |((id, namespace, event, room), (payload, exclude_self, ack, timeout_ms))| {
+            |(
+                (id, namespace, event, room),
+                (payload, exclude_self, ack, timeout_ms),
+                (args, except),
+            )| {
                 Envelope::Emit(Emit {
                     id,
                     namespace,
@@ -179,6 +190,8 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                     exclude_self,
                     ack,
                     timeout_ms,
+                    args,
+                    except,
                 })
             },
         );
@@ -190,9 +203,10 @@ fn envelope() -> impl Strategy<Value = Envelope> {
             any::<Option<u64>>(),
             opt_string(),
         ),
+        (opt_string(), any::<bool>()),
     )
         .prop_map(
-            |((namespace, event, room, group), (payload, ack, seq, message_id))| {
+            |((namespace, event, room, group), (payload, ack, seq, message_id), (from, args))| {
                 Envelope::Event(Event {
                     namespace,
                     event,
@@ -202,6 +216,8 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                     ack,
                     seq,
                     message_id,
+                    from,
+                    args,
                 })
             },
         );
@@ -250,8 +266,14 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         room.prop_map(Envelope::Leave),
         emit,
         event,
-        (any::<u64>(), any::<bool>(), payload())
-            .prop_map(|(ack, ok, payload)| Envelope::Reply(Reply { ack, ok, payload })),
+        (any::<u64>(), any::<bool>(), payload(), any::<bool>()).prop_map(
+            |(ack, ok, payload, args)| Envelope::Reply(Reply {
+                ack,
+                ok,
+                payload,
+                args
+            })
+        ),
         (any::<u64>(), any::<u64>()).prop_map(|(id, receivers)| Envelope::Ack { id, receivers }),
         any::<u64>().prop_map(|id| Envelope::Ok { id }),
         (any::<Option<u64>>(), code, "\\PC{0,16}")
@@ -274,6 +296,8 @@ proptest! {
                     group: e.group.as_deref(),
                     payload: &e.payload,
                     ack: e.ack,
+                    from: e.from.as_deref(),
+                    args: e.args,
                 };
                 prop_assert_eq!(encode_event(&view), encode(&envelope));
             }
@@ -330,4 +354,92 @@ proptest! {
         let cut = cut % (bytes.len() + 1);
         let _ = decode(&Bytes::copy_from_slice(&bytes[..cut]));
     }
+}
+
+/// The keys added for Socket.IO (`from`, `args`, `ex`, `sid`) go after
+/// every older key, so an envelope without them encodes as it always did
+/// (the golden tests above) and one with them only appends.
+#[test]
+fn golden_service_keys() {
+    let event = Envelope::Event(Event {
+        namespace: "/".into(),
+        event: "m".into(),
+        payload: Bytes::from_static(&[0x92, 0x01, 0x02]),
+        from: Some("n-1".into()),
+        args: true,
+        ..Event::default()
+    });
+    // {"t":"event","ns":"/","ev":"m","d":bin[92 01 02],"from":"n-1","args":true}
+    let golden = "86a174a56576656e74a26e73a12fa26576a16d\
+                  a164c403920102a466726f6da36e2d31a461726773c3";
+    assert_eq!(hex(&encode(&event)), golden);
+    let view = EventRef {
+        namespace: "/",
+        event: "m",
+        payload: &[0x92, 0x01, 0x02],
+        from: Some("n-1"),
+        args: true,
+        ..EventRef::default()
+    };
+    assert_eq!(hex(&encode_event(&view)), golden);
+
+    let emit = Envelope::Emit(Emit {
+        namespace: "/".into(),
+        event: "m".into(),
+        room: Some("r".into()),
+        except: Some("n-1".into()),
+        args: true,
+        ..Emit::default()
+    });
+    // {"t":"emit","ns":"/","ev":"m","room":"r","d":bin[],"args":true,"ex":"n-1"}
+    assert_eq!(
+        hex(&encode(&emit)),
+        "87a174a4656d6974a26e73a12fa26576a16da4726f6f6da172\
+         a164c400a461726773c3a26578a36e2d31"
+    );
+
+    let join = Envelope::Join(RoomChange {
+        id: Some(3),
+        namespace: "/".into(),
+        room: "r".into(),
+        sid: Some("n-1".into()),
+    });
+    // {"t":"join","id":3,"ns":"/","room":"r","sid":"n-1"}
+    assert_eq!(
+        hex(&encode(&join)),
+        "85a174a46a6f696ea2696403a26e73a12fa4726f6f6da172a3736964a36e2d31"
+    );
+
+    let reply = Envelope::Reply(Reply {
+        ack: 1,
+        ok: true,
+        payload: Bytes::from_static(&[0x90]),
+        args: true,
+    });
+    // {"t":"reply","d":bin[90],"ack":1,"ok":true,"args":true}
+    assert_eq!(
+        hex(&encode(&reply)),
+        "85a174a57265706c79a164c40190a361636b01a26f6bc3a461726773c3"
+    );
+    for envelope in [event, emit, join, reply] {
+        assert_eq!(round_trip(&envelope), envelope);
+    }
+}
+
+/// `args: false` is never written, and `args: nil` reads as absent (§2).
+#[test]
+fn args_false_is_omitted_and_nil_is_absent() {
+    let plain = Envelope::Reply(Reply {
+        ack: 1,
+        ok: true,
+        payload: Bytes::new(),
+        args: false,
+    });
+    assert!(!hex(&encode(&plain)).contains("61726773"));
+    // {"t":"reply","ack":1,"ok":true,"args":nil}
+    let frame = Bytes::from_static(&[
+        0x84, 0xa1, b't', 0xa5, b'r', b'e', b'p', b'l', b'y', 0xa3, b'a', b'c', b'k', 0x01, 0xa2,
+        b'o', b'k', 0xc3, 0xa4, b'a', b'r', b'g', b's', 0xc0,
+    ]);
+    assert_eq!(decode(&frame), Ok(plain));
 }

@@ -1,0 +1,153 @@
+//! The Socket.IO wire format: what the router hands a Socket.IO receiver,
+//! spelled as Engine.IO messages in WebSocket frames (the polling
+//! transport re-frames them).
+//!
+//! An event becomes `42/ns,["event",…args]` (the Engine.IO `4`, then the
+//! Socket.IO packet), its MessagePack payload converted to JSON once per
+//! emit; `bin` values become attachments, sent as binary frames right
+//! after the text frame, all in one queued item so nothing comes between.
+//! Answers are acks: a reply becomes `43/ns,id[…args]`, a failed request
+//! an ack whose one argument is `{"$error":{"code","message"}}`, and a
+//! refusal with no ack to answer a `$error` event.
+
+use bytes::Bytes;
+use herald_protocol::EventRef;
+use herald_protocol::socketio::convert::{write_ack_packet, write_event_packet};
+use herald_protocol::socketio::encode::{write_ack_head, write_event_head};
+use herald_protocol::socketio::json::write_str;
+
+use crate::frame;
+use crate::wire::Answer;
+
+/// The Engine.IO packet type of a message.
+const MESSAGE: char = '4';
+
+/// One queued item: the text frame of `text`, then a binary frame per
+/// attachment.
+pub(crate) fn frames(text: &str, attachments: &[Bytes]) -> Bytes {
+    if attachments.is_empty() {
+        return frame::text(text.as_bytes());
+    }
+    let mut item = frame::text(text.as_bytes()).to_vec();
+    for attachment in attachments {
+        item.extend_from_slice(&frame::binary(attachment));
+    }
+    Bytes::from(item)
+}
+
+/// A Socket.IO packet (the text after the Engine.IO `4`) as one queued
+/// text frame.
+pub(crate) fn packet(packet: &str) -> Bytes {
+    let mut text = String::with_capacity(packet.len() + 1);
+    text.push(MESSAGE);
+    text.push_str(packet);
+    frame::text(text.as_bytes())
+}
+
+/// The frame of one delivered event.
+pub(crate) fn event(event: &EventRef<'_>) -> Bytes {
+    let payload = Bytes::copy_from_slice(event.payload);
+    let mut text = String::with_capacity(16 + event.event.len() + 2 * payload.len());
+    text.push(MESSAGE);
+    let mut attachments = Vec::new();
+    write_event_packet(
+        &mut text,
+        &mut attachments,
+        event.namespace,
+        event.event,
+        &payload,
+        event.args,
+        None,
+    );
+    frames(&text, &attachments)
+}
+
+/// The frame of one answer to a Socket.IO connection.
+pub(crate) fn answer(answer: &Answer<'_>) -> Bytes {
+    let mut text = String::with_capacity(64);
+    text.push(MESSAGE);
+    match *answer {
+        Answer::Reply {
+            namespace,
+            ack,
+            ok: true,
+            payload,
+            args,
+        } => {
+            let mut attachments = Vec::new();
+            write_ack_packet(&mut text, &mut attachments, namespace, ack, payload, args);
+            return frames(&text, &attachments);
+        }
+        Answer::Reply {
+            namespace,
+            ack,
+            payload,
+            ..
+        } => {
+            write_ack_head(&mut text, namespace, ack, 0);
+            text.push('[');
+            write_error(&mut text, "rejected", &rejection_message(payload));
+            text.push(']');
+        }
+        Answer::Error {
+            namespace,
+            id: Some(id),
+            code,
+            message,
+        } => {
+            write_ack_head(&mut text, namespace.unwrap_or("/"), id, 0);
+            text.push('[');
+            write_error(&mut text, code.as_str(), message);
+            text.push(']');
+        }
+        Answer::Error {
+            namespace,
+            id: None,
+            code,
+            message,
+        } => {
+            write_event_head(&mut text, namespace.unwrap_or("/"), None, 0);
+            text.push_str("[\"$error\",");
+            write_error(&mut text, code.as_str(), message);
+            text.push(']');
+        }
+    }
+    frame::text(text.as_bytes())
+}
+
+/// The ack argument of `{"ok":true}`, or of a refusal, for the reserved
+/// client events (`$subscribe`, `$join`, …).
+pub(crate) fn command_ack(namespace: &str, id: u64, refused: Option<(&str, &str)>) -> Bytes {
+    let mut text = String::with_capacity(48);
+    text.push(MESSAGE);
+    write_ack_head(&mut text, namespace, id, 0);
+    match refused {
+        None => text.push_str("[{\"ok\":true}]"),
+        Some((code, message)) => {
+            text.push_str("[{\"ok\":false,\"error\":{\"code\":");
+            write_str(&mut text, code);
+            text.push_str(",\"message\":");
+            write_str(&mut text, message);
+            text.push_str("}}]");
+        }
+    }
+    frame::text(text.as_bytes())
+}
+
+/// `{"$error":{"code":…,"message":…}}`.
+fn write_error(out: &mut String, code: &str, message: &str) {
+    out.push_str("{\"$error\":{\"code\":");
+    write_str(out, code);
+    out.push_str(",\"message\":");
+    write_str(out, message);
+    out.push_str("}}");
+}
+
+/// A native responder's error reply is, by convention, a MessagePack
+/// string; anything else is named generically.
+fn rejection_message(payload: &Bytes) -> String {
+    match rmpv::decode::read_value(&mut &payload[..]) {
+        Ok(rmpv::Value::String(text)) => text.into_str().unwrap_or_default(),
+        _ => "the responder answered with an error".into(),
+    }
+}

@@ -1,0 +1,392 @@
+//! One Socket.IO connection (an Engine.IO session, over either transport):
+//! the namespaces it connected to, and its packets turned into router
+//! calls through the same admission checks as a native session.
+//!
+//! - CONNECT to a namespace subscribes the socket to `>` there (what is
+//!   emitted to its namespace, its rooms and itself reaches it), answers
+//!   `0/ns,{"sid"}` with its session id and publishes `$connection`.
+//! - EVENT is a Herald emit that does not come back to the sender; with
+//!   an ack id it is a request to one responder, whose reply becomes the
+//!   ack. Events named `$subscribe`, `$unsubscribe`, `$join` and `$leave`
+//!   are the client's own commands, acked `{"ok":true}` or
+//!   `{"ok":false,"error":{…}}`.
+//! - DISCONNECT leaves the namespace (`$disconnect`, reason `client
+//!   namespace disconnect`); with no namespace left the session closes.
+//! - A packet that does not parse closes the session, as the reference
+//!   server does; so does no CONNECT within `socketio.connect_timeout`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use herald_protocol::envelope::Emit;
+use herald_protocol::names::validate_namespace;
+use herald_protocol::socketio::assemble::{Assembled, Assembler};
+use herald_protocol::socketio::encode::{write_connect, write_connect_error};
+use herald_protocol::socketio::json::Json;
+use herald_protocol::socketio::packet::{Body, PacketLimits};
+use herald_protocol::{CloseReason, ErrorCode};
+use tracing::debug;
+
+use super::format;
+use super::lifecycle;
+use crate::admission::{self, Denied, EmitNames};
+use crate::engineio::{EngineConn, Message};
+use crate::outbox::Outbox;
+use crate::router::SubKey;
+use crate::state::Shared;
+use crate::wire::Answer;
+
+/// Request timeout of an event with an ack (Socket.IO clients give none).
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves one Engine.IO session speaking Socket.IO until it closes.
+pub(crate) async fn serve(mut conn: EngineConn, shared: Arc<Shared>) {
+    let outbox = conn.outbox.clone();
+    let mut session = Session {
+        shared: shared.clone(),
+        outbox: outbox.clone(),
+        transport: conn.transport().as_str(),
+        sockets: HashMap::new(),
+        assembler: Assembler::new(PacketLimits::default()),
+        back_pressure: None,
+    };
+    debug!(conn = outbox.id.0, "socket.io session opened");
+    let reason = session.read_loop(&mut conn).await;
+    // Counts the close, and takes the session id out of the router.
+    let reason = conn.finish(reason).await;
+    session.clean_up(lifecycle::reason_of(reason));
+    debug!(
+        conn = outbox.id.0,
+        reason = reason.as_str(),
+        "socket.io session closed"
+    );
+}
+
+/// One namespace this connection is connected to.
+#[derive(Default)]
+struct Socket {
+    /// Reverse index: what to remove from the router when it leaves.
+    subscriptions: HashSet<SubKey>,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    outbox: Outbox,
+    /// `websocket` or `polling`, as the socket connected.
+    transport: &'static str,
+    sockets: HashMap<Box<str>, Socket>,
+    assembler: Assembler,
+    back_pressure: Option<Outbox>,
+}
+
+/// What handling one packet asks of the read loop.
+enum Next {
+    Read,
+    Close(CloseReason),
+}
+
+impl Session {
+    async fn read_loop(&mut self, conn: &mut EngineConn) -> CloseReason {
+        let close = self.outbox.close.clone();
+        let cancelled = close.cancelled();
+        tokio::pin!(cancelled);
+        let connect_deadline = tokio::time::sleep(self.shared.settings.socketio.connect_timeout);
+        tokio::pin!(connect_deadline);
+        let mut connected_once = false;
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = &mut cancelled => return self.outbox.close_reason(),
+                () = &mut connect_deadline, if !connected_once => {
+                    return CloseReason::ConnectTimeout;
+                }
+                message = conn.recv() => message,
+            };
+            let next = match message {
+                Ok(None) => return CloseReason::ClientClosed,
+                Err(reason) => return reason,
+                Ok(Some(Message::Text(text))) => self.on_text(&text),
+                Ok(Some(Message::Binary(data))) => self.on_binary(data),
+            };
+            if let Next::Close(reason) = next {
+                return reason;
+            }
+            connected_once |= !self.sockets.is_empty();
+            if connected_once && self.sockets.is_empty() {
+                // The client left its last namespace.
+                return CloseReason::ClientClosed;
+            }
+            if let Some(receiver) = self.back_pressure.take() {
+                receiver.wait_drained().await;
+            }
+            tokio::task::consume_budget().await;
+        }
+    }
+
+    fn on_text(&mut self, text: &Bytes) -> Next {
+        let Ok(text) = std::str::from_utf8(text) else {
+            return Next::Close(CloseReason::InvalidUtf8);
+        };
+        match self.assembler.text(text) {
+            Ok(Some(packet)) => self.on_packet(packet),
+            Ok(None) => Next::Read,
+            Err(error) => self.parse_error(&error),
+        }
+    }
+
+    fn on_binary(&mut self, data: Bytes) -> Next {
+        match self.assembler.binary(data) {
+            Ok(Some(packet)) => self.on_packet(packet),
+            Ok(None) => Next::Read,
+            Err(error) => self.parse_error(&error),
+        }
+    }
+
+    fn parse_error(&self, error: &dyn std::fmt::Display) -> Next {
+        Stats::add(&self.shared.stats.bad_frames, 1);
+        debug!(conn = self.outbox.id.0, %error, "invalid socket.io packet");
+        Next::Close(CloseReason::ProtocolError)
+    }
+
+    fn on_packet(&mut self, assembled: Assembled) -> Next {
+        let namespace = assembled.packet.namespace.clone();
+        match &assembled.packet.body {
+            Body::Connect { auth } => {
+                self.on_connect(&namespace, auth.as_ref());
+                Next::Read
+            }
+            Body::Disconnect => {
+                self.leave_namespace(&namespace, "client namespace disconnect");
+                Next::Read
+            }
+            // Packets for a namespace the socket is not in are ignored, as
+            // the reference server does (they race a disconnect).
+            _ if !self.sockets.contains_key(&*namespace) => Next::Read,
+            Body::Event { name, args, .. } => {
+                let id = assembled.packet.id;
+                if name.starts_with('$') {
+                    self.on_command(&namespace, id, name, args);
+                } else {
+                    self.on_event(&namespace, id, name, &assembled);
+                }
+                Next::Read
+            }
+            // The broker never asks a client for an ack.
+            Body::Ack { .. } => Next::Read,
+        }
+    }
+
+    fn on_connect(&mut self, namespace: &str, auth: Option<&Json>) {
+        let settings = &self.shared.settings.socketio;
+        let allowed = validate_namespace(namespace).is_ok()
+            && (settings.namespaces.is_empty()
+                || settings.namespaces.iter().any(|n| n == namespace));
+        if !allowed {
+            let mut text = String::new();
+            write_connect_error(&mut text, namespace, "Invalid namespace");
+            self.outbox.answer(&format::packet(&text));
+            return;
+        }
+        if !self.sockets.contains_key(namespace) {
+            let mut socket = Socket::default();
+            match admission::subscription(namespace, ">", None, false) {
+                Ok(key) => {
+                    self.shared.router.subscribe(&self.outbox, &key);
+                    socket.subscriptions.insert(key);
+                }
+                Err(denied) => {
+                    let mut text = String::new();
+                    write_connect_error(&mut text, namespace, &denied.message);
+                    self.outbox.answer(&format::packet(&text));
+                    return;
+                }
+            }
+            self.sockets.insert(namespace.into(), socket);
+        }
+        let mut text = String::new();
+        write_connect(&mut text, namespace, &self.outbox.session);
+        self.outbox.answer(&format::packet(&text));
+        lifecycle::connected(&self.shared, &self.outbox, namespace, auth, self.transport);
+    }
+
+    fn leave_namespace(&mut self, namespace: &str, reason: &str) {
+        let Some(socket) = self.sockets.remove(namespace) else {
+            return;
+        };
+        self.remove_socket(namespace, socket, reason);
+    }
+
+    fn remove_socket(&self, namespace: &str, socket: Socket, reason: &str) {
+        let router = &self.shared.router;
+        for key in socket.subscriptions {
+            router.unsubscribe(self.outbox.id, &key);
+        }
+        router.leave_rooms(&self.outbox, Some(namespace));
+        lifecycle::disconnected(&self.shared, &self.outbox, namespace, reason);
+    }
+
+    fn refuse(&self, namespace: &str, id: Option<u64>, denied: &Denied) {
+        Stats::add(&self.shared.stats.errors_sent, 1);
+        self.outbox.answer_with(&Answer::Error {
+            namespace: Some(namespace),
+            id,
+            code: denied.code,
+            message: &denied.message,
+        });
+    }
+
+    fn on_event(&mut self, namespace: &str, id: Option<u64>, name: &str, assembled: &Assembled) {
+        let payload = match assembled.args_payload() {
+            Ok(payload) => payload,
+            Err(error) => {
+                let denied = Denied {
+                    code: ErrorCode::InvalidEnvelope,
+                    message: error.to_string(),
+                };
+                return self.refuse(namespace, id, &denied);
+            }
+        };
+        let names = EmitNames {
+            namespace,
+            event: name,
+            room: None,
+            except: None,
+            payload: &payload.bytes,
+        };
+        if let Err(denied) = admission::emit(&self.shared, Some(&self.outbox), &names) {
+            return self.refuse(namespace, id, &denied);
+        }
+        let emit = Emit {
+            namespace: namespace.to_owned(),
+            event: name.to_owned(),
+            payload: payload.bytes,
+            args: payload.spread,
+            exclude_self: true,
+            ack: id,
+            ..Emit::default()
+        };
+        let router = &self.shared.router;
+        let Some(ack) = id else {
+            self.back_pressure = router.publish(Some(&self.outbox), &emit).back_pressure;
+            return;
+        };
+        let limits = &self.shared.settings.limits;
+        if self.outbox.pending_requests.load(Relaxed) >= limits.max_pending_requests_per_connection
+        {
+            let denied = Denied {
+                code: ErrorCode::TooManyRequests,
+                message: format!(
+                    "{} requests already in flight (limits.max_pending_requests_per_connection)",
+                    limits.max_pending_requests_per_connection
+                ),
+            };
+            return self.refuse(namespace, id, &denied);
+        }
+        let timeout = ACK_TIMEOUT.min(limits.max_request_timeout);
+        if let Err(error) = router.request(&self.outbox, &emit, ack, timeout) {
+            self.refuse(namespace, id, &error.into());
+        }
+    }
+
+    /// The client's own commands: `$subscribe` / `$unsubscribe` (a Herald
+    /// pattern, and optionally `{"group": name}`), `$join` / `$leave` (a
+    /// room).
+    fn on_command(&mut self, namespace: &str, id: Option<u64>, name: &str, args: &[Json]) {
+        let result = self.command(namespace, name, args);
+        match (id, result) {
+            (Some(id), Ok(())) => {
+                self.outbox
+                    .answer(&format::command_ack(namespace, id, None));
+            }
+            (Some(id), Err(denied)) => {
+                let refused = Some((denied.code.as_str(), denied.message.as_str()));
+                self.outbox
+                    .answer(&format::command_ack(namespace, id, refused));
+            }
+            (None, Ok(())) => {}
+            (None, Err(denied)) => self.refuse(namespace, None, &denied),
+        }
+    }
+
+    fn command(&mut self, namespace: &str, name: &str, args: &[Json]) -> Result<(), Denied> {
+        let text = |json: Option<&Json>| match json {
+            Some(Json::Str(text)) => Ok(text.clone()),
+            _ => Err(Denied {
+                code: ErrorCode::InvalidEnvelope,
+                message: format!("{name} takes a string as its first argument"),
+            }),
+        };
+        let first = text(args.first());
+        let shared = self.shared.clone();
+        let max_rooms = shared.settings.limits.max_rooms_per_connection;
+        match name {
+            "$subscribe" | "$unsubscribe" => {
+                let pattern = first?;
+                let group = match args.get(1).and_then(|options| options.get("group")) {
+                    Some(Json::Str(group)) => Some(group.as_str()),
+                    _ => None,
+                };
+                let key = admission::subscription(namespace, &pattern, group, false)?;
+                let Some(socket) = self.sockets.get_mut(namespace) else {
+                    return Ok(());
+                };
+                if name == "$unsubscribe" {
+                    if socket.subscriptions.remove(&key) {
+                        shared.router.unsubscribe(self.outbox.id, &key);
+                    }
+                    return Ok(());
+                }
+                let total: usize = self.sockets.values().map(|s| s.subscriptions.len()).sum();
+                let max = shared.settings.limits.max_subscriptions_per_connection;
+                let Some(socket) = self.sockets.get_mut(namespace) else {
+                    return Ok(());
+                };
+                if !socket.subscriptions.contains(&key) {
+                    if total >= max {
+                        return Err(Denied {
+                            code: ErrorCode::TooManySubscriptions,
+                            message: format!(
+                                "this connection already has {max} subscriptions (limits.max_subscriptions_per_connection)"
+                            ),
+                        });
+                    }
+                    shared.router.subscribe(&self.outbox, &key);
+                    socket.subscriptions.insert(key);
+                }
+                Ok(())
+            }
+            "$join" | "$leave" => {
+                let room = first?;
+                admission::room_change(&shared, &self.outbox, namespace, &room, None)?;
+                if name == "$join" {
+                    shared
+                        .router
+                        .join(&self.outbox, namespace, &room, max_rooms)?;
+                } else {
+                    shared.router.leave(&self.outbox, namespace, &room);
+                }
+                Ok(())
+            }
+            _ => Err(Denied {
+                code: ErrorCode::InvalidEvent,
+                message: format!(
+                    "{name:?}: events starting with '$' are reserved; the client commands are $subscribe, $unsubscribe, $join and $leave"
+                ),
+            }),
+        }
+    }
+
+    /// Leaves every namespace still connected (the connection closed).
+    fn clean_up(&mut self, reason: &str) {
+        let sockets: Vec<(Box<str>, Socket)> = self.sockets.drain().collect();
+        for (namespace, socket) in sockets {
+            self.remove_socket(&namespace, socket, reason);
+        }
+        self.shared.router.leave_rooms(&self.outbox, None);
+    }
+}
+
+use crate::stats::Stats;
