@@ -13,12 +13,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use herald_examples::{Line, ORDER_BILLED, ORDER_CREATED};
+use herald_tests::examples::example_binary;
 use herald_tests::{TestBroker, start_broker};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -34,62 +34,6 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 type Tagged = (usize, Line);
 /// A stdout line as read: (which copy, the text).
 type Raw = (usize, String);
-
-/// The example binary `name`, built by cargo next to this test
-/// (`target/<profile>/examples/<name>`).
-fn example_binary(name: &str) -> PathBuf {
-    let test = std::env::current_exe().expect("the test binary's path");
-    // target/<profile>/deps/services-… -> target/<profile>/examples/<name>
-    let profile_dir = test
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.is_file(),
-        "the example binary {} is missing; build it with \
-         `cargo build -p herald-examples --examples` (cargo test builds it too)",
-        binary.display()
-    );
-    assert_fresh(&binary, name);
-    binary
-}
-
-/// Fails when a source file of example `name` (its file, the examples'
-/// library, the SDK) is newer than `binary`: `cargo test --test services`
-/// builds this test but not the examples, so it could run an old build.
-fn assert_fresh(binary: &Path, name: &str) {
-    let built = modified(binary);
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut pending = vec![
-        crate_dir.join("services").join(format!("{name}.rs")),
-        crate_dir.join("src"),
-        crate_dir.join("../client-sdk/src"),
-    ];
-    while let Some(path) = pending.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).expect("a source directory") {
-                pending.push(entry.expect("a directory entry").path());
-            }
-        } else if modified(&path) > built {
-            panic!(
-                "the example binary {} is older than {}; rebuild the examples: \
-                     `cargo test -p herald-examples` (not only `--test services`) or \
-                     `cargo build -p herald-examples --examples`",
-                binary.display(),
-                path.display()
-            );
-        }
-    }
-}
-
-fn modified(path: &Path) -> SystemTime {
-    std::fs::metadata(path)
-        .and_then(|meta| meta.modified())
-        .unwrap_or_else(|e| panic!("cannot read the time {} was modified: {e}", path.display()))
-}
 
 /// One running example service. Its stdout lines go, parsed, to the
 /// channel it was started with; its stderr (logs) is kept for failure

@@ -6,8 +6,8 @@
 //! (`tests/socketio/driver.py`), or `socket.io-client`'s browser bundle in
 //! headless Chromium (`tests/socketio/page.html`, see [`browser`]). One
 //! driver holds any number of sockets, each named by the test (`id`).
-//! [`Target`] is the Socket.IO server they talk to (the Node reference
-//! server now; Herald once it speaks Socket.IO).
+//! [`Target`] is the Socket.IO server they talk to (Herald with the
+//! conformance service; the Node reference server for comparison).
 //!
 //! What they need is installed by `scripts/socketio-deps.sh` (run by
 //! `scripts/test.sh`); a test whose client is missing fails and says so.
@@ -57,9 +57,13 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
 pub mod browser;
+mod relay;
 mod target;
 
-pub use target::{DEFAULT_TARGET, PING_INTERVAL, PING_TIMEOUT, ReferenceServer, Target};
+pub use target::{
+    DEFAULT_TARGET, HeraldServer, PING_INTERVAL, PING_TIMEOUT, ReferenceServer, Target,
+    conformance_settings,
+};
 
 /// Longest a single wait on a client may take (a connect, an event, an
 /// ack, a reconnection).

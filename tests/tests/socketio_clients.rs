@@ -3,10 +3,10 @@
 //! python-socketio and `socket.io-client` in headless Chromium, each over
 //! websocket only, polling only and polling upgraded to websocket.
 //!
-//! The server is [`Target::start`]'s (`HERALD_SIO_TARGET`): the Node
-//! reference server by default, so these tests check the client rig itself
-//! and record what a Socket.IO server does; pointed at Herald, the same
-//! scenarios check Herald. Each test is named `SCENARIO::CLIENT_TRANSPORT`
+//! The server is [`Target::start`]'s (`HERALD_SIO_TARGET`): Herald (a
+//! broker and the conformance service) by default; pointed at the Node
+//! reference server (`HERALD_SIO_TARGET=reference`), the same scenarios
+//! check the client rig itself and record what a Socket.IO server does. Each test is named `SCENARIO::CLIENT_TRANSPORT`
 //! (e.g. `rooms::python_polling`).
 
 use std::sync::atomic::{AtomicU64, Ordering};

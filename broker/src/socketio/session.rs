@@ -106,7 +106,8 @@ impl Session {
                 message = conn.recv() => message,
             };
             let next = match message {
-                Ok(None) => return CloseReason::ClientClosed,
+                // The session moved to its upgraded WebSocket: read on.
+                Ok(None) => continue,
                 Err(reason) => return reason,
                 Ok(Some(Message::Text(text))) => self.on_text(&text),
                 Ok(Some(Message::Binary(data))) => self.on_binary(data),
