@@ -24,6 +24,9 @@
 //!   (bounded waits on channels, forwarding handlers, SDK clients).
 //! - [`cluster`]: a real `redis-server` on a free port and broker daemon
 //!   processes clustered over it, for the broker's cluster tests.
+//! - [`sioclient`]: real Socket.IO clients (Node, Python, headless
+//!   Chromium) scripted over JSON lines, and the Socket.IO server they
+//!   talk to (the Node reference server, or Herald).
 //!
 //! # Rules every test follows
 //! - Every wait is bounded: a read gives up after [`TIMEOUT`] with a message
@@ -57,7 +60,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod cluster;
+pub mod examples;
 pub mod sdk;
+pub mod sioclient;
 
 /// How long any single wait of a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);

@@ -336,6 +336,49 @@ async fn polling_sends_and_receives_text_and_binary_packets() {
     assert_eq!(poll(broker.addr(), &sid).await, "4hello\x1ebAQIDBA==");
 }
 
+/// A poll answers at most 16 packets (python-engineio drops a session
+/// on a longer payload); the rest follow in the next polls, in order.
+#[tokio::test]
+async fn polling_answers_at_most_16_packets_per_get() {
+    let broker = quiet_broker().await;
+    let sid = open_polling(broker.addr()).await;
+    let query = sid_query(&sid);
+    let burst: Vec<String> = (0..20).map(|i| format!("4m{i}")).collect();
+    assert_eq!(
+        post(broker.addr(), &query, burst.join("\x1e").as_bytes())
+            .await
+            .body,
+        "ok"
+    );
+    // The session's inbox holds two bodies: the last of three more POSTs
+    // returns only once the echo has taken the burst's body and queued
+    // every echo of it.
+    let mut sent = burst;
+    for i in 0..3 {
+        let tail = format!("4t{i}");
+        assert_eq!(
+            post(broker.addr(), &query, tail.as_bytes()).await.body,
+            "ok"
+        );
+        sent.push(tail);
+    }
+    let first = poll(broker.addr(), &sid).await;
+    assert_eq!(
+        first.split('\x1e').count(),
+        16,
+        "the first poll answers 16 of the {} queued packets: {first}",
+        sent.len()
+    );
+    let mut received: Vec<String> = first.split('\x1e').map(str::to_owned).collect();
+    while received.len() < sent.len() {
+        let answer = poll(broker.addr(), &sid).await;
+        let packets: Vec<&str> = answer.split('\x1e').collect();
+        assert!(packets.len() <= 16, "{answer}");
+        received.extend(packets.into_iter().map(str::to_owned));
+    }
+    assert_eq!(received, sent, "every packet, once, in order");
+}
+
 #[tokio::test]
 async fn polling_closes_the_session_on_an_invalid_packet() {
     let broker = quiet_broker().await;

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_protocol::CloseReason;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::{Instant, Sleep};
 
@@ -189,7 +190,8 @@ impl EngineConn {
     /// packet, shutdown, a slow consumer, …): call [`EngineConn::finish`].
     ///
     /// Cancel-safe (for `tokio::select!`): nothing read is lost when the
-    /// future is dropped.
+    /// future is dropped (but while it writes the item a poll held back
+    /// to a WebSocket it switches to, which only a session's end cancels).
     pub(crate) async fn recv(&mut self) -> Result<Option<Message>, CloseReason> {
         loop {
             if let Some(message) = self.next_buffered()? {
@@ -203,8 +205,8 @@ impl EngineConn {
                 // POSTed packets were all handled (`next_buffered`) and the
                 // inbox is looked at first below, so nothing sent before
                 // the `5` is overtaken.
-                if let Some((handover, queue)) = session.take_upgrade() {
-                    self.switch(handover, queue);
+                if let Some((handover, queue, held)) = session.take_upgrade() {
+                    self.switch(handover, queue, held).await?;
                     return Ok(None);
                 }
             }
@@ -368,10 +370,25 @@ impl EngineConn {
         Ok(None)
     }
 
-    /// Moves the session to the WebSocket an upgrade handed over: its
-    /// writer takes the queue over.
-    fn switch(&mut self, handover: Handover, queue: mpsc::Receiver<Bytes>) {
-        let Handover { reader, write } = handover;
+    /// Moves the session to the WebSocket an upgrade handed over: the
+    /// item the last poll held back is written first, then its writer
+    /// takes the queue over.
+    async fn switch(
+        &mut self,
+        handover: Handover,
+        queue: mpsc::Receiver<Bytes>,
+        held: Option<Bytes>,
+    ) -> Result<(), CloseReason> {
+        let Handover { reader, mut write } = handover;
+        if let Some(item) = held {
+            let timeout = self.shared.settings.delivery.write_timeout;
+            let written = tokio::time::timeout(timeout, write.write_all(&item)).await;
+            if !matches!(written, Ok(Ok(()))) {
+                self.outbox.close_with(CloseReason::TransportError);
+                return Err(self.outbox.close_reason());
+            }
+            Stats::add(&self.shared.stats.bytes_sent, item.len() as u64);
+        }
         let conn = Conn::resume(
             write,
             queue,
@@ -384,6 +401,7 @@ impl EngineConn {
         // drained before the switch is looked at).
         self.io = Io::WebSocket { reader, conn };
         self.transport = Transport::WebSocket;
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@
 //! - GET waits for the session's queue (the same bounded queue of
 //!   WebSocket frames a writer drains) and answers what is queued, up to
 //!   `socketio.max_payload` bytes (the message crossing it is the last
-//!   one), re-framed as a payload. It answers `1` when the session closes
+//!   one) and [`MAX_PACKETS`] packets, re-framed as a payload. It answers `1` when the session closes
 //!   (`6` when the client closed it, or when an upgrade needs the poll
 //!   ended). A second GET while one waits closes the session: 400, and the
 //!   waiting one gets `1`.
@@ -31,6 +31,7 @@ use tokio::sync::{Notify, mpsc};
 use super::packet::{self, Packet};
 use super::query::{ErrorCode, Refusal};
 use super::websocket::Handover;
+use crate::frame;
 use crate::http::Body;
 use crate::outbox::Outbox;
 use crate::state::Shared;
@@ -38,6 +39,12 @@ use crate::stats::Stats;
 
 /// Bodies of POSTed packets waiting for the session's task.
 const INBOX_CAPACITY: usize = 2;
+
+/// The most packets a GET answers: python-engineio refuses a payload of
+/// more than 16 (`Payload.max_decode_packets`) and drops the session. A
+/// queued item (a message and its attachments) is never split; one that
+/// would cross the limit waits for the next GET (alone, when it is larger).
+pub(crate) const MAX_PACKETS: usize = 16;
 
 /// Where a session is in the upgrade to a WebSocket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,6 +68,9 @@ pub(crate) struct PollSession {
     /// The session's queue; taken by the GET being answered, or by the
     /// session's task when it moves to a WebSocket.
     queue: Mutex<Option<mpsc::Receiver<Bytes>>>,
+    /// An item taken from the queue that did not fit in the last answer
+    /// ([`MAX_PACKETS`]): the next GET (or the WebSocket) sends it first.
+    held: Mutex<Option<Bytes>>,
     /// A GET gave the queue back.
     pub(crate) queue_back: Notify,
     stage: AtomicU8,
@@ -90,6 +100,7 @@ impl PollSession {
             sid: sid.into_boxed_str(),
             outbox,
             queue: Mutex::new(Some(queue)),
+            held: Mutex::new(None),
             queue_back: Notify::new(),
             stage: AtomicU8::new(Stage::Polling as u8),
             wake: Notify::new(),
@@ -141,12 +152,24 @@ impl PollSession {
         self.upgraded.notify_one();
     }
 
-    /// The WebSocket to move to, once the queue is free too; both taken.
-    pub(crate) fn take_upgrade(&self) -> Option<(Handover, mpsc::Receiver<Bytes>)> {
+    /// The WebSocket to move to, once the queue is free too; both taken,
+    /// with the item a GET held back (to be written before the queue's).
+    pub(crate) fn take_upgrade(&self) -> Option<(Handover, mpsc::Receiver<Bytes>, Option<Bytes>)> {
         let mut handover = self.handover.lock().ok()?;
         handover.as_ref()?;
         let queue = self.queue.lock().ok()?.take()?;
-        handover.take().map(|h| (h, queue))
+        let held = self.held.lock().ok().and_then(|mut held| held.take());
+        handover.take().map(|h| (h, queue, held))
+    }
+
+    fn take_held(&self) -> Option<Bytes> {
+        self.held.lock().ok().and_then(|mut held| held.take())
+    }
+
+    fn hold(&self, item: Bytes) {
+        if let Ok(mut held) = self.held.lock() {
+            *held = Some(item);
+        }
     }
 }
 
@@ -271,25 +294,42 @@ async fn wait(session: &PollSession, shared: &Shared) -> Response<Body> {
     if session.stage() >= Stage::Upgrading {
         return payload(Bytes::from_static(b"6"));
     }
-    let first = tokio::select! {
+    let held = session.take_held();
+    let first = if let Some(item) = held {
+        item
+    } else {
+        tokio::select! {
         biased;
         () = outbox.close.cancelled() => {
             return payload(Bytes::from_static(closing_packet(outbox.close_reason())));
         }
         () = &mut wake => return payload(Bytes::from_static(b"6")),
         item = queue.recv() => match item {
-            Some(item) => item,
+            Some(item) => {
+                outbox.taken(item.len());
+                item
+            }
             None => return payload(Bytes::from_static(b"1")),
         },
+        }
     };
     let limit = shared.settings.socketio.max_payload;
     let mut body = Vec::with_capacity(first.len().min(limit));
+    let mut packets = 0;
     let mut next = Some(first);
     while let Some(item) = next.take() {
-        outbox.taken(item.len());
+        let count = frame::frames(&item).count();
+        if packets > 0 && packets + count > MAX_PACKETS {
+            session.hold(item);
+            break;
+        }
+        packets += count;
         packet::append_item(&mut body, &item);
-        if body.len() < limit {
+        if body.len() < limit && packets < MAX_PACKETS {
             next = queue.try_recv().ok();
+            if let Some(item) = &next {
+                outbox.taken(item.len());
+            }
         }
     }
     Stats::add(&shared.stats.bytes_sent, body.len() as u64);

@@ -6,10 +6,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use herald_examples::Line;
 use herald_tests::TestBroker;
@@ -26,61 +25,7 @@ pub(crate) type Tagged = (usize, Line);
 /// A stdout line as read: (which copy, the text).
 pub(crate) type Raw = (usize, String);
 
-/// The example binary `name`, built by cargo next to this test
-/// (`target/<profile>/examples/<name>`).
-pub(crate) fn example_binary(name: &str) -> PathBuf {
-    let test = std::env::current_exe().expect("the test binary's path");
-    // target/<profile>/deps/services-… -> target/<profile>/examples/<name>
-    let profile_dir = test
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.is_file(),
-        "the example binary {} is missing; build it with \
-         `cargo build -p herald-examples --examples` (cargo test builds it too)",
-        binary.display()
-    );
-    assert_fresh(&binary, name);
-    binary
-}
-
-/// Fails when a source file of example `name` (its file, the examples'
-/// library, the SDK) is newer than `binary`: `cargo test --test <one test>`
-/// builds this test but not the examples, so it could run an old build.
-pub(crate) fn assert_fresh(binary: &Path, name: &str) {
-    let built = modified(binary);
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut pending = vec![
-        crate_dir.join("services").join(format!("{name}.rs")),
-        crate_dir.join("src"),
-        crate_dir.join("../client-sdk/src"),
-    ];
-    while let Some(path) = pending.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).expect("a source directory") {
-                pending.push(entry.expect("a directory entry").path());
-            }
-        } else if modified(&path) > built {
-            panic!(
-                "the example binary {} is older than {}; rebuild the examples: \
-                     `cargo test -p herald-examples` (not only `--test <one test>`) or \
-                     `cargo build -p herald-examples --examples`",
-                binary.display(),
-                path.display()
-            );
-        }
-    }
-}
-
-pub(crate) fn modified(path: &Path) -> SystemTime {
-    std::fs::metadata(path)
-        .and_then(|meta| meta.modified())
-        .unwrap_or_else(|e| panic!("cannot read the time {} was modified: {e}", path.display()))
-}
+pub(crate) use herald_tests::examples::example_binary;
 
 /// One running example service. Its stdout lines go, parsed, to the
 /// channel it was started with; its stderr (logs) is kept for failure
