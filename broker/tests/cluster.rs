@@ -531,24 +531,30 @@ async fn socketio_client(
 ) {
     use futures_util::SinkExt;
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", node.addr());
-    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
-        .await
-        .expect("the upgrade is answered")
-        .expect("the upgrade succeeds");
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("the upgrade is answered")
+    .expect("the upgrade succeeds");
     let open = socketio_text(&mut ws).await;
     assert!(open.starts_with('0'), "{open}");
     ws.send(tokio_tungstenite::tungstenite::Message::text("40"))
         .await
         .unwrap();
     let connect = socketio_text(&mut ws).await;
-    let answer: serde_json::Value = serde_json::from_str(connect.strip_prefix("40").unwrap()).unwrap();
+    let answer: serde_json::Value =
+        serde_json::from_str(connect.strip_prefix("40").unwrap()).unwrap();
     let sid = answer["sid"].as_str().unwrap().to_owned();
     (ws, sid)
 }
 
 /// The next text message of a Socket.IO client, answering pings (bounded).
 async fn socketio_text(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 ) -> String {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
@@ -615,10 +621,7 @@ async fn socketio_sockets_and_services_meet_across_nodes() {
     let mut to_socket = emit("/", "note", vec![0xa3, b'o', b'n', b'e']);
     to_socket.room = Some(sid.clone());
     service.emit(to_socket).await;
-    assert_eq!(
-        socketio_text(&mut socket).await,
-        r#"42["note","one"]"#
-    );
+    assert_eq!(socketio_text(&mut socket).await, r#"42["note","one"]"#);
     service
         .send(&herald_protocol::Envelope::Join(
             herald_protocol::envelope::RoomChange {
@@ -646,7 +649,10 @@ async fn socketio_sockets_and_services_meet_across_nodes() {
         }
         assert_eq!(got, r#"42["note","marker"]"#);
     }
-    assert_eq!(got, r#"42["note","room"]"#, "the moved socket gets room events");
+    assert_eq!(
+        got, r#"42["note","room"]"#,
+        "the moved socket gets room events"
+    );
 
     // It leaves: the service hears why.
     socket.send(Message::text("41")).await.unwrap();

@@ -206,7 +206,7 @@ impl EngineConn {
                 // inbox is looked at first below, so nothing sent before
                 // the `5` is overtaken.
                 if let Some((handover, queue, held)) = session.take_upgrade() {
-                    self.switch(handover, queue, held).await?;
+                    Box::pin(self.switch(handover, queue, held)).await?;
                     return Ok(None);
                 }
             }

@@ -15,7 +15,7 @@
 //! - A packet that does not parse closes the session, as the reference
 //!   server does; so does no CONNECT within `socketio.connect_timeout`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -33,7 +33,7 @@ use tracing::debug;
 use super::format;
 use super::lifecycle;
 use crate::admission::{self, Denied, EmitNames};
-use crate::engineio::{EngineConn, Message};
+use crate::engineio::{EngineConn, Message, Transport};
 use crate::outbox::Outbox;
 use crate::router::SubKey;
 use crate::state::Shared;
@@ -48,21 +48,62 @@ pub(crate) async fn serve(mut conn: EngineConn, shared: Arc<Shared>) {
     let mut session = Session {
         shared: shared.clone(),
         outbox: outbox.clone(),
-        transport: conn.transport().as_str(),
-        sockets: HashMap::new(),
+        transport: conn.transport(),
+        sockets: Sockets::default(),
         assembler: Assembler::new(PacketLimits::default()),
         back_pressure: None,
     };
     debug!(conn = outbox.id.0, "socket.io session opened");
     let reason = session.read_loop(&mut conn).await;
     // Counts the close, and takes the session id out of the router.
-    let reason = conn.finish(reason).await;
+    // Boxed: it runs once, so its state need not enlarge every idle
+    // session's task.
+    let reason = Box::pin(conn.finish(reason)).await;
     session.clean_up(lifecycle::reason_of(reason));
     debug!(
         conn = outbox.id.0,
         reason = reason.as_str(),
         "socket.io session closed"
     );
+}
+
+/// The namespaces a connection is connected to: a few at most, so a
+/// vector (smaller than a map in every idle session).
+#[derive(Default)]
+struct Sockets(Vec<(Box<str>, Socket)>);
+
+impl Sockets {
+    fn contains_key(&self, namespace: &str) -> bool {
+        self.0.iter().any(|(ns, _)| **ns == *namespace)
+    }
+
+    fn get_mut(&mut self, namespace: &str) -> Option<&mut Socket> {
+        self.0
+            .iter_mut()
+            .find(|(ns, _)| **ns == *namespace)
+            .map(|(_, socket)| socket)
+    }
+
+    fn insert(&mut self, namespace: &str, socket: Socket) {
+        self.0.push((namespace.into(), socket));
+    }
+
+    fn remove(&mut self, namespace: &str) -> Option<Socket> {
+        let at = self.0.iter().position(|(ns, _)| **ns == *namespace)?;
+        Some(self.0.swap_remove(at).1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Socket> {
+        self.0.iter().map(|(_, socket)| socket)
+    }
+
+    fn drain(&mut self) -> std::vec::Drain<'_, (Box<str>, Socket)> {
+        self.0.drain(..)
+    }
 }
 
 /// One namespace this connection is connected to.
@@ -76,8 +117,8 @@ struct Session {
     shared: Arc<Shared>,
     outbox: Outbox,
     /// `websocket` or `polling`: the transport now (what a CONNECT reports).
-    transport: &'static str,
-    sockets: HashMap<Box<str>, Socket>,
+    transport: Transport,
+    sockets: Sockets,
     assembler: Assembler,
     back_pressure: Option<Outbox>,
 }
@@ -90,27 +131,28 @@ enum Next {
 
 impl Session {
     async fn read_loop(&mut self, conn: &mut EngineConn) -> CloseReason {
-        let close = self.outbox.close.clone();
-        let cancelled = close.cancelled();
-        tokio::pin!(cancelled);
-        let connect_deadline = tokio::time::sleep(self.shared.settings.socketio.connect_timeout);
-        tokio::pin!(connect_deadline);
+        // Boxed and dropped once a namespace is connected, so a connected
+        // socket holds no timer for it. The close token is watched by
+        // `EngineConn::recv`, which ends the session with its reason.
+        let mut connect_deadline = Some(Box::pin(tokio::time::sleep(
+            self.shared.settings.socketio.connect_timeout,
+        )));
         let mut connected_once = false;
         loop {
-            let message = tokio::select! {
-                biased;
-                () = &mut cancelled => return self.outbox.close_reason(),
-                () = &mut connect_deadline, if !connected_once => {
-                    return CloseReason::ConnectTimeout;
-                }
-                message = conn.recv() => message,
+            let message = match connect_deadline.as_mut() {
+                Some(deadline) => tokio::select! {
+                    biased;
+                    () = deadline => return CloseReason::ConnectTimeout,
+                    message = conn.recv() => message,
+                },
+                None => conn.recv().await,
             };
             let next = match message {
                 // The session moved to the WebSocket an upgrade handed
                 // over (not an end): read on, and namespaces connected
                 // from now on report the new transport.
                 Ok(None) => {
-                    self.transport = conn.transport().as_str();
+                    self.transport = conn.transport();
                     continue;
                 }
                 Err(reason) => return reason,
@@ -120,13 +162,18 @@ impl Session {
             if let Next::Close(reason) = next {
                 return reason;
             }
-            connected_once |= !self.sockets.is_empty();
+            if !self.sockets.is_empty() {
+                connected_once = true;
+                connect_deadline = None;
+            }
             if connected_once && self.sockets.is_empty() {
                 // The client left its last namespace.
                 return CloseReason::ClientClosed;
             }
             if let Some(receiver) = self.back_pressure.take() {
-                receiver.wait_drained().await;
+                // Boxed: it is rare, and unboxed its state would make every
+                // idle session's task larger.
+                Box::pin(receiver.wait_drained()).await;
             }
             tokio::task::consume_budget().await;
         }
@@ -210,12 +257,13 @@ impl Session {
                     return;
                 }
             }
-            self.sockets.insert(namespace.into(), socket);
+            self.sockets.insert(namespace, socket);
         }
         let mut text = String::new();
         write_connect(&mut text, namespace, &self.outbox.session);
         self.outbox.answer(&format::packet(&text));
-        lifecycle::connected(&self.shared, &self.outbox, namespace, auth, self.transport);
+        let transport = self.transport.as_str();
+        lifecycle::connected(&self.shared, &self.outbox, namespace, auth, transport);
     }
 
     fn leave_namespace(&mut self, namespace: &str, reason: &str) {

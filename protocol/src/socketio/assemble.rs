@@ -27,7 +27,9 @@ pub struct Assembled {
 pub struct Assembler {
     limits: PacketLimits,
     /// The binary packet waiting for attachments, and those received.
-    pending: Option<(Packet, Vec<Bytes>)>,
+    /// Boxed: a connection holds an assembler for its whole life, and is
+    /// nearly always between packets.
+    pending: Option<Box<(Packet, Vec<Bytes>)>>,
 }
 
 impl Assembler {
@@ -44,7 +46,7 @@ impl Assembler {
     /// announcing 0 attachments, otherwise `None` until the attachments
     /// have come through [`Assembler::binary`].
     pub fn text(&mut self, text: &str) -> Result<Option<Assembled>, PacketError> {
-        if let Some((packet, got)) = &self.pending {
+        if let Some((packet, got)) = self.pending.as_deref() {
             return Err(PacketError::TextWhileAssembling(
                 packet.attachments() - got.len(),
             ));
@@ -57,30 +59,33 @@ impl Assembler {
                 attachments: Vec::new(),
             }));
         }
-        self.pending = Some((packet, Vec::with_capacity(due)));
+        self.pending = Some(Box::new((packet, Vec::with_capacity(due))));
         Ok(None)
     }
 
     /// Takes a binary message: the next attachment of the pending packet.
     /// Returns the packet once its last attachment has come.
     pub fn binary(&mut self, data: Bytes) -> Result<Option<Assembled>, PacketError> {
-        let Some((packet, got)) = &mut self.pending else {
+        let Some((packet, got)) = self.pending.as_deref_mut() else {
             return Err(PacketError::UnexpectedBinary);
         };
         got.push(data);
         if got.len() < packet.attachments() {
             return Ok(None);
         }
-        Ok(self.pending.take().map(|(packet, attachments)| Assembled {
-            packet,
-            attachments,
+        Ok(self.pending.take().map(|pending| {
+            let (packet, attachments) = *pending;
+            Assembled {
+                packet,
+                attachments,
+            }
         }))
     }
 
     /// How many attachments the pending packet still waits for.
     pub fn due(&self) -> usize {
         self.pending
-            .as_ref()
+            .as_deref()
             .map_or(0, |(packet, got)| packet.attachments() - got.len())
     }
 
