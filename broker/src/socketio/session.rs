@@ -217,7 +217,7 @@ impl Session {
             }
             // Packets for a namespace the socket is not in are ignored, as
             // the reference server does (they race a disconnect).
-            _ if !self.sockets.contains_key(&*namespace) => Next::Read,
+            _ if !self.sockets.contains_key(&namespace) => Next::Read,
             Body::Event { name, args, .. } => {
                 let id = assembled.packet.id;
                 if name.starts_with('$') {
