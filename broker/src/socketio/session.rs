@@ -15,7 +15,6 @@
 //! - A packet that does not parse closes the session, as the reference
 //!   server does; so does no CONNECT within `socketio.connect_timeout`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -85,6 +84,7 @@ impl Sockets {
     }
 
     fn insert(&mut self, namespace: &str, socket: Socket) {
+        self.0.reserve_exact(1);
         self.0.push((namespace.into(), socket));
     }
 
@@ -110,7 +110,8 @@ impl Sockets {
 #[derive(Default)]
 struct Socket {
     /// Reverse index: what to remove from the router when it leaves.
-    subscriptions: HashSet<SubKey>,
+    /// A vector: nearly always the one `>` (a set would take a table).
+    subscriptions: Vec<SubKey>,
 }
 
 struct Session {
@@ -248,7 +249,8 @@ impl Session {
             match admission::subscription(namespace, ">", None, false) {
                 Ok(key) => {
                     self.shared.router.subscribe(&self.outbox, &key);
-                    socket.subscriptions.insert(key);
+                    socket.subscriptions.reserve_exact(1);
+                    socket.subscriptions.push(key);
                 }
                 Err(denied) => {
                     let mut text = String::new();
@@ -388,7 +390,8 @@ impl Session {
                     return Ok(());
                 };
                 if name == "$unsubscribe" {
-                    if socket.subscriptions.remove(&key) {
+                    if let Some(at) = socket.subscriptions.iter().position(|k| *k == key) {
+                        socket.subscriptions.swap_remove(at);
                         shared.router.unsubscribe(self.outbox.id, &key);
                     }
                     return Ok(());
@@ -408,7 +411,7 @@ impl Session {
                         });
                     }
                     shared.router.subscribe(&self.outbox, &key);
-                    socket.subscriptions.insert(key);
+                    socket.subscriptions.push(key);
                 }
                 Ok(())
             }
