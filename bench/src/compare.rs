@@ -181,7 +181,14 @@ pub async fn measure_on(
         Target::Nats => measure(&NatsDriver::new(addr), workload, plan, probe, progress).await,
         Target::Redis => measure(&RedisDriver::new(addr)?, workload, plan, probe, progress).await,
         Target::HeraldSocketio => {
-            measure(&SocketIoDriver::herald(addr), workload, plan, probe, progress).await
+            measure(
+                &SocketIoDriver::herald(addr),
+                workload,
+                plan,
+                probe,
+                progress,
+            )
+            .await
         }
         Target::Socketioxide => {
             measure(&SocketIoDriver::new(addr), workload, plan, probe, progress).await

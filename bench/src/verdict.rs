@@ -206,8 +206,22 @@ pub fn checks(records: &[Record]) -> Vec<Check> {
         )
     };
     let mut checks = vec![
-        native("fanout", "msgs/server-CPU-s", msgs_per_cpu, "nats", 2.0, false),
-        native("fanout", "msgs/server-CPU-s", msgs_per_cpu, "floor", 0.8, false),
+        native(
+            "fanout",
+            "msgs/server-CPU-s",
+            msgs_per_cpu,
+            "nats",
+            2.0,
+            false,
+        ),
+        native(
+            "fanout",
+            "msgs/server-CPU-s",
+            msgs_per_cpu,
+            "floor",
+            0.8,
+            false,
+        ),
         native("pairs", "msgs/s", msgs_per_sec, "nats", 1.3, false),
         native("latency", "p50", p50, "nats", 1.0, true),
         conns_per_connection(records, HERALD),
@@ -311,7 +325,9 @@ pub fn ratios_table(records: &[Record]) -> String {
 /// Herald's Socket.IO front end's figures divided by each Socket.IO
 /// server's (socketioxide), as [`ratios_table`].
 pub fn socketio_ratios_table(records: &[Record]) -> String {
-    ratios_of(records, HERALD_SIO, |target| SOCKETIO_PEERS.contains(&target))
+    ratios_of(records, HERALD_SIO, |target| {
+        SOCKETIO_PEERS.contains(&target)
+    })
 }
 
 /// `subject`'s figures divided by those of each target `is_peer` accepts.
