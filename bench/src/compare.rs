@@ -180,6 +180,16 @@ pub async fn measure_on(
         )),
         Target::Nats => measure(&NatsDriver::new(addr), workload, plan, probe, progress).await,
         Target::Redis => measure(&RedisDriver::new(addr)?, workload, plan, probe, progress).await,
+        Target::HeraldSocketio => {
+            measure(
+                &SocketIoDriver::herald(addr),
+                workload,
+                plan,
+                probe,
+                progress,
+            )
+            .await
+        }
         Target::Socketioxide => {
             measure(&SocketIoDriver::new(addr), workload, plan, probe, progress).await
         }
@@ -208,6 +218,14 @@ pub fn report(comparison: &Comparison, options: &CompareOptions, machine: &str) 
     if !ratios.is_empty() {
         out.push_str("\nherald ÷ peer (above 1 is better for msgs/s and msgs/CPU-s, below 1 for p50 and KiB/conn):\n");
         out.push_str(&ratios);
+    }
+    let socketio = crate::verdict::socketio_ratios_table(records);
+    if !socketio.is_empty() {
+        out.push_str(&format!(
+            "\n{} ÷ Socket.IO server (same client; above 1 is better for msgs/s and msgs/CPU-s, below 1 for p50 and KiB/conn):\n",
+            crate::socketio_client::HERALD_TARGET
+        ));
+        out.push_str(&socketio);
     }
     if let Some(line) = crate::verdict::cluster_ratios(records) {
         out.push_str(&format!("\n{line}\n"));

@@ -1,5 +1,6 @@
 //! The side-by-side benchmark: Herald against NATS, Redis pub/sub,
-//! socketioxide and a floor forwarder, and a two-node Herald cluster
+//! socketioxide and a floor forwarder, Herald's Socket.IO front end
+//! against socketioxide (same client), and a two-node Herald cluster
 //! against one node.
 //!
 //! - [`compare`]: every workload of `herald-loadgen` against every

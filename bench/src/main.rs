@@ -1,7 +1,8 @@
 //! `herald-bench`: Herald against its peers on one machine.
 //!
-//! `compare` runs the four workloads against Herald, NATS, Redis pub/sub, a
-//! socketioxide relay and the floor forwarder (and `fanout` across a
+//! `compare` runs the four workloads against Herald (native, and its
+//! Socket.IO front end), NATS, Redis pub/sub, a socketioxide relay and the
+//! floor forwarder (and `fanout` across a
 //! two-node Herald cluster); `scale` opens 100,000 idle
 //! connections on one broker. The hidden `serve-floor` and `serve-socketio`
 //! subcommands are the relays `compare` starts as child processes.

@@ -14,6 +14,10 @@ pub enum Target {
     /// publisher on one node, the subscribers on the other
     /// ([`crate::cluster`]; `fanout` only).
     HeraldCluster,
+    /// The Herald broker daemon's Socket.IO front end (`/socket.io/`),
+    /// driven by the same Socket.IO client as socketioxide
+    /// ([`crate::socketio_client::Dialect::Herald`]).
+    HeraldSocketio,
     /// `nats-server` (Debian's package).
     Nats,
     /// `redis-server` (Debian's package), pub/sub.
@@ -26,11 +30,12 @@ pub enum Target {
 
 impl Target {
     /// Every target, in the order results are shown.
-    pub const ALL: [Target; 6] = [
+    pub const ALL: [Target; 7] = [
         Target::Herald,
         Target::HeraldCluster,
         Target::Nats,
         Target::Redis,
+        Target::HeraldSocketio,
         Target::Socketioxide,
         Target::Floor,
     ];
@@ -40,6 +45,7 @@ impl Target {
         match self {
             Target::Herald => crate::HERALD,
             Target::HeraldCluster => crate::cluster::TARGET,
+            Target::HeraldSocketio => crate::socketio_client::HERALD_TARGET,
             Target::Nats => crate::nats::TARGET,
             Target::Redis => crate::redis_target::TARGET,
             Target::Socketioxide => crate::socketio_client::TARGET,
@@ -113,7 +119,10 @@ impl Programs {
     /// For [`Target::HeraldCluster`] it is the command line of one node
     /// (`extra` carrying its cluster settings, see
     /// [`crate::cluster::ClusterLaunch`]), refused when `redis-server`,
-    /// which the cluster needs, is not installed.
+    /// which the cluster needs, is not installed. [`Target::HeraldSocketio`]
+    /// is the broker with Engine.IO heartbeats as rare as the socketioxide
+    /// relay's ([`crate::socketio_relay::HEARTBEAT`]): publishers and idle
+    /// sockets do not read while measuring, so they would miss pings.
     pub fn launch(
         &self,
         target: Target,
@@ -124,13 +133,23 @@ impl Programs {
         let ip = addr.ip().to_string();
         let args = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
         match target {
-            Target::Herald | Target::HeraldCluster => {
+            Target::Herald | Target::HeraldCluster | Target::HeraldSocketio => {
                 if target == Target::HeraldCluster && self.redis.is_none() {
                     return Err(missing("redis-server"));
                 }
                 let program = self.herald.clone()?;
                 let mut args = args(&["--listen", &addr.to_string(), "--log-level", "warn"]);
-                for setting in extra {
+                let heartbeat = crate::socketio_relay::HEARTBEAT.as_secs();
+                let socketio = [
+                    format!("socketio.ping_interval={heartbeat}s"),
+                    format!("socketio.ping_timeout={heartbeat}s"),
+                ];
+                let socketio = if target == Target::HeraldSocketio {
+                    &socketio[..]
+                } else {
+                    &[]
+                };
+                for setting in socketio.iter().chain(extra) {
                     args.push("--set".to_owned());
                     args.push(setting.clone());
                 }
@@ -231,6 +250,14 @@ mod tests {
         assert_eq!(
             herald.display(),
             "herald-broker --listen 127.0.0.1:4222 --log-level warn --set server.max_connections=5"
+        );
+        let socketio = with_herald
+            .launch(Target::HeraldSocketio, addr, &[])
+            .expect("built");
+        assert_eq!(
+            socketio.display(),
+            "herald-broker --listen 127.0.0.1:4222 --log-level warn \
+             --set socketio.ping_interval=600s --set socketio.ping_timeout=600s"
         );
     }
 

@@ -2,7 +2,9 @@
 //! PASS / FAIL / SKIP lines. A missing figure (a peer not installed, a run
 //! that failed) is SKIP for a peer and FAIL for Herald, never PASS. The
 //! two-node cluster is not a peer: it gets a line of its own, its figures
-//! over the single node's.
+//! over the single node's. Herald's Socket.IO front end is compared with
+//! the Socket.IO servers only (same client, same dialect of workloads),
+//! in a table and checks of its own.
 
 use std::fmt;
 
@@ -11,6 +13,10 @@ use herald_loadgen::report::grouped;
 
 use crate::HERALD;
 use crate::cluster::TARGET as CLUSTER;
+use crate::socketio_client::{HERALD_TARGET as HERALD_SIO, TARGET as SOCKETIOXIDE};
+
+/// The Socket.IO servers Herald's Socket.IO front end is compared with.
+const SOCKETIO_PEERS: [&str; 1] = [SOCKETIOXIDE];
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,27 +107,38 @@ fn lookup(records: &[Record], target: &str, workload: &str, figure: Figure) -> F
     figure(record).map_or(Found::Missing, Found::Value)
 }
 
-/// Herald's figure, or the verdict when there is none: a workload that was
-/// not selected is SKIP; Herald skipped or failed is FAIL.
-fn herald_figure(found: Found, workload: &str) -> Result<f64, (Verdict, String)> {
+/// The figure of `subject` (a Herald target), or the verdict when there is
+/// none: a workload that was not selected is SKIP; Herald skipped or
+/// failed is FAIL.
+fn herald_figure(found: Found, subject: &str, workload: &str) -> Result<f64, (Verdict, String)> {
     match found {
         Found::Value(value) => Ok(value),
         Found::NotRun => Err((Verdict::Skip, format!("{workload} was not run"))),
-        Found::Skipped(reason) => Err((Verdict::Fail, format!("herald was skipped: {reason}"))),
+        Found::Skipped(reason) => Err((Verdict::Fail, format!("{subject} was skipped: {reason}"))),
         Found::Missing => Err((
             Verdict::Fail,
-            "no figure for herald (the run failed)".to_owned(),
+            format!("no figure for {subject} (the run failed)"),
         )),
     }
 }
 
-/// "Herald's figure ≥ factor × the peer's" (or ≤, when `at_most`).
+/// A check's name: the native broker's checks name no subject.
+fn check_name(subject: &str, what: &str) -> String {
+    if subject == HERALD {
+        what.to_owned()
+    } else {
+        format!("{subject} {what}")
+    }
+}
+
+/// "The subject's figure ≥ factor × the peer's" (or ≤, when `at_most`),
+/// `versus` being (subject, peer).
 fn relative(
     records: &[Record],
     workload: &str,
     label: &str,
     get: Figure,
-    peer: &str,
+    (subject, peer): (&str, &str),
     factor: f64,
     at_most: bool,
 ) -> Check {
@@ -131,8 +148,11 @@ fn relative(
     } else {
         format!("{factor}× ")
     };
-    let name = format!("{workload} {label} {relation} {factor_text}{peer}");
-    let herald = herald_figure(lookup(records, HERALD, workload, get), workload);
+    let name = check_name(
+        subject,
+        &format!("{workload} {label} {relation} {factor_text}{peer}"),
+    );
+    let herald = herald_figure(lookup(records, subject, workload, get), subject, workload);
     let (verdict, detail) = match herald {
         Err(missing) => missing,
         Ok(h) => match lookup(records, peer, workload, get) {
@@ -149,7 +169,11 @@ fn relative(
                 };
                 (
                     if ok { Verdict::Pass } else { Verdict::Fail },
-                    format!("herald {} vs {peer} {} ({ratio})", grouped(h), grouped(p)),
+                    format!(
+                        "{subject} {} vs {peer} {} ({ratio})",
+                        grouped(h),
+                        grouped(p)
+                    ),
                 )
             }
             Found::Skipped(reason) => (Verdict::Skip, format!("{peer} skipped: {reason}")),
@@ -167,11 +191,22 @@ fn relative(
     }
 }
 
-/// The targets of the benchmark issue, checked against `records`.
+/// The targets of the benchmark issue, checked against `records`; those of
+/// Herald's Socket.IO front end when it was measured.
 pub fn checks(records: &[Record]) -> Vec<Check> {
-    let mut checks = vec![
+    let native = |workload, label, get, peer, factor, at_most| {
         relative(
             records,
+            workload,
+            label,
+            get,
+            (HERALD, peer),
+            factor,
+            at_most,
+        )
+    };
+    let mut checks = vec![
+        native(
             "fanout",
             "msgs/server-CPU-s",
             msgs_per_cpu,
@@ -179,8 +214,7 @@ pub fn checks(records: &[Record]) -> Vec<Check> {
             2.0,
             false,
         ),
-        relative(
-            records,
+        native(
             "fanout",
             "msgs/server-CPU-s",
             msgs_per_cpu,
@@ -188,38 +222,58 @@ pub fn checks(records: &[Record]) -> Vec<Check> {
             0.8,
             false,
         ),
-        relative(records, "pairs", "msgs/s", msgs_per_sec, "nats", 1.3, false),
-        relative(records, "latency", "p50", p50, "nats", 1.0, true),
+        native("pairs", "msgs/s", msgs_per_sec, "nats", 1.3, false),
+        native("latency", "p50", p50, "nats", 1.0, true),
+        conns_per_connection(records, HERALD),
     ];
-    let (verdict, detail) =
-        match herald_figure(lookup(records, HERALD, "conns", kib_per_conn), "conns") {
-            Err(missing) => missing,
-            Ok(kib) => (
-                if kib <= 8.0 {
-                    Verdict::Pass
-                } else {
-                    Verdict::Fail
-                },
-                format!("herald {kib:.2} KiB/conn"),
-            ),
-        };
-    checks.push(Check {
-        name: "conns ≤ 8 KiB/conn".to_owned(),
-        verdict,
-        detail,
-    });
+    if records.iter().any(|r| r.target == HERALD_SIO) {
+        checks.push(relative(
+            records,
+            "fanout",
+            "msgs/server-CPU-s",
+            msgs_per_cpu,
+            (HERALD_SIO, SOCKETIOXIDE),
+            4.0,
+            false,
+        ));
+        checks.push(conns_per_connection(records, HERALD_SIO));
+    }
     checks.push(no_loss(records));
     checks
 }
 
-/// Every Herald message workload that ran lost nothing: the single node's,
-/// and the cluster's cross-node fanout when it ran (its other workloads
-/// are skipped by design).
+/// "`subject`'s broker grows by at most 8 KiB per idle connection".
+fn conns_per_connection(records: &[Record], subject: &str) -> Check {
+    let (verdict, detail) = match herald_figure(
+        lookup(records, subject, "conns", kib_per_conn),
+        subject,
+        "conns",
+    ) {
+        Err(missing) => missing,
+        Ok(kib) => (
+            if kib <= 8.0 {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            },
+            format!("{subject} {kib:.2} KiB/conn"),
+        ),
+    };
+    Check {
+        name: check_name(subject, "conns ≤ 8 KiB/conn"),
+        verdict,
+        detail,
+    }
+}
+
+/// Every Herald message workload that ran lost nothing: the single node's
+/// (native and Socket.IO), and the cluster's cross-node fanout when it ran
+/// (its other workloads are skipped by design).
 fn no_loss(records: &[Record]) -> Check {
     let herald_flows: Vec<&Record> = records
         .iter()
         .filter(|r| {
-            (r.target == HERALD && r.workload != "conns")
+            ((r.target == HERALD || r.target == HERALD_SIO) && r.workload != "conns")
                 || (r.target == crate::cluster::TARGET && r.skipped.is_none())
         })
         .collect();
@@ -261,7 +315,23 @@ fn no_loss(records: &[Record]) -> Check {
 
 /// Herald's figures divided by each peer's, per workload: above 1 is
 /// better for msgs/s and msgs/CPU-s, below 1 better for p50 and KiB/conn.
+/// Herald's Socket.IO front end and the cluster are not peers.
 pub fn ratios_table(records: &[Record]) -> String {
+    ratios_of(records, HERALD, |target| {
+        target != HERALD && target != CLUSTER && target != HERALD_SIO
+    })
+}
+
+/// Herald's Socket.IO front end's figures divided by each Socket.IO
+/// server's (socketioxide), as [`ratios_table`].
+pub fn socketio_ratios_table(records: &[Record]) -> String {
+    ratios_of(records, HERALD_SIO, |target| {
+        SOCKETIO_PEERS.contains(&target)
+    })
+}
+
+/// `subject`'s figures divided by those of each target `is_peer` accepts.
+fn ratios_of(records: &[Record], subject: &str, is_peer: impl Fn(&str) -> bool) -> String {
     let columns: [(&str, Figure); 4] = [
         ("msgs/s", msgs_per_sec),
         ("msgs/CPU-s", msgs_per_cpu),
@@ -270,7 +340,7 @@ pub fn ratios_table(records: &[Record]) -> String {
     ];
     let mut peers: Vec<&str> = Vec::new();
     for record in records {
-        let peer = record.target != HERALD && record.target != CLUSTER;
+        let peer = is_peer(&record.target);
         if peer && !peers.contains(&record.target.as_str()) {
             peers.push(&record.target);
         }
@@ -282,7 +352,7 @@ pub fn ratios_table(records: &[Record]) -> String {
         }
     }
     let mut rows = vec![
-        ["herald ÷".to_owned(), "workload".to_owned()]
+        [format!("{subject} ÷"), "workload".to_owned()]
             .into_iter()
             .chain(columns.iter().map(|(name, _)| (*name).to_owned()))
             .collect::<Vec<_>>(),
@@ -293,7 +363,7 @@ pub fn ratios_table(records: &[Record]) -> String {
                 .iter()
                 .map(|(_, get)| {
                     match (
-                        figure(records, HERALD, workload, *get),
+                        figure(records, subject, workload, *get),
                         figure(records, peer, workload, *get),
                     ) {
                         (Some(h), Some(p)) if p > 0.0 => format!("{:.2}×", h / p),
@@ -553,5 +623,49 @@ mod tests {
             .expect("a loss check");
         assert_eq!(loss.verdict, Verdict::Fail);
         assert_eq!(loss.detail, "herald-cluster fanout lost 5");
+    }
+
+    #[test]
+    fn the_socketio_front_end_is_compared_with_socketio_servers_only() {
+        let mut records = full_run();
+        assert!(
+            !checks(&records)
+                .iter()
+                .any(|c| c.name.starts_with("herald-socketio")),
+            "no Socket.IO checks when it was not measured"
+        );
+        records.push(flow("herald-socketio", "fanout", 800.0, 2000.0, 60));
+        records.push(flow("socketioxide", "fanout", 200.0, 400.0, 90));
+        records.push(Record {
+            kib_per_conn: Some(9.5),
+            ..record("herald-socketio", "conns")
+        });
+        let checks = checks(&records);
+        let fanout = checks
+            .iter()
+            .find(|c| c.name == "herald-socketio fanout msgs/server-CPU-s ≥ 4× socketioxide")
+            .expect("a Socket.IO fanout check");
+        assert_eq!(fanout.verdict, Verdict::Pass, "{fanout}");
+        assert_eq!(
+            fanout.detail,
+            "herald-socketio 2,000 vs socketioxide 400 (5.00×)"
+        );
+        assert_eq!(
+            verdict_of(&checks, "herald-socketio conns ≤ 8 KiB/conn"),
+            Verdict::Fail
+        );
+        let table = ratios_table(&records);
+        assert!(!table.contains("herald-socketio"), "{table}");
+        let socketio = socketio_ratios_table(&records);
+        assert!(socketio.starts_with("herald-socketio ÷"), "{socketio}");
+        assert!(socketio.contains("5.00×"), "{socketio}");
+        assert!(!socketio.contains("nats"), "{socketio}");
+        // Its flows count in the loss check.
+        records[8].loss = Some(3);
+        let loss = super::checks(&records)
+            .into_iter()
+            .find(|c| c.name == "no loss")
+            .expect("a loss check");
+        assert_eq!(loss.detail, "herald-socketio fanout lost 3");
     }
 }

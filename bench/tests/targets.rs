@@ -1,6 +1,7 @@
 //! Each target's client against its real server, at a tiny scale: the
 //! floor and socketioxide relays (in-process, and as the child processes
-//! `compare` starts), Herald (an in-process broker), and NATS, Redis and
+//! `compare` starts), Herald (an in-process broker, natively and through
+//! its Socket.IO front end), and NATS, Redis and
 //! the Herald cluster when redis-server is installed (ignored tests:
 //! `cargo test -p herald-bench -- --ignored` after `sudo bash
 //! bench/setup.sh`; the cluster through `compare` also needs
@@ -137,6 +138,27 @@ async fn herald_through_the_compare_dispatch() {
             assert!(record.server_cpu_secs.is_some(), "{workload}: CPU was read");
         }
     }
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_socketio_delivers_every_workload() {
+    // The socketioxide client in Herald's dialect: a namespace per topic,
+    // `msg` emitted into it; every message arrives, none comes back.
+    let broker = herald_tests::start_broker(|_| {}).await;
+    every_workload_delivers(&SocketIoDriver::herald(broker.addr())).await;
+    let record = measure_on(
+        Target::HeraldSocketio,
+        broker.addr(),
+        Workload::Fanout,
+        &tiny(Workload::Fanout),
+        &this_process(),
+        false,
+    )
+    .await
+    .expect("fanout through the compare dispatch");
+    assert_eq!(record.target, "herald-socketio");
+    assert_eq!(record.loss, Some(0), "{:?}", record.errors);
     broker.shutdown().await;
 }
 

@@ -586,22 +586,16 @@ impl Router {
                 note_pressure(pressure, conn);
             }
         };
-        // One subscriber list holds each connection once: no de-duplication
-        // is needed unless several lists matched. The common cases: exact
-        // subscribers only, or one pattern only (Socket.IO sockets, all
-        // subscribed to `>` of their namespace).
-        let lists = usize::from(exact.is_some()) + hits.len();
-        if lists <= 1 {
-            exact
-                .into_iter()
-                .chain(hits.iter().copied())
-                .flat_map(|s| s.plain.iter())
-                .for_each(send);
+        let lists = exact.into_iter().chain(hits.iter().copied());
+        if usize::from(exact.is_some()) + hits.len() <= 1 {
+            // The common cases: exact subscribers only, or one pattern's
+            // (a Socket.IO socket's `>`): one list, no de-duplication.
+            lists.flat_map(|s| s.plain.iter()).for_each(send);
         } else {
-            let mut seen = HashSet::with_hasher(FastHash::default());
-            exact
-                .into_iter()
-                .chain(hits.iter().copied())
+            // Sized up front: growing it per emit was ~6% of a fanout.
+            let capacity = lists.clone().map(|s| s.plain.len()).sum();
+            let mut seen = HashSet::with_capacity_and_hasher(capacity, FastHash::default());
+            lists
                 .flat_map(|s| s.plain.iter())
                 .filter(|conn| seen.insert(conn.id))
                 .for_each(send);

@@ -76,7 +76,6 @@ fn shard_of(id: ConnId, count: usize) -> usize {
 }
 
 impl<S: Shard> Sharded<S> {
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
