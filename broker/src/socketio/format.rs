@@ -108,7 +108,7 @@ pub(crate) fn answer(answer: &Answer<'_>) -> Bytes {
         } => {
             write_event_head(&mut text, namespace.unwrap_or("/"), None, 0);
             text.push_str("[\"$error\",");
-            write_error(&mut text, code.as_str(), message);
+            write_error_body(&mut text, code.as_str(), message);
             text.push(']');
         }
     }
@@ -124,23 +124,28 @@ pub(crate) fn command_ack(namespace: &str, id: u64, refused: Option<(&str, &str)
     match refused {
         None => text.push_str("[{\"ok\":true}]"),
         Some((code, message)) => {
-            text.push_str("[{\"ok\":false,\"error\":{\"code\":");
-            write_str(&mut text, code);
-            text.push_str(",\"message\":");
-            write_str(&mut text, message);
-            text.push_str("}}]");
+            text.push_str("[{\"ok\":false,\"error\":");
+            write_error_body(&mut text, code, message);
+            text.push_str("}]");
         }
     }
     frame::text(text.as_bytes())
 }
 
-/// `{"$error":{"code":…,"message":…}}`.
+/// `{"$error":{"code":…,"message":…}}`: the one argument of a failed ack.
 fn write_error(out: &mut String, code: &str, message: &str) {
-    out.push_str("{\"$error\":{\"code\":");
+    out.push_str("{\"$error\":");
+    write_error_body(out, code, message);
+    out.push('}');
+}
+
+/// `{"code":…,"message":…}`.
+fn write_error_body(out: &mut String, code: &str, message: &str) {
+    out.push_str("{\"code\":");
     write_str(out, code);
     out.push_str(",\"message\":");
     write_str(out, message);
-    out.push_str("}}");
+    out.push('}');
 }
 
 /// A native responder's error reply is, by convention, a MessagePack
