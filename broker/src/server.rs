@@ -74,17 +74,20 @@ impl Broker {
         let local_addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
-        let node = node_name();
+        // Session ids are `<node>-<n>`: in a cluster the node part is the
+        // cluster's node id, so that any node can tell which node a
+        // session-id room lives on.
+        let mut node = node_name();
         let cluster = match settings.cluster.backend {
             ClusterBackend::None => None,
             ClusterBackend::Redis => {
-                let id = match settings.cluster.node_id.as_str() {
-                    "" => node.as_str(),
-                    id => id,
-                };
-                let cluster = Cluster::new(&settings.cluster, id).map_err(|e| Error::Cluster {
-                    message: e.to_string(),
-                })?;
+                if !settings.cluster.node_id.is_empty() {
+                    node = settings.cluster.node_id.clone();
+                }
+                let cluster =
+                    Cluster::new(&settings.cluster, &node).map_err(|e| Error::Cluster {
+                        message: e.to_string(),
+                    })?;
                 Some(cluster)
             }
         };

@@ -47,9 +47,10 @@ pub(crate) struct Shared {
     started: Instant,
 }
 
-/// A node name unique per broker start (session ids are built from it, so
-/// they never repeat across restarts, even when the broker is always PID 1
-/// in a container). std's `RandomState` is randomly seeded per process and
+/// A node name unique per broker start: the node part of session ids
+/// unless `cluster.node_id` names the node (connection numbers start at
+/// the start time, so session ids do not repeat across restarts either
+/// way, even when the broker is always PID 1 in a container). std's `RandomState` is randomly seeded per process and
 /// per instance, which is all the randomness this needs.
 pub(crate) fn node_name() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -83,7 +84,13 @@ impl Shared {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             node,
-            next_conn: AtomicU64::new(0),
+            // Numbered from the start time (ms), so that session ids stay
+            // unique across restarts even with a fixed `cluster.node_id`.
+            next_conn: AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
+            ),
             started: Instant::now(),
             settings,
         }
