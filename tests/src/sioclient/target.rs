@@ -255,7 +255,7 @@ pub fn conformance_settings(settings: &mut Settings) {
 
 /// Herald as a Socket.IO server: a broker in the test's process
 /// ([`conformance_settings`]) and the conformance service beside it;
-/// clients reach the broker through a [`Relay`], so that
+/// clients reach the broker through a `Relay` (`relay.rs`), so that
 /// [`HeraldServer::restart`] can cut them off as a crash would.
 #[derive(Debug)]
 pub struct HeraldServer {
