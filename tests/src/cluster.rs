@@ -309,11 +309,17 @@ impl Node {
             self.id,
             self.log.display()
         );
+        // A starting node under load may drop an early request: that is
+        // "not ready yet", not a failure.
+        let request = format!(
+            "GET /readyz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
         poll_until(&what, || async {
-            if !self.alive_on_port().await {
-                return false;
+            match crate::try_http_request_bytes(self.addr, request.as_bytes()).await {
+                Ok(response) => (response.status == 200) == ready,
+                Err(_) => false,
             }
-            (self.readyz().await.0 == 200) == ready
         })
         .await;
     }

@@ -1017,6 +1017,19 @@ pub async fn waiting_poll(
 
 /// [`http_request`] for a request given as bytes (e.g. with a binary body).
 pub async fn http_request_bytes(addr: SocketAddr, request: &[u8]) -> HttpResponse {
+    match try_http_request_bytes(addr, request).await {
+        Ok(response) => response,
+        Err(error) => panic!("HTTP request to {addr} failed: {error}"),
+    }
+}
+
+/// [`http_request_bytes`] that returns a failed exchange (refused, reset,
+/// no answer within [`TIMEOUT`]) as an error instead of panicking, for
+/// polls of a server that may still be starting.
+pub async fn try_http_request_bytes(
+    addr: SocketAddr,
+    request: &[u8],
+) -> std::io::Result<HttpResponse> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream.write_all(request).await?;
@@ -1025,9 +1038,13 @@ pub async fn http_request_bytes(addr: SocketAddr, request: &[u8]) -> HttpRespons
         Ok::<_, std::io::Error>(raw)
     };
     let raw = match tokio::time::timeout(TIMEOUT, exchange).await {
-        Ok(Ok(raw)) => raw,
-        Ok(Err(error)) => panic!("HTTP request to {addr} failed: {error}"),
-        Err(_) => panic!("HTTP request to {addr} did not finish within {TIMEOUT:?}"),
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {TIMEOUT:?}"),
+            ));
+        }
     };
     let text = String::from_utf8_lossy(&raw).into_owned();
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
@@ -1038,9 +1055,9 @@ pub async fn http_request_bytes(addr: SocketAddr, request: &[u8]) -> HttpRespons
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status code in {head:?}"));
-    HttpResponse {
+    Ok(HttpResponse {
         status,
         head: head.to_owned(),
         body: body.to_owned(),
-    }
+    })
 }
