@@ -26,6 +26,9 @@ use common::{Service, wait_ready};
 use futures_util::{SinkExt, StreamExt};
 use herald_client::{Client, Event};
 use herald_protocol::CloseReason;
+use herald_tests::engineio::{
+    MAX_PAYLOAD, PING_INTERVAL_MS, PING_TIMEOUT_MS, check_open, open_packet, sid_query,
+};
 use herald_tests::sdk::{client, recv};
 use herald_tests::{
     HttpResponse, TIMEOUT, TestBroker, http_get, http_post, http_request, start_broker,
@@ -37,8 +40,6 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 const PATH: &str = "/socket.io/";
-const PING_INTERVAL: u64 = 300;
-const PING_TIMEOUT: u64 = 200;
 /// The Engine.IO query of a new long-polling session.
 const POLLING: &str = "EIO=4&transport=polling";
 /// The Engine.IO query of a new WebSocket session.
@@ -49,9 +50,9 @@ const WEBSOCKET: &str = "EIO=4&transport=websocket";
 /// A broker with the suite's settings.
 async fn broker() -> TestBroker {
     start_broker(|s| {
-        s.socketio.ping_interval = Duration::from_millis(PING_INTERVAL);
-        s.socketio.ping_timeout = Duration::from_millis(PING_TIMEOUT);
-        s.socketio.max_payload = 1_000_000;
+        s.socketio.ping_interval = Duration::from_millis(PING_INTERVAL_MS);
+        s.socketio.ping_timeout = Duration::from_millis(PING_TIMEOUT_MS);
+        s.socketio.max_payload = MAX_PAYLOAD;
         s.socketio.connect_timeout = Duration::from_secs(1);
         s.socketio.allowed_origins = vec!["*".into()];
         s.socketio.namespaces = vec!["/".into(), "/custom".into(), "/chat".into()];
@@ -94,44 +95,6 @@ async fn get(addr: SocketAddr, query: &str) -> HttpResponse {
 
 async fn post(addr: SocketAddr, query: &str, body: &[u8]) -> HttpResponse {
     http_post(addr, &format!("{PATH}?{query}"), None, body).await
-}
-
-fn sid_query(sid: &str) -> String {
-    format!("{POLLING}&sid={sid}")
-}
-
-/// The open packet's JSON.
-fn open_packet(text: &str) -> Value {
-    let json = text
-        .strip_prefix('0')
-        .unwrap_or_else(|| panic!("not an open packet: {text:?}"));
-    serde_json::from_str(json).expect("open packet JSON")
-}
-
-/// Checks an open packet as the suite does; its sid.
-fn check_open(value: &Value, upgrades: Value) -> String {
-    let mut keys: Vec<&str> = value
-        .as_object()
-        .expect("an object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    assert_eq!(
-        keys,
-        [
-            "maxPayload",
-            "pingInterval",
-            "pingTimeout",
-            "sid",
-            "upgrades"
-        ]
-    );
-    assert_eq!(value["upgrades"], upgrades);
-    assert_eq!(value["pingInterval"], PING_INTERVAL);
-    assert_eq!(value["pingTimeout"], PING_TIMEOUT);
-    assert_eq!(value["maxPayload"], 1_000_000);
-    value["sid"].as_str().expect("sid is a string").to_owned()
 }
 
 /// Opens a long-polling session; its sid.

@@ -60,6 +60,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod cluster;
+pub mod engineio;
 pub mod examples;
 pub mod sdk;
 pub mod sioclient;

@@ -21,6 +21,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use herald_protocol::CloseReason;
+use herald_tests::engineio::{
+    MAX_PAYLOAD, PING_INTERVAL_MS, PING_TIMEOUT_MS, check_open, open_packet, sid_query,
+};
 use herald_tests::{
     HttpResponse, TIMEOUT, TestBroker, Ws, http_request_bytes, start_broker, waiting_poll,
 };
@@ -33,9 +36,9 @@ const PATH: &str = "/engine.io/";
 async fn conformance_broker() -> TestBroker {
     start_broker(|s| {
         s.testing.engineio_echo_endpoint = PATH.into();
-        s.socketio.ping_interval = Duration::from_millis(300);
-        s.socketio.ping_timeout = Duration::from_millis(200);
-        s.socketio.max_payload = 1_000_000;
+        s.socketio.ping_interval = Duration::from_millis(PING_INTERVAL_MS);
+        s.socketio.ping_timeout = Duration::from_millis(PING_TIMEOUT_MS);
+        s.socketio.max_payload = MAX_PAYLOAD;
         s.socketio.allowed_origins = vec!["*".into()];
     })
     .await
@@ -91,10 +94,6 @@ async fn post(addr: SocketAddr, query: &str, body: &[u8]) -> HttpResponse {
     request(addr, "POST", query, &[], body).await
 }
 
-fn sid_query(sid: &str) -> String {
-    format!("EIO=4&transport=polling&sid={sid}")
-}
-
 /// The JSON error body of a refusal: its `code`.
 fn error_code(response: &HttpResponse) -> u64 {
     let value: serde_json::Value = serde_json::from_str(&response.body)
@@ -108,35 +107,6 @@ fn header<'a>(response: &'a HttpResponse, name: &str) -> Option<&'a str> {
         let (key, value) = line.split_once(':')?;
         key.eq_ignore_ascii_case(name).then(|| value.trim())
     })
-}
-
-/// The open packet's JSON.
-fn open_packet(text: &str) -> serde_json::Value {
-    let json = text
-        .strip_prefix('0')
-        .unwrap_or_else(|| panic!("not an open packet: {text:?}"));
-    serde_json::from_str(json).expect("open packet JSON")
-}
-
-fn check_open(value: &serde_json::Value, upgrades: serde_json::Value) -> String {
-    let keys: Vec<&String> = value.as_object().expect("an object").keys().collect();
-    let mut keys: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
-    keys.sort_unstable();
-    assert_eq!(
-        keys,
-        [
-            "maxPayload",
-            "pingInterval",
-            "pingTimeout",
-            "sid",
-            "upgrades"
-        ]
-    );
-    assert_eq!(value["upgrades"], upgrades);
-    assert_eq!(value["pingInterval"], 300);
-    assert_eq!(value["pingTimeout"], 200);
-    assert_eq!(value["maxPayload"], 1_000_000);
-    value["sid"].as_str().expect("sid is a string").to_owned()
 }
 
 /// Opens a long-polling session; its sid.
