@@ -114,17 +114,14 @@ pub(crate) fn text_frame(kind: u8, data: &[u8]) -> Bytes {
 /// One queue item for a message: its text frame (`4` + `text`), then one
 /// binary frame per attachment, concatenated, so that a packet with
 /// attachments is one item and never interleaves with another.
-#[allow(dead_code)] // For the Socket.IO layer (`crate::socketio`).
 pub(crate) fn message_item(text: &str, attachments: &[Bytes]) -> Bytes {
     let head = text_frame(b'4', text.as_bytes());
     if attachments.is_empty() {
         return head;
     }
-    let frames: Vec<Bytes> = attachments.iter().map(|a| frame::binary(a)).collect();
-    let mut item = Vec::with_capacity(head.len() + frames.iter().map(Bytes::len).sum::<usize>());
-    item.extend_from_slice(&head);
-    for frame in &frames {
-        item.extend_from_slice(frame);
+    let mut item = head.to_vec();
+    for attachment in attachments {
+        item.extend_from_slice(&frame::binary(attachment));
     }
     Bytes::from(item)
 }

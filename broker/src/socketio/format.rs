@@ -16,39 +16,13 @@ use herald_protocol::socketio::convert::{write_ack_packet, write_event_packet};
 use herald_protocol::socketio::encode::{write_ack_head, write_event_head};
 use herald_protocol::socketio::json::write_str;
 
-use crate::frame;
+use crate::engineio::packet::message_item;
 use crate::wire::Answer;
-
-/// The Engine.IO packet type of a message.
-const MESSAGE: char = '4';
-
-/// One queued item: the text frame of `text`, then a binary frame per
-/// attachment.
-pub(crate) fn frames(text: &str, attachments: &[Bytes]) -> Bytes {
-    if attachments.is_empty() {
-        return frame::text(text.as_bytes());
-    }
-    let mut item = frame::text(text.as_bytes()).to_vec();
-    for attachment in attachments {
-        item.extend_from_slice(&frame::binary(attachment));
-    }
-    Bytes::from(item)
-}
-
-/// A Socket.IO packet (the text after the Engine.IO `4`) as one queued
-/// text frame.
-pub(crate) fn packet(packet: &str) -> Bytes {
-    let mut text = String::with_capacity(packet.len() + 1);
-    text.push(MESSAGE);
-    text.push_str(packet);
-    frame::text(text.as_bytes())
-}
 
 /// The frame of one delivered event.
 pub(crate) fn event(event: &EventRef<'_>) -> Bytes {
     let payload = Bytes::copy_from_slice(event.payload);
     let mut text = String::with_capacity(16 + event.event.len() + 2 * payload.len());
-    text.push(MESSAGE);
     let mut attachments = Vec::new();
     write_event_packet(
         &mut text,
@@ -59,13 +33,12 @@ pub(crate) fn event(event: &EventRef<'_>) -> Bytes {
         event.args,
         None,
     );
-    frames(&text, &attachments)
+    message_item(&text, &attachments)
 }
 
 /// The frame of one answer to a Socket.IO connection.
 pub(crate) fn answer(answer: &Answer<'_>) -> Bytes {
     let mut text = String::with_capacity(64);
-    text.push(MESSAGE);
     match *answer {
         Answer::Reply {
             namespace,
@@ -76,7 +49,7 @@ pub(crate) fn answer(answer: &Answer<'_>) -> Bytes {
         } => {
             let mut attachments = Vec::new();
             write_ack_packet(&mut text, &mut attachments, namespace, ack, payload, args);
-            return frames(&text, &attachments);
+            return message_item(&text, &attachments);
         }
         Answer::Reply {
             namespace,
@@ -112,14 +85,13 @@ pub(crate) fn answer(answer: &Answer<'_>) -> Bytes {
             text.push(']');
         }
     }
-    frame::text(text.as_bytes())
+    message_item(&text, &[])
 }
 
 /// The ack argument of `{"ok":true}`, or of a refusal, for the reserved
 /// client events (`$subscribe`, `$join`, …).
 pub(crate) fn command_ack(namespace: &str, id: u64, refused: Option<(&str, &str)>) -> Bytes {
     let mut text = String::with_capacity(48);
-    text.push(MESSAGE);
     write_ack_head(&mut text, namespace, id, 0);
     match refused {
         None => text.push_str("[{\"ok\":true}]"),
@@ -129,7 +101,7 @@ pub(crate) fn command_ack(namespace: &str, id: u64, refused: Option<(&str, &str)
             text.push_str("}]");
         }
     }
-    frame::text(text.as_bytes())
+    message_item(&text, &[])
 }
 
 /// `{"$error":{"code":…,"message":…}}`: the one argument of a failed ack.

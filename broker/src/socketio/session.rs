@@ -32,10 +32,12 @@ use tracing::debug;
 use super::format;
 use super::lifecycle;
 use crate::admission::{self, Denied, EmitNames};
+use crate::engineio::packet::message_item;
 use crate::engineio::{EngineConn, Message, Transport};
 use crate::outbox::Outbox;
 use crate::router::SubKey;
 use crate::state::Shared;
+use crate::stats::Stats;
 use crate::wire::Answer;
 
 /// Request timeout of an event with an ack (Socket.IO clients give none).
@@ -241,7 +243,7 @@ impl Session {
         if !allowed {
             let mut text = String::new();
             write_connect_error(&mut text, namespace, "Invalid namespace");
-            self.outbox.answer(&format::packet(&text));
+            self.outbox.answer(&message_item(&text, &[]));
             return;
         }
         if !self.sockets.contains_key(namespace) {
@@ -255,7 +257,7 @@ impl Session {
                 Err(denied) => {
                     let mut text = String::new();
                     write_connect_error(&mut text, namespace, &denied.message);
-                    self.outbox.answer(&format::packet(&text));
+                    self.outbox.answer(&message_item(&text, &[]));
                     return;
                 }
             }
@@ -263,7 +265,7 @@ impl Session {
         }
         let mut text = String::new();
         write_connect(&mut text, namespace, &self.outbox.session);
-        self.outbox.answer(&format::packet(&text));
+        self.outbox.answer(&message_item(&text, &[]));
         let transport = self.transport.as_str();
         lifecycle::connected(&self.shared, &self.outbox, namespace, auth, transport);
     }
@@ -445,5 +447,3 @@ impl Session {
         self.shared.router.leave_rooms(&self.outbox, None);
     }
 }
-
-use crate::stats::Stats;
