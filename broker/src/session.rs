@@ -291,6 +291,8 @@ impl Session {
                 .unwrap_or(u64::MAX),
             limits,
             node: Some(self.shared.node.clone()),
+            user: None,
+            exp: None,
         }));
         self.greeted = true;
         debug!(conn = self.outbox.id.0, client = ?hello.client, "hello");

@@ -85,6 +85,7 @@ impl Scripted {
                     ..Limits::default()
                 },
                 node: Some("scripted".into()),
+                ..Welcome::default()
             }),
         )
         .await;
@@ -173,6 +174,7 @@ async fn handshake_offers_the_subprotocol_on_the_endpoint_path_and_says_hello() 
             heartbeat_ms: 0,
             limits: Limits::default(),
             node: None,
+            ..Welcome::default()
         }),
     )
     .await;

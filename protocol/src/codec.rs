@@ -12,8 +12,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::{
-    Emit, Envelope, ErrorBody, Event, Hello, Limits, Reply, Resume, RoomChange, Subscription,
-    Welcome,
+    Auth, Emit, Envelope, ErrorBody, Event, Hello, Limits, Notice, Reply, Resume, Revoked,
+    RoomChange, Subscription, Welcome,
 };
 use crate::error::{CloseReason, DecodeError, ErrorCode};
 
@@ -84,6 +84,12 @@ struct Wire<'a> {
     args: Option<bool>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     ex: Option<&'a str>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exp: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked: Option<Vec<Revoked>>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -193,6 +199,8 @@ fn to_wire(envelope: &Envelope) -> Wire<'_> {
             hb: Some(w.heartbeat_ms),
             limits: Some(w.limits),
             node: w.node.as_deref(),
+            user: w.user.as_deref(),
+            exp: w.exp,
             ..Wire::default()
         },
         Envelope::Subscribe(s) | Envelope::Unsubscribe(s) => Wire {
@@ -277,6 +285,22 @@ fn to_wire(envelope: &Envelope) -> Wire<'_> {
             msg: Some(message),
             ..Wire::default()
         },
+        Envelope::Auth(a) => Wire {
+            t,
+            id: a.id,
+            token: Some(&a.token),
+            ..Wire::default()
+        },
+        Envelope::Notice(n) => Wire {
+            t,
+            // A notice's code is open-ended (clients ignore codes they do
+            // not know), so it travels as `name`, not as an error `code`.
+            name: Some(&n.code),
+            msg: Some(&n.message),
+            exp: n.exp,
+            revoked: (!n.revoked.is_empty()).then(|| n.revoked.clone()),
+            ..Wire::default()
+        },
     }
 }
 
@@ -327,6 +351,8 @@ fn from_wire(w: Wire<'_>, frame: &Bytes) -> Result<Envelope, DecodeError> {
             heartbeat_ms: need(w.hb, "welcome", "hb")?,
             limits: w.limits.unwrap_or_default(),
             node: owned(w.node),
+            user: owned(w.user),
+            exp: w.exp,
         }),
         kind @ ("sub" | "unsub") => {
             let kind = if kind == "sub" { "sub" } else { "unsub" };
@@ -405,6 +431,16 @@ fn from_wire(w: Wire<'_>, frame: &Bytes) -> Result<Envelope, DecodeError> {
             reason: w.reason.unwrap_or(CloseReason::Unknown),
             message: w.msg.unwrap_or_default().to_owned(),
         },
+        "auth" => Envelope::Auth(Auth {
+            id: w.id,
+            token: need(w.token, "auth", "token")?.to_owned(),
+        }),
+        "notice" => Envelope::Notice(Notice {
+            code: need(w.name, "notice", "name")?.to_owned(),
+            message: w.msg.unwrap_or_default().to_owned(),
+            exp: w.exp,
+            revoked: w.revoked.unwrap_or_default(),
+        }),
         other => return Err(DecodeError::UnknownType(crate::names::excerpt(other))),
     };
     Ok(envelope)

@@ -42,7 +42,8 @@ pub struct Hello {
     pub version: u32,
     /// A name for the client, shown in broker logs.
     pub client: Option<String>,
-    /// A credential (reserved for JWT auth; ignored by this version).
+    /// A credential: a JWT, verified when the broker runs with
+    /// `auth.mode = "jwt"` (PROTOCOL.md §22); ignored otherwise.
     pub token: Option<String>,
     /// A resume point (reserved for replay; ignored by this version).
     pub resume: Option<Resume>,
@@ -62,6 +63,68 @@ pub struct Welcome {
     pub limits: Limits,
     /// The broker node's name.
     pub node: Option<String>,
+    /// The verified user id (the token's `sub`), when the broker checks
+    /// tokens and the connection presented one. Key `user`.
+    pub user: Option<String>,
+    /// When the connection's token expires (Unix seconds), if it does.
+    /// Key `exp`.
+    pub exp: Option<u64>,
+}
+
+/// `auth`: replace this connection's token in place (refresh without
+/// reconnect). Answered `ok` (with `id`) or `err` `unauthorized`; the old
+/// token stays in force after a refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Auth {
+    /// Correlation id for the `ok` / `err` answer.
+    pub id: Option<u64>,
+    /// The new token.
+    pub token: String,
+}
+
+/// A subscription the broker removed because the connection's new token
+/// no longer allows it (carried by a `revoked` notice).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Revoked {
+    /// Namespace.
+    pub ns: String,
+    /// The event name or pattern of the subscription, or absent for a room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ev: Option<String>,
+    /// Its queue group, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Whether it was a responder subscription.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub r: bool,
+    /// The room the connection was taken out of (for a room, not a
+    /// subscription).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+}
+
+/// `notice`: something the broker tells the client that answers no
+/// request of its own. Key `code` says which; clients ignore codes they do
+/// not know.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Notice {
+    /// `token_expiring` (the token's `exp` is near: send `auth` with a new
+    /// one) or `revoked` (subscriptions or rooms removed after a refresh).
+    pub code: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// With `token_expiring`: the token's expiry, Unix seconds.
+    pub exp: Option<u64>,
+    /// With `revoked`: what was removed.
+    pub revoked: Vec<Revoked>,
+}
+
+impl Notice {
+    /// The code of the notice sent some seconds before a token expires.
+    pub const TOKEN_EXPIRING: &'static str = "token_expiring";
+    /// The code of the notice that lists subscriptions and rooms a
+    /// refreshed token no longer allows.
+    pub const REVOKED: &'static str = "revoked";
 }
 
 /// `sub` / `unsub`: interest in an event name or pattern.
@@ -226,6 +289,10 @@ pub enum Envelope {
         /// The `ts` of the `ping`.
         ts: Option<u64>,
     },
+    /// `auth` (client to broker): a new token for this connection.
+    Auth(Auth),
+    /// `notice` (broker to client).
+    Notice(Notice),
     /// `close`: why the sender is about to close the connection.
     Close {
         /// The reason.
@@ -254,6 +321,8 @@ impl Envelope {
             Envelope::Ping { .. } => "ping",
             Envelope::Pong { .. } => "pong",
             Envelope::Close { .. } => "close",
+            Envelope::Auth(_) => "auth",
+            Envelope::Notice(_) => "notice",
         }
     }
 

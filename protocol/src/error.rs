@@ -109,6 +109,13 @@ string_enum! {
         /// A service named a session id that is not connected (anywhere
         /// in the cluster).
         UnknownSession = "unknown_session",
+        /// The token was missing where one is required, or is invalid,
+        /// expired, or not for this broker (`hello`, `auth`, the HTTP
+        /// API); the message never says what exists on the broker.
+        Unauthorized = "unauthorized",
+        /// The connection sent messages faster than its configured rate
+        /// (`[rate_limits]`); the message was not handled.
+        RateLimited = "rate_limited",
     }
 }
 
@@ -142,6 +149,15 @@ string_enum! {
         /// A Socket.IO client connected to no namespace within
         /// `socketio.connect_timeout`.
         ConnectTimeout = "connect_timeout",
+        /// The connection's token was refused (invalid, expired, wrong
+        /// issuer or audience) or missing where one is required.
+        Unauthorized = "unauthorized",
+        /// The connection's token expired and no valid refresh arrived
+        /// within `auth.expiry_grace`.
+        TokenExpired = "token_expired",
+        /// The connection went on sending faster than its rate limit after
+        /// being answered `rate_limited`.
+        RateLimited = "rate_limited",
     }
 }
 
@@ -158,7 +174,10 @@ impl CloseReason {
             CloseReason::InvalidUtf8 => 1007,
             CloseReason::SlowConsumer
             | CloseReason::HeartbeatTimeout
-            | CloseReason::MessageTimeout => 1008,
+            | CloseReason::MessageTimeout
+            | CloseReason::Unauthorized
+            | CloseReason::TokenExpired
+            | CloseReason::RateLimited => 1008,
             CloseReason::TransportError | CloseReason::Unknown => 1011,
         }
     }
@@ -254,6 +273,8 @@ mod tests {
             ErrorCode::UnknownRequest,
             ErrorCode::TooManySubscriptions,
             ErrorCode::Forbidden,
+            ErrorCode::Unauthorized,
+            ErrorCode::RateLimited,
         ] {
             assert!(!answer.is_invalid_frame(), "{answer}");
         }

@@ -240,8 +240,9 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         any::<u64>(),
         any::<[u64; 4]>(),
         opt_string(),
+        (opt_string(), any::<Option<u64>>()),
     )
-        .prop_map(|(version, session, heartbeat_ms, l, node)| {
+        .prop_map(|(version, session, heartbeat_ms, l, node, (user, exp))| {
             Envelope::Welcome(Welcome {
                 version,
                 session,
@@ -253,6 +254,32 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                     max_pending_requests: l[3],
                 },
                 node,
+                user,
+                exp,
+            })
+        });
+    let auth = (any::<Option<u64>>(), "\\PC{0,24}")
+        .prop_map(|(id, token)| Envelope::Auth(Auth { id, token }));
+    let revoked = (
+        "/[a-z]{0,4}",
+        opt_string(),
+        opt_string(),
+        any::<bool>(),
+        opt_string(),
+    )
+        .prop_map(|(ns, ev, q, r, room)| Revoked { ns, ev, q, r, room });
+    let notice = (
+        "[a-z_]{1,16}",
+        "\\PC{0,16}",
+        any::<Option<u64>>(),
+        proptest::collection::vec(revoked, 0..3),
+    )
+        .prop_map(|(code, message, exp, revoked)| {
+            Envelope::Notice(Notice {
+                code,
+                message,
+                exp,
+                revoked,
             })
         });
     let code = proptest::sample::select(ErrorCode::ALL);
@@ -281,6 +308,8 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         any::<Option<u64>>().prop_map(|ts| Envelope::Ping { ts }),
         any::<Option<u64>>().prop_map(|ts| Envelope::Pong { ts }),
         (reason, "\\PC{0,16}").prop_map(|(reason, message)| Envelope::Close { reason, message }),
+        auth,
+        notice,
     ]
 }
 
