@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use herald_protocol::CloseReason;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use crate::conn::Conn;
 use crate::frame;
 use crate::inbound::{FrameReader, Incoming};
+use crate::limits::SessionPermit;
 use crate::session::read_error_reason;
 use crate::socket::Halves;
 use crate::state::Shared;
@@ -32,7 +32,7 @@ pub(crate) async fn run(
     halves: Halves,
     shared: Arc<Shared>,
     peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
+    _permit: SessionPermit,
 ) {
     let max_message = shared.settings.limits.max_payload_bytes;
     let (mut reader, conn) = Conn::open(

@@ -1,7 +1,10 @@
 //! The HTTP side of the broker's one port: the WebSocket upgrade at
-//! `/v1/ws` (subprotocol `herald.v1` required, connection limit, refused
-//! while shutting down), the HTTP publish API `POST /v1/emit/{event}`
-//! (`publish`), Prometheus metrics at `GET /metrics` (`metrics`),
+//! `/v1/ws` (subprotocol `herald.v1` required, `Origin` checked against
+//! `server.allowed_origins`, connection limits, refused while shutting
+//! down), the HTTP publish API `POST /v1/emit/{event}` (`publish`),
+//! Prometheus metrics at `GET /metrics` (`metrics`; behind
+//! `server.operator_token` when set, and on the operator listener instead
+//! when `server.operator_listen` is set, whose routes are here too),
 //! `GET /healthz` and `GET /readyz`; and, only when
 //! `testing.echo_endpoint` names a path, the echo endpoint's upgrade
 //! (`echo`: no subprotocol, the same connection limit).
@@ -29,6 +32,7 @@ use tracing::{debug, warn};
 
 use crate::echo;
 use crate::engineio::{self, App};
+use crate::limits::{SessionPermit, origin};
 use crate::metrics::{self, Sample};
 use crate::publish::{self, EMIT_PATH};
 use crate::session;
@@ -137,7 +141,48 @@ where
         return Ok(framed_twice_refusal());
     }
     let response = match route(req.method(), req.uri().path(), Paths::of(&shared)) {
-        Route::Health => text(StatusCode::OK, "ok\n"),
+        route @ (Route::Health | Route::Ready) => probe(route, &shared),
+        Route::Upgrade(endpoint) => upgrade(req, shared, peer, endpoint),
+        Route::EngineIo(app) => engineio::handle(req, app, shared, peer).await,
+        Route::Emit => publish::publish(req, &shared).await,
+        // Served on the operator listener instead (`server.operator_listen`).
+        Route::Metrics if shared.settings.server.operator_addr().is_some() => {
+            not_found(req.uri().path())
+        }
+        Route::Metrics => operator_metrics(req.headers(), &shared),
+        Route::WrongMethod(allow) => wrong_method(allow),
+        Route::NotFound => not_found(req.uri().path()),
+    };
+    Ok(response)
+}
+
+/// Routes one HTTP request of the operator listener
+/// (`server.operator_listen`): `GET /metrics`, `/healthz` and `/readyz`.
+pub(crate) async fn handle_operator<B>(
+    req: Request<B>,
+    shared: Arc<Shared>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path();
+    let response = match route(req.method(), path, Paths::default()) {
+        route @ (Route::Health | Route::Ready) => probe(route, &shared),
+        Route::Metrics => operator_metrics(req.headers(), &shared),
+        Route::WrongMethod(allow) if matches!(path, "/healthz" | "/readyz" | "/metrics") => {
+            wrong_method(allow)
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!(
+                "no route for {path}; the operator listener serves GET /metrics, /healthz and /readyz"
+            ),
+        ),
+    };
+    Ok(response)
+}
+
+/// `GET /healthz` and `GET /readyz`.
+fn probe(route: Route, shared: &Shared) -> Response<Body> {
+    match route {
         Route::Ready if !shared.is_ready() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
         }
@@ -146,32 +191,43 @@ where
             "degraded: cluster backplane (redis) unreachable; delivering to local subscribers only\n",
         ),
         Route::Ready => text(StatusCode::OK, "ready\n"),
-        Route::Upgrade(endpoint) => upgrade(req, shared, peer, endpoint),
-        Route::EngineIo(app) => engineio::handle(req, app, shared, peer).await,
-        Route::Emit => publish::publish(req, &shared).await,
-        Route::Metrics => metrics_text(&shared),
-        Route::WrongMethod(allow) => {
-            let mut response = error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                &format!("use {allow}"),
-            );
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
-            response
-        }
-        Route::NotFound => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!(
-                "no route for {}; the WebSocket endpoint is {WS_PATH}, \
-                 HTTP publishing is POST {EMIT_PATH}/{{event}}",
-                req.uri().path()
-            ),
+        _ => text(StatusCode::OK, "ok\n"),
+    }
+}
+
+fn wrong_method(allow: &'static str) -> Response<Body> {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("use {allow}"),
+    );
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+fn not_found(path: &str) -> Response<Body> {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!(
+            "no route for {path}; the WebSocket endpoint is {WS_PATH}, \
+             HTTP publishing is POST {EMIT_PATH}/{{event}}"
         ),
-    };
-    Ok(response)
+    )
+}
+
+/// `GET /metrics`, when the request carries the operator token (if one
+/// is configured; 401 otherwise).
+fn operator_metrics(headers: &HeaderMap, shared: &Shared) -> Response<Body> {
+    match shared.limits.operator_token.authorize(headers) {
+        Ok(()) => metrics_text(shared),
+        Err(refusal) => {
+            Stats::add(&shared.stats.operator_unauthorized, 1);
+            refusal
+        }
+    }
 }
 
 /// 400 for a request that framed its body twice, closing the connection
@@ -281,6 +337,14 @@ where
             ),
         );
     }
+    if let Err(refused) = origin::check(headers, &shared.settings.server.allowed_origins) {
+        Stats::add(&shared.stats.origin_refused, 1);
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            refused.message(),
+        );
+    }
     if !shared.is_ready() {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -288,13 +352,18 @@ where
             "the broker is shutting down",
         );
     }
-    let Ok(permit) = shared.sessions.clone().try_acquire_owned() else {
+    let ip_slot = match shared.limits.open_session(peer.ip(), &shared.stats) {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal,
+    };
+    let Ok(slot) = shared.sessions.clone().try_acquire_owned() else {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "connection_limit",
             &shared.connection_limit.refusal(),
         );
     };
+    let permit = SessionPermit::new(slot, ip_slot);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let tasks = shared.tasks.clone();
     tasks.spawn(async move {

@@ -23,6 +23,9 @@
 //!   (raised to the hard limit at start).
 //! - `framing`: finds HTTP requests that carry both `Content-Length` and
 //!   `Transfer-Encoding` (refused with 400), in the bytes hyper reads.
+//! - `limits`: abuse limits (per-IP connection rate and sessions, the
+//!   per-connection message rate), `server.allowed_origins`, and the
+//!   operator endpoints' token (PROTOCOL.md §24).
 //! - `admission`: one check per action (emit, subscribe, room change),
 //!   shared by every front end: names, limits, service-side powers.
 //! - `session`: one WebSocket connection: the hello/welcome handshake, the
@@ -71,6 +74,7 @@ mod framing;
 pub mod healthcheck;
 mod http;
 mod inbound;
+mod limits;
 mod metrics;
 mod outbox;
 mod publish;

@@ -127,6 +127,18 @@ const REQUEST_DURATION: Family = family(
     "herald_request_duration_seconds",
     "Time from routing a request to forwarding its reply, in seconds.",
 );
+const RATE_LIMITED: Family = family(
+    "herald_rate_limited_total",
+    "Refusals by the abuse limits ([rate_limits]), by kind: connection_rate (new TCP connections over the per-IP rate, answered 429 or dropped), connections_per_ip (sessions over the per-IP limit), tracked_ips (the per-IP table full of busy addresses), messages (client messages answered rate_limited).",
+);
+const ORIGIN_REFUSED: Family = family(
+    "herald_origin_refused_total",
+    "Requests refused with 403 because their Origin is not allowed (server.allowed_origins).",
+);
+const OPERATOR_UNAUTHORIZED: Family = family(
+    "herald_operator_unauthorized_total",
+    "Operator endpoint requests refused with 401: no or wrong bearer token (server.operator_token).",
+);
 
 const CLUSTER_UP: Family = family(
     "herald_cluster_up",
@@ -277,6 +289,8 @@ impl Metrics {
             (&REQUEST_TIMEOUTS, s.request_timeouts),
             (&PUBLISHER_STALLS, s.publisher_stalls),
             (&STALLED_RECEIVERS, s.stalled_receivers),
+            (&ORIGIN_REFUSED, s.origin_refused),
+            (&OPERATOR_UNAUTHORIZED, s.operator_unauthorized),
         ];
         let cluster_counters = sample.cluster.iter().flat_map(|c| {
             [
@@ -289,6 +303,16 @@ impl Metrics {
         });
         for (family, value) in counters.into_iter().chain(cluster_counters) {
             self.set_counter(family, Key::from_static_name(family.name), value);
+        }
+        for (kind, value) in [
+            ("connection_rate", s.rate_limited_connection_rate),
+            ("connections_per_ip", s.rate_limited_connections_per_ip),
+            ("tracked_ips", s.rate_limited_tracked_ips),
+            ("messages", s.rate_limited_messages),
+        ] {
+            let label = Label::from_static_parts("kind", kind);
+            let key = Key::from_parts(RATE_LIMITED.name, vec![label]);
+            self.set_counter(&RATE_LIMITED, key, value);
         }
         for (reason, value) in &s.closed_by_reason {
             let label = Label::from_static_parts("reason", reason.as_str());
@@ -321,7 +345,12 @@ mod tests {
             stats: StatsSnapshot {
                 connections_current: 3,
                 events_delivered: 7,
-                closed_by_reason: vec![(CloseReason::SlowConsumer, 2)],
+                closed_by_reason: vec![
+                    (CloseReason::SlowConsumer, 2),
+                    (CloseReason::RateLimited, 5),
+                ],
+                rate_limited_messages: 6,
+                origin_refused: 8,
                 ..StatsSnapshot::default()
             },
             rooms: 4,
@@ -341,6 +370,10 @@ mod tests {
             "herald_pending_requests 1",
             "herald_connection_limit 100",
             "herald_connections_closed_total{reason=\"slow_consumer\"} 2",
+            "herald_connections_closed_total{reason=\"rate_limited\"} 5",
+            "herald_rate_limited_total{kind=\"messages\"} 6",
+            "herald_rate_limited_total{kind=\"connection_rate\"} 0",
+            "herald_origin_refused_total 8",
             "# TYPE herald_events_delivered_total counter",
             "# TYPE herald_connections gauge",
             "# TYPE herald_request_duration_seconds histogram",

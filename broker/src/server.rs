@@ -2,7 +2,11 @@
 //! open-files limit, bind, the accept loop (back-off on accept errors such
 //! as running out of file descriptors), one HTTP/1 connection task per
 //! socket (its bytes watched for requests framed twice, `framing`), and
-//! graceful shutdown.
+//! graceful shutdown. With `server.operator_listen`, a second listener
+//! serves the operator endpoints (`http::handle_operator`) the same way.
+//! With `[rate_limits]` per-IP limits on, each accepted connection is first
+//! checked against its address's connection rate (`limits`): over it, its
+//! requests are answered 429, or, in a flood, it is closed unread.
 //!
 //! Shutdown: readiness goes false and new upgrades are refused; every
 //! session flushes its queue and closes with 1001 (going away) within
@@ -26,6 +30,8 @@ use tracing::{info, warn};
 use crate::cluster::Cluster;
 use crate::fdlimit::{ConnectionLimit, OpenFiles};
 use crate::framing::{Verdicts, Watched};
+use crate::limits::Accept;
+use crate::limits::operator::OperatorToken;
 use crate::state::{Shared, node_name};
 use crate::stats::StatsSnapshot;
 
@@ -46,6 +52,20 @@ pub enum Error {
         /// What is wrong, naming the key.
         message: String,
     },
+    /// The operator listen address could not be bound.
+    #[error("cannot listen on {addr} (server.operator_listen): {source}")]
+    OperatorBind {
+        /// The address from `server.operator_listen`.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The operator token could not be loaded (`server.operator_token_file`).
+    #[error("{message}")]
+    OperatorToken {
+        /// What is wrong, naming the key.
+        message: String,
+    },
 }
 
 /// Entry point: `Broker::start(settings)`.
@@ -60,6 +80,18 @@ pub struct BrokerHandle {
     local_addr: SocketAddr,
     stop_accepting: CancellationToken,
     accept_loop: JoinHandle<()>,
+    /// The operator listener's address and accept loop, when
+    /// `server.operator_listen` is set.
+    operator: Option<(SocketAddr, JoinHandle<()>)>,
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// `server.listen`: everything.
+    Main,
+    /// `server.operator_listen`: the operator endpoints only.
+    Operator,
 }
 
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -91,22 +123,37 @@ impl Broker {
                 Some(cluster)
             }
         };
+        let operator_token = OperatorToken::load(&settings.server)
+            .map_err(|message| Error::OperatorToken { message })?;
+        let operator_listener = match settings.server.operator_addr() {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .and_then(|l| Ok((l.local_addr()?, l)))
+                    .map_err(|source| Error::OperatorBind { addr, source })?,
+            ),
+            None => None,
+        };
         let connection_limit = fit_connection_limit(settings.server.max_connections);
-        let shared = Arc::new(Shared::new(
-            settings,
-            node,
-            cluster.clone(),
-            connection_limit,
-        ));
+        let mut shared = Shared::new(settings, node, cluster.clone(), connection_limit);
+        shared.limits.operator_token = operator_token;
+        let shared = Arc::new(shared);
         if let Some(cluster) = &cluster {
             cluster.start(&shared);
             info!(node = cluster.node(), "clustered over redis");
         }
         let stop_accepting = CancellationToken::new();
+        let operator = operator_listener.map(|(addr, listener)| {
+            info!(%addr, "operator endpoints listening");
+            let stop = stop_accepting.clone();
+            let task = tokio::spawn(accept_loop(listener, shared.clone(), stop, Side::Operator));
+            (addr, task)
+        });
         let accept_loop = tokio::spawn(accept_loop(
             listener,
             shared.clone(),
             stop_accepting.clone(),
+            Side::Main,
         ));
         info!(
             %local_addr,
@@ -119,6 +166,7 @@ impl Broker {
             local_addr,
             stop_accepting,
             accept_loop,
+            operator,
         })
     }
 }
@@ -127,6 +175,12 @@ impl BrokerHandle {
     /// The address the broker listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the operator listener (`server.operator_listen`),
+    /// when there is one.
+    pub fn operator_addr(&self) -> Option<SocketAddr> {
+        self.operator.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The broker's counters now.
@@ -183,6 +237,9 @@ impl BrokerHandle {
         }
         self.stop_accepting.cancel();
         let _ = self.accept_loop.await;
+        if let Some((_, operator_loop)) = self.operator {
+            let _ = operator_loop.await;
+        }
         info!("shut down");
         drained
     }
@@ -210,7 +267,12 @@ fn fit_connection_limit(configured: usize) -> ConnectionLimit {
     limit
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    side: Side,
+) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -232,6 +294,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cancellat
                 continue;
             }
         };
+        let refused = match side {
+            Side::Main => match shared.limits.accept(peer.ip(), &shared.stats) {
+                Accept::Serve => None,
+                Accept::Refuse(refused) => Some(refused),
+                // Dropped unread: a flood that ignored its 429s.
+                Accept::Drop => continue,
+            },
+            Side::Operator => None,
+        };
         let _ = socket.set_nodelay(true);
         let shared = shared.clone();
         let stop = stop.clone();
@@ -241,7 +312,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cancellat
             let socket = Watched::new(socket, verdicts.clone());
             let service = service_fn(move |req| {
                 let framed_twice = verdicts.next_framed_twice();
-                crate::http::handle(req, shared.clone(), peer, framed_twice)
+                let shared = shared.clone();
+                async move {
+                    match (refused, side) {
+                        (Some(refused), _) => Ok(shared.limits.refused_connection(refused)),
+                        (None, Side::Main) => {
+                            crate::http::handle(req, shared, peer, framed_twice).await
+                        }
+                        (None, Side::Operator) => crate::http::handle_operator(req, shared).await,
+                    }
+                }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -4,7 +4,9 @@
 //!
 //! Bad input is answered with an `err` envelope and the connection stays
 //! open; only a broken handshake, a frame over the size limit or a long run
-//! of invalid frames closes it, with a named reason.
+//! of invalid frames closes it, with a named reason. Envelopes over the
+//! message rate (`rate_limits`) are answered `rate_limited` unhandled, and
+//! close the connection `rate_limited` when that goes on.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -15,13 +17,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use herald_protocol::envelope::{Emit, Limits, Reply, RoomChange, Subscription, Welcome};
 use herald_protocol::{CloseReason, Envelope, ErrorCode, PROTOCOL_VERSION, decode};
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, warn};
 
 use crate::admission::{self, Denied, EmitNames};
 use crate::conn::Conn;
 use crate::frame;
 use crate::inbound::{FrameReader, Incoming, ReadError};
+use crate::limits::{self, Limited, MessageLimiter, SessionPermit};
 use crate::outbox::Outbox;
 use crate::router::{RoomMove, SubKey};
 use crate::socket::Halves;
@@ -41,7 +43,7 @@ pub(crate) async fn run(
     halves: Halves,
     shared: Arc<Shared>,
     peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
+    _permit: SessionPermit,
 ) {
     let (mut reader, conn) = Conn::open(
         halves,
@@ -60,6 +62,7 @@ pub(crate) async fn run(
         invalid_in_a_row: 0,
         was_responder: false,
         back_pressure: None,
+        rate: shared.limits.message_limiter(),
     };
     debug!(conn = id.0, %peer, "connection opened");
     let reason = session.read_loop(&mut reader).await;
@@ -83,6 +86,8 @@ struct Session {
     /// A receiver of this connection's last emit whose queue is past its
     /// high-water mark: the reader waits for it before reading on.
     back_pressure: Option<Outbox>,
+    /// The message rate's bucket (`rate_limits.messages_per_second`).
+    rate: Option<MessageLimiter>,
 }
 
 /// A refusal: answered with `err`, and fatal ones close the connection.
@@ -110,6 +115,13 @@ impl Refusal {
 
     fn denied(id: Option<u64>, denied: Denied) -> Refusal {
         Refusal::new(id, denied.code, denied.message)
+    }
+
+    fn rate_limited(id: Option<u64>, limited: Limited) -> Refusal {
+        Refusal {
+            close: limited.close.then_some(CloseReason::RateLimited),
+            ..Refusal::new(id, ErrorCode::RateLimited, limited.message)
+        }
     }
 }
 
@@ -221,6 +233,12 @@ impl Session {
         })?;
         if !self.greeted {
             return self.on_hello(envelope);
+        }
+        if let Some(limiter) = self.rate.as_mut() {
+            self.shared
+                .limits
+                .message(limiter, &self.shared.stats)
+                .map_err(|limited| Refusal::rate_limited(limits::answer_id(&envelope), limited))?;
         }
         match envelope {
             Envelope::Subscribe(sub) => self.on_subscribe(sub),

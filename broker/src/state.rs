@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::cluster::Cluster;
 use crate::engineio;
 use crate::fdlimit::ConnectionLimit;
+use crate::limits::Limits;
 use crate::outbox::ConnId;
 use crate::router::Router;
 use crate::stats::Stats;
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) engineio: engineio::Registry,
     next_conn: AtomicU64,
     started: Instant,
+    /// Abuse limits, origins' rule and the operator token (`limits`).
+    pub(crate) limits: Limits,
 }
 
 /// A node name unique per broker start: the node part of session ids
@@ -92,6 +95,7 @@ impl Shared {
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
             ),
             started: Instant::now(),
+            limits: Limits::new(&settings),
             settings,
         }
     }

@@ -35,6 +35,12 @@ pub(crate) struct Stats {
     pub(crate) http_publishes_refused: AtomicU64,
     pub(crate) publisher_stalls: AtomicU64,
     pub(crate) stalled_receivers: AtomicU64,
+    pub(crate) rate_limited_connection_rate: AtomicU64,
+    pub(crate) rate_limited_connections_per_ip: AtomicU64,
+    pub(crate) rate_limited_tracked_ips: AtomicU64,
+    pub(crate) rate_limited_messages: AtomicU64,
+    pub(crate) origin_refused: AtomicU64,
+    pub(crate) operator_unauthorized: AtomicU64,
     /// This broker's own Prometheus registry (never a global one).
     pub(crate) metrics: Metrics,
 }
@@ -89,6 +95,12 @@ impl Stats {
             http_publishes_refused: self.http_publishes_refused.load(Relaxed),
             publisher_stalls: self.publisher_stalls.load(Relaxed),
             stalled_receivers: self.stalled_receivers.load(Relaxed),
+            rate_limited_connection_rate: self.rate_limited_connection_rate.load(Relaxed),
+            rate_limited_connections_per_ip: self.rate_limited_connections_per_ip.load(Relaxed),
+            rate_limited_tracked_ips: self.rate_limited_tracked_ips.load(Relaxed),
+            rate_limited_messages: self.rate_limited_messages.load(Relaxed),
+            origin_refused: self.origin_refused.load(Relaxed),
+            operator_unauthorized: self.operator_unauthorized.load(Relaxed),
         }
     }
 }
@@ -136,6 +148,21 @@ pub struct StatsSnapshot {
     /// Receivers whose queue did not drain within a publisher's stall
     /// limit (marked stalled: no more back-pressure until they drain).
     pub stalled_receivers: u64,
+    /// New TCP connections refused or dropped over
+    /// `rate_limits.connections_per_ip_per_second`.
+    pub rate_limited_connection_rate: u64,
+    /// Sessions refused at `rate_limits.max_connections_per_ip`.
+    pub rate_limited_connections_per_ip: u64,
+    /// Connections refused because `rate_limits.max_tracked_ips` addresses,
+    /// all with open sessions, were tracked.
+    pub rate_limited_tracked_ips: u64,
+    /// Client messages answered `rate_limited` (over
+    /// `rate_limits.messages_per_second`).
+    pub rate_limited_messages: u64,
+    /// Requests refused 403 for their `Origin` (`server.allowed_origins`).
+    pub origin_refused: u64,
+    /// Operator endpoint requests refused 401 (`server.operator_token`).
+    pub operator_unauthorized: u64,
 }
 
 impl StatsSnapshot {

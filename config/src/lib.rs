@@ -28,10 +28,10 @@ pub use error::ConfigError;
 pub use load::{ENV_PREFIX, ENV_SEPARATOR, Sources, env_var_name};
 pub use settings::{
     ClusterBackend, ClusterSettings, DeliverySettings, LimitSettings, LogFormat, LogSettings,
-    ServerSettings, ServicePowers, Settings, SlowConsumerPolicy, SocketioSettings, TestingSettings,
-    UnknownVariant,
+    RateLimitSettings, ServerSettings, ServicePowers, Settings, SlowConsumerPolicy,
+    SocketioSettings, TestingSettings, UnknownVariant,
 };
-pub use validate::{MAX_PAYLOAD_BYTES_LIMIT, MAX_QUEUE_CAPACITY};
+pub use validate::{MAX_PAYLOAD_BYTES_LIMIT, MAX_QUEUE_CAPACITY, check_operator_token};
 
 /// The documented default configuration (`config/herald.toml`), the lowest
 /// layer of every [`Settings::load`] and the sole source of default values.

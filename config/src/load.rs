@@ -196,7 +196,20 @@ fn check_table(
     Ok(())
 }
 
+/// Keys that moved, and where to: a config still using the old name is
+/// told the new one.
+const MOVED: &[(&str, &str)] = &[(
+    "socketio.allowed_origins",
+    "server.allowed_origins (one list for native WebSocket upgrades and the Socket.IO paths)",
+)];
+
 fn unknown_key(path: &str, value: &Value, known: &Map<String, Value>) -> ConfigError {
+    if let Some((_, to)) = MOVED.iter().find(|(from, _)| *from == path) {
+        return ConfigError::invalid(
+            path,
+            format!("has moved: set {to} instead{}", via(value, path)),
+        );
+    }
     let mut names: Vec<&str> = known.keys().map(String::as_str).collect();
     names.sort_unstable();
     let what = if path.contains('.') { "key" } else { "section" };

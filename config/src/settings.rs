@@ -33,6 +33,9 @@ pub struct Settings {
     /// Settings for conformance and test runs only (`[testing]`); off by
     /// default, never needed in production.
     pub testing: TestingSettings,
+    /// Abuse limits: per-IP connection rate and concurrency, per-connection
+    /// message rate (`[rate_limits]`).
+    pub rate_limits: RateLimitSettings,
 }
 
 /// The `[server]` section.
@@ -64,6 +67,34 @@ pub struct ServerSettings {
     /// within this long (`server.message_timeout`), greater than zero.
     #[serde(with = "strict::duration")]
     pub message_timeout: Duration,
+    /// Origins (`scheme://host[:port]`) whose web pages may use the broker
+    /// across origins: native WebSocket upgrades of `/v1/ws` and the
+    /// Socket.IO / Engine.IO paths (`server.allowed_origins`). `["*"]`
+    /// allows any; empty allows same-origin pages (and non-browser
+    /// clients, which send no `Origin`) only.
+    #[serde(deserialize_with = "strict::string_list")]
+    pub allowed_origins: Vec<String>,
+    /// A second listen address (`IP:port`) for the operator endpoints
+    /// (`/metrics`, with `/healthz` and `/readyz`) (`server.operator_listen`);
+    /// empty serves them on `server.listen`. When set, `/metrics` is no
+    /// longer served on `server.listen`.
+    pub operator_listen: String,
+    /// A bearer token required by the operator endpoints (`/metrics`)
+    /// (`server.operator_token`); empty means none. Prefer
+    /// `operator_token_file`, which keeps it out of the config.
+    pub operator_token: String,
+    /// A file holding that token (`server.operator_token_file`), read once
+    /// at start (surrounding whitespace trimmed); empty means none.
+    pub operator_token_file: String,
+}
+
+impl ServerSettings {
+    /// `server.operator_listen` as an address; `None` when empty (the
+    /// operator endpoints share `server.listen`) or invalid (refused by
+    /// [`Settings::validate`]).
+    pub fn operator_addr(&self) -> Option<SocketAddr> {
+        self.operator_listen.parse().ok()
+    }
 }
 
 /// The `[limits]` section.
@@ -151,11 +182,6 @@ pub struct SocketioSettings {
     /// (`socketio.connect_timeout`), greater than zero.
     #[serde(with = "strict::duration")]
     pub connect_timeout: Duration,
-    /// Origins (`scheme://host[:port]`) whose pages may use the endpoint
-    /// across origins (`socketio.allowed_origins`): `["*"]` allows any;
-    /// empty allows same-origin pages (and non-browser clients) only.
-    #[serde(deserialize_with = "strict::string_list")]
-    pub allowed_origins: Vec<String>,
     /// Namespaces Socket.IO clients may connect to (`socketio.namespaces`);
     /// empty means every valid Herald namespace.
     #[serde(deserialize_with = "strict::string_list")]
@@ -163,6 +189,42 @@ pub struct SocketioSettings {
     /// Who holds the service-side powers (emit to a session-id room, make
     /// another connection join or leave a room) (`socketio.service_powers`).
     pub service_powers: ServicePowers,
+}
+
+/// The `[rate_limits]` section: abuse limits. For every value, 0 turns
+/// the limit off (the default for all of them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// New TCP connections per second from one client address (an IPv4
+    /// address or an IPv6 /64), refilling a token bucket
+    /// (`rate_limits.connections_per_ip_per_second`); 0 = no limit.
+    #[serde(deserialize_with = "strict::usize")]
+    pub connections_per_ip_per_second: usize,
+    /// That bucket's size: connections an address may open at once before
+    /// the rate applies (`rate_limits.connection_burst`), at least 1.
+    #[serde(deserialize_with = "strict::usize")]
+    pub connection_burst: usize,
+    /// Sessions (native WebSocket and Socket.IO) one client address may
+    /// hold at once (`rate_limits.max_connections_per_ip`); 0 = no limit.
+    #[serde(deserialize_with = "strict::usize")]
+    pub max_connections_per_ip: usize,
+    /// Client addresses the per-IP limits keep state for, at most
+    /// (`rate_limits.max_tracked_ips`), at least 1.
+    #[serde(deserialize_with = "strict::usize")]
+    pub max_tracked_ips: usize,
+    /// Messages per second one connection may send, refilling a token
+    /// bucket (`rate_limits.messages_per_second`); 0 = no limit.
+    #[serde(deserialize_with = "strict::usize")]
+    pub messages_per_second: usize,
+    /// That bucket's size (`rate_limits.message_burst`), at least 1.
+    #[serde(deserialize_with = "strict::usize")]
+    pub message_burst: usize,
+    /// Over-rate messages a connection may send since its bucket was last
+    /// full before it is closed with `rate_limited`
+    /// (`rate_limits.max_rate_limited_messages`); 0 = never closed.
+    #[serde(deserialize_with = "strict::usize")]
+    pub max_rate_limited_messages: usize,
 }
 
 /// Who may use the service-side powers of the Socket.IO mapping.

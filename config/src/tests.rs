@@ -114,6 +114,10 @@ fn defaults_load_validate_and_match_the_documentation() {
             heartbeat_timeout: secs(45),
             shutdown_grace: secs(10),
             message_timeout: secs(30),
+            allowed_origins: Vec::new(),
+            operator_listen: String::new(),
+            operator_token: String::new(),
+            operator_token_file: String::new(),
         },
         limits: LimitSettings {
             max_payload_bytes: 1_048_576,
@@ -149,13 +153,21 @@ fn defaults_load_validate_and_match_the_documentation() {
             ping_timeout: secs(20),
             max_payload: 1_000_000,
             connect_timeout: secs(45),
-            allowed_origins: Vec::new(),
             namespaces: Vec::new(),
             service_powers: ServicePowers::Native,
         },
         testing: TestingSettings {
             echo_endpoint: String::new(),
             engineio_echo_endpoint: String::new(),
+        },
+        rate_limits: RateLimitSettings {
+            connections_per_ip_per_second: 0,
+            connection_burst: 20,
+            max_connections_per_ip: 0,
+            max_tracked_ips: 200_000,
+            messages_per_second: 0,
+            message_burst: 200,
+            max_rate_limited_messages: 100,
         },
     };
     assert_eq!(s, expected);
@@ -193,7 +205,7 @@ fn default_toml_documents_every_key() {
             );
         }
     }
-    assert_eq!(count, 37, "a key was added or removed: update this test");
+    assert_eq!(count, 47, "a key was added or removed: update this test");
 }
 
 #[test]
@@ -386,13 +398,52 @@ fn each_validation_rule_names_its_key() {
         ("socketio.max_payload", "0", "between 1 and 67108864"),
         ("socketio.max_payload", "67108865", "between 1 and 67108864"),
         ("socketio.connect_timeout", "0s", "greater than zero"),
-        ("socketio.allowed_origins", "example.com", "not an origin"),
+        ("server.allowed_origins", "example.com", "not an origin"),
         (
-            "socketio.allowed_origins",
+            "server.allowed_origins",
             "https://a.example/",
             "not an origin",
         ),
-        ("socketio.allowed_origins", "https://", "not an origin"),
+        ("server.allowed_origins", "https://", "not an origin"),
+        (
+            "server.operator_listen",
+            "localhost",
+            "not a socket address",
+        ),
+        (
+            "server.operator_listen",
+            "127.0.0.1:7400",
+            "already server.listen",
+        ),
+        ("server.operator_token", "short", "at least 16"),
+        (
+            "server.operator_token",
+            "has spaces in the token",
+            "at least 16",
+        ),
+        (
+            "rate_limits.connections_per_ip_per_second",
+            "-1",
+            "non-negative integer",
+        ),
+        (
+            "rate_limits.messages_per_second",
+            "100000001",
+            "between 0 (off) and 100000000",
+        ),
+        (
+            "rate_limits.max_connections_per_ip",
+            "1.5",
+            "non-negative integer",
+        ),
+        ("rate_limits.connection_burst", "0", "between 1 and"),
+        ("rate_limits.message_burst", "0", "between 1 and"),
+        ("rate_limits.max_tracked_ips", "0", "between 1 and"),
+        (
+            "rate_limits.max_rate_limited_messages",
+            "100000001",
+            "between 0 (off)",
+        ),
         (
             "socketio.namespaces",
             "chat",
@@ -447,14 +498,14 @@ fn boundary_values_are_accepted() {
 #[test]
 fn socketio_lists_come_from_arrays_or_comma_separated_strings() {
     let s = load_file(
-        "[socketio]\nallowed_origins = [\"*\"]\nnamespaces = [\"/\", \"/custom\", \"/chat\"]\n",
+        "[server]\nallowed_origins = [\"*\"]\n[socketio]\nnamespaces = [\"/\", \"/custom\", \"/chat\"]\n",
     )
     .unwrap();
-    assert_eq!(s.socketio.allowed_origins, vec!["*"]);
+    assert_eq!(s.server.allowed_origins, vec!["*"]);
     assert_eq!(s.socketio.namespaces, vec!["/", "/custom", "/chat"]);
     let s = load_env(&[
         (
-            "HERALD__SOCKETIO__ALLOWED_ORIGINS",
+            "HERALD__SERVER__ALLOWED_ORIGINS",
             "https://a.example, http://127.0.0.1:8080",
         ),
         ("HERALD__SOCKETIO__NAMESPACES", "/orders"),
@@ -463,7 +514,7 @@ fn socketio_lists_come_from_arrays_or_comma_separated_strings() {
     ])
     .unwrap();
     assert_eq!(
-        s.socketio.allowed_origins,
+        s.server.allowed_origins,
         vec!["https://a.example", "http://127.0.0.1:8080"]
     );
     assert_eq!(s.socketio.namespaces, vec!["/orders"]);
@@ -640,6 +691,56 @@ fn empty_file_changes_nothing() {
     assert_eq!(load_file("").unwrap(), Settings::defaults());
 }
 
+#[test]
+fn the_moved_socketio_allowed_origins_names_its_new_key() {
+    for result in [
+        load_file("[socketio]\nallowed_origins = [\"*\"]\n"),
+        load_env(&[("HERALD__SOCKETIO__ALLOWED_ORIGINS", "*")]),
+        load_overrides(&[("socketio.allowed_origins", "*")]),
+    ] {
+        let text = assert_invalid(result, "socketio.allowed_origins");
+        assert!(text.contains("server.allowed_origins"), "{text}");
+    }
+}
+
+#[test]
+fn the_operator_token_is_set_in_one_place_only() {
+    let text = assert_invalid(
+        load_overrides(&[
+            ("server.operator_token", "0123456789abcdef"),
+            ("server.operator_token_file", "/run/secrets/token"),
+        ]),
+        "server.operator_token_file",
+    );
+    assert!(text.contains("not both"), "{text}");
+    let s = load_overrides(&[
+        ("server.operator_token", "0123456789abcdef"),
+        ("server.operator_listen", "[::1]:9400"),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.server.operator_addr(),
+        Some("[::1]:9400".parse().unwrap())
+    );
+    assert_eq!(Settings::defaults().server.operator_addr(), None);
+}
+
+#[test]
+fn rate_limits_accept_zero_as_off_and_their_bounds() {
+    let s = load_env(&[
+        ("HERALD__RATE_LIMITS__CONNECTIONS_PER_IP_PER_SECOND", "10"),
+        ("HERALD__RATE_LIMITS__CONNECTION_BURST", "1"),
+        ("HERALD__RATE_LIMITS__MAX_CONNECTIONS_PER_IP", "100000000"),
+        ("HERALD__RATE_LIMITS__MESSAGES_PER_SECOND", "0"),
+        ("HERALD__RATE_LIMITS__MAX_RATE_LIMITED_MESSAGES", "0"),
+    ])
+    .unwrap();
+    assert_eq!(s.rate_limits.connections_per_ip_per_second, 10);
+    assert_eq!(s.rate_limits.connection_burst, 1);
+    assert_eq!(s.rate_limits.max_connections_per_ip, 100_000_000);
+    assert_eq!(s.rate_limits.max_rate_limited_messages, 0);
+}
+
 // ---------------------------------------------------------------- to_toml
 
 #[test]
@@ -652,7 +753,11 @@ fn to_toml_round_trips_through_load() {
         ("delivery.slow_consumer", "drop"),
         ("log.level", "warn,herald_broker::session=trace"),
         ("log.format", "json"),
-        ("socketio.allowed_origins", "*"),
+        ("server.allowed_origins", "*"),
+        ("server.operator_listen", "127.0.0.1:0"),
+        ("server.operator_token_file", "/run/secrets/herald-metrics"),
+        ("rate_limits.messages_per_second", "50"),
+        ("rate_limits.max_connections_per_ip", "10"),
         ("socketio.namespaces", "/, /chat"),
         ("socketio.ping_interval", "300ms"),
     ])

@@ -23,6 +23,12 @@ const RESERVED_PATHS: &[&str] = &["/v1/ws", "/healthz", "/readyz", "/metrics"];
 /// (clients keep timers in 32-bit milliseconds).
 const MAX_ENGINEIO_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// Largest accepted rate, burst or count in `[rate_limits]`.
+const MAX_RATE: usize = 100_000_000;
+
+/// Shortest accepted `server.operator_token`.
+const MIN_TOKEN_LEN: usize = 16;
+
 /// Level names accepted in `log.level`.
 const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
@@ -88,7 +94,79 @@ impl Settings {
 
         check_log_filter(&self.log.level)
             .map_err(|message| ConfigError::invalid("log.level", message))?;
-        self.validate_cluster()
+        self.validate_cluster()?;
+        self.validate_operator()?;
+        self.validate_rate_limits()
+    }
+
+    /// `server.allowed_origins` and the operator endpoints' address and
+    /// token.
+    fn validate_operator(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        for origin in &server.allowed_origins {
+            check_origin(origin)
+                .map_err(|message| ConfigError::invalid("server.allowed_origins", message))?;
+        }
+        if !server.operator_listen.is_empty() {
+            let Some(addr) = server.operator_addr() else {
+                return Err(ConfigError::invalid(
+                    "server.operator_listen",
+                    format!(
+                        "{:?} is not a socket address: use IP:port such as \"127.0.0.1:7401\", or empty for server.listen",
+                        server.operator_listen
+                    ),
+                ));
+            };
+            if addr == server.listen && addr.port() != 0 {
+                return Err(ConfigError::invalid(
+                    "server.operator_listen",
+                    format!("{addr} is already server.listen; leave it empty to share that port"),
+                ));
+            }
+        }
+        if !server.operator_token.is_empty() && !server.operator_token_file.is_empty() {
+            return Err(ConfigError::invalid(
+                "server.operator_token_file",
+                "set either server.operator_token or server.operator_token_file, not both",
+            ));
+        }
+        let token = server.operator_token.as_str();
+        if !token.is_empty() {
+            check_operator_token(token)
+                .map_err(|why| ConfigError::invalid("server.operator_token", why))?;
+        }
+        Ok(())
+    }
+
+    /// `[rate_limits]`: bucket sizes and the map bound at least 1, rates
+    /// within what a bucket can count.
+    fn validate_rate_limits(&self) -> Result<(), ConfigError> {
+        let r = &self.rate_limits;
+        for (key, value) in [
+            (
+                "rate_limits.connections_per_ip_per_second",
+                r.connections_per_ip_per_second,
+            ),
+            (
+                "rate_limits.max_connections_per_ip",
+                r.max_connections_per_ip,
+            ),
+            ("rate_limits.messages_per_second", r.messages_per_second),
+            (
+                "rate_limits.max_rate_limited_messages",
+                r.max_rate_limited_messages,
+            ),
+        ] {
+            if value > MAX_RATE {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must be between 0 (off) and {MAX_RATE}, got {value}"),
+                ));
+            }
+        }
+        in_range("rate_limits.connection_burst", r.connection_burst, MAX_RATE)?;
+        in_range("rate_limits.message_burst", r.message_burst, MAX_RATE)?;
+        in_range("rate_limits.max_tracked_ips", r.max_tracked_ips, MAX_RATE)
     }
 
     /// `[socketio]` and the Engine.IO echo endpoint: timers, sizes, names,
@@ -123,10 +201,6 @@ impl Settings {
             MAX_PAYLOAD_BYTES_LIMIT,
         )?;
         non_zero("socketio.connect_timeout", sio.connect_timeout)?;
-        for origin in &sio.allowed_origins {
-            check_origin(origin)
-                .map_err(|message| ConfigError::invalid("socketio.allowed_origins", message))?;
-        }
         for namespace in &sio.namespaces {
             herald_protocol::names::validate_namespace(namespace).map_err(|e| {
                 ConfigError::invalid(
@@ -282,7 +356,24 @@ fn same_path(a: &str, b: &str) -> bool {
     !a.is_empty() && !b.is_empty() && a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
-/// An entry of `socketio.allowed_origins`: `*`, or an origin as browsers
+/// Checks an operator token (`server.operator_token`, or the contents of
+/// `server.operator_token_file`): at least 16 characters that an
+/// `Authorization: Bearer` header can carry (RFC 6750 `b64token`).
+pub fn check_operator_token(token: &str) -> Result<(), String> {
+    let valid = token.len() >= MIN_TOKEN_LEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b));
+    if valid {
+        return Ok(());
+    }
+    Err(format!(
+        "must be at least {MIN_TOKEN_LEN} characters of A-Z, a-z, 0-9 and -._~+/= \
+         (what an Authorization: Bearer header can carry)"
+    ))
+}
+
+/// An entry of `server.allowed_origins`: `*`, or an origin as browsers
 /// send it in the `Origin` header, `scheme://host[:port]` (no path).
 fn check_origin(origin: &str) -> Result<(), String> {
     if origin == "*" {

@@ -54,7 +54,7 @@ async fn broker() -> TestBroker {
         s.socketio.ping_timeout = Duration::from_millis(PING_TIMEOUT_MS);
         s.socketio.max_payload = MAX_PAYLOAD;
         s.socketio.connect_timeout = Duration::from_secs(1);
-        s.socketio.allowed_origins = vec!["*".into()];
+        s.server.allowed_origins = vec!["*".into()];
         s.socketio.namespaces = vec!["/".into(), "/custom".into(), "/chat".into()];
     })
     .await

@@ -39,7 +39,7 @@ async fn conformance_broker() -> TestBroker {
         s.socketio.ping_interval = Duration::from_millis(PING_INTERVAL_MS);
         s.socketio.ping_timeout = Duration::from_millis(PING_TIMEOUT_MS);
         s.socketio.max_payload = MAX_PAYLOAD;
-        s.socketio.allowed_origins = vec!["*".into()];
+        s.server.allowed_origins = vec!["*".into()];
     })
     .await
 }
@@ -60,7 +60,7 @@ async fn quiet_broker() -> TestBroker {
         s.testing.engineio_echo_endpoint = PATH.into();
         s.socketio.ping_interval = Duration::from_secs(60);
         s.socketio.ping_timeout = Duration::from_secs(60);
-        s.socketio.allowed_origins = vec!["*".into()];
+        s.server.allowed_origins = vec!["*".into()];
     })
     .await
 }
@@ -619,7 +619,7 @@ async fn cors_echoes_allowed_origins_with_credentials() {
 async fn cors_refuses_origins_not_listed() {
     let broker = start_broker(|s| {
         s.testing.engineio_echo_endpoint = PATH.into();
-        s.socketio.allowed_origins = vec!["https://app.example".into()];
+        s.server.allowed_origins = vec!["https://app.example".into()];
     })
     .await;
     let addr = broker.addr();

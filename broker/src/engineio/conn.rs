@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use herald_protocol::CloseReason;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 use super::packet::{self, Packet};
@@ -27,6 +27,7 @@ use super::{Message, Transport};
 use crate::conn::Conn;
 use crate::frame;
 use crate::inbound::{FrameReader, Incoming};
+use crate::limits::SessionPermit;
 use crate::outbox::Outbox;
 use crate::session::read_error_reason;
 use crate::state::Shared;
@@ -67,7 +68,7 @@ pub(crate) struct EngineConn {
     /// refused until the session ends; none for a WebSocket-only session.
     polling: Option<Arc<PollSession>>,
     shared: Arc<Shared>,
-    _permit: OwnedSemaphorePermit,
+    _permit: SessionPermit,
 }
 
 impl std::fmt::Debug for EngineConn {
@@ -86,7 +87,7 @@ impl EngineConn {
         io: Io,
         polling: Option<Arc<PollSession>>,
         shared: Arc<Shared>,
-        permit: OwnedSemaphorePermit,
+        permit: SessionPermit,
     ) -> EngineConn {
         let settings = &shared.settings.socketio;
         let heartbeat = Heartbeat {
@@ -117,7 +118,7 @@ impl EngineConn {
         reader: FrameReader,
         conn: Conn,
         shared: Arc<Shared>,
-        permit: OwnedSemaphorePermit,
+        permit: SessionPermit,
     ) -> EngineConn {
         let outbox = conn.outbox.clone();
         EngineConn::new(
@@ -135,7 +136,7 @@ impl EngineConn {
         session: Arc<PollSession>,
         inbox: mpsc::Receiver<Vec<Packet>>,
         shared: Arc<Shared>,
-        permit: OwnedSemaphorePermit,
+        permit: SessionPermit,
     ) -> EngineConn {
         let io = Io::Polling {
             inbox,

@@ -1,59 +1,30 @@
-//! Which web pages may use an Engine.IO endpoint (`socketio.allowed_origins`)
-//! and the CORS headers that let them. A request without `Origin` comes
-//! from a non-browser client and is allowed. A same-origin page (its
-//! `Origin` names the `Host` it called) is allowed and needs no CORS
-//! header. Any other origin must be listed (or the list be `["*"]`); it is
-//! then echoed in `Access-Control-Allow-Origin` with credentials allowed
-//! (a wildcard would forbid the cookies and credentials clients send with
-//! `withCredentials`). Refused origins get 403, WebSocket upgrades too.
+//! The CORS side of the Engine.IO endpoints: which origins may call them
+//! is `server.allowed_origins` (the rule is in `limits::origin`, shared
+//! with `/v1/ws`); a refused origin gets 403 (Engine.IO code 4), WebSocket
+//! upgrades too. A listed cross origin is echoed in
+//! `Access-Control-Allow-Origin` with credentials allowed (a wildcard
+//! would forbid the cookies and credentials clients send with
+//! `withCredentials`); a same-origin page or a non-browser client (no
+//! `Origin`) needs no CORS header.
 
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS, HOST,
-    ORIGIN, VARY,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS, VARY,
 };
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use super::query::{ErrorCode, Refusal};
 use crate::http::Body;
+use crate::limits::origin;
+pub(crate) use crate::limits::origin::Origin;
 
-/// The verdict on a request's `Origin`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// No `Origin` header, or a same-origin page: no CORS headers.
-    Plain,
-    /// A listed cross origin: echoed back, with credentials.
-    Allowed(HeaderValue),
-}
-
-/// Checks `Origin` against `allowed` (entries `*` or `scheme://host[:port]`).
+/// Checks `Origin` against `allowed` (`server.allowed_origins`).
 pub(crate) fn check(headers: &HeaderMap, allowed: &[String]) -> Result<Origin, Refusal> {
-    let Some(origin) = headers.get(ORIGIN) else {
-        return Ok(Origin::Plain);
-    };
-    let text = origin.to_str().unwrap_or_default();
-    let listed = allowed
-        .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(text));
-    if listed {
-        return Ok(Origin::Allowed(origin.clone()));
-    }
-    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
-    let same_origin = match (text.split_once("://"), host) {
-        (Some((_, authority)), Some(host)) => authority.eq_ignore_ascii_case(host),
-        _ => false,
-    };
-    if same_origin {
-        return Ok(Origin::Plain);
-    }
-    Err(Refusal {
+    origin::check(headers, allowed).map_err(|refused| Refusal {
         status: StatusCode::FORBIDDEN,
         code: ErrorCode::Forbidden,
-        detail: format!(
-            "origin {text:?} is not allowed: add it to socketio.allowed_origins \
-             (or [\"*\"] for any origin)"
-        ),
+        detail: refused.message().to_owned(),
     })
 }
 
@@ -91,39 +62,21 @@ pub(crate) fn preflight(request: &HeaderMap, origin: &Origin) -> Response<Body> 
 
 #[cfg(test)]
 mod tests {
+    use http::header::{HOST, ORIGIN};
+
     use super::*;
 
-    fn headers(origin: Option<&'static str>) -> HeaderMap {
+    #[test]
+    fn refused_origins_are_engineio_forbidden_with_the_setting_named() {
         let mut h = HeaderMap::new();
         h.insert(HOST, HeaderValue::from_static("127.0.0.1:7400"));
-        if let Some(origin) = origin {
-            h.insert(ORIGIN, HeaderValue::from_static(origin));
-        }
-        h
-    }
-
-    #[test]
-    fn origins_are_allowed_listed_same_origin_or_absent() {
-        let none: Vec<String> = Vec::new();
-        let any = vec!["*".to_owned()];
-        let one = vec!["https://app.example".to_owned()];
-        assert_eq!(check(&headers(None), &none), Ok(Origin::Plain));
-        assert_eq!(
-            check(&headers(Some("http://127.0.0.1:7400")), &none),
-            Ok(Origin::Plain)
-        );
-        assert!(check(&headers(Some("https://app.example")), &none).is_err());
-        assert_eq!(
-            check(&headers(Some("https://app.example")), &one),
-            Ok(Origin::Allowed(HeaderValue::from_static(
-                "https://app.example"
-            )))
-        );
-        let refused = check(&headers(Some("https://evil.example")), &one).expect_err("refused");
+        h.insert(ORIGIN, HeaderValue::from_static("https://evil.example"));
+        let refused = check(&h, &[]).expect_err("refused");
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
         assert_eq!(refused.code, ErrorCode::Forbidden);
+        assert!(refused.detail.contains("server.allowed_origins"));
         assert!(matches!(
-            check(&headers(Some("https://evil.example")), &any),
+            check(&h, &["*".to_owned()]),
             Ok(Origin::Allowed(_))
         ));
     }

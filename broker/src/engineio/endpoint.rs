@@ -22,6 +22,7 @@ use super::query::{self, ErrorCode, Refusal};
 use super::sid::new_sid;
 use super::{App, Transport, packet, run_app, websocket};
 use crate::http::{Body, switching_protocols, websocket_key};
+use crate::limits::SessionPermit;
 use crate::socket;
 use crate::state::Shared;
 use crate::stats::Stats;
@@ -38,9 +39,10 @@ where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let origin = match cors::check(req.headers(), &shared.settings.socketio.allowed_origins) {
+    let origin = match cors::check(req.headers(), &shared.settings.server.allowed_origins) {
         Ok(origin) => origin,
         Err(refusal) => {
+            Stats::add(&shared.stats.origin_refused, 1);
             debug!(%peer, detail = refusal.detail, "engine.io request refused");
             return refusal.response();
         }
@@ -85,7 +87,10 @@ where
             ErrorCode::BadHandshakeMethod,
             format!("a new session starts with GET, not {}", req.method()),
         )),
-        (Transport::Polling, None) => open_polling(app, &shared),
+        (Transport::Polling, None) => match admit(&shared, peer)? {
+            Admitted::Permit(permit) => Ok(open_polling(app, &shared, permit)),
+            Admitted::Limited(response) => Ok(response),
+        },
         (Transport::Polling, Some(sid)) => {
             let session = lookup(&sid)?;
             match *req.method() {
@@ -105,7 +110,10 @@ where
                 ));
             };
             let next = match sid {
-                None => Next::Serve(admit(&shared)?),
+                None => match admit(&shared, peer)? {
+                    Admitted::Permit(permit) => Next::Serve(permit),
+                    Admitted::Limited(response) => return Ok(response),
+                },
                 Some(sid) => {
                     let session = lookup(&sid)?;
                     if !session.start_probe() {
@@ -149,13 +157,21 @@ where
 
 /// What an accepted WebSocket upgrade goes on to.
 enum Next {
-    Serve(tokio::sync::OwnedSemaphorePermit),
+    Serve(SessionPermit),
     Probe(Arc<PollSession>),
 }
 
+/// A new session's admission.
+enum Admitted {
+    Permit(SessionPermit),
+    /// Refused by the per-IP limits: this 429 is the answer.
+    Limited(Response<Body>),
+}
+
 /// A connection permit for a new session, unless the broker is shutting
-/// down or at its limit (`server.max_connections`, shared with `/v1/ws`).
-fn admit(shared: &Shared) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
+/// down, at its limit (`server.max_connections`, shared with `/v1/ws`),
+/// or the client address at its own (`rate_limits.max_connections_per_ip`).
+fn admit(shared: &Shared, peer: SocketAddr) -> Result<Admitted, Refusal> {
     let refuse = |detail: String| {
         Stats::add(&shared.stats.connections_refused, 1);
         Refusal {
@@ -167,17 +183,21 @@ fn admit(shared: &Shared) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> 
     if !shared.is_ready() {
         return Err(refuse("the broker is shutting down".into()));
     }
-    shared
+    let ip_slot = match shared.limits.open_session(peer.ip(), &shared.stats) {
+        Ok(slot) => slot,
+        Err(response) => return Ok(Admitted::Limited(response)),
+    };
+    let slot = shared
         .sessions
         .clone()
         .try_acquire_owned()
-        .map_err(|_| refuse(shared.connection_limit.refusal()))
+        .map_err(|_| refuse(shared.connection_limit.refusal()))?;
+    Ok(Admitted::Permit(SessionPermit::new(slot, ip_slot)))
 }
 
 /// The handshake of a long-polling session: registered, its app started,
 /// answered with the open packet.
-fn open_polling(app: App, shared: &Arc<Shared>) -> Result<Response<Body>, Refusal> {
-    let permit = admit(shared)?;
+fn open_polling(app: App, shared: &Arc<Shared>, permit: SessionPermit) -> Response<Body> {
     let (outbox, queue) = crate::conn::new_outbox(shared, WireFormat::SocketIo);
     Stats::add(&shared.stats.connections_opened, 1);
     Stats::add(&shared.stats.connections_current, 1);
@@ -204,5 +224,5 @@ fn open_polling(app: App, shared: &Arc<Shared>) -> Result<Response<Body>, Refusa
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=UTF-8"),
     );
-    Ok(response)
+    response
 }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use super::conn::EngineConn;
@@ -20,6 +19,7 @@ use super::polling::PollSession;
 use super::sid::new_sid;
 use crate::conn::Conn;
 use crate::inbound::{FrameReader, Incoming};
+use crate::limits::SessionPermit;
 use crate::socket::Halves;
 use crate::state::Shared;
 use crate::stats::Stats;
@@ -39,7 +39,7 @@ pub(crate) fn open(
     halves: Halves,
     shared: &Arc<Shared>,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    permit: SessionPermit,
 ) -> EngineConn {
     let settings = &shared.settings.socketio;
     let (reader, conn) = Conn::open_with(
@@ -175,11 +175,12 @@ mod tests {
             });
         }
         let permit = || {
-            shared
+            let slot = shared
                 .sessions
                 .clone()
                 .try_acquire_owned()
-                .expect("a permit")
+                .expect("a permit");
+            SessionPermit::new(slot, None)
         };
         let (Some(native), Some(engine)) = (halves.pop(), halves.pop()) else {
             panic!("two connections");

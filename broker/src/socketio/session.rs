@@ -14,6 +14,9 @@
 //!   namespace disconnect`); with no namespace left the session closes.
 //! - A packet that does not parse closes the session, as the reference
 //!   server does; so does no CONNECT within `socketio.connect_timeout`.
+//! - A packet over the message rate (`rate_limits`) is not handled and is
+//!   answered with code `rate_limited`; the session closes `rate_limited`
+//!   when that goes on.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -34,6 +37,7 @@ use super::lifecycle;
 use crate::admission::{self, Denied, EmitNames};
 use crate::engineio::packet::message_item;
 use crate::engineio::{EngineConn, Message, Transport};
+use crate::limits::{Limited, MessageLimiter};
 use crate::outbox::Outbox;
 use crate::router::SubKey;
 use crate::state::Shared;
@@ -53,6 +57,7 @@ pub(crate) async fn serve(mut conn: EngineConn, shared: Arc<Shared>) {
         sockets: Sockets::default(),
         assembler: Assembler::new(PacketLimits::default()),
         back_pressure: None,
+        rate: shared.limits.message_limiter(),
     };
     debug!(conn = outbox.id.0, "socket.io session opened");
     let reason = session.read_loop(&mut conn).await;
@@ -124,6 +129,8 @@ struct Session {
     sockets: Sockets,
     assembler: Assembler,
     back_pressure: Option<Outbox>,
+    /// The message rate's bucket (`rate_limits.messages_per_second`).
+    rate: Option<MessageLimiter>,
 }
 
 /// What handling one packet asks of the read loop.
@@ -208,6 +215,11 @@ impl Session {
     }
 
     fn on_packet(&mut self, assembled: Assembled) -> Next {
+        if let Some(limiter) = self.rate.as_mut() {
+            if let Err(limited) = self.shared.limits.message(limiter, &self.shared.stats) {
+                return self.rate_limited(&assembled, limited);
+            }
+        }
         let namespace = assembled.packet.namespace.clone();
         match &assembled.packet.body {
             Body::Connect { auth } => {
@@ -232,6 +244,39 @@ impl Session {
             }
             // The broker never asks a client for an ack.
             Body::Ack { .. } => Next::Read,
+        }
+    }
+
+    /// A packet over the message rate: not handled, but answered as a
+    /// refusal is (an event's ack or error packet, a command's ack, a
+    /// CONNECT_ERROR) with code `rate_limited`; a DISCONNECT still leaves.
+    fn rate_limited(&mut self, assembled: &Assembled, limited: Limited) -> Next {
+        let packet = &assembled.packet;
+        let namespace = packet.namespace.as_str();
+        let denied = Denied {
+            code: ErrorCode::RateLimited,
+            message: limited.message,
+        };
+        match &packet.body {
+            Body::Connect { .. } => {
+                let mut text = String::new();
+                write_connect_error(&mut text, namespace, &denied.message);
+                self.outbox.answer(&message_item(&text, &[]));
+            }
+            Body::Disconnect => self.leave_namespace(namespace, "client namespace disconnect"),
+            Body::Event { name, .. } if self.sockets.contains_key(namespace) => {
+                if name.starts_with('$') {
+                    self.answer_command(namespace, packet.id, Err(denied));
+                } else {
+                    self.refuse(namespace, packet.id, &denied);
+                }
+            }
+            _ => {}
+        }
+        if limited.close {
+            Next::Close(CloseReason::RateLimited)
+        } else {
+            Next::Read
         }
     }
 
@@ -354,6 +399,12 @@ impl Session {
     /// room).
     fn on_command(&mut self, namespace: &str, id: Option<u64>, name: &str, args: &[Json]) {
         let result = self.command(namespace, name, args);
+        self.answer_command(namespace, id, result);
+    }
+
+    /// A command's answer: its ack when it has an id, else an error packet
+    /// for a refusal.
+    fn answer_command(&self, namespace: &str, id: Option<u64>, result: Result<(), Denied>) {
         match (id, result) {
             (Some(id), Ok(())) => {
                 self.outbox

@@ -247,9 +247,9 @@ pub fn conformance_settings(settings: &mut Settings) {
     socketio.ping_timeout = PING_TIMEOUT;
     socketio.max_payload = 1_000_000;
     socketio.connect_timeout = Duration::from_secs(1);
-    // The browser's long-polling comes from the page's own origin.
-    socketio.allowed_origins = vec!["*".to_owned()];
     socketio.namespaces = ["/", "/custom", "/chat"].map(str::to_owned).to_vec();
+    // The browser's long-polling comes from the page's own origin.
+    settings.server.allowed_origins = vec!["*".to_owned()];
     short_grace(settings);
 }
 
