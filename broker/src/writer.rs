@@ -224,8 +224,8 @@ fn drops_notice(conn: &Outbox) -> Option<Bytes> {
 }
 
 /// Whether a close for `reason` first writes what is still queued. On
-/// shutdown that is the queued events; on a protocol error it is the `err`
-/// envelope that explains it (queued just before the close was asked for);
+/// shutdown that is the queued events; on a protocol error (or a message
+/// over the rate) it is the `err` envelope that explains it (queued just before the close was asked for);
 /// on the client's close it is what answered the frames it sent before its
 /// close frame (RFC 6455 lets data precede the answering close; Autobahn
 /// case 7.1.1 expects the echo of a message sent just before the close).
@@ -242,6 +242,7 @@ fn drains_queue(reason: CloseReason) -> bool {
             | CloseReason::MessageTimeout
             | CloseReason::HandshakeTimeout
             | CloseReason::ConnectTimeout
+            | CloseReason::RateLimited
     )
 }
 
@@ -328,6 +329,11 @@ fn close_message(reason: CloseReason, conn: &Outbox, shared: &Shared) -> String 
         CloseReason::MessageTooBig => format!(
             "a frame exceeded the limit (limits.max_payload_bytes = {} plus envelope overhead)",
             s.limits.max_payload_bytes
+        ),
+        CloseReason::RateLimited => format!(
+            "{} messages over the rate (rate_limits.max_rate_limited_messages): \
+             send at most {} messages per second (rate_limits.messages_per_second)",
+            s.rate_limits.max_rate_limited_messages, s.rate_limits.messages_per_second
         ),
         other => other.as_str().into(),
     }
