@@ -223,9 +223,9 @@ fn not_found(path: &str) -> Response<Body> {
 fn operator_metrics(headers: &HeaderMap, shared: &Shared) -> Response<Body> {
     match shared.limits.operator_token.authorize(headers) {
         Ok(()) => metrics_text(shared),
-        Err(refusal) => {
+        Err(unauthorized) => {
             Stats::add(&shared.stats.operator_unauthorized, 1);
-            refusal
+            unauthorized.response()
         }
     }
 }
@@ -354,7 +354,7 @@ where
     }
     let ip_slot = match shared.limits.open_session(peer.ip(), &shared.stats) {
         Ok(slot) => slot,
-        Err(refusal) => return refusal,
+        Err(refused) => return shared.limits.refusal(refused),
     };
     let Ok(slot) = shared.sessions.clone().try_acquire_owned() else {
         return refuse(

@@ -185,7 +185,7 @@ fn admit(shared: &Shared, peer: SocketAddr) -> Result<Admitted, Refusal> {
     }
     let ip_slot = match shared.limits.open_session(peer.ip(), &shared.stats) {
         Ok(slot) => slot,
-        Err(response) => return Ok(Admitted::Limited(response)),
+        Err(refused) => return Ok(Admitted::Limited(shared.limits.refusal(refused))),
     };
     let slot = shared
         .sessions

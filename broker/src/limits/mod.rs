@@ -118,19 +118,18 @@ impl Limits {
     }
 
     /// Counts a new session of `ip` (`rate_limits.max_connections_per_ip`);
-    /// the 429 to answer when refused (counted).
+    /// a refusal is counted, to be answered with [`Limits::refusal`].
     pub(crate) fn open_session(
         &self,
         ip: IpAddr,
         stats: &Stats,
-    ) -> Result<Option<IpSlot>, Response<Body>> {
+    ) -> Result<Option<IpSlot>, Refused> {
         let Some(per_ip) = &self.per_ip else {
             return Ok(None);
         };
-        per_ip.open_session(ip).map_err(|refused| {
-            count(stats, refused);
+        per_ip.open_session(ip).inspect_err(|refused| {
+            count(stats, *refused);
             Stats::add(&stats.connections_refused, 1);
-            self.refusal(refused)
         })
     }
 

@@ -41,9 +41,9 @@ impl OperatorToken {
         Ok(OperatorToken(Some(token.as_bytes().into())))
     }
 
-    /// `Ok` when no token is configured or `headers` carry it; the 401 to
-    /// answer otherwise.
-    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), Response<Body>> {
+    /// `Ok` when no token is configured or `headers` carry it; why not
+    /// otherwise.
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), Unauthorized> {
         let Some(expected) = &self.0 else {
             return Ok(());
         };
@@ -54,19 +54,31 @@ impl OperatorToken {
                 let (scheme, token) = v.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
-        let message = match given {
-            Some(token) if bool::from(token.as_bytes().ct_eq(expected)) => return Ok(()),
-            Some(_) => "the bearer token is not the operator token (server.operator_token)",
-            None => {
+        match given {
+            Some(token) if bool::from(token.as_bytes().ct_eq(expected)) => Ok(()),
+            Some(_) => Err(Unauthorized(
+                "the bearer token is not the operator token (server.operator_token)",
+            )),
+            None => Err(Unauthorized(
                 "this endpoint needs Authorization: Bearer <token> \
-                 (server.operator_token or server.operator_token_file)"
-            }
-        };
-        let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", message);
+                 (server.operator_token or server.operator_token_file)",
+            )),
+        }
+    }
+}
+
+/// A request without the operator token; what it lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unauthorized(&'static str);
+
+impl Unauthorized {
+    /// 401 `unauthorized`, with `WWW-Authenticate: Bearer`.
+    pub(crate) fn response(self) -> Response<Body> {
+        let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", self.0);
         response
             .headers_mut()
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        Err(response)
+        response
     }
 }
 
@@ -97,7 +109,7 @@ mod tests {
             "0123456789abcdef",
             "Bearer",
         ] {
-            let refused = t.authorize(&bearer(wrong)).expect_err(wrong);
+            let refused = t.authorize(&bearer(wrong)).expect_err(wrong).response();
             assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{wrong}");
             assert!(refused.headers().contains_key(WWW_AUTHENTICATE));
         }
