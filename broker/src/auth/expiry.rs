@@ -79,3 +79,39 @@ pub(crate) async fn next(clock: &mut Option<Box<ExpiryClock>>) -> Expiry {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unix_ms() -> u128 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    }
+
+    #[tokio::test]
+    async fn the_notice_comes_before_exp_and_the_close_at_exp_plus_grace() {
+        let exp = u64::try_from(unix_ms() / 1000).unwrap_or_default() + 1;
+        let mut clock = clock_for(
+            Some(exp),
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+        );
+        // exp is less than 30 s away: the notice comes at once.
+        assert_eq!(next(&mut clock).await, Expiry::Expiring(exp));
+        assert!(unix_ms() < u128::from(exp) * 1000);
+        assert_eq!(next(&mut clock).await, Expiry::Expired);
+        assert!(unix_ms() >= u128::from(exp) * 1000 + 100);
+    }
+
+    #[tokio::test]
+    async fn a_past_exp_closes_at_once_and_no_exp_never_fires() {
+        let mut clock = clock_for(Some(1), Duration::from_secs(30), Duration::ZERO);
+        assert_eq!(next(&mut clock).await, Expiry::Expiring(1));
+        assert_eq!(next(&mut clock).await, Expiry::Expired);
+        let mut none = clock_for(None, Duration::from_secs(30), Duration::ZERO);
+        let waited = tokio::time::timeout(Duration::from_millis(50), next(&mut none)).await;
+        assert!(waited.is_err());
+    }
+}

@@ -279,3 +279,23 @@ pub(crate) fn expiring_message(exp: u64) -> String {
 /// The message of an `unauthorized` refusal: the same for every reason,
 /// so it reveals nothing.
 pub(crate) const UNAUTHORIZED: &str = "missing, invalid or expired token";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_authorization_header() {
+        let token = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, http::HeaderValue::from_static(value));
+            bearer_token(&headers)
+        };
+        assert_eq!(token("Bearer abc.def.ghi").as_deref(), Some("abc.def.ghi"));
+        assert_eq!(token("bearer  abc ").as_deref(), Some("abc"));
+        assert_eq!(token("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(token("Bearer"), None);
+        assert_eq!(token("Bearer "), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+}
