@@ -76,6 +76,8 @@ pub struct EdKey {
     encoding: EncodingKey,
     /// The PEM public key file.
     pub public_pem: tempfile::NamedTempFile,
+    /// The raw public key, for a JWK.
+    public_raw: [u8; 32],
 }
 
 impl EdKey {
@@ -95,7 +97,21 @@ impl EdKey {
         EdKey {
             encoding: EncodingKey::from_ed_pem(private.as_bytes()).expect("a valid Ed25519 key"),
             public_pem,
+            public_raw: signing.verifying_key().to_bytes(),
         }
+    }
+
+    /// This key's public half as a JWK (`OKP`, `Ed25519`) with `kid`.
+    pub fn jwk(&self, kid: &str) -> Value {
+        json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": kid,
+               "x": URL_SAFE_NO_PAD.encode(self.public_raw)})
+    }
+
+    /// An EdDSA token of `claims` whose header names `kid`.
+    pub fn mint_kid(&self, kid: &str, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("the token encodes")
     }
 
     /// An EdDSA token of `claims`.

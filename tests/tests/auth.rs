@@ -569,9 +569,65 @@ async fn key_files_that_do_not_load_stop_the_start_naming_the_key() {
     settings.auth.public_key_file = String::new();
     settings.auth.algorithms = vec!["HS256".into()];
     settings.auth.secret_file = "/nonexistent/secret".into();
-    let error = herald_broker::Broker::start(settings)
+    let error = herald_broker::Broker::start(settings.clone())
         .await
         .expect_err("a missing secret file");
     assert!(error.to_string().contains("auth.secret_file"), "{error}");
+    settings.auth.secret_file = String::new();
+    settings.auth.algorithms = vec!["EdDSA".into()];
+    settings.auth.jwks_file = garbage.path().display().to_string();
+    let error = herald_broker::Broker::start(settings)
+        .await
+        .expect_err("a bad JWKS");
+    assert!(error.to_string().contains("auth.jwks_file"), "{error}");
     let _ = SECRET;
+}
+
+#[tokio::test]
+async fn a_jwks_file_picks_the_key_by_kid() {
+    let (one, two, stranger) = (EdKey::generate(), EdKey::generate(), EdKey::generate());
+    let jwks = tempfile::NamedTempFile::new().expect("temp file");
+    let set = json!({"keys": [one.jwk("one"), two.jwk("two")]});
+    std::fs::write(jwks.path(), set.to_string()).expect("written");
+    let path = jwks.path().display().to_string();
+    let broker = start_broker(|s| {
+        s.auth.mode = herald_config::AuthMode::Jwt;
+        s.auth.algorithms = vec!["EdDSA".into()];
+        s.auth.jwks_file = path;
+    })
+    .await;
+    client_with(&broker, &one.mint_kid("one", &claims("u1", chat()))).await;
+    client_with(&broker, &two.mint_kid("two", &claims("u2", chat()))).await;
+    for token in [
+        // Signed by "one" but naming "two"; an unknown kid; no kid in a set of two.
+        one.mint_kid("two", &claims("u1", chat())),
+        stranger.mint_kid("three", &claims("u3", chat())),
+        one.mint(&claims("u1", chat())),
+    ] {
+        let mut client = broker.connect().await;
+        let answer = client.hello_token(Some(&token)).await;
+        expect_unauthorized(&mut client, answer).await;
+    }
+}
+
+#[tokio::test]
+async fn a_secret_file_with_a_trailing_newline_and_queue_group_rules() {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), format!("{SECRET}\n")).expect("written");
+    let path = file.path().display().to_string();
+    let broker = start_broker(|s| {
+        s.auth.mode = herald_config::AuthMode::Jwt;
+        s.auth.secret_file = path;
+    })
+    .await;
+    let workers =
+        json!({"ns": {"/jobs": {"subscribe": {"allow": ["job.>"], "groups": ["workers"]}}}});
+    let mut worker = client_with(&broker, &mint(&claims("w", workers))).await;
+    worker
+        .subscribe("/jobs", "job.run", Some("workers"), false)
+        .await;
+    for group in [None, Some("others")] {
+        let answer = subscribe_answer(&mut worker, "/jobs", "job.run", group, false).await;
+        expect_forbidden(&mut worker, answer, "subscribe", "job.run").await;
+    }
 }
