@@ -155,12 +155,8 @@ impl Session {
                         return CloseReason::HandshakeTimeout;
                     }
                     expiry = auth::next_expiry(&mut self.expiry), if self.expiry.is_some() => {
-                        match expiry {
-                            Expiry::Expiring(exp) => self.send(&expiring_notice(exp)),
-                            Expiry::Expired => {
-                                Stats::add(&self.shared.stats.auth.expired, 1);
-                                return CloseReason::TokenExpired;
-                            }
+                        if let Some(reason) = self.on_expiry(expiry) {
+                            return reason;
                         }
                         continue;
                     }
@@ -199,6 +195,14 @@ impl Session {
                     if let Some(reason) = self.refuse(refusal) {
                         return reason;
                     }
+                }
+            }
+            // A client that keeps the reader busy still meets its expiry.
+            if self.expiry.as_ref().is_some_and(|clock| clock.is_due()) {
+                // Boxed: rare, and inline it would enlarge every session.
+                let expiry = Box::pin(auth::next_expiry(&mut self.expiry)).await;
+                if let Some(reason) = self.on_expiry(expiry) {
+                    return reason;
                 }
             }
             // Back-pressure: a receiver of the last emit is past its
@@ -344,6 +348,20 @@ impl Session {
         let user = Grant::user_label(self.grant.as_deref());
         debug!(conn = self.outbox.id.0, client = ?hello.client, user, "hello");
         Ok(())
+    }
+
+    /// A step of the expiry clock: the notice, or the close reason.
+    fn on_expiry(&mut self, expiry: Expiry) -> Option<CloseReason> {
+        match expiry {
+            Expiry::Expiring(exp) => {
+                self.send(&expiring_notice(exp));
+                None
+            }
+            Expiry::Expired => {
+                Stats::add(&self.shared.stats.auth.expired, 1);
+                Some(CloseReason::TokenExpired)
+            }
+        }
     }
 
     /// Takes `grant` as the connection's, with its expiry clock.

@@ -50,6 +50,11 @@ impl ExpiryClock {
         })
     }
 
+    /// Whether the next step is due (its `next` would return at once).
+    pub(crate) fn is_due(&self) -> bool {
+        self.sleep.is_elapsed()
+    }
+
     /// Waits for the next step. Cancel-safe: the step advances only when
     /// it is returned.
     pub(crate) async fn next(&mut self) -> Expiry {
