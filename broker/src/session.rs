@@ -199,8 +199,7 @@ impl Session {
             }
             // A client that keeps the reader busy still meets its expiry.
             if self.expiry.as_ref().is_some_and(|clock| clock.is_due()) {
-                // Boxed: rare, and inline it would enlarge every session.
-                let expiry = Box::pin(auth::next_expiry(&mut self.expiry)).await;
+                let expiry = auth::next_expiry(&mut self.expiry).await;
                 if let Some(reason) = self.on_expiry(expiry) {
                     return reason;
                 }

@@ -4,7 +4,9 @@
 //! only for tokens with an `exp` (boxed in the session), and replaced on
 //! refresh.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::{Instant, Sleep};
@@ -55,16 +57,33 @@ impl ExpiryClock {
         self.sleep.is_elapsed()
     }
 
-    /// Waits for the next step. Cancel-safe: the step advances only when
-    /// it is returned.
-    pub(crate) async fn next(&mut self) -> Expiry {
-        self.sleep.as_mut().await;
+    /// Polls for the next step; the step advances only when it is
+    /// returned (so a dropped wait loses nothing).
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Expiry> {
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
         if self.noticed {
-            return Expiry::Expired;
+            return Poll::Ready(Expiry::Expired);
         }
         self.noticed = true;
         self.sleep.as_mut().reset(self.close_at);
-        Expiry::Expiring(self.exp)
+        Poll::Ready(Expiry::Expiring(self.exp))
+    }
+}
+
+/// The wait for a clock's next step: one pointer (it lives in every
+/// session's read loop), pending forever when there is no clock.
+pub(crate) struct NextExpiry<'a>(&'a mut Option<Box<ExpiryClock>>);
+
+impl Future for NextExpiry<'_> {
+    type Output = Expiry;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Expiry> {
+        match self.0.as_deref_mut() {
+            Some(clock) => clock.poll_next(cx),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -78,11 +97,8 @@ pub(crate) fn clock_for(
 }
 
 /// Waits for the next step of `clock`, forever when there is none.
-pub(crate) async fn next(clock: &mut Option<Box<ExpiryClock>>) -> Expiry {
-    match clock {
-        Some(clock) => clock.next().await,
-        None => std::future::pending().await,
-    }
+pub(crate) fn next(clock: &mut Option<Box<ExpiryClock>>) -> NextExpiry<'_> {
+    NextExpiry(clock)
 }
 
 #[cfg(test)]
