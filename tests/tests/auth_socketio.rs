@@ -213,3 +213,58 @@ async fn connection_events_carry_the_user_and_not_the_token() {
     assert_eq!(payload["transport"], "websocket");
     assert!(!String::from_utf8_lossy(&event.payload).contains(&token));
 }
+
+/// `GET`/`POST` on the long-polling transport, with `Authorization` when
+/// given.
+async fn polling(
+    broker: &TestBroker,
+    method: &str,
+    query: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> herald_tests::HttpResponse {
+    let addr = broker.addr();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} /socket.io/?{query} HTTP/1.1\r\nHost: {addr}\r\n{auth}\
+         Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    herald_tests::http_request(addr, &request).await
+}
+
+#[tokio::test]
+async fn a_bearer_token_on_the_polling_handshake_authenticates_the_connect() {
+    let broker = start_broker(hs256).await;
+    for (bearer, expect_sid) in [(Some(mint(&claims("poller", chat()))), true), (None, false)] {
+        let open = polling(
+            &broker,
+            "GET",
+            "EIO=4&transport=polling",
+            bearer.as_deref(),
+            "",
+        )
+        .await;
+        assert_eq!(open.status, 200, "{}", open.body);
+        let sid = herald_tests::engineio::open_packet(&open.body)["sid"]
+            .as_str()
+            .expect("a sid")
+            .to_owned();
+        let query = herald_tests::engineio::sid_query(&sid);
+        let posted = polling(&broker, "POST", &query, None, "40/chat,").await;
+        assert_eq!(posted.status, 200, "{}", posted.body);
+        let answer = polling(&broker, "GET", &query, None, "").await;
+        if expect_sid {
+            assert!(
+                answer.body.starts_with("40/chat,{\"sid\""),
+                "{}",
+                answer.body
+            );
+        } else {
+            assert_eq!(answer.body, format!("4{UNAUTHORIZED}"));
+        }
+    }
+}
