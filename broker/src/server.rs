@@ -66,6 +66,12 @@ pub enum Error {
         /// What is wrong, naming the key.
         message: String,
     },
+    /// The `[auth]` keys could not be loaded.
+    #[error("{message}")]
+    Auth {
+        /// What is wrong, naming the key.
+        message: String,
+    },
 }
 
 /// Entry point: `Broker::start(settings)`.
@@ -123,6 +129,10 @@ impl Broker {
                 Some(cluster)
             }
         };
+        let auth =
+            crate::auth::Authenticator::from_settings(&settings.auth).map_err(|e| Error::Auth {
+                message: e.to_string(),
+            })?;
         let operator_token = OperatorToken::load(&settings.server)
             .map_err(|message| Error::OperatorToken { message })?;
         let operator_listener = match settings.server.operator_addr() {
@@ -137,6 +147,7 @@ impl Broker {
         let connection_limit = fit_connection_limit(settings.server.max_connections);
         let mut shared = Shared::new(settings, node, cluster.clone(), connection_limit);
         shared.limits.operator_token = operator_token;
+        shared.auth = auth;
         let shared = Arc::new(shared);
         if let Some(cluster) = &cluster {
             cluster.start(&shared);

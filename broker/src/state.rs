@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Authenticator;
 use crate::cluster::Cluster;
 use crate::engineio;
 use crate::fdlimit::ConnectionLimit;
@@ -48,6 +49,9 @@ pub(crate) struct Shared {
     started: Instant,
     /// Abuse limits, origins' rule and the operator token (`limits`).
     pub(crate) limits: Limits,
+    /// Token verification and grants (`auth.mode = "jwt"`); none with
+    /// `mode = "none"`. Set by `Broker::start` once its keys are loaded.
+    pub(crate) auth: Option<Authenticator>,
 }
 
 /// A node name unique per broker start: the node part of session ids
@@ -96,6 +100,7 @@ impl Shared {
             ),
             started: Instant::now(),
             limits: Limits::new(&settings),
+            auth: None,
             settings,
         }
     }

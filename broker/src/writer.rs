@@ -243,6 +243,8 @@ fn drains_queue(reason: CloseReason) -> bool {
             | CloseReason::HandshakeTimeout
             | CloseReason::ConnectTimeout
             | CloseReason::RateLimited
+            | CloseReason::Unauthorized
+            | CloseReason::TokenExpired
     )
 }
 

@@ -76,6 +76,13 @@ where
     }
     let query = query::parse(req.uri())?;
     let get = req.method() == Method::GET;
+    // A handshake's `Authorization: Bearer` token (read only with auth on).
+    let token = shared
+        .auth
+        .as_ref()
+        .filter(|_| query.sid.is_none())
+        .and_then(|_| crate::auth::bearer_token(req.headers()))
+        .map(String::into_boxed_str);
     let lookup = |sid: &str| {
         shared
             .engineio
@@ -88,7 +95,7 @@ where
             format!("a new session starts with GET, not {}", req.method()),
         )),
         (Transport::Polling, None) => match admit(&shared, peer)? {
-            Admitted::Permit(permit) => Ok(open_polling(app, &shared, permit)),
+            Admitted::Permit(permit) => Ok(open_polling(app, &shared, permit, token)),
             Admitted::Limited(response) => Ok(response),
         },
         (Transport::Polling, Some(sid)) => {
@@ -137,7 +144,8 @@ where
                 };
                 match (halves, next) {
                     (Some(halves), Next::Serve(permit)) => {
-                        let conn = websocket::open(halves, &shared, peer, permit);
+                        let mut conn = websocket::open(halves, &shared, peer, permit);
+                        conn.token = token;
                         run_app(app, conn, shared).await;
                     }
                     (Some(halves), Next::Probe(session)) => {
@@ -197,7 +205,12 @@ fn admit(shared: &Shared, peer: SocketAddr) -> Result<Admitted, Refusal> {
 
 /// The handshake of a long-polling session: registered, its app started,
 /// answered with the open packet.
-fn open_polling(app: App, shared: &Arc<Shared>, permit: SessionPermit) -> Response<Body> {
+fn open_polling(
+    app: App,
+    shared: &Arc<Shared>,
+    permit: SessionPermit,
+    token: Option<Box<str>>,
+) -> Response<Body> {
     let (outbox, queue) = crate::conn::new_outbox(shared, WireFormat::SocketIo);
     Stats::add(&shared.stats.connections_opened, 1);
     Stats::add(&shared.stats.connections_current, 1);
@@ -217,7 +230,8 @@ fn open_polling(app: App, shared: &Arc<Shared>, permit: SessionPermit) -> Respon
         conn = session.outbox.id.0,
         "engine.io polling session opened"
     );
-    let conn = EngineConn::polling(session, inbox, shared.clone(), permit);
+    let mut conn = EngineConn::polling(session, inbox, shared.clone(), permit);
+    conn.token = token;
     shared.tasks.spawn(run_app(app, conn, shared.clone()));
     let mut response = Response::new(Full::new(Bytes::from(open)));
     response.headers_mut().insert(
