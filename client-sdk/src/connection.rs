@@ -402,12 +402,17 @@ pub(crate) async fn run(shared: Arc<Shared>, mut live: Live) {
         shared.report(ClientEvent::ConnectionLost {
             reason: lost.reason,
         });
-        if !shared.config.reconnect.is_enabled() {
+        let reconnecting = shared.config.reconnect.is_enabled();
+        // Closed for its token: the same token would be refused, only a
+        // provider helps. Said with the typed error, reconnecting or not.
+        if let Some(error) = lost
+            .token
+            .filter(|_| !reconnecting || !shared.token.has_provider())
+        {
+            shared.report(ClientEvent::GaveUp { attempts: 0, error });
             break;
         }
-        if let Some(error) = lost.token.filter(|_| !shared.token.has_provider()) {
-            // The same token would be refused: only a provider helps.
-            shared.report(ClientEvent::GaveUp { attempts: 0, error });
+        if !reconnecting {
             break;
         }
         shared.set_state(ConnectionState::Reconnecting);

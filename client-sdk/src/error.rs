@@ -179,9 +179,11 @@ pub enum ClientEvent {
         reason: String,
     },
     /// Reconnection gave up after `max_attempts`, or at once when retrying
-    /// cannot help (the token expired or was refused and no token provider
-    /// can give another: `error` is then [`Error::TokenExpired`] or
-    /// [`Error::Unauthorized`]); the client is closed.
+    /// cannot help: the broker closed the connection for its token (or
+    /// refused it when reconnecting) and no token provider can give another
+    /// (or reconnection is disabled); `error` is then
+    /// [`Error::TokenExpired`] or [`Error::Unauthorized`] and `attempts`
+    /// may be 0. The client is closed.
     GaveUp {
         /// How many attempts were made.
         attempts: u32,
