@@ -27,11 +27,12 @@ mod validate;
 pub use error::ConfigError;
 pub use load::{ENV_PREFIX, ENV_SEPARATOR, Sources, env_var_name};
 pub use settings::{
-    ClusterBackend, ClusterSettings, DeliverySettings, LimitSettings, LogFormat, LogSettings,
-    ServerSettings, ServicePowers, Settings, SlowConsumerPolicy, SocketioSettings, TestingSettings,
+    AuthMode, AuthSettings, ClusterBackend, ClusterSettings, DeliverySettings, LimitSettings,
+    LogFormat, LogSettings, NamespaceRules, PatternRule, PermissionRules, ServerSettings,
+    ServicePowers, Settings, SlowConsumerPolicy, SocketioSettings, SubscribeRule, TestingSettings,
     UnknownVariant,
 };
-pub use validate::{MAX_PAYLOAD_BYTES_LIMIT, MAX_QUEUE_CAPACITY};
+pub use validate::{JWT_ALGORITHMS, MAX_PAYLOAD_BYTES_LIMIT, MAX_QUEUE_CAPACITY};
 
 /// The documented default configuration (`config/herald.toml`), the lowest
 /// layer of every [`Settings::load`] and the sole source of default values.

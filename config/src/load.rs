@@ -141,6 +141,9 @@ pub(crate) fn deserialize(layered: Config) -> Result<Settings, ConfigError> {
     layered.try_deserialize().map_err(from_config_crate)
 }
 
+/// Tables whose keys are data (namespace names), not settings.
+const FREE_FORM: &[&str] = &["auth.anonymous"];
+
 /// Refuses keys of `actual` that do not exist in `known` (the defaults,
 /// which set every key), and sections replaced by single values or vice
 /// versa, naming the full dotted key. Keys are checked in sorted order so
@@ -169,6 +172,9 @@ fn check_table(
             return Err(unknown_key(&path, value, known));
         };
         match (&default.kind, &value.kind) {
+            // Free-form tables (permissions keyed by namespace): their
+            // types refuse unknown fields themselves.
+            (ValueKind::Table(_), ValueKind::Table(_)) if FREE_FORM.contains(&path.as_str()) => {}
             (ValueKind::Table(known), ValueKind::Table(actual)) => {
                 check_table(&path, known, actual)?;
             }

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::strict;
@@ -33,6 +35,8 @@ pub struct Settings {
     /// Settings for conformance and test runs only (`[testing]`); off by
     /// default, never needed in production.
     pub testing: TestingSettings,
+    /// Authentication (JWT) and permissions (`[auth]`).
+    pub auth: AuthSettings,
 }
 
 /// The `[server]` section.
@@ -223,6 +227,120 @@ pub struct ClusterSettings {
     pub queue_capacity: usize,
 }
 
+/// The `[auth]` section: who may connect, and what each connection may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `"none"` (everything allowed, no token read) or `"jwt"` (`auth.mode`).
+    pub mode: AuthMode,
+    /// Accepted JWT algorithms (`auth.algorithms`), e.g. `["HS256"]`;
+    /// `none` is never accepted.
+    #[serde(deserialize_with = "strict::string_list")]
+    pub algorithms: Vec<String>,
+    /// Shared secret for the HS* algorithms (`auth.secret`); empty: none.
+    pub secret: String,
+    /// File holding the shared secret (`auth.secret_file`); empty: none.
+    pub secret_file: String,
+    /// PEM public key for RS*/PS*/ES*/EdDSA (`auth.public_key_file`).
+    pub public_key_file: String,
+    /// JWKS (JSON Web Key Set) file; keys chosen by the token's `kid`
+    /// (`auth.jwks_file`).
+    pub jwks_file: String,
+    /// Required `iss` (`auth.issuer`); empty: not checked.
+    pub issuer: String,
+    /// Required `aud` (`auth.audience`); empty: not checked.
+    pub audience: String,
+    /// Clock skew allowed on `exp` and `nbf` (`auth.leeway`).
+    #[serde(with = "strict::duration")]
+    pub leeway: Duration,
+    /// Whether a connection without a token is let in with
+    /// `auth.anonymous` permissions (`auth.allow_anonymous`).
+    pub allow_anonymous: bool,
+    /// How long before `exp` the `token_expiring` notice is sent
+    /// (`auth.expiry_notice`).
+    #[serde(with = "strict::duration")]
+    pub expiry_notice: Duration,
+    /// How long after `exp` an unrefreshed connection is closed with
+    /// `token_expired` (`auth.expiry_grace`).
+    #[serde(with = "strict::duration")]
+    pub expiry_grace: Duration,
+    /// The claim holding the permissions (`auth.claim`), `herald` by default.
+    pub claim: String,
+    /// Permissions of connections without a token (`auth.anonymous`), in
+    /// the shape of the claim; default: nothing.
+    #[serde(default)]
+    pub anonymous: PermissionRules,
+}
+
+/// How connections are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum AuthMode {
+    /// No authentication; every action allowed (`"none"`).
+    None,
+    /// A JWT per connection, carrying its permissions (`"jwt"`).
+    Jwt,
+}
+
+/// Permissions as written in a token's claim or in `auth.anonymous`:
+/// per namespace (exact name, or `"*"` for any namespace not listed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionRules {
+    /// Rules by namespace; `"*"` applies to namespaces not listed.
+    #[serde(default)]
+    pub ns: BTreeMap<String, NamespaceRules>,
+}
+
+/// What a connection may do in one namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceRules {
+    /// Events it may emit or request.
+    #[serde(default)]
+    pub publish: PatternRule,
+    /// Patterns it may subscribe to.
+    #[serde(default)]
+    pub subscribe: SubscribeRule,
+    /// Patterns it may answer requests on (responder subscriptions).
+    #[serde(default)]
+    pub respond: PatternRule,
+    /// Rooms it may join.
+    #[serde(default)]
+    pub join: PatternRule,
+    /// Whether it holds the service-side powers.
+    #[serde(default)]
+    pub powers: bool,
+}
+
+/// Allow and deny lists of patterns; deny wins, empty allows nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternRule {
+    /// Patterns allowed.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Patterns refused even when allowed.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// A subscribe rule: allow and deny lists, and the queue groups a
+/// subscription must name (empty: any, plain subscriptions included).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeRule {
+    /// Patterns allowed.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Patterns refused even when allowed.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Queue groups subscriptions must name, when non-empty.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
 /// Which backplane, if any, links the nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", try_from = "String")]
@@ -309,4 +427,5 @@ macro_rules! lowercase_enum {
 lowercase_enum!(SlowConsumerPolicy { Disconnect => "disconnect", Drop => "drop" });
 lowercase_enum!(LogFormat { Pretty => "pretty", Json => "json" });
 lowercase_enum!(ClusterBackend { None => "none", Redis => "redis" });
+lowercase_enum!(AuthMode { None => "none", Jwt => "jwt" });
 lowercase_enum!(ServicePowers { Native => "native", None => "none" });

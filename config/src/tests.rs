@@ -157,6 +157,22 @@ fn defaults_load_validate_and_match_the_documentation() {
             echo_endpoint: String::new(),
             engineio_echo_endpoint: String::new(),
         },
+        auth: AuthSettings {
+            mode: AuthMode::None,
+            algorithms: vec!["HS256".to_owned()],
+            secret: String::new(),
+            secret_file: String::new(),
+            public_key_file: String::new(),
+            jwks_file: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            leeway: secs(5),
+            allow_anonymous: false,
+            expiry_notice: secs(30),
+            expiry_grace: secs(0),
+            claim: "herald".to_owned(),
+            anonymous: PermissionRules::default(),
+        },
     };
     assert_eq!(s, expected);
 }
@@ -193,7 +209,7 @@ fn default_toml_documents_every_key() {
             );
         }
     }
-    assert_eq!(count, 37, "a key was added or removed: update this test");
+    assert_eq!(count, 51, "a key was added or removed: update this test");
 }
 
 #[test]
@@ -711,4 +727,130 @@ fn enums_parse_and_print_their_config_spelling() {
         err.to_string(),
         "unknown value \"JSON\", expected one of: pretty, json"
     );
+}
+
+// --------------------------------------------------------------------- auth
+
+#[test]
+fn auth_jwt_needs_a_matching_key_source() {
+    let jwt = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![("auth.mode", "jwt")];
+        pairs.extend_from_slice(extra);
+        load_overrides(&pairs)
+    };
+    assert_invalid(jwt(&[]), "auth.secret");
+    assert!(jwt(&[("auth.secret", "s3cret")]).is_ok());
+    assert_invalid(
+        jwt(&[("auth.secret", "a"), ("auth.secret_file", "/x")]),
+        "auth.secret_file",
+    );
+    assert_invalid(
+        jwt(&[("auth.secret", "a"), ("auth.public_key_file", "/k.pem")]),
+        "auth.public_key_file",
+    );
+    assert_invalid(jwt(&[("auth.algorithms", "EdDSA")]), "auth.public_key_file");
+    assert!(
+        jwt(&[
+            ("auth.algorithms", "EdDSA"),
+            ("auth.public_key_file", "/k.pem")
+        ])
+        .is_ok()
+    );
+    assert!(
+        jwt(&[
+            ("auth.algorithms", "RS256,ES256"),
+            ("auth.jwks_file", "/k.json")
+        ])
+        .is_ok()
+    );
+    assert_invalid(
+        jwt(&[
+            ("auth.algorithms", "RS256"),
+            ("auth.public_key_file", "/k.pem"),
+            ("auth.jwks_file", "/k.json"),
+        ]),
+        "auth.jwks_file",
+    );
+    assert_invalid(
+        jwt(&[
+            ("auth.algorithms", "RS256"),
+            ("auth.public_key_file", "/k.pem"),
+            ("auth.secret", "x"),
+        ]),
+        "auth.secret",
+    );
+    let mixed = assert_invalid(
+        jwt(&[("auth.algorithms", "HS256,RS256"), ("auth.secret", "x")]),
+        "auth.algorithms",
+    );
+    assert!(mixed.contains("mixes"), "{mixed}");
+    assert_invalid(
+        jwt(&[("auth.algorithms", ""), ("auth.secret", "x")]),
+        "auth.algorithms",
+    );
+}
+
+#[test]
+fn auth_algorithms_refuse_none_and_unknown_names_in_any_mode() {
+    for bad in ["none", "NONE", "HS257", "hs256"] {
+        let message = assert_invalid(
+            load_overrides(&[("auth.algorithms", bad)]),
+            "auth.algorithms",
+        );
+        assert!(message.contains(bad), "{message}");
+    }
+    let message = assert_invalid(
+        load_overrides(&[("auth.algorithms", "none")]),
+        "auth.algorithms",
+    );
+    assert!(message.contains("never accepted"), "{message}");
+}
+
+#[test]
+fn auth_durations_and_claim_are_bounded() {
+    assert_invalid(load_overrides(&[("auth.leeway", "2h")]), "auth.leeway");
+    assert_invalid(
+        load_overrides(&[("auth.expiry_grace", "2h")]),
+        "auth.expiry_grace",
+    );
+    assert_invalid(load_overrides(&[("auth.claim", "")]), "auth.claim");
+    assert_invalid(load_overrides(&[("auth.claim", "a.b")]), "auth.claim");
+    assert_invalid(load_overrides(&[("auth.mode", "basic")]), "auth.mode");
+}
+
+#[test]
+fn auth_anonymous_permissions_come_from_the_file() {
+    let s = load_file(
+        r#"
+[auth]
+mode = "jwt"
+secret = "x"
+allow_anonymous = true
+
+[auth.anonymous.ns."/public".subscribe]
+allow = ["news.>"]
+deny = ["news.secret"]
+
+[auth.anonymous.ns."*".join]
+allow = ["lobby"]
+"#,
+    )
+    .unwrap();
+    let public = &s.auth.anonymous.ns["/public"];
+    assert_eq!(public.subscribe.allow, ["news.>"]);
+    assert_eq!(public.subscribe.deny, ["news.secret"]);
+    assert!(public.publish.allow.is_empty());
+    assert!(!public.powers);
+    assert_eq!(s.auth.anonymous.ns["*"].join.allow, ["lobby"]);
+    let back = load_file(&s.to_toml()).unwrap();
+    assert_eq!(back, s);
+
+    let typo = load_file(
+        r#"
+[auth.anonymous.ns."/public".subscribe]
+alow = ["news.>"]
+"#,
+    );
+    let message = typo.expect_err("unknown field").to_string();
+    assert!(message.contains("alow"), "{message}");
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::ConfigError;
-use crate::settings::Settings;
+use crate::settings::{AuthMode, Settings};
 
 /// Largest accepted `limits.max_payload_bytes` (64 MiB).
 pub const MAX_PAYLOAD_BYTES_LIMIT: usize = 64 * 1024 * 1024;
@@ -22,6 +22,39 @@ const RESERVED_PATHS: &[&str] = &["/v1/ws", "/healthz", "/readyz", "/metrics"];
 /// Longest accepted `socketio.ping_interval` / `socketio.ping_timeout`
 /// (clients keep timers in 32-bit milliseconds).
 const MAX_ENGINEIO_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Longest accepted `auth.leeway` and `auth.expiry_grace`.
+const MAX_AUTH_SLACK: Duration = Duration::from_secs(60 * 60);
+
+/// The JWT algorithms `auth.algorithms` accepts.
+pub const JWT_ALGORITHMS: &[&str] = &[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
+
+/// The kind of key an algorithm is verified with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Hmac,
+    Public,
+}
+
+fn algorithm_family(name: &str) -> Result<Family, String> {
+    if name.eq_ignore_ascii_case("none") {
+        return Err(format!("{name:?}: unsigned tokens are never accepted"));
+    }
+    if !JWT_ALGORITHMS.contains(&name) {
+        return Err(format!(
+            "unknown algorithm {name:?}; expected some of: {}",
+            JWT_ALGORITHMS.join(", ")
+        ));
+    }
+    Ok(if name.starts_with("HS") {
+        Family::Hmac
+    } else {
+        Family::Public
+    })
+}
 
 /// Level names accepted in `log.level`.
 const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
@@ -88,7 +121,82 @@ impl Settings {
 
         check_log_filter(&self.log.level)
             .map_err(|message| ConfigError::invalid("log.level", message))?;
-        self.validate_cluster()
+        self.validate_cluster()?;
+        self.validate_auth()
+    }
+
+    /// `[auth]`: known algorithms of one family, the key source that family
+    /// needs, bounded durations. Key files are read (and their errors named)
+    /// when the broker starts.
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        check_id("auth.claim", &auth.claim, false)?;
+        for (key, value) in [
+            ("auth.leeway", auth.leeway),
+            ("auth.expiry_grace", auth.expiry_grace),
+        ] {
+            if value > MAX_AUTH_SLACK {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "must be at most {}",
+                        humantime::format_duration(MAX_AUTH_SLACK)
+                    ),
+                ));
+            }
+        }
+        let mut families = Vec::new();
+        for name in &auth.algorithms {
+            let family = algorithm_family(name)
+                .map_err(|message| ConfigError::invalid("auth.algorithms", message))?;
+            if !families.contains(&family) {
+                families.push(family);
+            }
+        }
+        if auth.mode == AuthMode::None {
+            return Ok(());
+        }
+        let hmac = !auth.secret.is_empty() || !auth.secret_file.is_empty();
+        let public = !auth.public_key_file.is_empty() || !auth.jwks_file.is_empty();
+        match families.as_slice() {
+            [] => Err(ConfigError::invalid(
+                "auth.algorithms",
+                "must name at least one algorithm when auth.mode = \"jwt\"",
+            )),
+            [_, _, ..] => Err(ConfigError::invalid(
+                "auth.algorithms",
+                "mixes shared-secret (HS*) and public-key algorithms: one key source serves one family",
+            )),
+            [Family::Hmac] if !hmac => Err(ConfigError::invalid(
+                "auth.secret",
+                "HS* algorithms need auth.secret or auth.secret_file",
+            )),
+            [Family::Hmac] if !auth.secret.is_empty() && !auth.secret_file.is_empty() => {
+                Err(ConfigError::invalid(
+                    "auth.secret_file",
+                    "give auth.secret or auth.secret_file, not both",
+                ))
+            }
+            [Family::Hmac] if public => Err(ConfigError::invalid(
+                "auth.public_key_file",
+                "a public key (auth.public_key_file / auth.jwks_file) does not serve HS* algorithms",
+            )),
+            [Family::Public] if !public => Err(ConfigError::invalid(
+                "auth.public_key_file",
+                "public-key algorithms need auth.public_key_file or auth.jwks_file",
+            )),
+            [Family::Public] if !auth.public_key_file.is_empty() && !auth.jwks_file.is_empty() => {
+                Err(ConfigError::invalid(
+                    "auth.jwks_file",
+                    "give auth.public_key_file or auth.jwks_file, not both",
+                ))
+            }
+            [Family::Public] if hmac => Err(ConfigError::invalid(
+                "auth.secret",
+                "a shared secret does not serve public-key algorithms",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// `[socketio]` and the Engine.IO echo endpoint: timers, sizes, names,

@@ -260,6 +260,82 @@ impl std::fmt::Display for Pattern {
     }
 }
 
+impl Pattern {
+    /// The pattern as tokens (an exact name as literal tokens).
+    fn tokens(&self) -> std::borrow::Cow<'_, [Token]> {
+        match self {
+            Pattern::Wildcard(tokens) => std::borrow::Cow::Borrowed(tokens),
+            Pattern::Exact(name) => {
+                std::borrow::Cow::Owned(name.split('.').map(|t| Token::Literal(t.into())).collect())
+            }
+        }
+    }
+
+    /// Whether the first token is a literal system token (`$name`): the
+    /// pattern matches system events only.
+    fn is_system(&self) -> bool {
+        match self {
+            Pattern::Exact(name) => is_system_event(name),
+            Pattern::Wildcard(tokens) => {
+                matches!(tokens.first(), Some(Token::Literal(t)) if t.starts_with('$'))
+            }
+        }
+    }
+
+    /// Whether the first token is a wildcard (never matches system events).
+    fn starts_wild(&self) -> bool {
+        matches!(self, Pattern::Wildcard(t) if !matches!(t.first(), Some(Token::Literal(_))))
+    }
+
+    /// Containment: does this pattern match every event `other` can match?
+    /// (`order.>` contains `order.*` and `order.created`; `order.created`
+    /// does not contain `order.>`.) A wildcard at the first token never
+    /// contains a system pattern (`$connection`), as it never matches one.
+    pub fn contains(&self, other: &Pattern) -> bool {
+        if other.is_system() && self.starts_wild() {
+            return false;
+        }
+        contains_tokens(&self.tokens(), &other.tokens())
+    }
+
+    /// Overlap: is there an event both patterns match? (`order.*` and
+    /// `*.created` overlap on `order.created`; `a.b` and `a.c` do not.)
+    pub fn overlaps(&self, other: &Pattern) -> bool {
+        if (self.is_system() && other.starts_wild()) || (other.is_system() && self.starts_wild()) {
+            return false;
+        }
+        overlap_tokens(&self.tokens(), &other.tokens())
+    }
+}
+
+/// Whether every token sequence matched by `inner` is matched by `outer`.
+fn contains_tokens(outer: &[Token], inner: &[Token]) -> bool {
+    match (outer.first(), inner.first()) {
+        // `>` takes one or more tokens: `inner` has at least one left.
+        (Some(Token::Rest), inner_first) => inner_first.is_some(),
+        (None, None) => true,
+        (None, Some(_)) | (Some(_), None) => false,
+        // Only `>` covers a `>` (handled above).
+        (Some(_), Some(Token::Rest)) => false,
+        (Some(Token::One), Some(_)) => contains_tokens(&outer[1..], &inner[1..]),
+        (Some(Token::Literal(a)), Some(Token::Literal(b))) if a == b => {
+            contains_tokens(&outer[1..], &inner[1..])
+        }
+        (Some(Token::Literal(_)), Some(_)) => false,
+    }
+}
+
+/// Whether some token sequence is matched by both.
+fn overlap_tokens(a: &[Token], b: &[Token]) -> bool {
+    match (a.first(), b.first()) {
+        (Some(Token::Rest), other) | (other, Some(Token::Rest)) => other.is_some(),
+        (None, None) => true,
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some(Token::Literal(x)), Some(Token::Literal(y))) if x != y => false,
+        (Some(_), Some(_)) => overlap_tokens(&a[1..], &b[1..]),
+    }
+}
+
 fn wildcard_matches(tokens: &[Token], event: &str) -> bool {
     let mut parts = event.split('.');
     for token in tokens {
@@ -422,7 +498,112 @@ mod tests {
         assert_eq!(excerpt("short"), "short");
     }
 
+    fn contains(a: &str, b: &str) -> bool {
+        Pattern::parse(a)
+            .expect("valid")
+            .contains(&Pattern::parse(b).expect("valid"))
+    }
+
+    fn overlaps(a: &str, b: &str) -> bool {
+        Pattern::parse(a)
+            .expect("valid")
+            .overlaps(&Pattern::parse(b).expect("valid"))
+    }
+
+    #[test]
+    fn containment() {
+        assert!(contains("order.>", "order.created"));
+        assert!(contains("order.>", "order.*"));
+        assert!(contains("order.>", "order.>"));
+        assert!(contains("order.>", "order.*.x"));
+        assert!(contains("order.*", "order.created"));
+        assert!(contains(">", "a.b.c"));
+        assert!(contains(">", ">"));
+        assert!(contains("*.created", "order.created"));
+        assert!(contains("order.created", "order.created"));
+        assert!(!contains("order.created", "order.>"));
+        assert!(!contains("order.created", "order.*"));
+        assert!(!contains("order.*", "order.>"));
+        assert!(!contains("order.*", "order.a.b"));
+        assert!(!contains("order.>", "order"));
+        assert!(!contains("order.>", ">"));
+        assert!(!contains("a.*", "*.b"));
+        // System patterns: only a pattern starting with the same `$` name.
+        assert!(!contains(">", "$connection"));
+        assert!(!contains("*", "$connection"));
+        assert!(contains("$connection", "$connection"));
+        assert!(contains("$sys.>", "$sys.a"));
+        assert!(!contains("$connection", "$disconnect"));
+        // `>` never matches system events, so it contains `*.>`.
+        assert!(contains(">", "*.>"));
+    }
+
+    #[test]
+    fn overlap() {
+        assert!(overlaps("order.*", "*.created"));
+        assert!(overlaps("order.>", "order.created"));
+        assert!(overlaps(">", "a"));
+        assert!(overlaps("a.>", "*.b.c"));
+        assert!(!overlaps("a.b", "a.c"));
+        assert!(!overlaps("a.*", "a.b.c"));
+        assert!(!overlaps("a.>", "a"));
+        assert!(!overlaps(">", "$connection"));
+        assert!(overlaps("$connection", "$connection"));
+        assert!(!overlaps("*.>", "$sys.a"));
+        assert!(overlaps("$sys.*", "$sys.>"));
+    }
+
+    /// Every event of up to four tokens over `a`, `b`, `c`, with `$s` as
+    /// a possible first token: enough to decide containment and overlap
+    /// of patterns of up to three tokens over `a`, `b`, `*`, `>` (`c` is
+    /// a token no pattern names).
+    fn sample_events() -> Vec<String> {
+        let mut events: Vec<Vec<&str>> = vec![vec!["a"], vec!["b"], vec!["c"], vec!["$s"]];
+        let mut all = events.clone();
+        for _ in 1..4 {
+            let mut longer = Vec::new();
+            for event in &events {
+                for token in ["a", "b", "c"] {
+                    let mut next = event.clone();
+                    next.push(token);
+                    longer.push(next);
+                }
+            }
+            all.extend(longer.iter().cloned());
+            events = longer;
+        }
+        all.into_iter().map(|tokens| tokens.join(".")).collect()
+    }
+
+    fn sample_pattern() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        (
+            prop_oneof!["a", "b", "\\*", "\\$s", ">"],
+            proptest::collection::vec(prop_oneof!["a", "b", "\\*", ">"], 0..3),
+        )
+            .prop_map(|(first, rest)| {
+                let mut tokens = vec![first];
+                tokens.extend(rest);
+                // `>` only last.
+                if let Some(at) = tokens.iter().position(|t| t == ">") {
+                    tokens.truncate(at + 1);
+                }
+                tokens.join(".")
+            })
+    }
+
     proptest::proptest! {
+        #[test]
+        fn containment_and_overlap_agree_with_the_matcher(a in sample_pattern(), b in sample_pattern()) {
+            let pa = Pattern::parse(&a).expect("valid");
+            let pb = Pattern::parse(&b).expect("valid");
+            let events = sample_events();
+            let contained = events.iter().all(|e| !pb.matches(e) || pa.matches(e));
+            let common = events.iter().any(|e| pa.matches(e) && pb.matches(e));
+            proptest::prop_assert_eq!(pa.contains(&pb), contained, "{} contains {}", a, b);
+            proptest::prop_assert_eq!(pa.overlaps(&pb), common, "{} overlaps {}", a, b);
+        }
+
         #[test]
         fn parse_never_panics(s in "\\PC{0,40}") {
             let _ = Pattern::parse(&s);
