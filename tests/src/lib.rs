@@ -22,6 +22,8 @@
 //!   and let a receiver check that the bytes arrived intact.
 //! - [`sdk`]: helpers for the tests that drive the broker through the SDK
 //!   (bounded waits on channels, forwarding handlers, SDK clients).
+//! - [`tokens`]: a broker with `auth.mode = "jwt"` and real HS256 tokens
+//!   minted for it.
 //! - [`cluster`]: a real `redis-server` on a free port and broker daemon
 //!   processes clustered over it, for the broker's cluster tests.
 //! - [`sioclient`]: real Socket.IO clients (Node, Python, headless
@@ -64,6 +66,7 @@ pub mod engineio;
 pub mod examples;
 pub mod sdk;
 pub mod sioclient;
+pub mod tokens;
 
 /// How long any single wait of a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
