@@ -795,7 +795,11 @@ async fn reconnect(shared: &Arc<Shared>, lost_url: usize) -> Option<Live> {
                 return activate(shared, established).await.ok();
             }
             Err(error) => {
-                tracing::debug!(%url, attempt = attempt_no, %error, "reconnect attempt failed");
+                if matches!(error, Error::TokenProvider(_)) {
+                    tracing::warn!(attempt = attempt_no, %error, "no token to reconnect with");
+                } else {
+                    tracing::debug!(%url, attempt = attempt_no, %error, "reconnect attempt failed");
+                }
                 if matches!(error, Error::Unauthorized { .. }) {
                     refused += 1;
                     if !shared.token.has_provider() || refused >= UNAUTHORIZED_ATTEMPTS {
