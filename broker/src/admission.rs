@@ -1,8 +1,10 @@
 //! Admission: one function per action a connection asks for, shared by
 //! every front end (the Herald session, the Socket.IO session; the HTTP
-//! publish API for emits): names, limits and the service-side powers. A
-//! refusal is a [`Denied`] with the error code and a message naming the
-//! rule or setting; each front end spells it in its own wire format.
+//! publish API for emits): names, limits, permissions (the connection's
+//! [`Grant`] under `auth.mode = "jwt"`; none, and no permission work, with
+//! `"none"`) and the service-side powers. A refusal is a [`Denied`] with
+//! the error code and a message naming the rule or setting; each front end
+//! spells it in its own wire format.
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use herald_config::ServicePowers;
 use herald_protocol::names::{validate_event, validate_group, validate_namespace, validate_room};
 use herald_protocol::{ErrorCode, NameError, Pattern};
 
+use crate::auth::{Action, Grant};
 use crate::outbox::Outbox;
 use crate::router::{RouteError, SubKey};
 use crate::state::Shared;
@@ -59,15 +62,22 @@ pub(crate) struct EmitNames<'a> {
 }
 
 /// Whether `sender` (none: the HTTP publish API) holds the service-side
-/// powers: emitting to a session-id room, moving other connections
-/// between rooms. `socketio.service_powers = "native"` gives them to
-/// native (Herald protocol) connections and the HTTP API, never to
-/// Socket.IO clients.
-pub(crate) fn holds_service_powers(shared: &Shared, sender: Option<&Outbox>) -> bool {
-    match shared.settings.socketio.service_powers {
+/// powers in `namespace`: emitting to a session-id room, moving other
+/// connections between rooms. `socketio.service_powers = "native"` gives
+/// them to native (Herald protocol) connections and the HTTP API, never to
+/// Socket.IO clients; with `auth.mode = "jwt"` the grant must also say
+/// `powers: true` there.
+pub(crate) fn holds_service_powers(
+    shared: &Shared,
+    sender: Option<&Outbox>,
+    grant: Option<&Grant>,
+    namespace: &str,
+) -> bool {
+    let kind = match shared.settings.socketio.service_powers {
         ServicePowers::None => false,
         ServicePowers::Native => sender.is_none_or(|conn| conn.format == WireFormat::Herald),
-    }
+    };
+    kind && grant.is_none_or(|grant| grant.powers(namespace))
 }
 
 fn forbidden(message: String) -> Denied {
@@ -77,18 +87,34 @@ fn forbidden(message: String) -> Denied {
     }
 }
 
-/// An emit or a request: its names, its payload size, and the power an
-/// emit to a session-id room needs.
-pub(crate) fn emit(
-    shared: &Shared,
-    sender: Option<&Outbox>,
-    emit: &EmitNames<'_>,
-) -> Result<(), Denied> {
+/// A refusal by the connection's permissions, counted.
+fn not_permitted(shared: &Shared, action: Action, name: &str, namespace: &str) -> Denied {
+    shared.stats.auth.forbidden(action);
+    forbidden(format!(
+        "{} {name:?} in {namespace:?} is not allowed by this connection's token",
+        action.as_str()
+    ))
+}
+
+/// The names of an emit: namespace, event, rooms.
+pub(crate) fn names(emit: &EmitNames<'_>) -> Result<(), Denied> {
     validate_namespace(emit.namespace)?;
     validate_event(emit.event)?;
     for room in emit.room.into_iter().chain(emit.except) {
         validate_room(room)?;
     }
+    Ok(())
+}
+
+/// An emit or a request: its names, its payload size, the publish
+/// permission, and the power an emit to a session-id room needs.
+pub(crate) fn emit(
+    shared: &Shared,
+    sender: Option<&Outbox>,
+    mut grant: Option<&mut Grant>,
+    emit: &EmitNames<'_>,
+) -> Result<(), Denied> {
+    names(emit)?;
     let max = shared.settings.limits.max_payload_bytes;
     if emit.payload.len() > max {
         return Err(Denied {
@@ -99,10 +125,23 @@ pub(crate) fn emit(
             ),
         });
     }
+    if let Some(grant) = grant.as_deref_mut()
+        && !grant.may_publish(emit.namespace, emit.event)
+    {
+        return Err(not_permitted(
+            shared,
+            Action::Publish,
+            emit.event,
+            emit.namespace,
+        ));
+    }
     if let Some(room) = emit.room
         && shared.router.is_session_room(room)
-        && !holds_service_powers(shared, sender)
+        && !holds_service_powers(shared, sender, grant.as_deref(), emit.namespace)
     {
+        if grant.is_some() {
+            shared.stats.auth.forbidden(Action::Powers);
+        }
         return Err(forbidden(format!(
             "emitting to session id {room:?} is a service-side power this connection does not hold (socketio.service_powers)"
         )));
@@ -110,7 +149,35 @@ pub(crate) fn emit(
     Ok(())
 }
 
-/// A subscription: its namespace, pattern and group.
+/// Subscribing `key` (a plain, queue-group or responder subscription):
+/// with a grant, its pattern must be allowed (`subscribe`, or `respond`
+/// for a responder).
+pub(crate) fn subscribe(
+    shared: &Shared,
+    grant: Option<&Grant>,
+    key: &SubKey,
+) -> Result<(), Denied> {
+    let Some(grant) = grant else {
+        return Ok(());
+    };
+    if crate::auth::allows_subscription(grant, key) {
+        return Ok(());
+    }
+    let action = if key.responder {
+        Action::Respond
+    } else {
+        Action::Subscribe
+    };
+    Err(not_permitted(
+        shared,
+        action,
+        &key.pattern.to_string(),
+        &key.namespace,
+    ))
+}
+
+/// A subscription's names: its namespace, pattern and group (for
+/// subscribing and unsubscribing alike).
 pub(crate) fn subscription(
     namespace: &str,
     pattern: &str,
@@ -130,19 +197,46 @@ pub(crate) fn subscription(
     })
 }
 
-/// A room change: the names, and for another connection's (`session`)
-/// the service power.
+/// What a room change names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RoomChangeNames<'a> {
+    pub(crate) namespace: &'a str,
+    pub(crate) room: &'a str,
+    /// Another connection's session id (a service power), if any.
+    pub(crate) session: Option<&'a str>,
+    /// A join (checked against `join`); leaving is always allowed.
+    pub(crate) join: bool,
+}
+
+/// A room change: the names, for a join of its own the `join`
+/// permission, and for another connection's (`session`) the service
+/// power.
 pub(crate) fn room_change(
     shared: &Shared,
     conn: &Outbox,
-    namespace: &str,
-    room: &str,
-    session: Option<&str>,
+    grant: Option<&Grant>,
+    change: &RoomChangeNames<'_>,
 ) -> Result<(), Denied> {
+    let RoomChangeNames {
+        namespace,
+        room,
+        session,
+        join,
+    } = *change;
     validate_namespace(namespace)?;
     validate_room(room)?;
-    if session.is_some_and(|sid| sid != &*conn.session) && !holds_service_powers(shared, Some(conn))
+    let other = session.is_some_and(|sid| sid != &*conn.session);
+    if !other
+        && join
+        && let Some(grant) = grant
+        && !grant.may_join(namespace, room)
     {
+        return Err(not_permitted(shared, Action::Join, room, namespace));
+    }
+    if other && !holds_service_powers(shared, Some(conn), grant, namespace) {
+        if grant.is_some() {
+            shared.stats.auth.forbidden(Action::Powers);
+        }
         return Err(forbidden(
             "moving another connection into or out of a room is a service-side power this connection does not hold (socketio.service_powers)".into(),
         ));

@@ -295,13 +295,19 @@ where
             &shared.connection_limit.refusal(),
         );
     };
+    // The token of `Authorization: Bearer` (only read with auth on).
+    let token = shared
+        .auth
+        .as_ref()
+        .and_then(|_| crate::auth::bearer_token(req.headers()))
+        .map(String::into_boxed_str);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let tasks = shared.tasks.clone();
     tasks.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => match (socket::split(upgraded), endpoint) {
                 (Some(halves), Endpoint::Herald) => {
-                    session::run(halves, shared, peer, permit).await;
+                    session::run(halves, shared, peer, permit, token).await;
                 }
                 (Some(halves), Endpoint::Echo) => echo::run(halves, shared, peer, permit).await,
                 (None, _) => warn!(%peer, "upgraded connection is not a TCP stream; dropped"),

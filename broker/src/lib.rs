@@ -24,7 +24,10 @@
 //! - `framing`: finds HTTP requests that carry both `Content-Length` and
 //!   `Transfer-Encoding` (refused with 400), in the bytes hyper reads.
 //! - `admission`: one check per action (emit, subscribe, room change),
-//!   shared by every front end: names, limits, service-side powers.
+//!   shared by every front end: names, limits, permissions, service-side
+//!   powers.
+//! - `auth`: `[auth]`: JWT verification, permissions compiled from the
+//!   claims, each connection's grant, token expiry (PROTOCOL.md §22).
 //! - `session`: one WebSocket connection: the hello/welcome handshake, the
 //!   reader that turns envelopes into router calls, limits, clean-up.
 //! - `frame`: server-to-client WebSocket frames, built once (an event's
@@ -61,6 +64,7 @@ pub mod fuzz_api {
     pub use crate::inbound::{FrameParser, Incoming, ReadError};
 }
 mod admission;
+mod auth;
 mod cluster;
 mod conn;
 mod echo;

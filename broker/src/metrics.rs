@@ -64,6 +64,22 @@ const CONNECTIONS_CLOSED: Family = family(
     "herald_connections_closed_total",
     "WebSocket sessions closed, by close reason (reason=\"slow_consumer\" counts slow-consumer disconnects).",
 );
+const AUTH_FAILURES: Family = family(
+    "herald_auth_failures_total",
+    "Tokens refused (unauthorized), by reason: missing, invalid, expired, issuer, audience, algorithm, subject.",
+);
+const FORBIDDEN: Family = family(
+    "herald_forbidden_total",
+    "Actions refused by a connection's permissions (forbidden), by action: publish, subscribe, respond, join, powers.",
+);
+const TOKEN_REFRESHES: Family = family(
+    "herald_token_refreshes_total",
+    "Tokens replaced in place (native auth envelope, Socket.IO $auth).",
+);
+const TOKEN_EXPIRED: Family = family(
+    "herald_token_expired_total",
+    "Connections closed because their token expired (token_expired).",
+);
 const SUBSCRIPTIONS: Family = family(
     "herald_subscriptions",
     "Subscriptions held now (plain, queue-group and responder).",
@@ -277,6 +293,8 @@ impl Metrics {
             (&REQUEST_TIMEOUTS, s.request_timeouts),
             (&PUBLISHER_STALLS, s.publisher_stalls),
             (&STALLED_RECEIVERS, s.stalled_receivers),
+            (&TOKEN_REFRESHES, s.token_refreshes),
+            (&TOKEN_EXPIRED, s.token_expired),
         ];
         let cluster_counters = sample.cluster.iter().flat_map(|c| {
             [
@@ -294,6 +312,17 @@ impl Metrics {
             let label = Label::from_static_parts("reason", reason.as_str());
             let key = Key::from_parts(CONNECTIONS_CLOSED.name, vec![label]);
             self.set_counter(&CONNECTIONS_CLOSED, key, *value);
+        }
+        let labelled = [
+            (&AUTH_FAILURES, "reason", &s.auth_failures),
+            (&FORBIDDEN, "action", &s.forbidden),
+        ];
+        for (family, label, values) in labelled {
+            for (value_label, value) in values {
+                let label = Label::from_static_parts(label, value_label);
+                let key = Key::from_parts(family.name, vec![label]);
+                self.set_counter(family, key, *value);
+            }
         }
         self.handle.render()
     }

@@ -17,9 +17,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald_protocol::NameError;
+use herald_protocol::ErrorCode;
 use herald_protocol::envelope::Emit;
-use herald_protocol::names::{validate_event, validate_namespace, validate_room};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -30,7 +29,7 @@ use thiserror::Error;
 use tracing::debug;
 use url::form_urlencoded;
 
-use crate::admission;
+use crate::admission::{self, Denied, EmitNames};
 use crate::http::{Body, error, json};
 use crate::state::Shared;
 use crate::stats::Stats;
@@ -49,8 +48,6 @@ pub(crate) fn is_emit_path(path: &str) -> bool {
 enum PublishError {
     #[error("the broker is shutting down; publish to another node or later")]
     ShuttingDown,
-    #[error("{0}")]
-    InvalidName(#[from] NameError),
     #[error(
         "unknown query parameter {0:?}: only namespace and room are accepted \
          (HTTP publishing is fire-and-forget; request/reply needs a WebSocket)"
@@ -74,8 +71,12 @@ enum PublishError {
     BodyRead(String),
     #[error("the JSON value could not be re-encoded as MessagePack: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
-    #[error("{0}")]
-    Forbidden(String),
+    /// Refused by admission: a name, or (403) the token's permissions or
+    /// the service powers.
+    #[error("{}", .0.message)]
+    Denied(Denied),
+    #[error("{}", crate::auth::UNAUTHORIZED)]
+    Unauthorized,
 }
 
 impl PublishError {
@@ -88,9 +89,13 @@ impl PublishError {
             }
             PublishError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             PublishError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            PublishError::Forbidden(_) => StatusCode::FORBIDDEN,
-            PublishError::InvalidName(_)
-            | PublishError::UnknownParameter(_)
+            PublishError::Denied(denied) => match denied.code {
+                ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            PublishError::Unauthorized => StatusCode::UNAUTHORIZED,
+            PublishError::UnknownParameter(_)
             | PublishError::RepeatedParameter(_)
             | PublishError::InvalidJson(_)
             | PublishError::InvalidMsgpack(_)
@@ -101,7 +106,6 @@ impl PublishError {
     fn code(&self) -> &'static str {
         match self {
             PublishError::ShuttingDown => "shutting_down",
-            PublishError::InvalidName(_) => "invalid_name",
             PublishError::UnknownParameter(_) | PublishError::RepeatedParameter(_) => {
                 "invalid_query"
             }
@@ -114,7 +118,12 @@ impl PublishError {
             PublishError::BodyTimeout(_) => "body_timeout",
             PublishError::BodyRead(_) => "bad_body",
             PublishError::Encode(_) => "internal",
-            PublishError::Forbidden(_) => "forbidden",
+            PublishError::Denied(denied) => match denied.code {
+                ErrorCode::Forbidden => "forbidden",
+                ErrorCode::PayloadTooLarge => "payload_too_large",
+                _ => "invalid_name",
+            },
+            PublishError::Unauthorized => "unauthorized",
         }
     }
 }
@@ -128,10 +137,10 @@ struct Target {
 }
 
 impl Target {
-    /// Reads and validates `/v1/emit/{event}?namespace=..&room=..`; the
-    /// namespace defaults to `/`. The event name is taken from the path as
-    /// it is (its characters need no percent-encoding); query values are
-    /// form-decoded.
+    /// Reads `/v1/emit/{event}?namespace=..&room=..` (names are checked by
+    /// admission); the namespace defaults to `/`. The event name is taken
+    /// from the path as it is (its characters need no percent-encoding);
+    /// query values are form-decoded.
     fn parse(uri: &Uri) -> Result<Target, PublishError> {
         let event = uri
             .path()
@@ -152,11 +161,6 @@ impl Target {
             }
         }
         let namespace = namespace.unwrap_or_else(|| "/".to_owned());
-        validate_namespace(&namespace)?;
-        validate_event(event)?;
-        if let Some(room) = &room {
-            validate_room(room)?;
-        }
         Ok(Target {
             namespace,
             event: event.to_owned(),
@@ -278,6 +282,20 @@ where
         return Err(PublishError::ShuttingDown);
     }
     let target = Target::parse(req.uri())?;
+    // One admission for the emit (names, the token's publish permission,
+    // the service power of a session-id room), before the body is read;
+    // the payload size is checked once it is re-encoded, below.
+    let mut grant =
+        crate::auth::authenticate(shared, crate::auth::bearer_token(req.headers()).as_deref())
+            .map_err(|_| PublishError::Unauthorized)?;
+    let names = EmitNames {
+        namespace: &target.namespace,
+        event: &target.event,
+        room: target.room.as_deref(),
+        except: None,
+        payload: &Bytes::new(),
+    };
+    admission::emit(shared, None, grant.as_mut(), &names).map_err(PublishError::Denied)?;
     let format = BodyFormat::of(req.headers())?;
     let limit = shared.settings.limits.max_payload_bytes;
     let deadline = shared.settings.server.handshake_timeout;
@@ -296,16 +314,6 @@ where
         payload,
         ..Emit::default()
     };
-    // Names and size are checked above; the service power of an emit to a
-    // session-id room is the one check left (`socketio.service_powers`).
-    if let Some(room) = emit.room.as_deref()
-        && shared.router.is_session_room(room)
-        && !admission::holds_service_powers(shared, None)
-    {
-        return Err(PublishError::Forbidden(format!(
-            "emitting to session id {room:?} is a service-side power HTTP publishers do not hold (socketio.service_powers = \"none\")"
-        )));
-    }
     let published = shared.router.publish(None, &emit);
     // An HTTP publisher is held back like a WebSocket one: its answer waits
     // until a receiver past its high-water mark has drained.
@@ -363,8 +371,18 @@ mod tests {
             ),
         ];
         for (uri, expected) in cases {
-            match target(uri) {
-                Ok(parsed) => panic!("{uri} was accepted as {parsed:?}"),
+            let checked = target(uri).and_then(|t| {
+                let names = EmitNames {
+                    namespace: &t.namespace,
+                    event: &t.event,
+                    room: t.room.as_deref(),
+                    except: None,
+                    payload: &Bytes::new(),
+                };
+                admission::names(&names).map_err(PublishError::Denied)
+            });
+            match checked {
+                Ok(()) => panic!("{uri} was accepted"),
                 Err(error) => assert!(error.to_string().contains(expected), "{uri}: {error}"),
             }
         }

@@ -46,6 +46,12 @@ pub enum Error {
         /// What is wrong, naming the key.
         message: String,
     },
+    /// The `[auth]` keys could not be loaded.
+    #[error("{message}")]
+    Auth {
+        /// What is wrong, naming the key.
+        message: String,
+    },
 }
 
 /// Entry point: `Broker::start(settings)`.
@@ -91,13 +97,14 @@ impl Broker {
                 Some(cluster)
             }
         };
+        let auth =
+            crate::auth::Authenticator::from_settings(&settings.auth).map_err(|e| Error::Auth {
+                message: e.to_string(),
+            })?;
         let connection_limit = fit_connection_limit(settings.server.max_connections);
-        let shared = Arc::new(Shared::new(
-            settings,
-            node,
-            cluster.clone(),
-            connection_limit,
-        ));
+        let mut shared = Shared::new(settings, node, cluster.clone(), connection_limit);
+        shared.auth = auth;
+        let shared = Arc::new(shared);
         if let Some(cluster) = &cluster {
             cluster.start(&shared);
             info!(node = cluster.node(), "clustered over redis");

@@ -13,12 +13,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald_protocol::envelope::{Emit, Limits, Reply, RoomChange, Subscription, Welcome};
+use herald_protocol::envelope::{
+    Auth as AuthEnvelope, Emit, Limits, Notice, Reply, RoomChange, Subscription, Welcome,
+};
 use herald_protocol::{CloseReason, Envelope, ErrorCode, PROTOCOL_VERSION, decode};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, warn};
 
-use crate::admission::{self, Denied, EmitNames};
+use crate::admission::{self, Denied, EmitNames, RoomChangeNames};
+use crate::auth::{self, Expiry, ExpiryClock, Grant};
 use crate::conn::Conn;
 use crate::frame;
 use crate::inbound::{FrameReader, Incoming, ReadError};
@@ -42,6 +45,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
+    token: Option<Box<str>>,
 ) {
     let (mut reader, conn) = Conn::open(
         halves,
@@ -60,13 +64,21 @@ pub(crate) async fn run(
         invalid_in_a_row: 0,
         was_responder: false,
         back_pressure: None,
+        header_token: token,
+        grant: None,
+        expiry: None,
     };
     debug!(conn = id.0, %peer, "connection opened");
     let reason = session.read_loop(&mut reader).await;
     let reason = conn.finish(&shared, reason).await;
     session.clean_up();
     shared.stats.closed(reason);
-    log_close(id.0, peer, reason);
+    log_close(
+        id.0,
+        peer,
+        reason,
+        Grant::user_label(session.grant.as_deref()),
+    );
 }
 
 struct Session {
@@ -83,6 +95,13 @@ struct Session {
     /// A receiver of this connection's last emit whose queue is past its
     /// high-water mark: the reader waits for it before reading on.
     back_pressure: Option<Outbox>,
+    /// The `Authorization: Bearer` token of the upgrade, until `hello`.
+    header_token: Option<Box<str>>,
+    /// Who the connection is and what it may do (`auth.mode = "jwt"`);
+    /// none with `"none"`. Boxed: one pointer in every session.
+    grant: Option<Box<Grant>>,
+    /// The token's expiry clock, when it has an `exp`.
+    expiry: Option<Box<ExpiryClock>>,
 }
 
 /// A refusal: answered with `err`, and fatal ones close the connection.
@@ -134,6 +153,16 @@ impl Session {
                     () = &mut cancelled => return self.outbox.close_reason(),
                     () = &mut hello_timeout, if !self.greeted => {
                         return CloseReason::HandshakeTimeout;
+                    }
+                    expiry = auth::next_expiry(&mut self.expiry), if self.expiry.is_some() => {
+                        match expiry {
+                            Expiry::Expiring(exp) => self.send(&expiring_notice(exp)),
+                            Expiry::Expired => {
+                                Stats::add(&self.shared.stats.auth.expired, 1);
+                                return CloseReason::TokenExpired;
+                            }
+                        }
+                        continue;
                     }
                     message = reader.next() => message,
                 },
@@ -234,6 +263,7 @@ impl Session {
                 Ok(())
             }
             Envelope::Pong { .. } => Ok(()),
+            Envelope::Auth(auth) => self.on_auth(auth),
             Envelope::Close { .. } => {
                 self.outbox.close_with(CloseReason::ClientClosed);
                 Ok(())
@@ -277,6 +307,22 @@ impl Session {
             )
             .fatal());
         }
+        let token = hello.token.as_deref().or(self.header_token.as_deref());
+        let grant = auth::authenticate(&self.shared, token).map_err(|failure| {
+            debug!(
+                conn = self.outbox.id.0,
+                reason = failure.as_str(),
+                "token refused"
+            );
+            let mut refusal = Refusal::new(None, ErrorCode::Unauthorized, auth::UNAUTHORIZED);
+            refusal.close = Some(CloseReason::Unauthorized);
+            refusal
+        })?;
+        self.header_token = None;
+        let (user, exp) = grant.as_ref().map_or((None, None), |g| {
+            (g.user.as_deref().map(str::to_owned), g.exp)
+        });
+        self.set_grant(grant);
         let settings = &self.shared.settings;
         let limits = Limits {
             max_payload: settings.limits.max_payload_bytes as u64,
@@ -291,11 +337,64 @@ impl Session {
                 .unwrap_or(u64::MAX),
             limits,
             node: Some(self.shared.node.clone()),
-            user: None,
-            exp: None,
+            user,
+            exp,
         }));
         self.greeted = true;
-        debug!(conn = self.outbox.id.0, client = ?hello.client, "hello");
+        let user = Grant::user_label(self.grant.as_deref());
+        debug!(conn = self.outbox.id.0, client = ?hello.client, user, "hello");
+        Ok(())
+    }
+
+    /// Takes `grant` as the connection's, with its expiry clock.
+    fn set_grant(&mut self, grant: Option<Grant>) {
+        self.expiry = grant
+            .as_ref()
+            .zip(self.shared.auth.as_ref())
+            .and_then(|(grant, auth)| auth.clock(grant));
+        self.grant = grant.map(Box::new);
+    }
+
+    /// `auth`: a new token for this connection. Refused (the old one
+    /// kept) when invalid or naming another user; accepted, it applies at
+    /// once: subscriptions and rooms it no longer allows are removed and
+    /// listed in a `revoked` notice.
+    fn on_auth(&mut self, request: AuthEnvelope) -> Handled {
+        let grant = auth::refresh(&self.shared, self.grant.as_deref(), &request.token).map_err(
+            |failure| {
+                debug!(
+                    conn = self.outbox.id.0,
+                    reason = failure.as_str(),
+                    "refresh refused"
+                );
+                Refusal::new(request.id, ErrorCode::Unauthorized, auth::UNAUTHORIZED)
+            },
+        )?;
+        self.set_grant(grant);
+        let mut revoked = Vec::new();
+        if let Some(grant) = self.grant.as_deref() {
+            let refused: Vec<SubKey> = self
+                .subscriptions
+                .iter()
+                .filter(|key| !auth::allows_subscription(grant, key))
+                .cloned()
+                .collect();
+            for key in refused {
+                self.subscriptions.remove(&key);
+                self.shared.router.unsubscribe(self.outbox.id, &key);
+                revoked.push(auth::revoked_subscription(&key));
+            }
+            revoked.extend(auth::revoke_rooms(&self.shared, &self.outbox, grant));
+        }
+        self.ok(request.id);
+        if !revoked.is_empty() {
+            self.send(&Envelope::Notice(Notice {
+                code: Notice::REVOKED.into(),
+                message: auth::revoked_message(revoked.len()),
+                exp: None,
+                revoked,
+            }));
+        }
         Ok(())
     }
 
@@ -317,6 +416,8 @@ impl Session {
 
     fn on_subscribe(&mut self, sub: Subscription) -> Handled {
         let key = Self::sub_key(&sub)?;
+        admission::subscribe(&self.shared, self.grant.as_deref(), &key)
+            .map_err(|denied| Refusal::denied(sub.id, denied))?;
         if !self.subscriptions.contains(&key) {
             let max = self.shared.settings.limits.max_subscriptions_per_connection;
             if self.subscriptions.len() >= max {
@@ -351,14 +452,14 @@ impl Session {
     fn on_room_change(&mut self, change: RoomChange, join: bool) -> Handled {
         let refuse = |denied| Refusal::denied(change.id, denied);
         let shared = &self.shared;
-        admission::room_change(
-            shared,
-            &self.outbox,
-            &change.namespace,
-            &change.room,
-            change.sid.as_deref(),
-        )
-        .map_err(refuse)?;
+        let names = RoomChangeNames {
+            namespace: &change.namespace,
+            room: &change.room,
+            session: change.sid.as_deref(),
+            join,
+        };
+        admission::room_change(shared, &self.outbox, self.grant.as_deref(), &names)
+            .map_err(refuse)?;
         let max_rooms = shared.settings.limits.max_rooms_per_connection;
         let result = match change.sid.as_deref() {
             Some(session) if session != &*self.outbox.session => {
@@ -411,8 +512,13 @@ impl Session {
             except: emit.except.as_deref(),
             payload: &emit.payload,
         };
-        admission::emit(&self.shared, Some(&self.outbox), &names)
-            .map_err(|denied| Refusal::denied(answer_id, denied))?;
+        admission::emit(
+            &self.shared,
+            Some(&self.outbox),
+            self.grant.as_deref_mut(),
+            &names,
+        )
+        .map_err(|denied| Refusal::denied(answer_id, denied))?;
         let Some(ack) = emit.ack else {
             let published = self.shared.router.publish(Some(&self.outbox), &emit);
             self.back_pressure = published.back_pressure;
@@ -477,14 +583,24 @@ impl Session {
 
 /// Ordinary closes are debug noise at scale; the broker's own decisions
 /// are worth an operator's attention.
-fn log_close(conn: u64, peer: SocketAddr, reason: CloseReason) {
+fn log_close(conn: u64, peer: SocketAddr, reason: CloseReason, user: &str) {
     let reason_text = reason.as_str();
     match reason {
         CloseReason::ClientClosed | CloseReason::TransportError | CloseReason::ShuttingDown => {
-            debug!(conn, %peer, reason = reason_text, "connection closed");
+            debug!(conn, %peer, user, reason = reason_text, "connection closed");
         }
-        _ => warn!(conn, %peer, reason = reason_text, "connection closed by the broker"),
+        _ => warn!(conn, %peer, user, reason = reason_text, "connection closed by the broker"),
     }
+}
+
+/// The `token_expiring` notice for a token expiring at `exp`.
+fn expiring_notice(exp: u64) -> Envelope {
+    Envelope::Notice(Notice {
+        code: Notice::TOKEN_EXPIRING.into(),
+        message: auth::expiring_message(exp),
+        exp: Some(exp),
+        revoked: Vec::new(),
+    })
 }
 
 /// The close reason for a read that failed (the echo endpoint's too).

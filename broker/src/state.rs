@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Authenticator;
 use crate::cluster::Cluster;
 use crate::engineio;
 use crate::fdlimit::ConnectionLimit;
@@ -45,6 +46,9 @@ pub(crate) struct Shared {
     pub(crate) engineio: engineio::Registry,
     next_conn: AtomicU64,
     started: Instant,
+    /// Token verification and grants (`auth.mode = "jwt"`); none with
+    /// `mode = "none"`. Set by `Broker::start` once its keys are loaded.
+    pub(crate) auth: Option<Authenticator>,
 }
 
 /// A node name unique per broker start: the node part of session ids
@@ -92,6 +96,7 @@ impl Shared {
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
             ),
             started: Instant::now(),
+            auth: None,
             settings,
         }
     }

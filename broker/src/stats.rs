@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use herald_protocol::CloseReason;
 
+use crate::auth::AuthStats;
 use crate::metrics::Metrics;
 
 /// Live counters, shared by every task of one broker.
@@ -37,6 +38,8 @@ pub(crate) struct Stats {
     pub(crate) stalled_receivers: AtomicU64,
     /// This broker's own Prometheus registry (never a global one).
     pub(crate) metrics: Metrics,
+    /// Authentication failures, refusals, refreshes and expiries.
+    pub(crate) auth: AuthStats,
 }
 
 /// Every known reason, plus one slot for `Unknown`.
@@ -89,6 +92,10 @@ impl Stats {
             http_publishes_refused: self.http_publishes_refused.load(Relaxed),
             publisher_stalls: self.publisher_stalls.load(Relaxed),
             stalled_receivers: self.stalled_receivers.load(Relaxed),
+            auth_failures: self.auth.failures(),
+            forbidden: self.auth.forbiddens(),
+            token_refreshes: self.auth.refreshes.load(Relaxed),
+            token_expired: self.auth.expired.load(Relaxed),
         }
     }
 }
@@ -136,9 +143,35 @@ pub struct StatsSnapshot {
     /// Receivers whose queue did not drain within a publisher's stall
     /// limit (marked stalled: no more back-pressure until they drain).
     pub stalled_receivers: u64,
+    /// Tokens refused, by reason (`missing`, `invalid`, `expired`,
+    /// `issuer`, `audience`, `algorithm`, `subject`).
+    pub auth_failures: Vec<(&'static str, u64)>,
+    /// Actions refused by permissions, by action (`publish`, `subscribe`,
+    /// `respond`, `join`, `powers`).
+    pub forbidden: Vec<(&'static str, u64)>,
+    /// Tokens replaced in place (native `auth`, Socket.IO `$auth`).
+    pub token_refreshes: u64,
+    /// Connections closed because their token expired.
+    pub token_expired: u64,
 }
 
 impl StatsSnapshot {
+    /// Tokens refused for `reason` (see [`StatsSnapshot::auth_failures`]).
+    pub fn auth_failed(&self, reason: &str) -> u64 {
+        self.auth_failures
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Refusals of `action` (see [`StatsSnapshot::forbidden`]).
+    pub fn forbidden(&self, action: &str) -> u64 {
+        self.forbidden
+            .iter()
+            .find(|(a, _)| *a == action)
+            .map_or(0, |(_, n)| *n)
+    }
+
     /// How many sessions closed for `reason`.
     pub fn closed(&self, reason: CloseReason) -> u64 {
         self.closed_by_reason

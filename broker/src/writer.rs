@@ -242,6 +242,8 @@ fn drains_queue(reason: CloseReason) -> bool {
             | CloseReason::MessageTimeout
             | CloseReason::HandshakeTimeout
             | CloseReason::ConnectTimeout
+            | CloseReason::Unauthorized
+            | CloseReason::TokenExpired
     )
 }
 

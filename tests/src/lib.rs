@@ -61,6 +61,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod auth;
 pub mod cluster;
 pub mod engineio;
 pub mod examples;

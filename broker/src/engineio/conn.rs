@@ -68,6 +68,9 @@ pub(crate) struct EngineConn {
     polling: Option<Arc<PollSession>>,
     shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
+    /// The `Authorization: Bearer` token of the handshake request (read
+    /// only with auth on), for the app to take.
+    pub(crate) token: Option<Box<str>>,
 }
 
 impl std::fmt::Debug for EngineConn {
@@ -108,6 +111,7 @@ impl EngineConn {
             polling,
             shared,
             _permit: permit,
+            token: None,
         }
     }
 

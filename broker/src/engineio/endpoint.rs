@@ -74,6 +74,13 @@ where
     }
     let query = query::parse(req.uri())?;
     let get = req.method() == Method::GET;
+    // A handshake's `Authorization: Bearer` token (read only with auth on).
+    let token = shared
+        .auth
+        .as_ref()
+        .filter(|_| query.sid.is_none())
+        .and_then(|_| crate::auth::bearer_token(req.headers()))
+        .map(String::into_boxed_str);
     let lookup = |sid: &str| {
         shared
             .engineio
@@ -85,7 +92,7 @@ where
             ErrorCode::BadHandshakeMethod,
             format!("a new session starts with GET, not {}", req.method()),
         )),
-        (Transport::Polling, None) => open_polling(app, &shared),
+        (Transport::Polling, None) => open_polling(app, &shared, token),
         (Transport::Polling, Some(sid)) => {
             let session = lookup(&sid)?;
             match *req.method() {
@@ -129,7 +136,8 @@ where
                 };
                 match (halves, next) {
                     (Some(halves), Next::Serve(permit)) => {
-                        let conn = websocket::open(halves, &shared, peer, permit);
+                        let mut conn = websocket::open(halves, &shared, peer, permit);
+                        conn.token = token;
                         run_app(app, conn, shared).await;
                     }
                     (Some(halves), Next::Probe(session)) => {
@@ -176,7 +184,11 @@ fn admit(shared: &Shared) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> 
 
 /// The handshake of a long-polling session: registered, its app started,
 /// answered with the open packet.
-fn open_polling(app: App, shared: &Arc<Shared>) -> Result<Response<Body>, Refusal> {
+fn open_polling(
+    app: App,
+    shared: &Arc<Shared>,
+    token: Option<Box<str>>,
+) -> Result<Response<Body>, Refusal> {
     let permit = admit(shared)?;
     let (outbox, queue) = crate::conn::new_outbox(shared, WireFormat::SocketIo);
     Stats::add(&shared.stats.connections_opened, 1);
@@ -197,7 +209,8 @@ fn open_polling(app: App, shared: &Arc<Shared>) -> Result<Response<Body>, Refusa
         conn = session.outbox.id.0,
         "engine.io polling session opened"
     );
-    let conn = EngineConn::polling(session, inbox, shared.clone(), permit);
+    let mut conn = EngineConn::polling(session, inbox, shared.clone(), permit);
+    conn.token = token;
     shared.tasks.spawn(run_app(app, conn, shared.clone()));
     let mut response = Response::new(Full::new(Bytes::from(open)));
     response.headers_mut().insert(

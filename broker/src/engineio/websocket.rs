@@ -184,7 +184,7 @@ mod tests {
         let (Some(native), Some(engine)) = (halves.pop(), halves.pop()) else {
             panic!("two connections");
         };
-        let native = crate::session::run(native, shared.clone(), addr, permit());
+        let native = crate::session::run(native, shared.clone(), addr, permit(), None);
         let engine = run_app(
             App::Echo,
             open(engine, &shared, addr, permit()),

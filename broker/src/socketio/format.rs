@@ -128,3 +128,21 @@ fn rejection_message(payload: &Bytes) -> String {
         _ => "the responder answered with an error".into(),
     }
 }
+
+/// A notice as the reserved event `$notice` in `namespace`:
+/// `{"code","message","exp"?,"revoked"?}`.
+pub(crate) fn notice(namespace: &str, notice: &herald_protocol::envelope::Notice) -> Bytes {
+    let mut body = serde_json::json!({"code": notice.code, "message": notice.message});
+    if let Some(exp) = notice.exp {
+        body["exp"] = exp.into();
+    }
+    if !notice.revoked.is_empty() {
+        body["revoked"] = serde_json::to_value(&notice.revoked).unwrap_or_default();
+    }
+    let mut text = String::with_capacity(96);
+    write_event_head(&mut text, namespace, None, 0);
+    text.push_str("[\"$notice\",");
+    text.push_str(&body.to_string());
+    text.push(']');
+    message_item(&text, &[])
+}

@@ -4,7 +4,9 @@
 //!
 //! - `$connection`: `{sid, auth, transport}` when a socket connects (its
 //!   session id, the CONNECT auth payload as MessagePack, `{}` when none,
-//!   and `websocket` or `polling`);
+//!   and `websocket` or `polling`); with `auth.mode = "jwt"` also `user`
+//!   (the token's `sub`, `""` when anonymous), and `auth` without its
+//!   `token`;
 //! - `$disconnect`: `{sid, reason}` when it leaves (Socket.IO's reason
 //!   strings).
 //!
@@ -55,17 +57,34 @@ fn publish(shared: &Shared, socket: &Outbox, namespace: &str, event: &str, paylo
     shared.router.publish(Some(socket), &emit);
 }
 
-/// Publishes `$connection` for `socket` in `namespace`.
+/// Publishes `$connection` for `socket` in `namespace`. With auth on
+/// (`user` given: the grant's `sub`, empty when anonymous) the payload
+/// carries `user`, and the CONNECT payload's `token` is stripped.
 pub(crate) fn connected(
     shared: &Shared,
     socket: &Outbox,
     namespace: &str,
     auth: Option<&Json>,
     transport: &str,
+    user: Option<&str>,
 ) {
+    let stripped = user.and(auth).map(|auth| match auth {
+        Json::Object(entries) => Json::Object(
+            entries
+                .iter()
+                .filter(|(key, _)| key != "token")
+                .cloned()
+                .collect(),
+        ),
+        other => other.clone(),
+    });
+    let auth = stripped.as_ref().or(auth);
     let mut payload = Vec::with_capacity(64);
-    let _ = rmp::encode::write_map_len(&mut payload, 3);
+    let _ = rmp::encode::write_map_len(&mut payload, if user.is_some() { 4 } else { 3 });
     write_str_entry(&mut payload, "sid", &socket.session);
+    if let Some(user) = user {
+        write_str_entry(&mut payload, "user", user);
+    }
     let _ = rmp::encode::write_str(&mut payload, "auth");
     write_auth(&mut payload, auth);
     write_str_entry(&mut payload, "transport", transport);

@@ -20,18 +20,20 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald_protocol::envelope::Emit;
+use herald_protocol::envelope::{Emit, Notice};
 use herald_protocol::names::validate_namespace;
 use herald_protocol::socketio::assemble::{Assembled, Assembler};
-use herald_protocol::socketio::encode::{write_connect, write_connect_error};
+use herald_protocol::socketio::encode::{write_connect, write_connect_error, write_head};
 use herald_protocol::socketio::json::Json;
+use herald_protocol::socketio::packet::PacketType;
 use herald_protocol::socketio::packet::{Body, PacketLimits};
 use herald_protocol::{CloseReason, ErrorCode};
 use tracing::debug;
 
 use super::format;
 use super::lifecycle;
-use crate::admission::{self, Denied, EmitNames};
+use crate::admission::{self, Denied, EmitNames, RoomChangeNames};
+use crate::auth::{self, Expiry, ExpiryClock, Grant};
 use crate::engineio::packet::message_item;
 use crate::engineio::{EngineConn, Message, Transport};
 use crate::outbox::Outbox;
@@ -53,6 +55,9 @@ pub(crate) async fn serve(mut conn: EngineConn, shared: Arc<Shared>) {
         sockets: Sockets::default(),
         assembler: Assembler::new(PacketLimits::default()),
         back_pressure: None,
+        header_token: conn.token.take(),
+        grant: None,
+        expiry: None,
     };
     debug!(conn = outbox.id.0, "socket.io session opened");
     let reason = session.read_loop(&mut conn).await;
@@ -63,6 +68,7 @@ pub(crate) async fn serve(mut conn: EngineConn, shared: Arc<Shared>) {
     session.clean_up(lifecycle::reason_of(reason));
     debug!(
         conn = outbox.id.0,
+        user = Grant::user_label(session.grant.as_deref()),
         reason = reason.as_str(),
         "socket.io session closed"
     );
@@ -124,6 +130,13 @@ struct Session {
     sockets: Sockets,
     assembler: Assembler,
     back_pressure: Option<Outbox>,
+    /// The handshake's `Authorization: Bearer` token, until a CONNECT.
+    header_token: Option<Box<str>>,
+    /// Who the connection is and what it may do (`auth.mode = "jwt"`,
+    /// set by the first CONNECT); none with `"none"`.
+    grant: Option<Box<Grant>>,
+    /// The token's expiry clock, when it has an `exp`.
+    expiry: Option<Box<ExpiryClock>>,
 }
 
 /// What handling one packet asks of the read loop.
@@ -146,6 +159,24 @@ impl Session {
                 Some(deadline) => tokio::select! {
                     biased;
                     () = deadline => return CloseReason::ConnectTimeout,
+                    message = conn.recv() => message,
+                },
+                None if self.expiry.is_some() => tokio::select! {
+                    expiry = auth::next_expiry(&mut self.expiry) => {
+                        match expiry {
+                            Expiry::Expiring(exp) => self.notify_all(&Notice {
+                                code: Notice::TOKEN_EXPIRING.into(),
+                                message: auth::expiring_message(exp),
+                                exp: Some(exp),
+                                revoked: Vec::new(),
+                            }),
+                            Expiry::Expired => {
+                                Stats::add(&self.shared.stats.auth.expired, 1);
+                                return CloseReason::TokenExpired;
+                            }
+                        }
+                        continue;
+                    }
                     message = conn.recv() => message,
                 },
                 None => conn.recv().await,
@@ -246,19 +277,42 @@ impl Session {
             self.outbox.answer(&message_item(&text, &[]));
             return;
         }
+        if let Err(failure) = self.authenticate(auth) {
+            debug!(
+                conn = self.outbox.id.0,
+                reason = failure.as_str(),
+                "token refused"
+            );
+            let mut text = String::new();
+            write_head(&mut text, PacketType::ConnectError, namespace, None, 0);
+            text.push_str(r#"{"message":"unauthorized","data":{"code":"unauthorized"}}"#);
+            self.outbox.answer(&message_item(&text, &[]));
+            return;
+        }
         if !self.sockets.contains_key(namespace) {
             let mut socket = Socket::default();
-            match admission::subscription(namespace, ">", None, false) {
-                Ok(key) => {
-                    self.shared.router.subscribe(&self.outbox, &key);
-                    socket.subscriptions.reserve_exact(1);
-                    socket.subscriptions.push(key);
-                }
-                Err(denied) => {
-                    let mut text = String::new();
-                    write_connect_error(&mut text, namespace, &denied.message);
-                    self.outbox.answer(&message_item(&text, &[]));
-                    return;
+            let patterns = match self.grant.as_deref() {
+                // Under jwt: the namespace's allowed subscribe patterns.
+                Some(grant) => grant
+                    .default_subscriptions(namespace)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                None => vec![">".to_owned()],
+            };
+            for pattern in patterns {
+                match admission::subscription(namespace, &pattern, None, false) {
+                    Ok(key) => {
+                        self.shared.router.subscribe(&self.outbox, &key);
+                        socket.subscriptions.reserve_exact(1);
+                        socket.subscriptions.push(key);
+                    }
+                    Err(denied) => {
+                        let mut text = String::new();
+                        write_connect_error(&mut text, namespace, &denied.message);
+                        self.outbox.answer(&message_item(&text, &[]));
+                        return;
+                    }
                 }
             }
             self.sockets.insert(namespace, socket);
@@ -267,7 +321,97 @@ impl Session {
         write_connect(&mut text, namespace, &self.outbox.session);
         self.outbox.answer(&message_item(&text, &[]));
         let transport = self.transport.as_str();
-        lifecycle::connected(&self.shared, &self.outbox, namespace, auth, transport);
+        let user = self
+            .grant
+            .as_deref()
+            .map(|g| g.user.as_deref().unwrap_or_default());
+        lifecycle::connected(&self.shared, &self.outbox, namespace, auth, transport, user);
+    }
+
+    /// The grant for a CONNECT: its payload's `token` (a new token for a
+    /// connection already authenticated is a refresh), else the
+    /// handshake's `Authorization: Bearer`, else anonymous; a connection
+    /// already authenticated keeps its grant.
+    fn authenticate(&mut self, auth: Option<&Json>) -> Result<(), auth::Failure> {
+        if self.shared.auth.is_none() {
+            return Ok(());
+        }
+        let token = match auth.and_then(|a| a.get("token")) {
+            Some(Json::Str(token)) => Some(token.as_str()),
+            _ => None,
+        };
+        if self.grant.is_some() {
+            return match token {
+                Some(token) => self.refresh(token),
+                None => Ok(()),
+            };
+        }
+        let token = token.or(self.header_token.as_deref());
+        let grant = auth::authenticate(&self.shared, token)?;
+        self.header_token = None;
+        self.set_grant(grant);
+        Ok(())
+    }
+
+    fn set_grant(&mut self, grant: Option<Grant>) {
+        self.expiry = grant
+            .as_ref()
+            .zip(self.shared.auth.as_ref())
+            .and_then(|(grant, auth)| auth.clock(grant));
+        self.grant = grant.map(Box::new);
+    }
+
+    /// A new token (`$auth`, or a CONNECT with one): replaces the grant,
+    /// removes the subscriptions and rooms it no longer allows and tells
+    /// the client in a `$notice` (`revoked`) per namespace.
+    fn refresh(&mut self, token: &str) -> Result<(), auth::Failure> {
+        let grant = auth::refresh(&self.shared, self.grant.as_deref(), token)?;
+        self.set_grant(grant);
+        let Some(grant) = self.grant.as_deref() else {
+            return Ok(());
+        };
+        let mut revoked = Vec::new();
+        for (_, socket) in &mut self.sockets.0 {
+            socket.subscriptions.retain(|key| {
+                let keep = auth::allows_subscription(grant, key);
+                if !keep {
+                    self.shared.router.unsubscribe(self.outbox.id, key);
+                    revoked.push(auth::revoked_subscription(key));
+                }
+                keep
+            });
+        }
+        revoked.extend(auth::revoke_rooms(&self.shared, &self.outbox, grant));
+        let namespaces: Vec<String> = self
+            .sockets
+            .0
+            .iter()
+            .map(|(ns, _)| ns.to_string())
+            .collect();
+        for namespace in namespaces {
+            let here: Vec<_> = revoked
+                .iter()
+                .filter(|r| r.ns == namespace)
+                .cloned()
+                .collect();
+            if !here.is_empty() {
+                let notice = Notice {
+                    code: Notice::REVOKED.into(),
+                    message: auth::revoked_message(here.len()),
+                    exp: None,
+                    revoked: here,
+                };
+                self.outbox.answer(&format::notice(&namespace, &notice));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `notice` as `$notice` in every namespace connected.
+    fn notify_all(&self, notice: &Notice) {
+        for (namespace, _) in &self.sockets.0 {
+            self.outbox.answer(&format::notice(namespace, notice));
+        }
     }
 
     fn leave_namespace(&mut self, namespace: &str, reason: &str) {
@@ -314,7 +458,8 @@ impl Session {
             except: None,
             payload: &payload.bytes,
         };
-        if let Err(denied) = admission::emit(&self.shared, Some(&self.outbox), &names) {
+        let grant = self.grant.as_deref_mut();
+        if let Err(denied) = admission::emit(&self.shared, Some(&self.outbox), grant, &names) {
             return self.refuse(namespace, id, &denied);
         }
         let emit = Emit {
@@ -388,6 +533,9 @@ impl Session {
                     _ => None,
                 };
                 let key = admission::subscription(namespace, &pattern, group, false)?;
+                if name == "$subscribe" {
+                    admission::subscribe(&shared, self.grant.as_deref(), &key)?;
+                }
                 let Some(socket) = self.sockets.get_mut(namespace) else {
                     return Ok(());
                 };
@@ -419,7 +567,13 @@ impl Session {
             }
             "$join" | "$leave" => {
                 let room = first?;
-                admission::room_change(&shared, &self.outbox, namespace, &room, None)?;
+                let names = RoomChangeNames {
+                    namespace,
+                    room: &room,
+                    session: None,
+                    join: name == "$join",
+                };
+                admission::room_change(&shared, &self.outbox, self.grant.as_deref(), &names)?;
                 if name == "$join" {
                     shared
                         .router
@@ -429,10 +583,33 @@ impl Session {
                 }
                 Ok(())
             }
+            "$auth" => {
+                let token = match args.first().and_then(|a| a.get("token")) {
+                    Some(Json::Str(token)) => token.clone(),
+                    _ => {
+                        return Err(Denied {
+                            code: ErrorCode::InvalidEnvelope,
+                            message: "$auth takes {\"token\": \"...\"} as its first argument"
+                                .into(),
+                        });
+                    }
+                };
+                self.refresh(&token).map_err(|failure| {
+                    debug!(
+                        conn = self.outbox.id.0,
+                        reason = failure.as_str(),
+                        "refresh refused"
+                    );
+                    Denied {
+                        code: ErrorCode::Unauthorized,
+                        message: auth::UNAUTHORIZED.into(),
+                    }
+                })
+            }
             _ => Err(Denied {
                 code: ErrorCode::InvalidEvent,
                 message: format!(
-                    "{name:?}: events starting with '$' are reserved; the client commands are $subscribe, $unsubscribe, $join and $leave"
+                    "{name:?}: events starting with '$' are reserved; the client commands are $subscribe, $unsubscribe, $join, $leave and $auth"
                 ),
             }),
         }
