@@ -22,8 +22,9 @@
 //!   and let a receiver check that the bytes arrived intact.
 //! - [`sdk`]: helpers for the tests that drive the broker through the SDK
 //!   (bounded waits on channels, forwarding handlers, SDK clients).
-//! - [`tokens`]: a broker with `auth.mode = "jwt"` and real HS256 tokens
-//!   minted for it.
+//! - [`tokens`]: for the SDK and CLI auth tests, a broker with
+//!   `auth.mode = "jwt"`, short-lived tokens and the expiry settings (on
+//!   top of [`auth`], which mints the tokens).
 //! - [`cluster`]: a real `redis-server` on a free port and broker daemon
 //!   processes clustered over it, for the broker's cluster tests.
 //! - [`sioclient`]: real Socket.IO clients (Node, Python, headless

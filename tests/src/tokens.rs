@@ -1,33 +1,23 @@
-//! Real HS256 tokens for the tests that drive a broker with
-//! `auth.mode = "jwt"` through the SDK and the CLI: [`jwt_broker`] starts
-//! such a broker, [`mint`] signs claims of the PROTOCOL.md §22 shape
-//! ([`claims`] builds the common case) with `jsonwebtoken`.
+//! Tokens for the tests that drive a `auth.mode = "jwt"` broker through
+//! the SDK and the CLI (`tests/tests/sdk_auth.rs`, `cli/tests/auth.rs`),
+//! on top of [`crate::auth`] (which mints them): [`jwt_broker`], tokens
+//! with a short life ([`expiring`]), and the expiry clock settings
+//! ([`expiry`]).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use herald_config::{AuthMode, Settings};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use herald_config::Settings;
 use serde_json::{Value, json};
 
+use crate::auth::{hs256, now};
 use crate::{TestBroker, start_broker};
 
-/// The shared secret of [`jwt_broker`]'s HS256 tokens.
-pub const SECRET: &str = "herald-test-secret-0123456789abcdef";
-
-/// Unix seconds now.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// A broker checking HS256 tokens signed with [`SECRET`], after
-/// `configure` has adjusted the settings further.
+/// A broker checking HS256 tokens signed with
+/// [`SECRET`](crate::auth::SECRET), after `configure` has adjusted the
+/// settings further.
 pub async fn jwt_broker(configure: impl FnOnce(&mut Settings)) -> TestBroker {
     start_broker(|settings| {
-        settings.auth.mode = AuthMode::Jwt;
-        settings.auth.secret = SECRET.to_owned();
-        settings.auth.algorithms = vec!["HS256".to_owned()];
+        hs256(settings);
         configure(settings);
     })
     .await
@@ -40,27 +30,14 @@ pub fn expiry(settings: &mut Settings, notice: Duration, grace: Duration) {
     settings.auth.expiry_grace = grace;
 }
 
-/// Claims for user `sub`, expiring `ttl` seconds from now, with `ns` as
-/// the permissions (`{"/chat": {"subscribe": {"allow": [...]}}}`).
-pub fn claims(sub: &str, ttl: u64, ns: Value) -> Value {
+/// Claims for user `sub` with permissions `ns` (the `herald.ns` map),
+/// expiring `ttl` seconds from now.
+pub fn expiring(sub: &str, ttl: u64, ns: Value) -> Value {
     json!({ "sub": sub, "exp": now() + ttl, "herald": { "ns": ns } })
 }
 
-/// `claims` signed with `secret` (HS256).
-pub fn mint_with(secret: &str, claims: &Value) -> String {
-    let key = EncodingKey::from_secret(secret.as_bytes());
-    match jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key) {
-        Ok(token) => token,
-        Err(error) => panic!("minting a test token failed: {error}"),
-    }
-}
-
-/// `claims` signed with [`SECRET`].
-pub fn mint(claims: &Value) -> String {
-    mint_with(SECRET, claims)
-}
-
-/// Permissions to publish and subscribe `patterns` in `namespace`.
+/// Permissions (`herald.ns`) to publish and subscribe `patterns` in
+/// `namespace`.
 pub fn pubsub(namespace: &str, patterns: &[&str]) -> Value {
     json!({
         namespace: {
