@@ -11,7 +11,11 @@
 //!   called before every connection attempt.
 //! - [`refresh`]: the `auth` envelope (replace the token in place, answered
 //!   `ok` or `err unauthorized`); [`on_expiring`] runs it with the
-//!   provider's token when the broker's `token_expiring` notice arrives.
+//!   provider's token when the broker's `token_expiring` notice arrives,
+//!   at most once per [`MIN_REFRESH_INTERVAL`] (a provider whose tokens
+//!   live shorter than the broker's `auth.expiry_notice` would otherwise be
+//!   asked again at every round trip: the broker notices such a token at
+//!   once).
 //!
 //! A token is never logged nor put in an error message.
 //!
@@ -20,7 +24,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,6 +34,11 @@ use herald_protocol::envelope::Auth;
 use crate::client::{Shared, expect_ok};
 use crate::error::{ClientEvent, Error};
 use crate::lock;
+
+/// Least time between two refreshes started by `token_expiring` notices; a
+/// notice that comes sooner waits (it is not dropped: the broker sends one
+/// per token).
+pub(crate) const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the provider's boxed future yields: a token, or why there is none.
 type ProviderFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
@@ -94,9 +102,22 @@ pub(crate) struct TokenState {
     current: Mutex<Option<String>>,
     /// What the broker confirmed.
     identity: Mutex<Identity>,
-    /// Set while a refresh started by a `token_expiring` notice runs, so
-    /// repeated notices do not pile up refreshes.
-    refreshing: AtomicBool,
+    /// The refreshes started by `token_expiring` notices.
+    refreshes: Mutex<Refreshes>,
+}
+
+/// The refreshes started by `token_expiring` notices: one task at a time;
+/// a notice that arrives while it runs (the broker's notice for the token
+/// just sent, when that one is already near its `exp`) makes it run once
+/// more, rather than being lost.
+#[derive(Debug, Default)]
+struct Refreshes {
+    /// A refresh task is running.
+    running: bool,
+    /// A notice arrived while it ran: refresh again when done.
+    again: bool,
+    /// When the last refresh started.
+    last: Option<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for TokenState {
@@ -120,7 +141,7 @@ impl TokenState {
             provider,
             current: Mutex::new(current),
             identity: Mutex::new(Identity::default()),
-            refreshing: AtomicBool::new(false),
+            refreshes: Mutex::new(Refreshes::default()),
         }
     }
 
@@ -197,8 +218,9 @@ pub(crate) async fn refresh(shared: &Shared, token: String) -> Result<(), Error>
 
 /// Acts on a `token_expiring` notice: with a provider, fetches a new token
 /// and sends it (in a task of its own, so the reader goes on reading; one
-/// refresh at a time); without one, reports [`ClientEvent::TokenExpiring`]
-/// so the application can call `refresh_token` itself.
+/// refresh at a time, at most one per [`MIN_REFRESH_INTERVAL`], see
+/// [`Refreshes`]); without one, reports [`ClientEvent::TokenExpiring`] so
+/// the application can call `refresh_token` itself.
 pub(crate) fn on_expiring(shared: &Arc<Shared>, exp: Option<u64>) {
     if exp.is_some() {
         lock(&shared.token.identity).exp = exp;
@@ -207,25 +229,48 @@ pub(crate) fn on_expiring(shared: &Arc<Shared>, exp: Option<u64>) {
         shared.report(ClientEvent::TokenExpiring { exp });
         return;
     }
-    if shared.token.refreshing.swap(true, Ordering::AcqRel) {
-        return;
+    {
+        let mut refreshes = lock(&shared.token.refreshes);
+        if refreshes.running {
+            refreshes.again = true;
+            return;
+        }
+        refreshes.running = true;
     }
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        let work = async {
-            let token = shared.token.fresh(shared.config.connect_timeout).await?;
-            refresh(&shared, token).await
-        };
-        let result = tokio::select! {
-            biased;
-            () = shared.cancel.cancelled() => Ok(()),
-            result = work => result,
-        };
-        shared.token.refreshing.store(false, Ordering::Release);
-        if let Err(error) = result {
-            shared.report(ClientEvent::RefreshFailed { error });
+        loop {
+            let result = tokio::select! {
+                biased;
+                () = shared.cancel.cancelled() => Ok(()),
+                result = refresh_from_provider(&shared) => result,
+            };
+            if let Err(error) = result {
+                shared.report(ClientEvent::RefreshFailed { error });
+            }
+            // Deciding to stop and saying so is one step, so a notice that
+            // arrives meanwhile is not lost.
+            let mut refreshes = lock(&shared.token.refreshes);
+            if shared.cancel.is_cancelled() || !std::mem::take(&mut refreshes.again) {
+                refreshes.running = false;
+                break;
+            }
         }
     });
+}
+
+/// One refresh with the provider's token, no sooner than
+/// [`MIN_REFRESH_INTERVAL`] after the previous one started.
+async fn refresh_from_provider(shared: &Shared) -> Result<(), Error> {
+    let earliest = lock(&shared.token.refreshes)
+        .last
+        .map(|at| at + MIN_REFRESH_INTERVAL);
+    if let Some(earliest) = earliest {
+        tokio::time::sleep_until(earliest).await;
+    }
+    lock(&shared.token.refreshes).last = Some(tokio::time::Instant::now());
+    let token = shared.token.fresh(shared.config.connect_timeout).await?;
+    refresh(shared, token).await
 }
 
 /// Unix seconds as a [`SystemTime`].

@@ -258,6 +258,34 @@ async fn token_expiring_refreshes_in_place_with_the_providers_token() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
+/// A broker that notices a token at once (its `exp` is nearer than the
+/// notice period) would have the client refresh at every round trip: the
+/// client waits a second between refreshes instead.
+#[tokio::test]
+async fn refreshes_started_by_notices_are_at_least_a_second_apart() {
+    let broker = Scripted::bind().await;
+    let (_client, mut ws, calls) = jwt_client(&broker).await;
+    send(&mut ws, expiring(2_000_000_001)).await;
+    let first = expect_auth(&mut ws).await;
+    let answered = tokio::time::Instant::now();
+    send(
+        &mut ws,
+        Envelope::Ok {
+            id: first.id.unwrap(),
+        },
+    )
+    .await;
+    send(&mut ws, expiring(2_000_000_002)).await;
+    let second = expect_auth(&mut ws).await;
+    assert!(
+        answered.elapsed() >= Duration::from_millis(900),
+        "the second refresh came after {:?}",
+        answered.elapsed()
+    );
+    assert_eq!(second.token, jwt("user-42", 2_000_000_003));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
 #[tokio::test]
 async fn a_refused_refresh_is_reported_and_the_connection_goes_on() {
     let broker = Scripted::bind().await;

@@ -110,7 +110,25 @@ async fn refused_tokens_are_unauthorized_at_connect() {
 #[tokio::test]
 async fn a_provider_refreshes_before_exp_and_the_connection_outlives_its_first_token() {
     // Tokens live 3 s; the notice comes 2 s before exp; no grace.
-    let broker = jwt_broker(|s| expiry(s, Duration::from_secs(2), Duration::ZERO)).await;
+    outlives_its_first_token(Duration::from_secs(2), 3).await;
+}
+
+/// Tokens living 2 s with the default notice period (30 s): the broker
+/// notices each token at once, and the client refreshes once a second
+/// (not at every round trip) and stays connected.
+#[tokio::test]
+async fn tokens_shorter_than_the_notice_period_are_refreshed_once_a_second() {
+    let calls = outlives_its_first_token(Duration::from_secs(30), 2).await;
+    // About 3 s (first exp + 1 s) at one refresh a second, plus the hello.
+    assert!(calls <= 6, "the provider was asked {calls} times");
+}
+
+/// A client whose provider mints tokens living `ttl` seconds, against a
+/// broker noticing them `notice` before `exp` (no grace): events keep
+/// flowing on the same connection until a second past the first token's
+/// `exp`, with nothing reported. Returns how often the provider was asked.
+async fn outlives_its_first_token(notice: Duration, ttl: u64) -> u32 {
+    let broker = jwt_broker(|s| expiry(s, notice, Duration::ZERO)).await;
     let calls = Arc::new(AtomicU32::new(0));
     let counter = Arc::clone(&calls);
     let client = connect(
@@ -118,7 +136,7 @@ async fn a_provider_refreshes_before_exp_and_the_connection_outlives_its_first_t
             .reconnect(FAST_RECONNECT)
             .token_provider(move || {
                 counter.fetch_add(1, Ordering::SeqCst);
-                let token = mint(&expiring("refresher", 3, pubsub("/feed", &["tick"])));
+                let token = mint(&expiring("refresher", ttl, pubsub("/feed", &["tick"])));
                 async move { Ok::<_, String>(token) }
             }),
     )
@@ -132,7 +150,6 @@ async fn a_provider_refreshes_before_exp_and_the_connection_outlives_its_first_t
     let feed = client.of("/feed");
     let (tx, mut rx) = mpsc::channel::<u64>(16);
     feed.on("tick", forward(&tx)).await.expect("allowed");
-    // Events keep flowing until a second past the first token's exp.
     let mut n: u64 = 0;
     while SystemTime::now() < first_exp + Duration::from_secs(1) {
         n += 1;
@@ -146,13 +163,12 @@ async fn a_provider_refreshes_before_exp_and_the_connection_outlives_its_first_t
         *states.borrow()
     );
     assert_eq!(client.session_id(), session, "the client reconnected");
-    assert!(
-        calls.load(Ordering::SeqCst) >= 2,
-        "the provider was not asked again"
-    );
+    let calls = calls.load(Ordering::SeqCst);
+    assert!(calls >= 2, "the provider was not asked again");
     assert!(client.token_expiry() > Some(first_exp));
     assert!(reports.try_recv().is_err(), "{:?}", reports.try_recv());
     client.close().await.expect("closed");
+    calls
 }
 
 #[tokio::test]
