@@ -20,6 +20,7 @@ Exit codes:
   4  request: no responders
   5  request: timed out waiting for the reply
   6  request: the responder answered with an error
+  7  the broker refused the token (unauthorized), or it expired
 (bench: 2 for bad options, 3 for an unreachable broker, 1 otherwise)
 
 Errors are one line on stderr: `herald: error: ...`.";
@@ -61,6 +62,43 @@ pub struct GlobalArgs {
     /// How long to try to connect before giving up (e.g. 500ms, 5s).
     #[arg(long, global = true, default_value = "5s", value_name = "DURATION")]
     pub connect_timeout: humantime::Duration,
+    /// The token (a JWT) to present to a broker that checks tokens
+    /// (`auth.mode = "jwt"`). Prefer the HERALD_TOKEN environment variable:
+    /// a flag is visible to other users in the process list. Never printed.
+    /// Not used by `bench`.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<Token>,
+}
+
+/// A token from `--token` / `HERALD_TOKEN`: its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The token's text, to send to the broker.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Token {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Token, Self::Err> {
+        Ok(Token(text.to_owned()))
+    }
 }
 
 /// The subcommands. The first paragraph of each one's documentation is its
@@ -217,6 +255,7 @@ mod tests {
             exit::NO_RESPONDERS,
             exit::TIMEOUT,
             exit::ERROR_REPLY,
+            exit::UNAUTHORIZED,
         ] {
             assert!(
                 EXIT_CODES_HELP.contains(&format!("\n  {code}  ")),
@@ -252,6 +291,18 @@ mod tests {
             *cli.global.connect_timeout,
             std::time::Duration::from_millis(250)
         );
+    }
+
+    #[test]
+    fn the_token_is_a_global_option_and_never_shown() {
+        let cli = parse(&["sub", "/o", "a", "--token", "s3cret"]).expect("valid");
+        assert_eq!(cli.global.token.as_ref().map(Token::expose), Some("s3cret"));
+        assert!(!format!("{cli:?}").contains("s3cret"), "{cli:?}");
+        let cli = parse(&["--token", "t", "pub", "/o", "a", "1"]).expect("valid");
+        assert_eq!(cli.global.token.as_ref().map(Token::expose), Some("t"));
+        // clap's --help hides HERALD_TOKEN's value.
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("HERALD_TOKEN"), "{help}");
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub mod exit {
     pub const TIMEOUT: u8 = 5;
     /// The responder answered a request with an error.
     pub const ERROR_REPLY: u8 = 6;
+    /// The broker refused the token (`unauthorized`), or it expired.
+    pub const UNAUTHORIZED: u8 = 7;
 }
 
 /// Everything a command can fail with. The message is one line, meant to
@@ -130,6 +132,7 @@ fn client_code(error: &ClientError) -> u8 {
         ClientError::NoResponders => exit::NO_RESPONDERS,
         ClientError::Timeout => exit::TIMEOUT,
         ClientError::Remote(_) => exit::ERROR_REPLY,
+        ClientError::Unauthorized { .. } | ClientError::TokenExpired { .. } => exit::UNAUTHORIZED,
         _ => exit::ERROR,
     }
 }
@@ -155,6 +158,19 @@ mod tests {
             (ClientError::NoResponders, exit::NO_RESPONDERS),
             (ClientError::Timeout, exit::TIMEOUT),
             (ClientError::Remote("no".into()), exit::ERROR_REPLY),
+            (
+                ClientError::Unauthorized {
+                    message: "token expired".into(),
+                },
+                exit::UNAUTHORIZED,
+            ),
+            (
+                ClientError::Broker {
+                    code: ErrorCode::Forbidden,
+                    message: "not allowed".into(),
+                },
+                exit::ERROR,
+            ),
             (
                 ClientError::Broker {
                     code: ErrorCode::PayloadTooLarge,

@@ -8,6 +8,7 @@ use crate::client::{Client, Config, ConnectionState, Shared};
 use crate::connection;
 use crate::error::Error;
 use crate::lock;
+use crate::token::{Credentials, boxed_provider};
 
 /// Default capacity of the offline buffer.
 pub const DEFAULT_OFFLINE_BUFFER: usize = 1024;
@@ -26,6 +27,7 @@ pub struct ClientBuilder {
     offline_buffer: usize,
     handler_queue: usize,
     connect_timeout: Duration,
+    credentials: Credentials,
 }
 
 impl ClientBuilder {
@@ -38,6 +40,7 @@ impl ClientBuilder {
             offline_buffer: DEFAULT_OFFLINE_BUFFER,
             handler_queue: DEFAULT_HANDLER_QUEUE,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            credentials: Credentials::None,
         }
     }
 
@@ -95,11 +98,66 @@ impl ClientBuilder {
         self
     }
 
+    /// A token (a JWT) to present in `hello`, for a broker that checks
+    /// tokens (`auth.mode = "jwt"`, PROTOCOL.md §22); brokers that do not
+    /// ignore it. The same token is presented on every reconnection, so a
+    /// token that expires needs [`Client::refresh_token`] before then, or
+    /// use [`ClientBuilder::token_provider`] instead. Replaces a provider
+    /// set earlier. The token is never logged.
+    pub fn token(mut self, token: impl Into<String>) -> ClientBuilder {
+        self.credentials = Credentials::Fixed(token.into());
+        self
+    }
+
+    /// An async callback that gives the token to present, called:
+    /// - before every connection attempt (the first and each reconnection),
+    ///   so every `hello` carries a fresh token;
+    /// - when the broker says the token expires soon (the `token_expiring`
+    ///   notice): the client sends the new token in place (`auth`) and the
+    ///   connection carries on; a failure is reported as
+    ///   [`ClientEvent::RefreshFailed`](crate::ClientEvent::RefreshFailed),
+    ///   and if the broker then closes the connection at expiry the client
+    ///   reconnects with a new token from the provider;
+    /// - by [`Client::reauthenticate`].
+    ///
+    /// Each call is bounded by the connect timeout. When a connection
+    /// attempt is refused `unauthorized`, the client asks the provider
+    /// again (with back-off), up to 3 attempts in a row; then the refusal
+    /// is final ([`Error::Unauthorized`] from `connect`, or
+    /// [`ClientEvent::GaveUp`](crate::ClientEvent::GaveUp) when
+    /// reconnecting). The provider's error becomes
+    /// [`Error::TokenProvider`] with its text. Replaces a token set earlier.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), herald_client::Error> {
+    /// async fn mint() -> Result<String, std::io::Error> {
+    ///     // e.g. ask your identity service for a short-lived JWT
+    ///     Ok("eyJhbGciOi...".to_owned())
+    /// }
+    /// let client = herald_client::Client::builder("ws://127.0.0.1:7400")
+    ///     .token_provider(mint)
+    ///     .connect()
+    ///     .await?;
+    /// println!("connected as {:?}", client.user());
+    /// # Ok(()) }
+    /// ```
+    pub fn token_provider<F, Fut, E>(mut self, provider: F) -> ClientBuilder
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: std::fmt::Display + 'static,
+    {
+        self.credentials = Credentials::Provider(boxed_provider(provider));
+        self
+    }
+
     /// Connects: one attempt per URL, in order, each bounded by the
     /// connect timeout. Fails with [`Error::InvalidUrl`] for a malformed
     /// URL, with the broker's refusal when it refuses the handshake for a
     /// reason retrying will not fix (e.g. [`Error::Handshake`] with status
-    /// 400), or else with [`Error::Connect`] when no broker was reachable.
+    /// 400, [`Error::Unauthorized`] for a refused token), with
+    /// [`Error::TokenProvider`] when the token provider fails, or else
+    /// with [`Error::Connect`] when no broker was reachable.
     pub async fn connect(self) -> Result<Client, Error> {
         let urls = self
             .urls
@@ -114,8 +172,14 @@ impl ClientBuilder {
             handler_queue: self.handler_queue,
             connect_timeout: self.connect_timeout,
         };
-        let established = connection::connect_first(&config).await?;
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(Shared::new(config, self.credentials));
+        let established = match connection::connect_first(&shared).await {
+            Ok(established) => established,
+            Err(error) => {
+                shared.set_state(ConnectionState::Closed);
+                return Err(error);
+            }
+        };
         let live = match connection::activate(&shared, established).await {
             Ok(live) => live,
             Err(error) => {

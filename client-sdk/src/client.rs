@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use herald_protocol::envelope::{RoomChange, Subscription as SubEnvelope};
@@ -29,6 +29,8 @@ use crate::lock;
 use crate::namespace::Namespace;
 use crate::outbox::{Outbox, Outgoing};
 use crate::pending::{Answer, Pending, PendingGuard};
+use crate::revoked::{Revoked, RevokedCallback};
+use crate::token::{Credentials, TokenState};
 
 /// Where the client stands with its broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,6 +94,11 @@ pub(crate) struct Shared {
     pub(crate) limits: Mutex<Option<Limits>>,
     /// The user's error callback.
     pub(crate) on_error: RwLock<Option<ErrorCallback>>,
+    /// The token presented, where new ones come from, and the identity the
+    /// broker confirmed.
+    pub(crate) token: TokenState,
+    /// The user's callback for subscriptions and rooms the broker revoked.
+    pub(crate) on_revoked: RwLock<Option<RevokedCallback>>,
     /// Cancelled to close: stops the connection task, which flushes and
     /// sends a close frame.
     pub(crate) cancel: CancellationToken,
@@ -114,7 +121,7 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// Fresh shared state, not connected yet.
-    pub(crate) fn new(config: Config) -> Shared {
+    pub(crate) fn new(config: Config, credentials: Credentials) -> Shared {
         let offline = config.offline_buffer;
         Shared {
             config,
@@ -127,6 +134,8 @@ impl Shared {
             session: Mutex::new(None),
             limits: Mutex::new(None),
             on_error: RwLock::new(None),
+            token: TokenState::new(credentials),
+            on_revoked: RwLock::new(None),
             cancel: CancellationToken::new(),
             closing: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -373,8 +382,8 @@ pub(crate) fn room_change(id: u64, namespace: &str, room: &str) -> RoomChange {
     }
 }
 
-/// Checks that a membership change was answered with `ok`.
-fn expect_ok(answer: &Answer) -> Result<(), Error> {
+/// Checks that a call was answered with `ok`.
+pub(crate) fn expect_ok(answer: &Answer) -> Result<(), Error> {
     match answer {
         Answer::Ok => Ok(()),
         other => Err(unexpected(other)),
@@ -486,11 +495,73 @@ impl Client {
         *lock(&self.shared().limits)
     }
 
+    /// The user id the broker verified for this connection's token (the
+    /// token's `sub`, from `welcome`), or `None` when the broker does not
+    /// check tokens or no token was presented. Kept while reconnecting
+    /// (the last connection's).
+    pub fn user(&self) -> Option<String> {
+        self.shared().token.identity().user
+    }
+
+    /// When the connection's token expires: the `exp` the broker announced
+    /// in `welcome` or in its `token_expiring` notice, or, after a refresh,
+    /// the `exp` claim of the new token (read, not verified, by the SDK).
+    /// `None` when the token does not expire or the broker does not check
+    /// tokens.
+    pub fn token_expiry(&self) -> Option<SystemTime> {
+        self.shared()
+            .token
+            .identity()
+            .exp
+            .map(crate::token::unix_time)
+    }
+
+    /// Replaces the connection's token in place, without reconnecting (the
+    /// `auth` envelope). New permissions apply at once: what the new token
+    /// no longer allows is revoked (see [`Client::on_revoked`]). Without a
+    /// token provider, `token` is also what later reconnections present.
+    ///
+    /// Fails with [`Error::Unauthorized`] when the broker refuses the token
+    /// (the old one stays in force), [`Error::Timeout`] without an answer
+    /// within the connect timeout, or [`Error::Disconnected`] while the
+    /// connection is down (the next connection asks the provider, or uses
+    /// the fixed token, anyway).
+    pub async fn refresh_token(&self, token: impl Into<String>) -> Result<(), Error> {
+        crate::token::refresh(self.shared(), token.into()).await
+    }
+
+    /// Asks the token provider for a new token and sends it as
+    /// [`Client::refresh_token`] does. The client also does this on its own
+    /// when the broker says the token expires soon. Fails with
+    /// [`Error::TokenProvider`] when there is no provider or it failed.
+    pub async fn reauthenticate(&self) -> Result<(), Error> {
+        let shared = self.shared();
+        shared.ensure_open()?;
+        let token = shared.token.fresh(shared.config.connect_timeout).await?;
+        crate::token::refresh(shared, token).await
+    }
+
+    /// Sets the callback told about subscriptions and rooms the broker
+    /// revoked because a refreshed token no longer allows them (PROTOCOL.md
+    /// §22, the `revoked` notice). The client has already forgotten them
+    /// when the callback runs: they are not restored after a reconnect, and
+    /// their handlers end after the events already queued. Replaces any
+    /// earlier callback; it runs on the client's reader, so it must return
+    /// quickly. Revocations are also logged with `tracing` (warn).
+    pub fn on_revoked(&self, callback: impl Fn(Vec<Revoked>) + Send + Sync + 'static) {
+        *self
+            .shared()
+            .on_revoked
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(callback));
+    }
+
     /// Sets the callback that receives what goes wrong outside any call:
     /// payloads that did not decode, handler panics, broker errors that
-    /// answer no call, lost connections (see [`ClientEvent`]). Replaces any
-    /// earlier callback. It runs on the client's tasks, so it must return
-    /// quickly; everything it receives is also logged with `tracing`.
+    /// answer no call, lost connections, token refreshes that failed (see
+    /// [`ClientEvent`]). Replaces any earlier callback. It runs on the
+    /// client's tasks, so it must return quickly; everything it receives is
+    /// also logged with `tracing`.
     pub fn on_error(&self, callback: impl Fn(ClientEvent) + Send + Sync + 'static) {
         *self
             .shared()

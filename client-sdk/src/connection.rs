@@ -1,7 +1,11 @@
 //! The connection task: it owns the socket, and keeps one connected.
 //!
 //! - Handshake ([`attempt`]): WebSocket upgrade offering `herald.v1`, then
-//!   `hello` and the broker's `welcome`, all within the connect timeout.
+//!   `hello` (with the token, fetched from the token provider before every
+//!   attempt) and the broker's `welcome`, all within the connect timeout.
+//!   A token refused `unauthorized` is final for a fixed token; with a
+//!   provider it is retried with a new token [`UNAUTHORIZED_ATTEMPTS`]
+//!   times in a row.
 //! - Activation ([`activate`]): builds the frames that restore every
 //!   subscription and room, puts the offline buffer behind them, and opens
 //!   the outbox to the new connection's bounded queue.
@@ -11,6 +15,8 @@
 //!   run side by side until the connection fails or the client closes.
 //! - Reconnecting ([`reconnect`]): back-off with full jitter, rotating
 //!   through the broker URLs, until a broker answers or the policy gives up.
+//!   A connection the broker closed `token_expired` or `unauthorized` is
+//!   reconnected only when a token provider can give a new token.
 //!
 //! A connection is considered dead when nothing arrives for three of the
 //! broker's heartbeat intervals (the broker pings every interval; pongs are
@@ -23,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use herald_protocol::envelope::{Event, Hello, Reply, Welcome};
+use herald_protocol::envelope::{Event, Hello, Notice, Reply, Welcome};
 use herald_protocol::{CloseReason, Envelope, PROTOCOL_VERSION, SUBPROTOCOL};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -37,13 +43,14 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 use crate::backoff::Backoff;
-use crate::client::{Config, ConnectionState, Shared, room_change, sub_envelope};
+use crate::client::{ConnectionState, Shared, room_change, sub_envelope};
 use crate::dispatch::{Delivery, ReplyTo, Route};
 use crate::error::{ClientEvent, Error};
 use crate::handler::{error_payload, send_reply};
 use crate::lock;
 use crate::outbox::Outgoing;
 use crate::pending::{Answer, Completion};
+use crate::token::token_for_hello;
 
 type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -60,6 +67,10 @@ const CLOSE_REPLY_GRACE: Duration = Duration::from_millis(500);
 /// Largest frame accepted from the broker (its payload limit is at most
 /// 64 MiB; envelopes add a few bytes).
 const MAX_FRAME: usize = 64 * 1024 * 1024 + 64 * 1024;
+/// With a token provider: connection attempts refused `unauthorized` in a
+/// row (each with a new token from the provider) before the refusal is
+/// final.
+pub(crate) const UNAUTHORIZED_ATTEMPTS: u32 = 3;
 
 /// A connection that completed the hello/welcome handshake.
 #[derive(Debug)]
@@ -89,16 +100,47 @@ struct Lost {
     reason: String,
     /// The broker sent a close frame: answer it before leaving.
     close_received: bool,
+    /// The broker closed it for its token (`token_expired`,
+    /// `unauthorized`): reconnecting needs a new token.
+    token: Option<Error>,
 }
 
-/// The first connection: one attempt per URL, in order. Fails with the
-/// first refusal that retrying would not fix, or else [`Error::Connect`]
-/// naming every failure.
-pub(crate) async fn connect_first(config: &Config) -> Result<Established, Error> {
+impl Lost {
+    fn new(reason: String) -> Lost {
+        Lost {
+            reason,
+            close_received: false,
+            token: None,
+        }
+    }
+}
+
+/// The first connection: one attempt per URL, in order (a URL refused
+/// `unauthorized` is tried again with a new token while a provider gives
+/// one, see [`UNAUTHORIZED_ATTEMPTS`]). Fails with the provider's error,
+/// with the first refusal that retrying would not fix, or else
+/// [`Error::Connect`] naming every failure.
+pub(crate) async fn connect_first(shared: &Shared) -> Result<Established, Error> {
+    let config = &shared.config;
     let mut refusal = None;
     let mut failures = Vec::new();
     for (url_index, url) in config.urls.iter().enumerate() {
-        match attempt(url, &config.name, config.connect_timeout).await {
+        let mut refused = 0;
+        let result = loop {
+            let token = token_for_hello(&shared.token, config.connect_timeout).await?;
+            match attempt(url, &config.name, config.connect_timeout, token).await {
+                Err(Error::Unauthorized { .. })
+                    if shared.token.has_provider() && refused + 1 < UNAUTHORIZED_ATTEMPTS =>
+                {
+                    let delay = config.reconnect.delay(refused, &mut rand::rng());
+                    refused += 1;
+                    tracing::debug!(%url, refused, "token refused; asking the provider again");
+                    tokio::time::sleep(delay).await;
+                }
+                result => break result,
+            }
+        };
+        match result {
             Ok((ws, welcome)) => {
                 return Ok(Established {
                     ws,
@@ -121,11 +163,17 @@ pub(crate) async fn connect_first(config: &Config) -> Result<Established, Error>
     Err(refusal.unwrap_or_else(|| Error::Connect(failures.join("; "))))
 }
 
-/// One connection attempt: upgrade, hello, welcome; bounded by `timeout`.
-async fn attempt(url: &Url, name: &str, timeout: Duration) -> Result<(WsStream, Welcome), Error> {
+/// One connection attempt: upgrade, hello (with `token`), welcome;
+/// bounded by `timeout`.
+async fn attempt(
+    url: &Url,
+    name: &str,
+    timeout: Duration,
+    token: Option<String>,
+) -> Result<(WsStream, Welcome), Error> {
     let handshake = async {
         let mut ws = open(url).await?;
-        let welcome = hello(&mut ws, url, name).await?;
+        let welcome = hello(&mut ws, url, name, token).await?;
         Ok((ws, welcome))
     };
     tokio::time::timeout(timeout, handshake)
@@ -191,13 +239,19 @@ fn handshake_error(url: &Url, error: WsError) -> Error {
     }
 }
 
-/// Sends `hello` and waits for `welcome`.
-async fn hello(ws: &mut WsStream, url: &Url, name: &str) -> Result<Welcome, Error> {
+/// Sends `hello` and waits for `welcome`. A refusal for the token (an
+/// `err` or a `close` saying `unauthorized`) is [`Error::Unauthorized`].
+async fn hello(
+    ws: &mut WsStream,
+    url: &Url,
+    name: &str,
+    token: Option<String>,
+) -> Result<Welcome, Error> {
     let failed = |what: String| Error::Connect(format!("{url}: {what}"));
     let hello = Envelope::Hello(Hello {
         version: PROTOCOL_VERSION,
         client: Some(name.to_owned()),
-        token: None,
+        token,
         resume: None,
     });
     ws.send(binary(herald_protocol::encode(&hello)))
@@ -209,10 +263,14 @@ async fn hello(ws: &mut WsStream, url: &Url, name: &str) -> Result<Welcome, Erro
             Some(Err(e)) => return Err(failed(format!("reading welcome failed: {e}"))),
             Some(Ok(Message::Binary(frame))) => frame,
             Some(Ok(Message::Close(close))) => {
-                return Err(failed(format!(
-                    "closed before welcome: {}",
-                    describe_close(close.as_ref())
-                )));
+                let described = describe_close(close.as_ref());
+                if let Some(error) = close
+                    .as_ref()
+                    .and_then(|c| token_error(CloseReason::parse(&c.reason), &described))
+                {
+                    return Err(error);
+                }
+                return Err(failed(format!("closed before welcome: {described}")));
             }
             // Pings are answered by tungstenite; text frames are not ours.
             Some(Ok(_)) => continue,
@@ -224,14 +282,10 @@ async fn hello(ws: &mut WsStream, url: &Url, name: &str) -> Result<Welcome, Erro
                 }
                 return Ok(welcome);
             }
-            Ok(Envelope::Error(e)) => {
-                return Err(Error::Broker {
-                    code: e.code,
-                    message: e.message,
-                });
-            }
+            Ok(Envelope::Error(e)) => return Err(Error::from_broker(e.code, e.message)),
             Ok(Envelope::Close { reason, message }) => {
-                return Err(failed(format!("broker closed: {reason}: {message}")));
+                return Err(token_error(reason, &message)
+                    .unwrap_or_else(|| failed(format!("broker closed: {reason}: {message}"))));
             }
             Ok(Envelope::Ping { ts }) => {
                 ws.send(binary(herald_protocol::encode(&Envelope::Pong { ts })))
@@ -243,6 +297,16 @@ async fn hello(ws: &mut WsStream, url: &Url, name: &str) -> Result<Welcome, Erro
             }
             Err(e) => return Err(failed(format!("undecodable answer to hello: {e}"))),
         }
+    }
+}
+
+/// The error for a close about the token, `None` for any other reason.
+fn token_error(reason: CloseReason, message: &str) -> Option<Error> {
+    let message = message.to_owned();
+    match reason {
+        CloseReason::Unauthorized => Some(Error::Unauthorized { message }),
+        CloseReason::TokenExpired => Some(Error::TokenExpired { message }),
+        _ => None,
     }
 }
 
@@ -301,11 +365,13 @@ pub(crate) async fn activate(
     initial.extend(buffered.into_iter().map(Outgoing::replayable));
     *lock(&shared.session) = Some(welcome.session.clone());
     *lock(&shared.limits) = Some(welcome.limits);
+    shared.token.welcomed(welcome.user.clone(), welcome.exp);
     shared.set_state(ConnectionState::Connected);
     let url = &shared.config.urls[url_index];
     tracing::info!(
         %url,
         session = %welcome.session,
+        user = welcome.user.as_deref().unwrap_or(""),
         node = welcome.node.as_deref().unwrap_or(""),
         restored,
         flushed,
@@ -330,11 +396,23 @@ fn encode(envelope: &Envelope) -> Bytes {
 pub(crate) async fn run(shared: Arc<Shared>, mut live: Live) {
     loop {
         let url_index = live.url_index;
-        let Some(reason) = serve(&shared, live).await else {
+        let Some(lost) = serve(&shared, live).await else {
             break;
         };
-        shared.report(ClientEvent::ConnectionLost { reason });
-        if !shared.config.reconnect.is_enabled() {
+        shared.report(ClientEvent::ConnectionLost {
+            reason: lost.reason,
+        });
+        let reconnecting = shared.config.reconnect.is_enabled();
+        // Closed for its token: the same token would be refused, only a
+        // provider helps. Said with the typed error, reconnecting or not.
+        if let Some(error) = lost
+            .token
+            .filter(|_| !reconnecting || !shared.token.has_provider())
+        {
+            shared.report(ClientEvent::GaveUp { attempts: 0, error });
+            break;
+        }
+        if !reconnecting {
             break;
         }
         shared.set_state(ConnectionState::Reconnecting);
@@ -362,7 +440,7 @@ fn finish(shared: &Shared) {
 
 /// Serves one connection. Returns why it was lost, or `None` when the
 /// client closed (the close handshake is done by then).
-async fn serve(shared: &Arc<Shared>, live: Live) -> Option<String> {
+async fn serve(shared: &Arc<Shared>, live: Live) -> Option<Lost> {
     let Live {
         ws,
         mut rx,
@@ -382,7 +460,7 @@ async fn serve(shared: &Arc<Shared>, live: Live) -> Option<String> {
             biased;
             () = shared.cancel.cancelled() => None,
             lost = reader => Some(lost),
-            reason = writer => Some(Lost { reason, close_received: false }),
+            reason = writer => Some(Lost::new(reason)),
         }
     };
     let Some(lost) = lost else {
@@ -415,7 +493,7 @@ async fn serve(shared: &Arc<Shared>, live: Live) -> Option<String> {
         // Lets tungstenite write its answer to the broker's close frame.
         let _ = tokio::time::timeout(CLOSE_REPLY_GRACE, sink.close()).await;
     }
-    Some(lost.reason)
+    Some(lost)
 }
 
 /// Writes what is queued, sends a close frame (1000, `client_closed`) and
@@ -501,12 +579,9 @@ async fn read_loop(
     dead_after: Option<Duration>,
     generation: u64,
 ) -> Lost {
-    let lost = |reason: String| Lost {
-        reason,
-        close_received: false,
-    };
+    let lost = Lost::new;
     // The reason from a `close` envelope, reported with the close frame.
-    let mut announced: Option<String> = None;
+    let mut announced: Option<(CloseReason, String)> = None;
     loop {
         let next = match dead_after {
             Some(limit) => match tokio::time::timeout(limit, stream.next()).await {
@@ -520,22 +595,34 @@ async fn read_loop(
             None => stream.next().await,
         };
         match next {
-            None => return lost(announced.unwrap_or_else(|| "connection closed".into())),
+            None => {
+                let mut ended = lost("connection closed".into());
+                if let Some((reason, message)) = announced {
+                    ended.reason = format!("{reason}: {message}");
+                    ended.token = token_error(reason, &message);
+                }
+                return ended;
+            }
             Some(Err(error)) => return lost(format!("read failed: {error}")),
             Some(Ok(Message::Binary(frame))) => {
                 handle_frame(shared, frame, generation, &mut announced).await;
             }
             Some(Ok(Message::Close(close))) => {
-                let mut reason = format!(
-                    "broker closed the connection: {}",
-                    describe_close(close.as_ref())
-                );
-                if let Some(announced) = announced {
-                    reason.push_str(&format!(" ({announced})"));
-                }
+                let described = describe_close(close.as_ref());
+                let mut reason = format!("broker closed the connection: {described}");
+                let token = match announced {
+                    Some((code, message)) => {
+                        reason.push_str(&format!(" ({code}: {message})"));
+                        token_error(code, &message)
+                    }
+                    None => close
+                        .as_ref()
+                        .and_then(|c| token_error(CloseReason::parse(&c.reason), &described)),
+                };
                 return Lost {
                     reason,
                     close_received: true,
+                    token,
                 };
             }
             Some(Ok(Message::Text(_))) => {
@@ -552,7 +639,7 @@ async fn handle_frame(
     shared: &Arc<Shared>,
     frame: Bytes,
     generation: u64,
-    announced: &mut Option<String>,
+    announced: &mut Option<(CloseReason, String)>,
 ) {
     let envelope = match herald_protocol::decode(&frame) {
         Ok(envelope) => envelope,
@@ -593,8 +680,13 @@ async fn handle_frame(
         Envelope::Pong { .. } => {}
         Envelope::Close { reason, message } => {
             tracing::info!(%reason, %message, "broker is closing the connection");
-            *announced = Some(format!("{reason}: {message}"));
+            *announced = Some((reason, message));
         }
+        Envelope::Notice(notice) => match notice.code.as_str() {
+            Notice::TOKEN_EXPIRING => crate::token::on_expiring(shared, notice.exp),
+            Notice::REVOKED => crate::revoked::on_revoked(shared, notice.revoked),
+            code => tracing::debug!(code, message = %notice.message, "ignoring a notice"),
+        },
         other => tracing::debug!(kind = other.kind(), "ignoring an unexpected envelope"),
     }
 }
@@ -659,11 +751,15 @@ async fn deliver(shared: &Arc<Shared>, event: Event, generation: u64) {
 }
 
 /// Reconnects with back-off, rotating through the URLs from the one that
-/// was lost. `None` when the client closed or the policy gave up.
+/// was lost, asking the token provider (if any) before every attempt.
+/// `None` when the client closed or the policy gave up, or when the broker
+/// refused the token: at once for a fixed token, after
+/// [`UNAUTHORIZED_ATTEMPTS`] refusals in a row with a provider.
 async fn reconnect(shared: &Arc<Shared>, lost_url: usize) -> Option<Live> {
     let config = &shared.config;
     let mut backoff = Backoff::new(config.reconnect);
     let mut last_error = Error::Disconnected;
+    let mut refused = 0;
     loop {
         let Some(delay) = next_delay(&mut backoff) else {
             shared.report(ClientEvent::GaveUp {
@@ -680,10 +776,14 @@ async fn reconnect(shared: &Arc<Shared>, lost_url: usize) -> Option<Live> {
             () = shared.cancel.cancelled() => return None,
             () = tokio::time::sleep(delay) => {}
         }
+        let handshake = async {
+            let token = token_for_hello(&shared.token, config.connect_timeout).await?;
+            attempt(url, &config.name, config.connect_timeout, token).await
+        };
         let result = tokio::select! {
             biased;
             () = shared.cancel.cancelled() => return None,
-            result = attempt(url, &config.name, config.connect_timeout) => result,
+            result = handshake => result,
         };
         match result {
             Ok((ws, welcome)) => {
@@ -695,7 +795,23 @@ async fn reconnect(shared: &Arc<Shared>, lost_url: usize) -> Option<Live> {
                 return activate(shared, established).await.ok();
             }
             Err(error) => {
-                tracing::debug!(%url, attempt = attempt_no, %error, "reconnect attempt failed");
+                if matches!(error, Error::TokenProvider(_)) {
+                    tracing::warn!(attempt = attempt_no, %error, "no token to reconnect with");
+                } else {
+                    tracing::debug!(%url, attempt = attempt_no, %error, "reconnect attempt failed");
+                }
+                if matches!(error, Error::Unauthorized { .. }) {
+                    refused += 1;
+                    if !shared.token.has_provider() || refused >= UNAUTHORIZED_ATTEMPTS {
+                        shared.report(ClientEvent::GaveUp {
+                            attempts: attempt_no,
+                            error,
+                        });
+                        return None;
+                    }
+                } else {
+                    refused = 0;
+                }
                 last_error = error;
             }
         }

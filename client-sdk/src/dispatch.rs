@@ -171,6 +171,22 @@ impl Registry {
         true
     }
 
+    /// Removes `key` with all its handlers (the broker revoked it); their
+    /// queues close, so their tasks end once drained. True if it was there.
+    pub(crate) fn remove_key(&self, key: &SubKey) -> bool {
+        let mut inner = lock(&self.inner);
+        let Some(entries) = inner.by_namespace.get_mut(&key.namespace) else {
+            return false;
+        };
+        let before = entries.len();
+        entries.retain(|e| e.key != *key);
+        let removed = entries.len() < before;
+        if entries.is_empty() {
+            inner.by_namespace.remove(&key.namespace);
+        }
+        removed
+    }
+
     /// Every key the broker should know, for restoring after a reconnect.
     pub(crate) fn keys(&self) -> Vec<SubKey> {
         let inner = lock(&self.inner);
@@ -366,5 +382,22 @@ mod tests {
         assert!(f.deliver(event("order.created")).is_empty());
         // Removing again is harmless.
         assert!(!f.registry.remove(&key("order.created", None, false), b));
+    }
+
+    #[test]
+    fn removing_a_key_drops_all_its_handlers() {
+        let mut f = Fixture::new();
+        f.add("a", key("order.*", None, false));
+        f.add("b", key("order.*", None, false));
+        f.add("g", key("order.*", Some("g"), false));
+        assert!(f.registry.remove_key(&key("order.*", None, false)));
+        assert!(!f.registry.remove_key(&key("order.*", None, false)));
+        assert!(!f.registry.remove_key(&key("order.*", None, true)));
+        assert_eq!(f.registry.keys(), [key("order.*", Some("g"), false)]);
+        assert!(f.deliver(event("order.created")).is_empty());
+        // The removed handlers' queues are closed.
+        assert!(f.receivers[0].1.is_closed() && f.receivers[1].1.is_closed());
+        assert!(f.registry.remove_key(&key("order.*", Some("g"), false)));
+        assert!(f.registry.keys().is_empty());
     }
 }

@@ -3,8 +3,9 @@
 //! [`Error`] is what a call returns. [`ClientEvent`] is what the client
 //! reports on its own, outside any call: a payload that did not decode as a
 //! handler's type, a handler that panicked, a broker error that answers no
-//! request, a lost connection. Those go to the callback set with
-//! [`Client::on_error`](crate::Client::on_error) and to `tracing`.
+//! request, a lost connection, a token refresh that failed. Those go to
+//! the callback set with [`Client::on_error`](crate::Client::on_error) and
+//! to `tracing`.
 
 use herald_protocol::{ErrorCode, NameError};
 use thiserror::Error;
@@ -67,6 +68,29 @@ pub enum Error {
     /// rules; checked before anything is sent.
     #[error(transparent)]
     InvalidName(#[from] NameError),
+    /// The broker refused the token: at `hello` (missing where one is
+    /// required, invalid, expired, not for this broker) or an `auth`
+    /// refresh. The message never contains the token. A connection refused
+    /// this way is not retried with the same fixed token; with a token
+    /// provider the client asks it again a few times (see
+    /// [`ClientBuilder::token_provider`](crate::ClientBuilder::token_provider)).
+    #[error("unauthorized: {message}")]
+    Unauthorized {
+        /// The broker's explanation.
+        message: String,
+    },
+    /// The broker closed the connection because its token expired and no
+    /// refresh arrived in time (close reason `token_expired`). Final when
+    /// the client has no token provider to get a new token from.
+    #[error("token expired: {message}")]
+    TokenExpired {
+        /// The broker's explanation.
+        message: String,
+    },
+    /// The token provider failed (its error's text) or did not answer
+    /// within the connect timeout.
+    #[error("the token provider failed: {0}")]
+    TokenProvider(String),
 }
 
 impl Error {
@@ -76,6 +100,7 @@ impl Error {
         match code {
             ErrorCode::NoResponders => Error::NoResponders,
             ErrorCode::Timeout => Error::Timeout,
+            ErrorCode::Unauthorized => Error::Unauthorized { message },
             code => Error::Broker { code, message },
         }
     }
@@ -95,7 +120,12 @@ impl Error {
                     | ErrorCode::BadFrame
                     | ErrorCode::UnknownType
             ),
-            Error::InvalidUrl(_) | Error::InvalidName(_) | Error::Closed => false,
+            Error::InvalidUrl(_)
+            | Error::InvalidName(_)
+            | Error::Closed
+            | Error::Unauthorized { .. }
+            | Error::TokenExpired { .. }
+            | Error::TokenProvider(_) => false,
             _ => true,
         }
     }
@@ -148,7 +178,12 @@ pub enum ClientEvent {
         /// Why it was lost.
         reason: String,
     },
-    /// Reconnection gave up after `max_attempts`; the client is closed.
+    /// Reconnection gave up after `max_attempts`, or at once when retrying
+    /// cannot help: the broker closed the connection for its token (or
+    /// refused it when reconnecting) and no token provider can give another
+    /// (or reconnection is disabled); `error` is then
+    /// [`Error::TokenExpired`] or [`Error::Unauthorized`] and `attempts`
+    /// may be 0. The client is closed.
     GaveUp {
         /// How many attempts were made.
         attempts: u32,
@@ -160,6 +195,22 @@ pub enum ClientEvent {
     EmitsDropped {
         /// How many emits were discarded.
         count: usize,
+    },
+    /// The broker says the token expires soon (the `token_expiring`
+    /// notice) and the client has no token provider: call
+    /// [`Client::refresh_token`](crate::Client::refresh_token) with a new
+    /// token, or the broker closes the connection at expiry.
+    TokenExpiring {
+        /// When the token expires, Unix seconds (if the broker said).
+        exp: Option<u64>,
+    },
+    /// Refreshing the token when it was about to expire failed: the
+    /// provider failed, or the broker refused its token. The connection
+    /// goes on with the old token until the broker closes it at expiry;
+    /// the client then reconnects with a fresh token from the provider.
+    RefreshFailed {
+        /// Why.
+        error: Error,
     },
 }
 
@@ -188,6 +239,16 @@ impl std::fmt::Display for ClientEvent {
                 write!(f, "gave up reconnecting after {attempts} attempts: {error}")
             }
             ClientEvent::EmitsDropped { count } => write!(f, "{count} queued emits were dropped"),
+            ClientEvent::TokenExpiring { exp: Some(exp) } => write!(
+                f,
+                "the token expires at {exp} (Unix seconds) and there is no token provider to refresh it"
+            ),
+            ClientEvent::TokenExpiring { exp: None } => {
+                f.write_str("the token expires soon and there is no token provider to refresh it")
+            }
+            ClientEvent::RefreshFailed { error } => {
+                write!(f, "refreshing the token failed: {error}")
+            }
         }
     }
 }
@@ -205,6 +266,12 @@ mod tests {
         assert_eq!(
             Error::from_broker(ErrorCode::Timeout, "x".into()),
             Error::Timeout
+        );
+        assert_eq!(
+            Error::from_broker(ErrorCode::Unauthorized, "expired".into()),
+            Error::Unauthorized {
+                message: "expired".into()
+            }
         );
         assert_eq!(
             Error::from_broker(ErrorCode::InvalidRoom, "bad".into()),
@@ -233,5 +300,8 @@ mod tests {
         };
         assert!(!broker(ErrorCode::UnsupportedVersion).is_retryable());
         assert!(broker(ErrorCode::ShuttingDown).is_retryable());
+        let unauthorized = Error::from_broker(ErrorCode::Unauthorized, String::new());
+        assert!(!unauthorized.is_retryable());
+        assert!(!Error::TokenProvider("down".into()).is_retryable());
     }
 }

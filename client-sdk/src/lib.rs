@@ -39,6 +39,12 @@
 //!   [`Connection`] and [`Disconnection`], and [`Socket`] (emit to one
 //!   connection, make it join or leave rooms, emit to a room except it).
 //! - `subscription`: [`Subscription`], the handle to unsubscribe.
+//! - `token`: the token presented in `hello` (fixed, or from the
+//!   application's provider before every connection), the in-place refresh
+//!   (`auth`) when the broker says it expires soon, and the identity the
+//!   broker confirmed ([`Client::user`], [`Client::token_expiry`]).
+//! - `revoked`: [`Revoked`], what the broker took away after a token
+//!   refresh; forgotten by the client and passed to [`Client::on_revoked`].
 //! - `dispatch`: the local handler registry; which handlers a delivered
 //!   event runs (plain, queue group, or one responder for a request).
 //! - `handler`: the task per handler: decode, run with panics caught, reply.
@@ -50,6 +56,31 @@
 //! - `error`: [`Error`] (what a call fails with) and [`ClientEvent`] (what
 //!   goes to [`Client::on_error`]).
 //! - `url`: broker URL normalisation (a base URL gets `/v1/ws`).
+//!
+//! # Tokens
+//! For a broker that checks tokens (`auth.mode = "jwt"`), give a fixed
+//! token with [`ClientBuilder::token`], or better a provider with
+//! [`ClientBuilder::token_provider`]: it is called before every
+//! (re)connection and when the broker says the token expires soon, and the
+//! new token replaces the old one without reconnecting.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), herald_client::Error> {
+//! let client = herald_client::Client::builder("ws://127.0.0.1:7400")
+//!     .token_provider(|| async { Ok::<_, std::io::Error>(std::env::var("HERALD_TOKEN").unwrap_or_default()) })
+//!     .connect()
+//!     .await?;
+//! assert!(client.user().is_some());
+//! client.on_revoked(|revoked| {
+//!     for r in revoked {
+//!         eprintln!("no longer allowed: {r}");
+//!     }
+//! });
+//! # Ok(()) }
+//! ```
+//!
+//! A refused token is [`Error::Unauthorized`]; a refused subscribe or emit
+//! is [`Error::Broker`] with [`ErrorCode::Forbidden`].
 //!
 //! # Delivery guarantees
 //! At most once. Emits queued while disconnected (the offline buffer) and
@@ -68,8 +99,10 @@ mod namespace;
 mod outbox;
 mod payload;
 mod pending;
+mod revoked;
 mod service;
 mod subscription;
+mod token;
 mod url;
 
 pub use backoff::ReconnectPolicy;
@@ -79,6 +112,7 @@ pub use error::{ClientEvent, Error};
 pub use herald_protocol::{ErrorCode, Limits, NameError};
 pub use namespace::{Emitter, Event, Namespace};
 pub use payload::Payload;
+pub use revoked::Revoked;
 pub use service::{CONNECTION_EVENT, Connection, DISCONNECT_EVENT, Disconnection, Socket};
 pub use subscription::Subscription;
 

@@ -10,146 +10,19 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use herald_client::{Client, ClientEvent, ConnectionState, Error, ErrorCode, ReconnectPolicy};
-use herald_protocol::envelope::{ErrorBody, Event, Hello, Welcome};
-use herald_protocol::{Envelope, Limits, SUBPROTOCOL};
-use tokio::net::{TcpListener, TcpStream};
+use herald_protocol::envelope::{ErrorBody, Event, Welcome};
+use herald_protocol::{Envelope, Limits};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 
-const WAIT: Duration = Duration::from_secs(5);
+mod common;
 
-type Ws = WebSocketStream<TcpStream>;
-
-struct Scripted {
-    listener: TcpListener,
-}
-
-impl Scripted {
-    async fn bind() -> Scripted {
-        Scripted {
-            listener: TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}", self.listener.local_addr().unwrap())
-    }
-
-    /// Accepts one upgrade, returning the socket, the request path and the
-    /// subprotocol the client offered.
-    async fn accept(&self) -> (Ws, String, Option<String>) {
-        let (tcp, _) = timeout(WAIT, self.listener.accept())
-            .await
-            .expect("client connected")
-            .unwrap();
-        let mut path = String::new();
-        let mut offered = None;
-        let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, mut resp: Response| {
-            path = req.uri().path().to_owned();
-            offered = req
-                .headers()
-                .get(header::SEC_WEBSOCKET_PROTOCOL)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            resp.headers_mut().insert(
-                header::SEC_WEBSOCKET_PROTOCOL,
-                HeaderValue::from_static(SUBPROTOCOL),
-            );
-            Ok::<Response, ErrorResponse>(resp)
-        })
-        .await
-        .unwrap();
-        (ws, path, offered)
-    }
-
-    /// Accepts one upgrade and completes hello/welcome.
-    async fn accept_session(&self, heartbeat_ms: u64) -> (Ws, Hello) {
-        let (mut ws, _, _) = self.accept().await;
-        let Envelope::Hello(hello) = read(&mut ws).await else {
-            panic!("the first envelope was not hello");
-        };
-        send(
-            &mut ws,
-            Envelope::Welcome(Welcome {
-                version: 1,
-                session: "scripted-1".into(),
-                heartbeat_ms,
-                limits: Limits {
-                    max_payload: 1024,
-                    ..Limits::default()
-                },
-                node: Some("scripted".into()),
-                ..Welcome::default()
-            }),
-        )
-        .await;
-        (ws, hello)
-    }
-}
-
-/// The next envelope from the client.
-async fn read(ws: &mut Ws) -> Envelope {
-    loop {
-        let message = timeout(WAIT, ws.next())
-            .await
-            .expect("the client sent something")
-            .expect("stream open")
-            .unwrap();
-        match message {
-            Message::Binary(frame) => return herald_protocol::decode(&frame).unwrap(),
-            Message::Text(_) => panic!("the client sent a text frame"),
-            _ => continue,
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, envelope: Envelope) {
-    ws.send(Message::Binary(Bytes::from(herald_protocol::encode(
-        &envelope,
-    ))))
-    .await
-    .unwrap();
-}
-
-/// Answers the next `sub` with `ok`.
-async fn accept_sub(ws: &mut Ws) -> herald_protocol::envelope::Subscription {
-    let Envelope::Subscribe(sub) = read(ws).await else {
-        panic!("expected sub");
-    };
-    send(
-        ws,
-        Envelope::Ok {
-            id: sub.id.unwrap(),
-        },
-    )
-    .await;
-    sub
-}
-
-async fn connect(url: String, policy: ReconnectPolicy) -> Client {
-    Client::builder(url)
-        .name("scripted")
-        .reconnect(policy)
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .unwrap()
-}
-
-fn fast() -> ReconnectPolicy {
-    ReconnectPolicy {
-        initial: Duration::from_millis(10),
-        max: Duration::from_millis(50),
-        factor: 2.0,
-        max_attempts: None,
-    }
-}
+use common::*;
 
 #[tokio::test]
 async fn handshake_offers_the_subprotocol_on_the_endpoint_path_and_says_hello() {
@@ -418,16 +291,7 @@ async fn restore_sends_subscriptions_and_rooms_before_the_offline_buffer() {
         let ns = ns.clone();
         tokio::spawn(async move { ns.join("lobby").await })
     };
-    let Envelope::Join(join) = read(&mut ws).await else {
-        panic!("expected join");
-    };
-    send(
-        &mut ws,
-        Envelope::Ok {
-            id: join.id.unwrap(),
-        },
-    )
-    .await;
+    accept_join(&mut ws).await;
     joining.await.unwrap().unwrap();
 
     let mut states = client.state_changes();
@@ -453,17 +317,7 @@ async fn restore_sends_subscriptions_and_rooms_before_the_offline_buffer() {
         ),
         ("/chat", "msg.*", Some("workers"), false)
     );
-    let Envelope::Join(join) = read(&mut ws).await else {
-        panic!("expected the room to be restored");
-    };
-    assert_eq!(join.room, "lobby");
-    send(
-        &mut ws,
-        Envelope::Ok {
-            id: join.id.unwrap(),
-        },
-    )
-    .await;
+    assert_eq!(accept_join(&mut ws).await.room, "lobby");
     for expected in [("msg.a", "first"), ("msg.b", "second")] {
         match read(&mut ws).await {
             Envelope::Emit(emit) => {

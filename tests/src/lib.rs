@@ -22,6 +22,9 @@
 //!   and let a receiver check that the bytes arrived intact.
 //! - [`sdk`]: helpers for the tests that drive the broker through the SDK
 //!   (bounded waits on channels, forwarding handlers, SDK clients).
+//! - [`tokens`]: for the SDK and CLI auth tests, a broker with
+//!   `auth.mode = "jwt"`, short-lived tokens and the expiry settings (on
+//!   top of [`auth`], which mints the tokens).
 //! - [`cluster`]: a real `redis-server` on a free port and broker daemon
 //!   processes clustered over it, for the broker's cluster tests.
 //! - [`sioclient`]: real Socket.IO clients (Node, Python, headless
@@ -65,6 +68,7 @@ pub mod engineio;
 pub mod examples;
 pub mod sdk;
 pub mod sioclient;
+pub mod tokens;
 
 /// How long any single wait of a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);

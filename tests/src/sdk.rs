@@ -91,7 +91,7 @@ pub async fn reconnecting_client(broker: &TestBroker, name: &str) -> Client {
 }
 
 /// Connects `builder`, bounded by [`TIMEOUT`]; a failure fails the test.
-async fn connect(builder: ClientBuilder) -> Client {
+pub async fn connect(builder: ClientBuilder) -> Client {
     match bounded("the SDK client to connect", builder.connect()).await {
         Ok(client) => client,
         Err(error) => panic!("the SDK client did not connect: {error}"),

@@ -32,7 +32,7 @@ pub async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
 }
 
 /// A `herald` command with `args`, talking to `url` (via `--url`), in a
-/// clean environment (no `HERALD_URL`, no `RUST_LOG`).
+/// clean environment (no `HERALD_URL`, `HERALD_TOKEN` or `RUST_LOG`).
 pub fn herald(url: &str, args: &[&str]) -> Command {
     let mut command = bare_herald(args);
     command.arg("--url").arg(url);
@@ -45,6 +45,7 @@ pub fn bare_herald(args: &[&str]) -> Command {
     command
         .args(args)
         .env_remove("HERALD_URL")
+        .env_remove("HERALD_TOKEN")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
