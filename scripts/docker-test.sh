@@ -26,6 +26,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/apt-ensure.sh
+# dockerd and debootstrap live in sbin, which a non-login PATH may lack.
+PATH="$PATH:/usr/sbin:/sbin"
 
 started=$SECONDS
 say() { echo "--- docker: $* (+$((SECONDS - started))s)"; }
@@ -109,6 +111,10 @@ cleanup() {
         left="$("$DOCKER" ps -aq --filter "label=herald-test=$tag" || true)"
         [ -z "$left" ] || "$DOCKER" rm -f $left >/dev/null 2>&1 || true
         "$DOCKER" image rm -f "$image" "$examples_image" >/dev/null 2>&1 || true
+        # On the engine this script started, also the build cache of those
+        # images (the binaries change every build); images, so the cached
+        # base image, are untouched.
+        [ -z "$dockerd_pid" ] || "$DOCKER" builder prune -f >/dev/null 2>&1 || true
     fi
     stop_engine
     rm -rf "$work" target/docker-prebuilt
