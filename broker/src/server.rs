@@ -1,8 +1,9 @@
 //! Starting and stopping a broker: the connection limit under the
 //! open-files limit, bind, the accept loop (back-off on accept errors such
 //! as running out of file descriptors), one HTTP/1 connection task per
-//! socket (its bytes watched for requests framed twice, `framing`), and
-//! graceful shutdown.
+//! socket (after the TLS handshake when `[tls]` is on, bounded by
+//! `server.handshake_timeout`; its bytes watched for requests framed
+//! twice, `framing`), and graceful shutdown.
 //!
 //! Shutdown: readiness goes false and new upgrades are refused; every
 //! session flushes its queue and closes with 1001 (going away) within
@@ -18,16 +19,19 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cluster::Cluster;
 use crate::fdlimit::{ConnectionLimit, OpenFiles};
 use crate::framing::{Verdicts, Watched};
 use crate::state::{Shared, node_name};
-use crate::stats::StatsSnapshot;
+use crate::stats::{Stats, StatsSnapshot};
+use crate::tls::{Tls, TlsError};
 
 /// What can stop a broker from starting.
 #[derive(Debug, Error)]
@@ -40,6 +44,9 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The TLS certificate, key or client CA could not be loaded (`[tls]`).
+    #[error("{0}")]
+    Tls(#[from] TlsError),
     /// The cluster side could not be set up (`[cluster]`).
     #[error("{message}")]
     Cluster {
@@ -68,6 +75,7 @@ impl Broker {
     /// Binds `settings.server.listen` and starts serving.
     pub async fn start(settings: Settings) -> Result<BrokerHandle, Error> {
         let addr = settings.server.listen;
+        let tls = Tls::load(&settings.tls)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr, source })?;
@@ -103,13 +111,19 @@ impl Broker {
             info!(node = cluster.node(), "clustered over redis");
         }
         let stop_accepting = CancellationToken::new();
+        if let Some(tls) = &tls {
+            tls.clone()
+                .spawn_reloader(shared.stats.clone(), stop_accepting.clone());
+        }
         let accept_loop = tokio::spawn(accept_loop(
             listener,
             shared.clone(),
+            tls.clone(),
             stop_accepting.clone(),
         ));
         info!(
             %local_addr,
+            tls = tls.is_some(),
             node = %shared.node,
             max_sessions = shared.connection_limit.sessions,
             "herald broker listening"
@@ -210,7 +224,12 @@ fn fit_connection_limit(configured: usize) -> ConnectionLimit {
     limit
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<Arc<Tls>>,
+    stop: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -235,27 +254,64 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cancellat
         let _ = socket.set_nodelay(true);
         let shared = shared.clone();
         let stop = stop.clone();
-        tokio::spawn(async move {
-            let handshake_timeout = shared.settings.server.handshake_timeout;
-            let verdicts = Arc::new(Verdicts::default());
-            let socket = Watched::new(socket, verdicts.clone());
-            let service = service_fn(move |req| {
-                let framed_twice = verdicts.next_framed_twice();
-                crate::http::handle(req, shared.clone(), peer, framed_twice)
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(handshake_timeout)
-                .serve_connection(TokioIo::new(socket), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-        });
+        match &tls {
+            None => tokio::spawn(serve(socket, peer, shared, stop)),
+            Some(tls) => tokio::spawn(serve_tls(socket, tls.clone(), peer, shared, stop)),
+        };
+    }
+}
+
+/// The TLS handshake within `server.handshake_timeout`, then [`serve`];
+/// a failed handshake is counted and logged at debug (a port scan, a
+/// plain-HTTP client or an untrusted client certificate is no event).
+async fn serve_tls(
+    socket: TcpStream,
+    tls: Arc<Tls>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let timeout = shared.settings.server.handshake_timeout;
+    let handshake = tokio::select! {
+        () = stop.cancelled() => return,
+        handshake = tokio::time::timeout(timeout, tls.acceptor().accept(socket)) => handshake,
+    };
+    match handshake {
+        Ok(Ok(stream)) => serve(stream, peer, shared, stop).await,
+        Ok(Err(error)) => {
+            Stats::add(&shared.stats.tls_handshakes_failed, 1);
+            debug!(%peer, %error, "TLS handshake failed");
+        }
+        Err(_) => {
+            Stats::add(&shared.stats.tls_handshakes_failed, 1);
+            debug!(%peer, ?timeout, "TLS handshake timed out");
+        }
+    }
+}
+
+/// One connection's HTTP/1 (and its upgrade), until it ends or shutdown.
+async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handshake_timeout = shared.settings.server.handshake_timeout;
+    let verdicts = Arc::new(Verdicts::default());
+    let stream = Watched::new(stream, verdicts.clone());
+    let service = service_fn(move |req| {
+        let framed_twice = verdicts.next_framed_twice();
+        crate::http::handle(req, shared.clone(), peer, framed_twice)
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }

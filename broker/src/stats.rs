@@ -35,6 +35,9 @@ pub(crate) struct Stats {
     pub(crate) http_publishes_refused: AtomicU64,
     pub(crate) publisher_stalls: AtomicU64,
     pub(crate) stalled_receivers: AtomicU64,
+    pub(crate) tls_handshakes_failed: AtomicU64,
+    pub(crate) tls_reloads_ok: AtomicU64,
+    pub(crate) tls_reloads_failed: AtomicU64,
     /// This broker's own Prometheus registry (never a global one).
     pub(crate) metrics: Metrics,
 }
@@ -89,6 +92,9 @@ impl Stats {
             http_publishes_refused: self.http_publishes_refused.load(Relaxed),
             publisher_stalls: self.publisher_stalls.load(Relaxed),
             stalled_receivers: self.stalled_receivers.load(Relaxed),
+            tls_handshakes_failed: self.tls_handshakes_failed.load(Relaxed),
+            tls_reloads_ok: self.tls_reloads_ok.load(Relaxed),
+            tls_reloads_failed: self.tls_reloads_failed.load(Relaxed),
         }
     }
 }
@@ -136,6 +142,12 @@ pub struct StatsSnapshot {
     /// Receivers whose queue did not drain within a publisher's stall
     /// limit (marked stalled: no more back-pressure until they drain).
     pub stalled_receivers: u64,
+    /// TLS handshakes that failed or timed out (`[tls]`).
+    pub tls_handshakes_failed: u64,
+    /// Certificate reloads that took effect.
+    pub tls_reloads_ok: u64,
+    /// Certificate reloads that failed (the old certificate stayed).
+    pub tls_reloads_failed: u64,
 }
 
 impl StatsSnapshot {

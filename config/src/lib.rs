@@ -29,7 +29,7 @@ pub use load::{ENV_PREFIX, ENV_SEPARATOR, Sources, env_var_name};
 pub use settings::{
     ClusterBackend, ClusterSettings, DeliverySettings, LimitSettings, LogFormat, LogSettings,
     ServerSettings, ServicePowers, Settings, SlowConsumerPolicy, SocketioSettings, TestingSettings,
-    UnknownVariant,
+    TlsSettings, UnknownVariant,
 };
 pub use validate::{MAX_PAYLOAD_BYTES_LIMIT, MAX_QUEUE_CAPACITY};
 
