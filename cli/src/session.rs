@@ -25,13 +25,17 @@ pub struct Session {
 impl Session {
     /// Connects to the broker named by the global options.
     pub async fn connect(global: &GlobalArgs) -> Result<Session, CliError> {
-        let client = Client::builder(global.url.as_str())
+        let mut builder = Client::builder(global.url.as_str())
             .name(format!("herald-cli/{}", env!("CARGO_PKG_VERSION")))
             .reconnect(ReconnectPolicy::disabled())
-            .connect_timeout(*global.connect_timeout)
-            .connect()
-            .await
-            .map_err(CliError::Connect)?;
+            .connect_timeout(*global.connect_timeout);
+        if let Some(ca_file) = &global.ca_file {
+            builder = builder.ca_file(ca_file);
+        }
+        if let (Some(cert), Some(key)) = (&global.client_cert, &global.client_key) {
+            builder = builder.client_cert(cert, key);
+        }
+        let client = builder.connect().await.map_err(CliError::Connect)?;
         let lost = Arc::new(Mutex::new(None));
         let record = Arc::clone(&lost);
         client.on_error(move |event| match event {

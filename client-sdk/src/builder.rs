@@ -1,5 +1,6 @@
 //! [`ClientBuilder`]: the client's settings, and the first connection.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use crate::client::{Client, Config, ConnectionState, Shared};
 use crate::connection;
 use crate::error::Error;
 use crate::lock;
+use crate::tls::TlsOptions;
 
 /// Default capacity of the offline buffer.
 pub const DEFAULT_OFFLINE_BUFFER: usize = 1024;
@@ -26,6 +28,7 @@ pub struct ClientBuilder {
     offline_buffer: usize,
     handler_queue: usize,
     connect_timeout: Duration,
+    tls: TlsOptions,
 }
 
 impl ClientBuilder {
@@ -38,6 +41,7 @@ impl ClientBuilder {
             offline_buffer: DEFAULT_OFFLINE_BUFFER,
             handler_queue: DEFAULT_HANDLER_QUEUE,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: TlsOptions::default(),
         }
     }
 
@@ -95,6 +99,24 @@ impl ClientBuilder {
         self
     }
 
+    /// Trusts the CA certificate(s) of this PEM file for `wss://` URLs,
+    /// besides the system's roots (a private CA, a test CA).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> ClientBuilder {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// Presents this certificate chain and private key (PEM files) when a
+    /// `wss://` broker asks for one (mutual TLS, `tls.client_ca_file`).
+    pub fn client_cert(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> ClientBuilder {
+        self.tls.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
     /// Connects: one attempt per URL, in order, each bounded by the
     /// connect timeout. Fails with [`Error::InvalidUrl`] for a malformed
     /// URL, with the broker's refusal when it refuses the handshake for a
@@ -106,7 +128,13 @@ impl ClientBuilder {
             .iter()
             .map(|u| crate::url::normalize(u))
             .collect::<Result<Vec<_>, _>>()?;
+        let tls = if urls.iter().any(|u| u.scheme() == "wss") {
+            Some(self.tls.client_config()?)
+        } else {
+            None
+        };
         let config = Config {
+            tls,
             urls,
             name: self.name,
             reconnect: self.reconnect,

@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 use crate::backoff::Backoff;
@@ -98,7 +98,7 @@ pub(crate) async fn connect_first(config: &Config) -> Result<Established, Error>
     let mut refusal = None;
     let mut failures = Vec::new();
     for (url_index, url) in config.urls.iter().enumerate() {
-        match attempt(url, &config.name, config.connect_timeout).await {
+        match attempt(url, config).await {
             Ok((ws, welcome)) => {
                 return Ok(Established {
                     ws,
@@ -122,10 +122,11 @@ pub(crate) async fn connect_first(config: &Config) -> Result<Established, Error>
 }
 
 /// One connection attempt: upgrade, hello, welcome; bounded by `timeout`.
-async fn attempt(url: &Url, name: &str, timeout: Duration) -> Result<(WsStream, Welcome), Error> {
+async fn attempt(url: &Url, config: &Config) -> Result<(WsStream, Welcome), Error> {
+    let timeout = config.connect_timeout;
     let handshake = async {
-        let mut ws = open(url).await?;
-        let welcome = hello(&mut ws, url, name).await?;
+        let mut ws = open(url, config.tls.as_ref()).await?;
+        let welcome = hello(&mut ws, url, &config.name).await?;
         Ok((ws, welcome))
     };
     tokio::time::timeout(timeout, handshake)
@@ -138,7 +139,7 @@ async fn attempt(url: &Url, name: &str, timeout: Duration) -> Result<(WsStream, 
 }
 
 /// The WebSocket upgrade, offering the `herald.v1` subprotocol.
-async fn open(url: &Url) -> Result<WsStream, Error> {
+async fn open(url: &Url, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<WsStream, Error> {
     let mut request = url
         .as_str()
         .into_client_request()
@@ -150,9 +151,11 @@ async fn open(url: &Url) -> Result<WsStream, Error> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
-    let (ws, _response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-        .await
-        .map_err(|e| handshake_error(url, e))?;
+    let connector = tls.map(|tls| Connector::Rustls(tls.clone()));
+    let (ws, _response) =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
+            .await
+            .map_err(|e| handshake_error(url, e))?;
     Ok(ws)
 }
 
@@ -187,6 +190,8 @@ fn handshake_error(url: &Url, error: WsError) -> Error {
             reason: format!("{url} did not accept subprotocol {SUBPROTOCOL}: {e}"),
         },
         WsError::Url(e) => Error::InvalidUrl(format!("{url}: {e}")),
+        WsError::Io(e) => crate::tls::describe(url, &e)
+            .unwrap_or_else(|| Error::Connect(format!("{url}: {}", WsError::Io(e)))),
         other => Error::Connect(format!("{url}: {other}")),
     }
 }
@@ -683,7 +688,7 @@ async fn reconnect(shared: &Arc<Shared>, lost_url: usize) -> Option<Live> {
         let result = tokio::select! {
             biased;
             () = shared.cancel.cancelled() => return None,
-            result = attempt(url, &config.name, config.connect_timeout) => result,
+            result = attempt(url, config) => result,
         };
         match result {
             Ok((ws, welcome)) => {

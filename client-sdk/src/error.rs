@@ -67,6 +67,12 @@ pub enum Error {
     /// rules; checked before anything is sent.
     #[error(transparent)]
     InvalidName(#[from] NameError),
+    /// A `wss://` connection failed in TLS: the broker's certificate is not
+    /// trusted (or not for this host), the broker refused this client's
+    /// certificate, or a CA / client certificate file is unusable. Not
+    /// retried by `connect()`.
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 impl Error {
@@ -95,7 +101,7 @@ impl Error {
                     | ErrorCode::BadFrame
                     | ErrorCode::UnknownType
             ),
-            Error::InvalidUrl(_) | Error::InvalidName(_) | Error::Closed => false,
+            Error::InvalidUrl(_) | Error::InvalidName(_) | Error::Closed | Error::Tls(_) => false,
             _ => true,
         }
     }

@@ -70,6 +70,7 @@ mod payload;
 mod pending;
 mod service;
 mod subscription;
+mod tls;
 mod url;
 
 pub use backoff::ReconnectPolicy;
