@@ -37,16 +37,19 @@ async fn unusable_certificate_files_stop_start_up_naming_the_key() {
     let (ca, files) = (Ca::new("test CA"), Files::new());
     let leaf = ca.server();
     let listen = ("HERALD__SERVER__LISTEN", "127.0.0.1:0");
-    // Missing files, garbage, a key that is no key, a CA file that is
-    // missing: each named.
-    let cases: [(&str, &str, &str, &str); 4] = [
+    // Missing files, garbage, a key that is no key or not the
+    // certificate's, a CA file that is missing: each named.
+    let cases: [(&str, &str, &str, &str); 5] = [
         ("missing.pem", "key.pem", "", "tls.cert_file"),
         ("garbage.pem", "key.pem", "", "tls.cert_file"),
         ("cert.pem", "garbage.pem", "", "tls.key_file"),
+        ("cert.pem", "other.key", "", "tls.key_file"),
         ("cert.pem", "key.pem", "missing.pem", "tls.client_ca_file"),
     ];
     files.write_leaf(&leaf);
     files.write("garbage.pem", "this is not PEM\n");
+    // A valid key, not the certificate's.
+    files.write("other.key", &ca.server().key_pem);
     for (cert, key, client_ca, named) in cases {
         let cert = tls::text(&files.path(cert));
         let key = tls::text(&files.path(key));
