@@ -45,6 +45,9 @@ pub fn bare_herald(args: &[&str]) -> Command {
     command
         .args(args)
         .env_remove("HERALD_URL")
+        .env_remove("HERALD_CA_FILE")
+        .env_remove("HERALD_CLIENT_CERT")
+        .env_remove("HERALD_CLIENT_KEY")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
