@@ -404,3 +404,53 @@ async fn the_plain_broker_is_unchanged() {
         "a plain broker speaks no TLS"
     );
 }
+
+/// The write deadline holds over TLS: a `wss` subscriber that stops
+/// reading is closed as `slow_consumer` when its writes (encrypted records
+/// waiting in rustls for the socket) make no progress for
+/// `delivery.write_timeout`; the publisher and the broker are unharmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_peer_that_stops_reading_is_closed_at_the_write_deadline() {
+    let (ca, files) = (Ca::new("test CA"), Files::new());
+    let broker = tls_broker(&files, &ca.server(), |s| {
+        s.delivery.write_timeout = Duration::from_millis(500);
+        s.delivery.queue_capacity = 65_536;
+        s.delivery.max_queued_bytes = 256 << 20;
+    })
+    .await;
+    let config = tls::client_config(&ca.pem(), None);
+    let open = || async {
+        let ws = tls::wss(
+            broker.addr(),
+            &config,
+            "/v1/ws",
+            Some(herald_protocol::SUBPROTOCOL),
+        )
+        .await
+        .expect("a wss connection");
+        let mut client = herald_tests::RawClient::new(ws);
+        client.hello().await;
+        client
+    };
+    let mut stuck = open().await;
+    stuck.subscribe("/stuck", "flood", None, false).await;
+    // From here on `stuck` never reads.
+    let mut publisher = open().await;
+    for seq in 0..400 {
+        publisher
+            .emit(herald_tests::emit(
+                "/stuck",
+                "flood",
+                herald_tests::seq_payload(seq, 64 * 1024),
+            ))
+            .await;
+    }
+    broker
+        .wait_for_stats("the stuck reader's write-deadline close", |s| {
+            s.closed(herald_protocol::CloseReason::SlowConsumer) == 1
+        })
+        .await;
+    publisher.assert_no_event().await;
+    assert_eq!(http_get_tls(&broker, &ca).await, 200);
+    drop(stuck);
+}
