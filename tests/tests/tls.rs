@@ -454,3 +454,35 @@ async fn a_wss_peer_that_stops_reading_is_closed_at_the_write_deadline() {
     assert_eq!(http_get_tls(&broker, &ca).await, 200);
     drop(stuck);
 }
+
+/// Real Socket.IO clients (socket.io-client on Node, python-socketio)
+/// over `https://` / `wss://`, trusting the test CA: long-polling then the
+/// upgrade to WebSocket, and an event from a native publisher delivered.
+/// Needs `scripts/socketio-deps.sh` (the clients), as the other
+/// real-client tests do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_socketio_clients_connect_over_tls() {
+    use herald_tests::sioclient::{ClientKind, SioDriver, Transports};
+    let (ca, files) = (Ca::new("test CA"), Files::new());
+    let broker = tls_broker(&files, &ca.server(), |_| {}).await;
+    let ca_file = files.write("ca.pem", &ca.pem());
+    let url = format!("https://localhost:{}", broker.addr().port());
+    let publisher = sdk_client(&broker, &files, &ca).await;
+    for kind in [ClientKind::Node, ClientKind::Python] {
+        let mut client = SioDriver::start_trusting(kind, &ca_file).await;
+        for (id, transports) in [("up", Transports::Upgrade), ("ws", Transports::Websocket)] {
+            client.connect(id, &url, "/", transports).await;
+            client.wait_transport(id, "websocket").await;
+        }
+        publisher
+            .of("/")
+            .emit("news", &"over tls")
+            .await
+            .expect("emit");
+        for id in ["up", "ws"] {
+            let args = client.expect_event(id, "news").await;
+            assert_eq!(args, [serde_json::json!("over tls")], "{kind:?} {id}");
+        }
+        client.exit().await;
+    }
+}
