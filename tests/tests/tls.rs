@@ -486,3 +486,34 @@ async fn real_socketio_clients_connect_over_tls() {
         client.exit().await;
     }
 }
+
+/// A client that opens TCP and never starts the TLS handshake is closed
+/// at `server.handshake_timeout`, and counted.
+#[tokio::test]
+async fn a_silent_client_is_closed_at_the_handshake_timeout() {
+    let (ca, files) = (Ca::new("test CA"), Files::new());
+    let timeout = Duration::from_millis(300);
+    let broker = tls_broker(&files, &ca.server(), |s| {
+        s.server.handshake_timeout = timeout;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(broker.addr()).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = bounded(
+        "the broker to close the silent client",
+        silent.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(started.elapsed() >= timeout, "closed before the timeout");
+    assert!(
+        rest.is_empty(),
+        "nothing is sent to a client that said nothing"
+    );
+    let stats = broker
+        .wait_for_stats("the timed-out handshake counted", |s| {
+            s.tls_handshakes_failed == 1
+        })
+        .await;
+    assert_eq!(stats.connections_opened, 0);
+}
