@@ -174,6 +174,14 @@ pub async fn measure_on(
             let driver = HeraldDriver::new(&format!("ws://{addr}"), DEFAULT_NAMESPACE)?;
             measure(&driver, workload, plan, probe, progress).await
         }
+        Target::HeraldWss => {
+            let tls = crate::wss::client_config()
+                .map_err(|e| BenchError::target(crate::wss::TARGET, e))?;
+            let driver = HeraldDriver::new(&format!("wss://{addr}"), DEFAULT_NAMESPACE)?
+                .with_tls(tls)
+                .named(crate::wss::TARGET);
+            measure(&driver, workload, plan, probe, progress).await
+        }
         Target::HeraldCluster => Err(BenchError::target(
             crate::cluster::TARGET,
             "a cluster has two nodes: measure it with cluster::measure_cross_node",

@@ -10,6 +10,8 @@
 //! - [`cluster`]: the `herald-cluster` target, publisher and subscribers on
 //!   two nodes clustered over Redis.
 //! - [`scale`]: 100,000 idle connections on one Herald broker.
+//! - [`wss`]: the `herald-wss` target (the broker with TLS, the Herald
+//!   driver over `wss://`, certificates made for the run).
 //! - The peers' clients: [`nats`], [`redis_target`], [`socketio_client`],
 //!   [`floor_client`] (Herald's is in `herald-loadgen`).
 //! - The relays built into the binary: [`socketio_relay`] (socketioxide
@@ -31,6 +33,7 @@ pub mod socketio_client;
 pub mod socketio_relay;
 pub mod targets;
 pub mod verdict;
+pub mod wss;
 
 /// Herald's name in results.
 pub const HERALD: &str = herald_loadgen::herald::TARGET;

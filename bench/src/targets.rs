@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 pub enum Target {
     /// The Herald broker daemon (`herald-broker`, release build).
     Herald,
+    /// The Herald broker daemon with TLS (`[tls]`), measured over
+    /// `wss://` by the same driver ([`crate::wss`]).
+    HeraldWss,
     /// Two `herald-broker` nodes clustered over a `redis-server`: the
     /// publisher on one node, the subscribers on the other
     /// ([`crate::cluster`]; `fanout` only).
@@ -30,8 +33,9 @@ pub enum Target {
 
 impl Target {
     /// Every target, in the order results are shown.
-    pub const ALL: [Target; 7] = [
+    pub const ALL: [Target; 8] = [
         Target::Herald,
+        Target::HeraldWss,
         Target::HeraldCluster,
         Target::Nats,
         Target::Redis,
@@ -44,6 +48,7 @@ impl Target {
     pub fn name(self) -> &'static str {
         match self {
             Target::Herald => crate::HERALD,
+            Target::HeraldWss => crate::wss::TARGET,
             Target::HeraldCluster => crate::cluster::TARGET,
             Target::HeraldSocketio => crate::socketio_client::HERALD_TARGET,
             Target::Nats => crate::nats::TARGET,
@@ -133,7 +138,7 @@ impl Programs {
         let ip = addr.ip().to_string();
         let args = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
         match target {
-            Target::Herald | Target::HeraldCluster | Target::HeraldSocketio => {
+            Target::Herald | Target::HeraldWss | Target::HeraldCluster | Target::HeraldSocketio => {
                 if target == Target::HeraldCluster && self.redis.is_none() {
                     return Err(missing("redis-server"));
                 }
@@ -144,10 +149,14 @@ impl Programs {
                     format!("socketio.ping_interval={heartbeat}s"),
                     format!("socketio.ping_timeout={heartbeat}s"),
                 ];
+                let tls = match target {
+                    Target::HeraldWss => crate::wss::settings()?,
+                    _ => Vec::new(),
+                };
                 let socketio = if target == Target::HeraldSocketio {
                     &socketio[..]
                 } else {
-                    &[]
+                    &tls[..]
                 };
                 for setting in socketio.iter().chain(extra) {
                     args.push("--set".to_owned());
@@ -250,6 +259,16 @@ mod tests {
         assert_eq!(
             herald.display(),
             "herald-broker --listen 127.0.0.1:4222 --log-level warn --set server.max_connections=5"
+        );
+        let wss = with_herald
+            .launch(Target::HeraldWss, addr, &[])
+            .expect("built")
+            .display();
+        assert!(
+            wss.starts_with(
+                "herald-broker --listen 127.0.0.1:4222 --log-level warn --set tls.cert_file="
+            ) && wss.contains("--set tls.key_file="),
+            "{wss}"
         );
         let socketio = with_herald
             .launch(Target::HeraldSocketio, addr, &[])

@@ -9,13 +9,12 @@ use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use herald_protocol::CloseReason;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::inbound::FrameReader;
 use crate::outbox::{ConnShared, Identity, Outbox, QueueLimits};
-use crate::socket::Halves;
+use crate::socket::{Halves, WriteHalf};
 use crate::state::Shared;
 use crate::stats::Stats;
 use crate::wire::WireFormat;
@@ -105,7 +104,7 @@ impl Conn {
     /// to a WebSocket). Counts nothing: the connection was counted when it
     /// opened.
     pub(crate) fn resume(
-        write: OwnedWriteHalf,
+        write: WriteHalf,
         queue: mpsc::Receiver<Bytes>,
         outbox: Outbox,
         shared: &Arc<Shared>,

@@ -27,10 +27,11 @@ use std::io::{self, Cursor};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+
+use crate::socket::ReadHalf;
 
 /// Bytes one read may take from the socket.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
@@ -239,7 +240,7 @@ impl FrameParser {
 /// The reader's half of a client connection, framed.
 #[derive(Debug)]
 pub(crate) struct FrameReader {
-    socket: OwnedReadHalf,
+    socket: ReadHalf,
     parser: FrameParser,
     message_timeout: Duration,
     /// When the message now arriving began (its deadline's start); none
@@ -254,7 +255,7 @@ impl FrameReader {
     /// the HTTP upgrade); messages over `max_message` bytes are refused, and
     /// a message must arrive in full within `message_timeout`.
     pub(crate) fn new(
-        socket: OwnedReadHalf,
+        socket: ReadHalf,
         early: &[u8],
         max_message: usize,
         message_timeout: Duration,
@@ -440,7 +441,7 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         let (read, _write) = server.into_split();
         // The write half is dropped: reading stays possible.
-        FrameReader::new(read, &[], max, Duration::from_secs(30))
+        FrameReader::new(read.into(), &[], max, Duration::from_secs(30))
     }
 
     async fn read_all(mut reader: FrameReader) -> (Vec<Incoming>, Option<ReadError>) {
@@ -489,8 +490,12 @@ mod tests {
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
         let (read, _write) = server.into_split();
-        let mut reader =
-            FrameReader::new(read, &frame(0x82, b"early"), 1024, Duration::from_secs(30));
+        let mut reader = FrameReader::new(
+            read.into(),
+            &frame(0x82, b"early"),
+            1024,
+            Duration::from_secs(30),
+        );
         let first = reader.next().await.expect("a message");
         assert_eq!(first, Some(Incoming::Binary(Bytes::from_static(b"early"))));
     }
@@ -655,7 +660,7 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         let (read, _write) = server.into_split();
         let timeout = Duration::from_millis(300);
-        let mut reader = FrameReader::new(read, &[], 1 << 20, timeout);
+        let mut reader = FrameReader::new(read.into(), &[], 1 << 20, timeout);
         let whole = frame(0x82, &[7; 1000]);
         // Half a frame, then nothing: the reader gives up at the deadline.
         client.write_all(&whole[..500]).await.expect("write");

@@ -35,8 +35,11 @@
 //!   reader that turns envelopes into router calls, limits, clean-up.
 //! - `frame`: server-to-client WebSocket frames, built once (an event's
 //!   frame is the same bytes for every receiver).
-//! - `socket`: an upgraded connection taken back from hyper as TCP and
-//!   split into owned halves.
+//! - `socket`: an upgraded connection taken back from hyper as TCP or
+//!   TLS and split into halves.
+//! - `tls`: `[tls]`, the rustls configuration from the PEM files, its
+//!   reload (SIGHUP, file change), and the split TLS stream of upgraded
+//!   connections.
 //! - `inbound`: the client's WebSocket frames read straight off the socket
 //!   (no read buffer while idle).
 //! - `writer`: the one task per connection that drains its bounded queue
@@ -89,8 +92,10 @@ mod socket;
 mod socketio;
 mod state;
 pub mod stats;
+mod tls;
 mod wire;
 mod writer;
 
 pub use server::{Broker, BrokerHandle, Error};
 pub use stats::StatsSnapshot;
+pub use tls::TlsError;

@@ -121,7 +121,11 @@ fn main() -> ExitCode {
         Err(error) => {
             tracing::error!("{error:#}");
             eprintln!("herald-broker: {error:#}");
-            ExitCode::FAILURE
+            // Unusable TLS files are configuration errors, like a bad key.
+            match error.downcast_ref::<herald_broker::Error>() {
+                Some(herald_broker::Error::Tls(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -134,6 +134,14 @@ const STALLED_RECEIVERS: Family = family(
     "herald_stalled_receivers_total",
     "Receivers whose queue did not drain within a publisher's stall limit.",
 );
+const TLS_HANDSHAKES_FAILED: Family = family(
+    "herald_tls_handshake_failures_total",
+    "TLS handshakes that failed or timed out (server.handshake_timeout).",
+);
+const TLS_RELOADS: Family = family(
+    "herald_tls_reloads_total",
+    "Certificate reloads (SIGHUP or file change), by result: ok, or error (the old certificate stayed).",
+);
 const REQUESTS: Family = family("herald_requests_total", "Requests routed to a responder.");
 const REQUEST_TIMEOUTS: Family = family(
     "herald_request_timeouts_total",
@@ -309,6 +317,7 @@ impl Metrics {
             (&OPERATOR_UNAUTHORIZED, s.operator_unauthorized),
             (&TOKEN_REFRESHES, s.token_refreshes),
             (&TOKEN_EXPIRED, s.token_expired),
+            (&TLS_HANDSHAKES_FAILED, s.tls_handshakes_failed),
         ];
         let cluster_counters = sample.cluster.iter().flat_map(|c| {
             [
@@ -331,6 +340,11 @@ impl Metrics {
             let label = Label::from_static_parts("kind", kind);
             let key = Key::from_parts(RATE_LIMITED.name, vec![label]);
             self.set_counter(&RATE_LIMITED, key, value);
+        }
+        for (result, value) in [("ok", s.tls_reloads_ok), ("error", s.tls_reloads_failed)] {
+            let label = Label::from_static_parts("result", result);
+            let key = Key::from_parts(TLS_RELOADS.name, vec![label]);
+            self.set_counter(&TLS_RELOADS, key, value);
         }
         for (reason, value) in &s.closed_by_reason {
             let label = Label::from_static_parts("reason", reason.as_str());

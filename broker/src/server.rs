@@ -1,12 +1,14 @@
 //! Starting and stopping a broker: the connection limit under the
 //! open-files limit, bind, the accept loop (back-off on accept errors such
 //! as running out of file descriptors), one HTTP/1 connection task per
-//! socket (its bytes watched for requests framed twice, `framing`), and
-//! graceful shutdown. With `server.operator_listen`, a second listener
-//! serves the operator endpoints (`http::handle_operator`) the same way.
-//! With `[rate_limits]` per-IP limits on, each accepted connection is first
-//! checked against its address's connection rate (`limits`): over it, its
-//! requests are answered 429, or, in a flood, it is closed unread.
+//! socket (after the TLS handshake when `[tls]` is on, bounded by
+//! `server.handshake_timeout`; its bytes watched for requests framed
+//! twice, `framing`), and graceful shutdown. With `server.operator_listen`,
+//! a second listener serves the operator endpoints (`http::handle_operator`)
+//! the same way (TLS included). With `[rate_limits]` per-IP limits on, each
+//! accepted connection is first checked against its address's connection
+//! rate (`limits`): over it, its requests are answered 429, or, in a flood,
+//! it is closed unread.
 //!
 //! Shutdown: readiness goes false and new upgrades are refused; every
 //! session flushes its queue and closes with 1001 (going away) within
@@ -22,18 +24,21 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cluster::Cluster;
 use crate::fdlimit::{ConnectionLimit, OpenFiles};
 use crate::framing::{Verdicts, Watched};
-use crate::limits::Accept;
 use crate::limits::operator::OperatorToken;
+use crate::limits::{Accept, Refused};
 use crate::state::{Shared, node_name};
-use crate::stats::StatsSnapshot;
+use crate::stats::{Stats, StatsSnapshot};
+use crate::tls::{Tls, TlsError};
 
 /// What can stop a broker from starting.
 #[derive(Debug, Error)]
@@ -46,6 +51,9 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The TLS certificate, key or client CA could not be loaded (`[tls]`).
+    #[error("{0}")]
+    Tls(#[from] TlsError),
     /// The cluster side could not be set up (`[cluster]`).
     #[error("{message}")]
     Cluster {
@@ -106,6 +114,7 @@ impl Broker {
     /// Binds `settings.server.listen` and starts serving.
     pub async fn start(settings: Settings) -> Result<BrokerHandle, Error> {
         let addr = settings.server.listen;
+        let tls = Tls::load(&settings.tls)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr, source })?;
@@ -157,17 +166,29 @@ impl Broker {
         let operator = operator_listener.map(|(addr, listener)| {
             info!(%addr, "operator endpoints listening");
             let stop = stop_accepting.clone();
-            let task = tokio::spawn(accept_loop(listener, shared.clone(), stop, Side::Operator));
+            let task = tokio::spawn(accept_loop(
+                listener,
+                shared.clone(),
+                tls.clone(),
+                stop,
+                Side::Operator,
+            ));
             (addr, task)
         });
+        if let Some(tls) = &tls {
+            tls.clone()
+                .spawn_reloader(shared.stats.clone(), stop_accepting.clone());
+        }
         let accept_loop = tokio::spawn(accept_loop(
             listener,
             shared.clone(),
+            tls.clone(),
             stop_accepting.clone(),
             Side::Main,
         ));
         info!(
             %local_addr,
+            tls = tls.is_some(),
             node = %shared.node,
             max_sessions = shared.connection_limit.sessions,
             "herald broker listening"
@@ -281,6 +302,7 @@ fn fit_connection_limit(configured: usize) -> ConnectionLimit {
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
+    tls: Option<Arc<Tls>>,
     stop: CancellationToken,
     side: Side,
 ) {
@@ -317,36 +339,92 @@ async fn accept_loop(
         let _ = socket.set_nodelay(true);
         let shared = shared.clone();
         let stop = stop.clone();
-        tokio::spawn(async move {
-            let handshake_timeout = shared.settings.server.handshake_timeout;
-            let verdicts = Arc::new(Verdicts::default());
-            let socket = Watched::new(socket, verdicts.clone());
-            let service = service_fn(move |req| {
-                let framed_twice = verdicts.next_framed_twice();
-                let shared = shared.clone();
-                async move {
-                    match (refused, side) {
-                        (Some(refused), _) => Ok(shared.limits.refused_connection(refused)),
-                        (None, Side::Main) => {
-                            crate::http::handle(req, shared, peer, framed_twice).await
-                        }
-                        (None, Side::Operator) => crate::http::handle_operator(req, shared).await,
-                    }
-                }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(handshake_timeout)
-                .serve_connection(TokioIo::new(socket), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
+        let accepted = Accepted {
+            peer,
+            refused,
+            side,
+        };
+        match &tls {
+            None => tokio::spawn(serve(socket, accepted, shared, stop)),
+            Some(tls) => tokio::spawn(serve_tls(socket, tls.clone(), accepted, shared, stop)),
+        };
+    }
+}
+
+/// An accepted connection: who, on which listener, and whether its
+/// address is over its connection rate (then every request is answered
+/// 429).
+#[derive(Debug, Clone, Copy)]
+struct Accepted {
+    peer: SocketAddr,
+    refused: Option<Refused>,
+    side: Side,
+}
+
+/// The TLS handshake within `server.handshake_timeout`, then [`serve`];
+/// a failed handshake is counted and logged at debug (a port scan, a
+/// plain-HTTP client or an untrusted client certificate is no event).
+async fn serve_tls(
+    socket: TcpStream,
+    tls: Arc<Tls>,
+    accepted: Accepted,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let peer = accepted.peer;
+    let timeout = shared.settings.server.handshake_timeout;
+    let handshake = tokio::select! {
+        () = stop.cancelled() => return,
+        handshake = tokio::time::timeout(timeout, tls.acceptor().accept(socket)) => handshake,
+    };
+    match handshake {
+        Ok(Ok(stream)) => serve(stream, accepted, shared, stop).await,
+        Ok(Err(error)) => {
+            Stats::add(&shared.stats.tls_handshakes_failed, 1);
+            debug!(%peer, %error, "TLS handshake failed");
+        }
+        Err(_) => {
+            Stats::add(&shared.stats.tls_handshakes_failed, 1);
+            debug!(%peer, ?timeout, "TLS handshake timed out");
+        }
+    }
+}
+
+/// One connection's HTTP/1 (and its upgrade), until it ends or shutdown.
+async fn serve<S>(stream: S, accepted: Accepted, shared: Arc<Shared>, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Accepted {
+        peer,
+        refused,
+        side,
+    } = accepted;
+    let handshake_timeout = shared.settings.server.handshake_timeout;
+    let verdicts = Arc::new(Verdicts::default());
+    let stream = Watched::new(stream, verdicts.clone());
+    let service = service_fn(move |req| {
+        let framed_twice = verdicts.next_framed_twice();
+        let shared = shared.clone();
+        async move {
+            match (refused, side) {
+                (Some(refused), _) => Ok(shared.limits.refused_connection(refused)),
+                (None, Side::Main) => crate::http::handle(req, shared, peer, framed_twice).await,
+                (None, Side::Operator) => crate::http::handle_operator(req, shared).await,
             }
-        });
+        }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }

@@ -42,6 +42,9 @@ pub(crate) struct Stats {
     pub(crate) rate_limited_messages: AtomicU64,
     pub(crate) origin_refused: AtomicU64,
     pub(crate) operator_unauthorized: AtomicU64,
+    pub(crate) tls_handshakes_failed: AtomicU64,
+    pub(crate) tls_reloads_ok: AtomicU64,
+    pub(crate) tls_reloads_failed: AtomicU64,
     /// This broker's own Prometheus registry (never a global one).
     pub(crate) metrics: Metrics,
     /// Authentication failures, refusals, refreshes and expiries.
@@ -108,6 +111,9 @@ impl Stats {
             forbidden: self.auth.forbiddens(),
             token_refreshes: self.auth.refreshes.load(Relaxed),
             token_expired: self.auth.expired.load(Relaxed),
+            tls_handshakes_failed: self.tls_handshakes_failed.load(Relaxed),
+            tls_reloads_ok: self.tls_reloads_ok.load(Relaxed),
+            tls_reloads_failed: self.tls_reloads_failed.load(Relaxed),
         }
     }
 }
@@ -180,6 +186,12 @@ pub struct StatsSnapshot {
     pub token_refreshes: u64,
     /// Connections closed because their token expired.
     pub token_expired: u64,
+    /// TLS handshakes that failed or timed out (`[tls]`).
+    pub tls_handshakes_failed: u64,
+    /// Certificate reloads that took effect.
+    pub tls_reloads_ok: u64,
+    /// Certificate reloads that failed (the old certificate stayed).
+    pub tls_reloads_failed: u64,
 }
 
 impl StatsSnapshot {

@@ -187,6 +187,10 @@ impl Unwritten {
             }
             self.written += n;
         }
+        // Plain TCP: nothing to do. TLS: the records not yet out.
+        tokio::time::timeout(timeout, socket.flush())
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
         self.bytes = Bytes::new();
         self.written = 0;
         Ok(())

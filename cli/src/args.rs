@@ -48,8 +48,8 @@ pub struct Cli {
 /// Options every subcommand takes.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Broker URL: `ws://HOST:PORT` (the endpoint path /v1/ws is added) or
-    /// the full endpoint URL.
+    /// Broker URL: `ws://HOST:PORT` or `wss://HOST:PORT` (TLS; the endpoint
+    /// path /v1/ws is added) or the full endpoint URL.
     #[arg(
         long,
         global = true,
@@ -62,6 +62,29 @@ pub struct GlobalArgs {
     /// How long to try to connect before giving up (e.g. 500ms, 5s).
     #[arg(long, global = true, default_value = "5s", value_name = "DURATION")]
     pub connect_timeout: humantime::Duration,
+    /// For wss:// URLs: a PEM file of CA certificates to trust besides the
+    /// system's roots (a private or test CA).
+    #[arg(long, global = true, env = "HERALD_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// For wss:// brokers that require client certificates (mutual TLS):
+    /// this certificate chain (PEM); needs --client-key.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<std::path::PathBuf>,
     /// The token (a JWT) to present to a broker that checks tokens
     /// (`auth.mode = "jwt"`). Prefer the HERALD_TOKEN environment variable:
     /// a flag is visible to other users in the process list. Never printed.

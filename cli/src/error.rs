@@ -128,6 +128,7 @@ fn client_code(error: &ClientError) -> u8 {
         ClientError::Connect(_)
         | ClientError::Handshake { .. }
         | ClientError::Disconnected
+        | ClientError::Tls(_)
         | ClientError::Closed => exit::UNREACHABLE,
         ClientError::NoResponders => exit::NO_RESPONDERS,
         ClientError::Timeout => exit::TIMEOUT,

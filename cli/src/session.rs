@@ -40,6 +40,12 @@ impl Session {
         if let Some(token) = &global.token {
             builder = builder.token(token.expose());
         }
+        if let Some(ca_file) = &global.ca_file {
+            builder = builder.ca_file(ca_file);
+        }
+        if let (Some(cert), Some(key)) = (&global.client_cert, &global.client_key) {
+            builder = builder.client_cert(cert, key);
+        }
         let client = builder.connect().await.map_err(CliError::Connect)?;
         let lost = Arc::new(Mutex::new(Lost::default()));
         let record = Arc::clone(&lost);

@@ -1,5 +1,6 @@
 //! [`ClientBuilder`]: the client's settings, and the first connection.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use crate::client::{Client, Config, ConnectionState, Shared};
 use crate::connection;
 use crate::error::Error;
 use crate::lock;
+use crate::tls::TlsOptions;
 use crate::token::{Credentials, boxed_provider};
 
 /// Default capacity of the offline buffer.
@@ -28,6 +30,7 @@ pub struct ClientBuilder {
     handler_queue: usize,
     connect_timeout: Duration,
     credentials: Credentials,
+    tls: TlsOptions,
 }
 
 impl ClientBuilder {
@@ -41,6 +44,7 @@ impl ClientBuilder {
             handler_queue: DEFAULT_HANDLER_QUEUE,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             credentials: Credentials::None,
+            tls: TlsOptions::default(),
         }
     }
 
@@ -95,6 +99,24 @@ impl ClientBuilder {
     /// ([`Error::Timeout`] when it does not come).
     pub fn connect_timeout(mut self, timeout: Duration) -> ClientBuilder {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Trusts the CA certificate(s) of this PEM file for `wss://` URLs,
+    /// besides the system's roots (a private CA, a test CA).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> ClientBuilder {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// Presents this certificate chain and private key (PEM files) when a
+    /// `wss://` broker asks for one (mutual TLS, `tls.client_ca_file`).
+    pub fn client_cert(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> ClientBuilder {
+        self.tls.client_cert = Some((cert.into(), key.into()));
         self
     }
 
@@ -164,7 +186,13 @@ impl ClientBuilder {
             .iter()
             .map(|u| crate::url::normalize(u))
             .collect::<Result<Vec<_>, _>>()?;
+        let tls = if urls.iter().any(|u| u.scheme() == "wss") {
+            Some(self.tls.client_config()?)
+        } else {
+            None
+        };
         let config = Config {
+            tls,
             urls,
             name: self.name,
             reconnect: self.reconnect,

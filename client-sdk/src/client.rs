@@ -66,6 +66,8 @@ pub(crate) struct Config {
     /// Bound on one connection attempt (TCP, upgrade, hello/welcome), and
     /// on waiting for the broker's answer to sub/unsub/join/leave.
     pub(crate) connect_timeout: Duration,
+    /// The TLS client configuration, when some URL is `wss://`.
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// State shared by the handles, the handler tasks and the connection task.

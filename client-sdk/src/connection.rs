@@ -39,11 +39,11 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 use crate::backoff::Backoff;
-use crate::client::{ConnectionState, Shared, room_change, sub_envelope};
+use crate::client::{Config, ConnectionState, Shared, room_change, sub_envelope};
 use crate::dispatch::{Delivery, ReplyTo, Route};
 use crate::error::{ClientEvent, Error};
 use crate::handler::{error_payload, send_reply};
@@ -128,7 +128,7 @@ pub(crate) async fn connect_first(shared: &Shared) -> Result<Established, Error>
         let mut refused = 0;
         let result = loop {
             let token = token_for_hello(&shared.token, config.connect_timeout).await?;
-            match attempt(url, &config.name, config.connect_timeout, token).await {
+            match attempt(url, config, token).await {
                 Err(Error::Unauthorized { .. })
                     if shared.token.has_provider() && refused + 1 < UNAUTHORIZED_ATTEMPTS =>
                 {
@@ -164,16 +164,16 @@ pub(crate) async fn connect_first(shared: &Shared) -> Result<Established, Error>
 }
 
 /// One connection attempt: upgrade, hello (with `token`), welcome;
-/// bounded by `timeout`.
+/// bounded by `config.connect_timeout`.
 async fn attempt(
     url: &Url,
-    name: &str,
-    timeout: Duration,
+    config: &Config,
     token: Option<String>,
 ) -> Result<(WsStream, Welcome), Error> {
+    let timeout = config.connect_timeout;
     let handshake = async {
-        let mut ws = open(url).await?;
-        let welcome = hello(&mut ws, url, name, token).await?;
+        let mut ws = open(url, config.tls.as_ref()).await?;
+        let welcome = hello(&mut ws, url, &config.name, token).await?;
         Ok((ws, welcome))
     };
     tokio::time::timeout(timeout, handshake)
@@ -186,7 +186,7 @@ async fn attempt(
 }
 
 /// The WebSocket upgrade, offering the `herald.v1` subprotocol.
-async fn open(url: &Url) -> Result<WsStream, Error> {
+async fn open(url: &Url, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<WsStream, Error> {
     let mut request = url
         .as_str()
         .into_client_request()
@@ -198,9 +198,11 @@ async fn open(url: &Url) -> Result<WsStream, Error> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
-    let (ws, _response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-        .await
-        .map_err(|e| handshake_error(url, e))?;
+    let connector = tls.map(|tls| Connector::Rustls(tls.clone()));
+    let (ws, _response) =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
+            .await
+            .map_err(|e| handshake_error(url, e))?;
     Ok(ws)
 }
 
@@ -235,6 +237,8 @@ fn handshake_error(url: &Url, error: WsError) -> Error {
             reason: format!("{url} did not accept subprotocol {SUBPROTOCOL}: {e}"),
         },
         WsError::Url(e) => Error::InvalidUrl(format!("{url}: {e}")),
+        WsError::Io(e) => crate::tls::describe(url, &e)
+            .unwrap_or_else(|| Error::Connect(format!("{url}: {}", WsError::Io(e)))),
         other => Error::Connect(format!("{url}: {other}")),
     }
 }
@@ -778,7 +782,7 @@ async fn reconnect(shared: &Arc<Shared>, lost_url: usize) -> Option<Live> {
         }
         let handshake = async {
             let token = token_for_hello(&shared.token, config.connect_timeout).await?;
-            attempt(url, &config.name, config.connect_timeout, token).await
+            attempt(url, config, token).await
         };
         let result = tokio::select! {
             biased;

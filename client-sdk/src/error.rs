@@ -91,6 +91,12 @@ pub enum Error {
     /// within the connect timeout.
     #[error("the token provider failed: {0}")]
     TokenProvider(String),
+    /// A `wss://` connection failed in TLS: the broker's certificate is not
+    /// trusted (or not for this host), the broker refused this client's
+    /// certificate, or a CA / client certificate file is unusable. Not
+    /// retried by `connect()`.
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 impl Error {
@@ -125,7 +131,8 @@ impl Error {
             | Error::Closed
             | Error::Unauthorized { .. }
             | Error::TokenExpired { .. }
-            | Error::TokenProvider(_) => false,
+            | Error::TokenProvider(_)
+            | Error::Tls(_) => false,
             _ => true,
         }
     }

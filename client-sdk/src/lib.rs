@@ -25,8 +25,16 @@
 //! # Ok(()) }
 //! ```
 //!
+//! `wss://` URLs connect over TLS, trusting the system's root certificates
+//! and, with [`ClientBuilder::ca_file`], a private CA; a broker that asks
+//! for client certificates (mutual TLS) gets the one given to
+//! [`ClientBuilder::client_cert`]. A certificate problem fails `connect()`
+//! with [`Error::Tls`].
+//!
 //! # Layout
 //! - [`builder`]: [`ClientBuilder`], the settings, and the first connection.
+//! - `tls`: the rustls client configuration for `wss://` (system roots, a
+//!   CA file, a client certificate).
 //! - `client`: [`Client`], its [`ConnectionState`], and the state shared by
 //!   handles, handler tasks and the connection task.
 //! - `namespace`: [`Namespace`] (on / emit / request / rooms in one
@@ -102,6 +110,7 @@ mod pending;
 mod revoked;
 mod service;
 mod subscription;
+mod tls;
 mod token;
 mod url;
 

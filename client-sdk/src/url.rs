@@ -14,13 +14,8 @@ pub(crate) fn normalize(input: &str) -> Result<Url, Error> {
     let bad = |why: &str| Error::InvalidUrl(format!("{input:?}: {why}"));
     let mut url = Url::parse(input.trim()).map_err(|e| bad(&e.to_string()))?;
     match url.scheme() {
-        "ws" => {}
-        "wss" => {
-            return Err(bad(
-                "wss:// (TLS) is not supported by this version of the SDK; use ws://",
-            ));
-        }
-        other => return Err(bad(&format!("scheme {other:?} is not ws://"))),
+        "ws" | "wss" => {}
+        other => return Err(bad(&format!("scheme {other:?} is not ws:// or wss://"))),
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("no host"));
@@ -60,10 +55,15 @@ mod tests {
     }
 
     #[test]
+    fn wss_urls_are_accepted() {
+        assert_eq!(n("wss://broker:7400"), "wss://broker:7400/v1/ws");
+        assert_eq!(n("wss://broker/v1/ws"), "wss://broker/v1/ws");
+    }
+
+    #[test]
     fn bad_urls_are_invalid() {
         for bad in [
             "http://127.0.0.1:7400",
-            "wss://127.0.0.1:7400",
             "tcp://x",
             "127.0.0.1:7400",
             "",

@@ -30,7 +30,7 @@ pub use settings::{
     AuthMode, AuthSettings, ClusterBackend, ClusterSettings, DeliverySettings, LimitSettings,
     LogFormat, LogSettings, NamespaceRules, PatternRule, PermissionRules, RateLimitSettings,
     ServerSettings, ServicePowers, Settings, SlowConsumerPolicy, SocketioSettings, SubscribeRule,
-    TestingSettings, UnknownVariant,
+    TestingSettings, TlsSettings, UnknownVariant,
 };
 pub use validate::{
     JWT_ALGORITHMS, MAX_PAYLOAD_BYTES_LIMIT, MAX_QUEUE_CAPACITY, check_operator_token,

@@ -40,6 +40,9 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     /// Authentication (JWT) and permissions (`[auth]`).
     pub auth: AuthSettings,
+    /// TLS on the listener, mutual TLS and certificate reload (`[tls]`);
+    /// off by default (plain TCP).
+    pub tls: TlsSettings,
 }
 
 /// The `[server]` section.
@@ -160,6 +163,36 @@ pub struct TestingSettings {
     /// upstream Engine.IO test suite (`testing.engineio_echo_endpoint`);
     /// empty (the default) means none.
     pub engineio_echo_endpoint: String,
+}
+
+/// The `[tls]` section: TLS (rustls) on the one listener, for `wss://`,
+/// the Socket.IO paths and the HTTP API alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM file with the server certificate chain, leaf first
+    /// (`tls.cert_file`); empty (the default) together with `key_file`
+    /// means plain TCP.
+    pub cert_file: String,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or
+    /// SEC1) (`tls.key_file`).
+    pub key_file: String,
+    /// PEM file of the CA certificates that sign client certificates
+    /// (`tls.client_ca_file`); set, every client must present a
+    /// certificate they sign (mutual TLS). Empty: no client certificates.
+    pub client_ca_file: String,
+    /// How often the broker looks at the files' modification times and
+    /// reloads them when one changed (`tls.reload_interval`); zero turns
+    /// the polling off (SIGHUP still reloads).
+    #[serde(with = "strict::duration")]
+    pub reload_interval: Duration,
+}
+
+impl TlsSettings {
+    /// True when TLS is configured (`cert_file` and `key_file` set).
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty() && !self.key_file.is_empty()
+    }
 }
 
 /// The `[socketio]` section: the Socket.IO front end.

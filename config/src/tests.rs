@@ -185,6 +185,12 @@ fn defaults_load_validate_and_match_the_documentation() {
             claim: "herald".to_owned(),
             anonymous: PermissionRules::default(),
         },
+        tls: TlsSettings {
+            cert_file: String::new(),
+            key_file: String::new(),
+            client_ca_file: String::new(),
+            reload_interval: secs(5),
+        },
     };
     assert_eq!(s, expected);
 }
@@ -221,7 +227,7 @@ fn default_toml_documents_every_key() {
             );
         }
     }
-    assert_eq!(count, 61, "a key was added or removed: update this test");
+    assert_eq!(count, 65, "a key was added or removed: update this test");
 }
 
 #[test]
@@ -486,6 +492,10 @@ fn each_validation_rule_names_its_key() {
             "/socket.io",
             "socketio.path",
         ),
+        ("tls.cert_file", "/etc/herald/cert.pem", "tls.key_file"),
+        ("tls.key_file", "/etc/herald/key.pem", "tls.cert_file"),
+        ("tls.client_ca_file", "/etc/herald/ca.pem", "tls.cert_file"),
+        ("tls.reload_interval", "often", "invalid duration"),
     ];
     for (key, value, expected) in cases {
         let text = assert_invalid(load_overrides(&[(key, value)]), key);
@@ -958,4 +968,19 @@ alow = ["news.>"]
     );
     let message = typo.expect_err("unknown field").to_string();
     assert!(message.contains("alow"), "{message}");
+}
+
+#[test]
+fn tls_is_off_by_default_and_on_with_a_certificate_and_key() {
+    assert!(!load_overrides(&[]).expect("defaults").tls.enabled());
+    let s = load_env(&[
+        ("HERALD__TLS__CERT_FILE", "/etc/herald/cert.pem"),
+        ("HERALD__TLS__KEY_FILE", "/etc/herald/key.pem"),
+        ("HERALD__TLS__CLIENT_CA_FILE", "/etc/herald/ca.pem"),
+        ("HERALD__TLS__RELOAD_INTERVAL", "0s"),
+    ])
+    .expect("tls settings load");
+    assert!(s.tls.enabled());
+    assert_eq!(s.tls.client_ca_file, "/etc/herald/ca.pem");
+    assert_eq!(s.tls.reload_interval, Duration::ZERO);
 }

@@ -123,6 +123,7 @@ impl Settings {
         check_path(&self.testing.echo_endpoint)
             .map_err(|message| ConfigError::invalid("testing.echo_endpoint", message))?;
         self.validate_socketio()?;
+        self.validate_tls()?;
 
         check_log_filter(&self.log.level)
             .map_err(|message| ConfigError::invalid("log.level", message))?;
@@ -338,6 +339,35 @@ impl Settings {
                     "{:?} is already the path of testing.echo_endpoint",
                     sio.path
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[tls]`: the certificate and its key come together, and mutual TLS
+    /// needs TLS. (The files themselves are read and checked by the broker
+    /// at start, each error naming its key.)
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let tls = &self.tls;
+        match (tls.cert_file.is_empty(), tls.key_file.is_empty()) {
+            (false, true) => {
+                return Err(ConfigError::invalid(
+                    "tls.cert_file",
+                    "is set but tls.key_file is empty: set both (TLS) or neither (plain TCP)",
+                ));
+            }
+            (true, false) => {
+                return Err(ConfigError::invalid(
+                    "tls.key_file",
+                    "is set but tls.cert_file is empty: set both (TLS) or neither (plain TCP)",
+                ));
+            }
+            _ => {}
+        }
+        if !tls.client_ca_file.is_empty() && !tls.enabled() {
+            return Err(ConfigError::invalid(
+                "tls.client_ca_file",
+                "needs tls.cert_file and tls.key_file (mutual TLS is TLS)",
             ));
         }
         Ok(())

@@ -32,18 +32,17 @@ pub const DEFAULT_NAMESPACE: &str = "/bench";
 /// How long the broker may take to answer `hello` or `sub`.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Normalises a broker URL: `ws://HOST:PORT` gets the endpoint path
-/// `/v1/ws`; a URL that already has a path keeps it.
+/// Normalises a broker URL: `ws://HOST:PORT` (or `wss://`) gets the
+/// endpoint path `/v1/ws`; a URL that already has a path keeps it.
 pub fn endpoint_url(url: &str) -> Result<String, BenchError> {
     let url = url.trim();
-    let Some(rest) = url.strip_prefix("ws://") else {
-        let reason = if url.starts_with("wss://") {
-            "wss:// is not supported by the load generator (Herald 0.1 has no TLS); use ws://"
-                .to_owned()
-        } else {
-            format!("expected ws://HOST:PORT, got {url:?}")
-        };
-        return Err(BenchError::invalid("--url", reason));
+    let (scheme, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => ("ws", rest),
+        (None, Some(rest)) => ("wss", rest),
+        (None, None) => {
+            let reason = format!("expected ws://HOST:PORT or wss://HOST:PORT, got {url:?}");
+            return Err(BenchError::invalid("--url", reason));
+        }
     };
     let (authority, path) = match rest.find('/') {
         Some(slash) => rest.split_at(slash),
@@ -59,7 +58,7 @@ pub fn endpoint_url(url: &str) -> Result<String, BenchError> {
         "" => WS_PATH,
         path => path,
     };
-    Ok(format!("ws://{authority}{path}"))
+    Ok(format!("{scheme}://{authority}{path}"))
 }
 
 /// Opens Herald connections.
@@ -71,6 +70,10 @@ pub struct HeraldDriver {
     namespace: String,
     sources: Vec<IpAddr>,
     next_source: Cell<usize>,
+    /// The TLS client configuration for `wss://` URLs.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// The name in results ([`TARGET`] unless renamed).
+    name: String,
 }
 
 impl HeraldDriver {
@@ -85,7 +88,22 @@ impl HeraldDriver {
             namespace: namespace.to_owned(),
             sources: Vec::new(),
             next_source: Cell::new(0),
+            tls: None,
+            name: TARGET.to_owned(),
         })
+    }
+
+    /// Reports its results under `name` (e.g. `herald-wss`).
+    pub fn named(mut self, name: &str) -> HeraldDriver {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// Trusts what `config` trusts for `wss://` URLs (the `herald-wss`
+    /// benchmark target: a CA made for the run).
+    pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> HeraldDriver {
+        self.tls = Some(config);
+        self
     }
 
     /// Spreads connections round robin over these source addresses (to
@@ -129,6 +147,7 @@ impl HeraldDriver {
             subprotocol: Some(SUBPROTOCOL),
             source: self.source(),
             read_buffer,
+            tls: self.tls.as_ref(),
             ..WsOptions::new(TARGET)
         };
         let mut ws = ws::connect(url, options).await?;
@@ -315,7 +334,7 @@ impl Driver for HeraldDriver {
     type Publisher = HeraldPublisher;
 
     fn name(&self) -> &str {
-        TARGET
+        &self.name
     }
 
     async fn subscriber(&self, topic: &str) -> Result<HeraldSubscriber, BenchError> {
@@ -571,11 +590,12 @@ mod tests {
             ("ws://127.0.0.1:7400/", "ws://127.0.0.1:7400/v1/ws"),
             ("ws://h:1/v1/ws", "ws://h:1/v1/ws"),
             (" ws://h:1/custom/ ", "ws://h:1/custom"),
+            ("wss://h:1", "wss://h:1/v1/ws"),
         ];
         for (given, expected) in cases {
             assert_eq!(endpoint_url(given).expect("valid URL"), expected);
         }
-        for bad in ["http://h:1", "wss://h:1", "ws://", "127.0.0.1:7400"] {
+        for bad in ["http://h:1", "ws://", "wss://", "127.0.0.1:7400"] {
             let error = endpoint_url(bad).expect_err("refused");
             assert!(error.to_string().contains("--url"), "{error}");
         }

@@ -7,16 +7,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, http::Uri};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::BenchError;
 
-/// A client WebSocket over plain TCP.
-pub type WsStream = WebSocketStream<TcpStream>;
+/// A client WebSocket over TCP, or TLS for `wss://` URLs.
+pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The read buffer of connections that carry traffic. Tungstenite
 /// zero-fills this many bytes before every socket read, so a larger one
@@ -39,6 +39,8 @@ pub struct WsOptions<'a> {
     pub source: Option<IpAddr>,
     /// tungstenite's read buffer size.
     pub read_buffer: usize,
+    /// The TLS client configuration `wss://` URLs need.
+    pub tls: Option<&'a std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl<'a> WsOptions<'a> {
@@ -49,6 +51,7 @@ impl<'a> WsOptions<'a> {
             subprotocol: None,
             source: None,
             read_buffer: BUSY_READ_BUFFER,
+            tls: None,
         }
     }
 }
@@ -61,7 +64,12 @@ pub async fn resolve(target: &str, url: &str) -> Result<SocketAddr, BenchError> 
         reason: format!("not a URL: {e}"),
     })?;
     let host = uri.host().unwrap_or_default();
-    let port = uri.port_u16().unwrap_or(80);
+    let default_port = if uri.scheme_str() == Some("wss") {
+        443
+    } else {
+        80
+    };
+    let port = uri.port_u16().unwrap_or(default_port);
     let connect_error = |reason: String| BenchError::Connect {
         target: target.to_owned(),
         address: url.to_owned(),
@@ -93,12 +101,27 @@ pub async fn connect(url: &str, options: WsOptions<'_>) -> Result<WsStream, Benc
                 .headers_mut()
                 .insert("Sec-WebSocket-Protocol", value);
         }
+        let connector = match (url.starts_with("wss://"), options.tls) {
+            (false, _) => None,
+            (true, Some(tls)) => Some(Connector::Rustls(tls.clone())),
+            (true, None) => {
+                return Err(connect_error(
+                    "wss:// needs a TLS configuration (the herald-wss target makes one)".into(),
+                ));
+            }
+        };
         let addr = resolve(options.target, url).await?;
         let stream = open_tcp(addr, options.source)
             .await
             .map_err(|e| connect_error(e.to_string()))?;
         let config = WebSocketConfig::default().read_buffer_size(options.read_buffer);
-        match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
+        let upgrade = tokio_tungstenite::client_async_tls_with_config(
+            request,
+            stream,
+            Some(config),
+            connector,
+        );
+        match upgrade.await {
             Ok((ws, _response)) => Ok(ws),
             Err(WsError::Http(response)) => {
                 let body = response.body().as_deref().unwrap_or_default();

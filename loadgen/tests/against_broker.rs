@@ -326,3 +326,37 @@ async fn herald_bench_command_runs_end_to_end() {
     assert!(error.to_string().contains("--url"), "{error}");
     broker.shutdown().await;
 }
+
+/// The `herald-wss` benchmark path: the same driver over `wss://` to a
+/// broker with `[tls]`, trusting a CA made here; everything delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_runs_over_wss() {
+    use herald_tests::tls::{self, Ca, Files};
+    let (ca, files) = (Ca::new("bench CA"), Files::new());
+    let broker = start_broker(|s| tls::serve(s, &files, &ca.server())).await;
+    let driver = HeraldDriver::new(&format!("wss://{}", broker.addr()), "/bench")
+        .expect("a valid driver")
+        .with_tls(tls::client_config(&ca.pem(), None))
+        .named("herald-wss");
+    let overrides = Overrides {
+        messages: Some(300),
+        subscribers: Some(8),
+        ..Overrides::default()
+    };
+    let plan = flow_plan(Workload::Fanout, overrides);
+    let outcome = run_flow(&driver, &plan, None, &Progress::hidden())
+        .await
+        .expect("fanout over wss");
+    let record = Record::flow("herald-wss", "fanout", &outcome);
+    assert!(record.errors.is_empty(), "{:?}", record.errors);
+    assert_eq!(record.delivered, Some(300 * 8));
+    assert_eq!(record.loss, Some(0));
+    // Without the CA, the driver cannot connect, and says why.
+    let untrusted = HeraldDriver::new(&format!("wss://{}", broker.addr()), "/bench")
+        .expect("a valid driver")
+        .with_tls(tls::client_config(&Ca::new("other").pem(), None));
+    let error = run_flow(&untrusted, &plan, None, &Progress::hidden())
+        .await
+        .expect_err("an untrusted certificate");
+    assert!(error.to_string().contains("certificate"), "{error}");
+}

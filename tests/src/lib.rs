@@ -30,6 +30,9 @@
 //! - [`sioclient`]: real Socket.IO clients (Node, Python, headless
 //!   Chromium) scripted over JSON lines, and the Socket.IO server they
 //!   talk to (the Node reference server, or Herald).
+//! - [`tls`]: certificates made in the test (a CA, server and client
+//!   certificates, as PEM files) and a raw TLS client (HTTPS requests,
+//!   `wss://` upgrades, the certificate a broker serves).
 //!
 //! # Rules every test follows
 //! - Every wait is bounded: a read gives up after [`TIMEOUT`] with a message
@@ -68,6 +71,7 @@ pub mod engineio;
 pub mod examples;
 pub mod sdk;
 pub mod sioclient;
+pub mod tls;
 pub mod tokens;
 
 /// How long any single wait of a test may take before it fails.
@@ -1052,7 +1056,13 @@ pub async fn try_http_request_bytes(
             ));
         }
     };
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    Ok(parse_http_response(&raw))
+}
+
+/// An HTTP/1.1 response read to its end, split into status, head and
+/// body; panics on anything else.
+pub fn parse_http_response(raw: &[u8]) -> HttpResponse {
+    let text = String::from_utf8_lossy(raw).into_owned();
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         panic!("malformed HTTP response: {text:?}");
     };
@@ -1061,9 +1071,9 @@ pub async fn try_http_request_bytes(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status code in {head:?}"));
-    Ok(HttpResponse {
+    HttpResponse {
         status,
         head: head.to_owned(),
         body: body.to_owned(),
-    })
+    }
 }

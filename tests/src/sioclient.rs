@@ -272,6 +272,20 @@ const EXITED: &str = "$exited";
 impl SioDriver {
     /// Starts a client program of `kind` and waits for its `ready`.
     pub async fn start(kind: ClientKind) -> SioDriver {
+        SioDriver::start_with_env(kind, &[]).await
+    }
+
+    /// [`SioDriver::start`] for a Node or Python client that trusts the
+    /// CA certificate(s) of the PEM file `ca` for `https://` servers (Node:
+    /// `NODE_EXTRA_CA_CERTS`; Python: `SSL_CERT_FILE`, read by the
+    /// default SSL context aiohttp uses).
+    pub async fn start_trusting(kind: ClientKind, ca: &Path) -> SioDriver {
+        let ca = ca.as_os_str();
+        let env = [("NODE_EXTRA_CA_CERTS", ca), ("SSL_CERT_FILE", ca)];
+        SioDriver::start_with_env(kind, &env).await
+    }
+
+    async fn start_with_env(kind: ClientKind, env: &[(&str, &std::ffi::OsStr)]) -> SioDriver {
         match kind {
             ClientKind::Node => {
                 let dir = socketio_dir();
@@ -280,7 +294,7 @@ impl SioDriver {
                     "socket.io-client",
                 );
                 let mut command = Command::new("node");
-                command.arg(dir.join("driver.js"));
+                command.arg(dir.join("driver.js")).envs(env.iter().copied());
                 SioDriver::start_process("node", command).await
             }
             ClientKind::Python => {
@@ -288,7 +302,7 @@ impl SioDriver {
                 let python = dir.join(".cache/venv/bin/python");
                 require_installed(&python, "python-socketio");
                 let mut command = Command::new(python);
-                command.arg(dir.join("driver.py"));
+                command.arg(dir.join("driver.py")).envs(env.iter().copied());
                 SioDriver::start_process("python", command).await
             }
             ClientKind::Browser => browser::start().await,

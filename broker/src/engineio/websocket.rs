@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tracing::debug;
 
 use super::conn::EngineConn;
@@ -20,7 +19,7 @@ use super::sid::new_sid;
 use crate::conn::Conn;
 use crate::inbound::{FrameReader, Incoming};
 use crate::limits::SessionPermit;
-use crate::socket::Halves;
+use crate::socket::{Halves, WriteHalf};
 use crate::state::Shared;
 use crate::stats::Stats;
 use crate::wire::WireFormat;
@@ -30,7 +29,7 @@ use crate::writer::{Goodbye, Pings};
 #[derive(Debug)]
 pub(crate) struct Handover {
     pub(crate) reader: FrameReader,
-    pub(crate) write: OwnedWriteHalf,
+    pub(crate) write: WriteHalf,
 }
 
 /// Opens a new session on an upgraded WebSocket (no `sid`), the open
@@ -104,7 +103,7 @@ pub(crate) async fn probe(halves: Halves, session: Arc<PollSession>, shared: Arc
 /// `2probe` → `3probe` (and the poll ended), then `5`.
 async fn exchange(
     reader: &mut FrameReader,
-    write: &mut OwnedWriteHalf,
+    write: &mut WriteHalf,
     session: &PollSession,
     shared: &Shared,
 ) -> Result<(), &'static str> {
@@ -169,9 +168,9 @@ mod tests {
             let (socket, _) = listener.accept().await.expect("accept");
             let (read, write) = socket.into_split();
             halves.push(Halves {
-                read,
+                read: read.into(),
                 early: bytes::Bytes::new(),
-                write,
+                write: write.into(),
             });
         }
         let permit = || {
