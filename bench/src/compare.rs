@@ -182,6 +182,14 @@ pub async fn measure_on(
                 .named(crate::wss::TARGET);
             measure(&driver, workload, plan, probe, progress).await
         }
+        Target::HeraldAuth => {
+            let token =
+                crate::auth::token().map_err(|e| BenchError::target(crate::auth::TARGET, e))?;
+            let driver = HeraldDriver::new(&format!("ws://{addr}"), DEFAULT_NAMESPACE)?
+                .with_token(token)
+                .named(crate::auth::TARGET);
+            measure(&driver, workload, plan, probe, progress).await
+        }
         Target::HeraldCluster => Err(BenchError::target(
             crate::cluster::TARGET,
             "a cluster has two nodes: measure it with cluster::measure_cross_node",
@@ -234,6 +242,15 @@ pub fn report(comparison: &Comparison, options: &CompareOptions, machine: &str) 
             crate::socketio_client::HERALD_TARGET
         ));
         out.push_str(&socketio);
+    }
+    let variants = crate::verdict::variant_ratios(records);
+    if !variants.is_empty() {
+        out.push_str(&format!(
+            "\n{} with a feature on ÷ {} (same driver; above 1 is better for msgs/s and msgs/CPU-s):\n",
+            crate::HERALD,
+            crate::HERALD
+        ));
+        out.push_str(&variants);
     }
     if let Some(line) = crate::verdict::cluster_ratios(records) {
         out.push_str(&format!("\n{line}\n"));

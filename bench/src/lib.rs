@@ -10,6 +10,8 @@
 //! - [`cluster`]: the `herald-cluster` target, publisher and subscribers on
 //!   two nodes clustered over Redis.
 //! - [`scale`]: 100,000 idle connections on one Herald broker.
+//! - [`auth`]: the `herald-auth` target (the broker checking tokens, the
+//!   Herald driver presenting one).
 //! - [`wss`]: the `herald-wss` target (the broker with TLS, the Herald
 //!   driver over `wss://`, certificates made for the run).
 //! - The peers' clients: [`nats`], [`redis_target`], [`socketio_client`],
@@ -18,6 +20,7 @@
 //!   over hyper) and [`floor_server`] (the least a WebSocket relay can do).
 
 pub mod accept;
+pub mod auth;
 pub mod build;
 pub mod cluster;
 pub mod compare;

@@ -13,6 +13,10 @@ pub enum Target {
     /// The Herald broker daemon with TLS (`[tls]`), measured over
     /// `wss://` by the same driver ([`crate::wss`]).
     HeraldWss,
+    /// The Herald broker daemon checking tokens (`auth.mode = "jwt"`),
+    /// every connection of the same driver presenting one
+    /// ([`crate::auth`]).
+    HeraldAuth,
     /// Two `herald-broker` nodes clustered over a `redis-server`: the
     /// publisher on one node, the subscribers on the other
     /// ([`crate::cluster`]; `fanout` only).
@@ -33,9 +37,10 @@ pub enum Target {
 
 impl Target {
     /// Every target, in the order results are shown.
-    pub const ALL: [Target; 8] = [
+    pub const ALL: [Target; 9] = [
         Target::Herald,
         Target::HeraldWss,
+        Target::HeraldAuth,
         Target::HeraldCluster,
         Target::Nats,
         Target::Redis,
@@ -49,6 +54,7 @@ impl Target {
         match self {
             Target::Herald => crate::HERALD,
             Target::HeraldWss => crate::wss::TARGET,
+            Target::HeraldAuth => crate::auth::TARGET,
             Target::HeraldCluster => crate::cluster::TARGET,
             Target::HeraldSocketio => crate::socketio_client::HERALD_TARGET,
             Target::Nats => crate::nats::TARGET,
@@ -138,7 +144,11 @@ impl Programs {
         let ip = addr.ip().to_string();
         let args = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
         match target {
-            Target::Herald | Target::HeraldWss | Target::HeraldCluster | Target::HeraldSocketio => {
+            Target::Herald
+            | Target::HeraldWss
+            | Target::HeraldAuth
+            | Target::HeraldCluster
+            | Target::HeraldSocketio => {
                 if target == Target::HeraldCluster && self.redis.is_none() {
                     return Err(missing("redis-server"));
                 }
@@ -149,14 +159,15 @@ impl Programs {
                     format!("socketio.ping_interval={heartbeat}s"),
                     format!("socketio.ping_timeout={heartbeat}s"),
                 ];
-                let tls = match target {
+                let own = match target {
                     Target::HeraldWss => crate::wss::settings()?,
+                    Target::HeraldAuth => crate::auth::settings()?,
                     _ => Vec::new(),
                 };
                 let socketio = if target == Target::HeraldSocketio {
                     &socketio[..]
                 } else {
-                    &tls[..]
+                    &own[..]
                 };
                 for setting in socketio.iter().chain(extra) {
                     args.push("--set".to_owned());

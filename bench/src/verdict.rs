@@ -17,6 +17,9 @@ use crate::socketio_client::{HERALD_TARGET as HERALD_SIO, TARGET as SOCKETIOXIDE
 
 /// The Socket.IO servers Herald's Socket.IO front end is compared with.
 const SOCKETIO_PEERS: [&str; 1] = [SOCKETIOXIDE];
+/// Herald itself with a feature on: compared with plain Herald, never a
+/// peer.
+const HERALD_VARIANTS: [&str; 2] = [crate::wss::TARGET, crate::auth::TARGET];
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,8 +321,26 @@ fn no_loss(records: &[Record]) -> Check {
 /// Herald's Socket.IO front end and the cluster are not peers.
 pub fn ratios_table(records: &[Record]) -> String {
     ratios_of(records, HERALD, |target| {
-        target != HERALD && target != CLUSTER && target != HERALD_SIO
+        target != HERALD
+            && target != CLUSTER
+            && target != HERALD_SIO
+            && !HERALD_VARIANTS.contains(&target)
     })
+}
+
+/// Herald with a feature on (TLS, token checks) divided by plain Herald,
+/// one table per variant measured, as [`ratios_table`].
+pub fn variant_ratios(records: &[Record]) -> String {
+    HERALD_VARIANTS
+        .iter()
+        .filter(|variant| records.iter().any(|r| r.target == **variant))
+        .map(|variant| {
+            format!(
+                "{variant}:\n{}",
+                ratios_of(records, variant, |target| target == HERALD)
+            )
+        })
+        .collect()
 }
 
 /// Herald's Socket.IO front end's figures divided by each Socket.IO
@@ -578,6 +599,22 @@ mod tests {
             "rows without any figure are left out: {table}"
         );
         assert_eq!(ratios_table(&[flow("herald", "fanout", 1.0, 1.0, 1)]), "");
+    }
+
+    #[test]
+    fn variants_are_divided_by_plain_herald_and_are_no_peers() {
+        let mut records = full_run();
+        records.push(flow("herald-auth", "fanout", 950.0, 95.0, 10));
+        let peers = ratios_table(&records);
+        assert!(!peers.contains("herald-auth"), "{peers}");
+        let variants = variant_ratios(&records);
+        assert!(variants.starts_with("herald-auth:\n"), "{variants}");
+        assert!(!variants.contains("herald-wss"), "not measured: {variants}");
+        let row = variants
+            .lines()
+            .find(|l| l.starts_with("herald ") && l.contains("fanout"))
+            .expect("a fanout row against herald");
+        assert!(row.contains("×"), "{variants}");
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub struct HeraldDriver {
     next_source: Cell<usize>,
     /// The TLS client configuration for `wss://` URLs.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The token every connection presents in `hello` (a broker with
+    /// `auth.mode = "jwt"`).
+    token: Option<String>,
     /// The name in results ([`TARGET`] unless renamed).
     name: String,
 }
@@ -89,6 +92,7 @@ impl HeraldDriver {
             sources: Vec::new(),
             next_source: Cell::new(0),
             tls: None,
+            token: None,
             name: TARGET.to_owned(),
         })
     }
@@ -103,6 +107,13 @@ impl HeraldDriver {
     /// benchmark target: a CA made for the run).
     pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> HeraldDriver {
         self.tls = Some(config);
+        self
+    }
+
+    /// Presents `token` in every connection's `hello` (the `herald-auth`
+    /// benchmark target: a broker that checks tokens).
+    pub fn with_token(mut self, token: String) -> HeraldDriver {
+        self.token = Some(token);
         self
     }
 
@@ -154,6 +165,7 @@ impl HeraldDriver {
         let hello = Envelope::Hello(Hello {
             version: PROTOCOL_VERSION,
             client: Some("herald-bench".to_owned()),
+            token: self.token.clone(),
             ..Hello::default()
         });
         send(&mut ws, &hello).await?;
