@@ -383,11 +383,7 @@ impl Session {
 
     /// Takes `grant` as the connection's, with its expiry clock.
     fn set_grant(&mut self, grant: Option<Grant>) {
-        self.expiry = grant
-            .as_ref()
-            .zip(self.shared.auth.as_ref())
-            .and_then(|(grant, auth)| auth.clock(grant));
-        self.grant = grant.map(Box::new);
+        (self.grant, self.expiry) = auth::install(&self.shared, grant);
     }
 
     /// `auth`: a new token for this connection. Refused (the old one

@@ -183,6 +183,19 @@ pub(crate) fn authenticate(shared: &Shared, token: Option<&str>) -> Result<Optio
     })
 }
 
+/// A session's grant as it keeps it (boxed: one pointer in every session),
+/// with the token's expiry clock when the token has an `exp`.
+pub(crate) fn install(
+    shared: &Shared,
+    grant: Option<Grant>,
+) -> (Option<Box<Grant>>, Option<Box<ExpiryClock>>) {
+    let clock = grant
+        .as_ref()
+        .zip(shared.auth.as_ref())
+        .and_then(|(grant, auth)| auth.clock(grant));
+    (grant.map(Box::new), clock)
+}
+
 /// A refresh: the new token's grant, which must name the same user.
 pub(crate) fn refresh(
     shared: &Shared,

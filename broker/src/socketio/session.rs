@@ -398,12 +398,9 @@ impl Session {
         Ok(())
     }
 
+    /// Takes `grant` as the connection's, with its expiry clock.
     fn set_grant(&mut self, grant: Option<Grant>) {
-        self.expiry = grant
-            .as_ref()
-            .zip(self.shared.auth.as_ref())
-            .and_then(|(grant, auth)| auth.clock(grant));
-        self.grant = grant.map(Box::new);
+        (self.grant, self.expiry) = auth::install(&self.shared, grant);
     }
 
     /// A new token (`$auth`, or a CONNECT with one): replaces the grant,
