@@ -375,7 +375,7 @@ async fn serve_tls(
     let timeout = shared.settings.server.handshake_timeout;
     let handshake = tokio::select! {
         () = stop.cancelled() => return,
-        handshake = tokio::time::timeout(timeout, tls.acceptor().accept(socket)) => handshake,
+        handshake = tokio::time::timeout(timeout, crate::tls::stream::accept(socket, tls.config())) => handshake,
     };
     match handshake {
         Ok(Ok(stream)) => serve(stream, accepted, shared, stop).await,

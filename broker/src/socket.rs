@@ -3,7 +3,8 @@
 //! TCP, or TLS (`[tls]`), and split into halves: one for the session's
 //! [`crate::inbound::FrameReader`], one for the writer task. Plain TCP
 //! splits into owned halves with no lock between them; TLS into the
-//! [`crate::tls::stream`] halves that share the rustls connection.
+//! [`crate::tls::stream`] halves that share the rustls connection and
+//! its buffers.
 
 use std::io;
 use std::pin::Pin;
@@ -15,10 +16,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_rustls::server::TlsStream;
 
 use crate::framing::Watched;
-use crate::tls::stream::{self, TlsRead, TlsWrite};
+use crate::tls::stream::{self, TlsRead, TlsStream, TlsWrite};
 
 /// The two halves of an upgraded connection, and the bytes hyper had
 /// already read past the HTTP request (usually none).
@@ -73,11 +73,8 @@ pub(crate) fn split(upgraded: Upgraded) -> Option<Halves> {
         }
         Err(upgraded) => upgraded,
     };
-    let parts = upgraded
-        .downcast::<TokioIo<Watched<TlsStream<TcpStream>>>>()
-        .ok()?;
-    let (tcp, tls) = parts.io.into_inner().into_inner().into_inner();
-    let (read, write) = stream::split(tcp, tls);
+    let parts = upgraded.downcast::<TokioIo<Watched<TlsStream>>>().ok()?;
+    let (read, write) = stream::split(parts.io.into_inner().into_inner());
     Some(Halves {
         read: ReadHalf::Tls(read),
         early: parts.read_buf,

@@ -150,7 +150,7 @@ async fn served_metric(served: &Served, trust: &Arc<ClientConfig>, series: &str,
 /// opened concurrently, each subscribed to its own event, the daemon's
 /// RSS before and after), over `ws://`, or `wss://` when `tls` is given.
 async fn idle_kib(tls: Option<(&Files, &Ca)>) -> f64 {
-    const CONNS: usize = 2000;
+    const CONNS: usize = 5000;
     let env = tls.map(|(files, _)| tls_env(files)).unwrap_or_default();
     let served = Served::start(&refs(&env)).await;
     let driver = match tls {
@@ -177,23 +177,37 @@ async fn idle_kib(tls: Option<(&Files, &Ca)>) -> f64 {
     after.saturating_sub(before) as f64 / outcome.opened as f64
 }
 
-/// What an idle `wss` connection costs the broker beyond a plain one: the
-/// rustls connection (about 1.2 KiB inline, its record keys in two boxes,
-/// its state) and rustls' 4 KiB incoming-record buffer, which rustls keeps
-/// once a record has been read; no session cache, no tickets, and no read
-/// buffer of the broker's own while idle. Measured (2,000 connections):
-/// debug build ws 8.8 KiB, wss 16.1 KiB; release build (5,000) ws 6.8
-/// KiB, wss 14.7 KiB. The bound catches a regression such as a buffer of
-/// the broker's own held while idle (16 KiB).
+/// What an idle `wss` connection costs the broker: the goal of issue #11
+/// is at most 12 KiB. Beyond a plain one it holds rustls' connection state
+/// (the unbuffered connection inline, its record keys in two boxes, the
+/// handshake's end state) and nothing else: the broker drives rustls'
+/// unbuffered API with buffers of its own that exist only while bytes are
+/// in flight (`broker/src/tls/stream.rs`), so no read or write buffer is
+/// held while idle; no session cache, no tickets. Measured (5,000
+/// connections): release build ws 6.6–7.0 KiB, wss 10.3–10.6 KiB; debug
+/// build ws 7.3–8.1 KiB, wss 10.9–11.6 KiB (with rustls' buffered connection, whose
+/// 4 KiB incoming-record buffer stays once a record was read: release
+/// 14.7 KiB). A buffer held while idle (4 KiB or more) breaks the bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_wss_connection_costs_at_most_9_kib_more_than_a_plain_one() {
+async fn an_idle_wss_connection_costs_at_most_12_kib() {
     let plain = idle_kib(None).await;
     let (ca, files) = (Ca::new("test CA"), Files::new());
     files.write_leaf(&ca.server());
     let wss = idle_kib(Some((&files, &ca))).await;
     eprintln!("broker RSS per idle connection: ws {plain:.2} KiB, wss {wss:.2} KiB");
+    // The goal is the release build's (HERALD_BROKER_BIN, as CI's release
+    // runs set it); a debug broker measures up to 1 KiB more, so it gets 13.
+    let goal = if std::env::var_os("HERALD_BROKER_BIN").is_none() && cfg!(debug_assertions) {
+        13.0
+    } else {
+        12.0
+    };
     assert!(
-        wss - plain <= 9.0,
+        wss <= goal,
+        "an idle wss connection costs {wss:.2} KiB (at most {goal}), a plain one {plain:.2} KiB"
+    );
+    assert!(
+        wss - plain <= 5.5,
         "an idle wss connection costs {wss:.2} KiB, a plain one {plain:.2} KiB"
     );
 }

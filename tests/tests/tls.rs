@@ -407,7 +407,7 @@ async fn the_plain_broker_is_unchanged() {
 
 /// The write deadline holds over TLS: a `wss` subscriber that stops
 /// reading is closed as `slow_consumer` when its writes (encrypted records
-/// waiting in rustls for the socket) make no progress for
+/// waiting in the broker's buffer for the socket) make no progress for
 /// `delivery.write_timeout`; the publisher and the broker are unharmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wss_peer_that_stops_reading_is_closed_at_the_write_deadline() {
@@ -516,4 +516,78 @@ async fn a_silent_client_is_closed_at_the_handshake_timeout() {
         })
         .await;
     assert_eq!(stats.connections_opened, 0);
+}
+
+/// A client configuration trusting `ca` that offers TLS 1.2 only.
+fn tls12_config(ca: &Ca) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.pem().as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
+/// The broker's record layer (rustls' unbuffered connection, PROTOCOL.md
+/// §23) over both protocol versions: on the echo endpoint, a TLS 1.2 and a
+/// TLS 1.3 client get messages of one record and of many back whole; a
+/// TLS 1.3 client that asks for a key update before each message (the
+/// broker must answer with its own before it sends anything more) keeps
+/// exchanging; each then closes cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_and_key_updates_over_wss() {
+    let (ca, files) = (Ca::new("test CA"), Files::new());
+    let broker = tls_broker(&files, &ca.server(), |s| {
+        s.testing.echo_endpoint = "/echo".into();
+    })
+    .await;
+    let addr = broker.addr();
+    let payload = |len: usize| -> Vec<u8> { (0..len).map(|i| (i % 251) as u8).collect() };
+    let tls13 = tls::client_config(&ca.pem(), None);
+    for config in [tls12_config(&ca), tls13.clone()] {
+        let mut ws = tls::wss(addr, &config, "/echo", None)
+            .await
+            .expect("a wss upgrade on the echo path");
+        for len in [10, 40_000, 200_000] {
+            let sent = payload(len);
+            ws.send(Message::binary(sent.clone())).await.unwrap();
+            let back = bounded("the echo", ws.next()).await.unwrap().unwrap();
+            assert_eq!(back.into_data(), sent, "{len} bytes echoed whole");
+        }
+        ws.close(None).await.unwrap();
+        let closed = bounded("the close answered", ws.next()).await;
+        assert!(
+            matches!(closed, Some(Ok(Message::Close(_))) | None),
+            "{closed:?}"
+        );
+    }
+    let stream = tls::connect(addr, &tls13)
+        .await
+        .expect("a TLS 1.3 handshake");
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://{addr}/echo"), stream)
+        .await
+        .expect("a WebSocket upgrade");
+    for round in 0..3 {
+        ws.get_mut()
+            .get_mut()
+            .1
+            .refresh_traffic_keys()
+            .expect("a TLS 1.3 key update");
+        let sent = payload(1000 + round * 30_000);
+        ws.send(Message::binary(sent.clone())).await.unwrap();
+        let back = bounded("the echo after a key update", ws.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.into_data(), sent, "round {round}");
+    }
+    ws.close(None).await.unwrap();
+    assert_eq!(broker.stats().tls_handshakes_failed, 0);
 }

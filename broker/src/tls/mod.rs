@@ -12,8 +12,8 @@
 //!
 //! Idle memory: no session tickets and no session cache (a resumed
 //! session would be kept per client in the broker), so what a connection
-//! holds after its handshake is its record layer and rustls' small read
-//! buffer (see [`stream`]).
+//! holds after its handshake is rustls' state and record keys; its
+//! buffers exist only while bytes are in flight (see [`stream`]).
 
 pub(crate) mod stream;
 
@@ -28,7 +28,6 @@ use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -85,14 +84,12 @@ impl Tls {
         })))
     }
 
-    /// An acceptor with the configuration in force now.
-    pub(crate) fn acceptor(&self) -> TlsAcceptor {
-        let config = self
-            .current
+    /// The configuration in force now (for a new connection).
+    pub(crate) fn config(&self) -> Arc<ServerConfig> {
+        self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        TlsAcceptor::from(config)
+            .clone()
     }
 
     /// Reads the files again; on success new connections get the new
