@@ -9,6 +9,7 @@ use std::sync::Arc;
 use herald_protocol::Pattern;
 
 use super::permissions::Permissions;
+use crate::router::FastHash;
 
 /// Most publish decisions cached per connection; past it the cache is
 /// cleared (a client cycling through event names cannot grow it).
@@ -22,7 +23,9 @@ pub(crate) struct Grant {
     /// The token's `exp` (Unix seconds), if it has one.
     pub(crate) exp: Option<u64>,
     permissions: Arc<Permissions>,
-    publish_cache: HashMap<Box<str>, HashMap<Box<str>, bool>>,
+    /// Decisions by namespace, then event (foldhash: the names are the
+    /// client's, the hasher is seeded per process).
+    publish_cache: HashMap<Box<str>, HashMap<Box<str>, bool, FastHash>, FastHash>,
     cached: usize,
 }
 
@@ -36,7 +39,7 @@ impl Grant {
             user,
             exp,
             permissions,
-            publish_cache: HashMap::new(),
+            publish_cache: HashMap::default(),
             cached: 0,
         }
     }
