@@ -308,29 +308,70 @@ impl Engine {
     }
 }
 
-/// Appends a handshake record (or alert) rustls encoded to `out`.
-fn encode(data: &mut EncodeTlsData<'_, ServerConnectionData>, out: &mut Vec<u8>) -> io::Result<()> {
+/// Why a rustls call could not write into the room it was given.
+enum Unwritten {
+    /// It needs this many bytes.
+    Needs(usize),
+    /// It failed.
+    Failed(String),
+}
+
+impl From<EncodeError> for Unwritten {
+    fn from(error: EncodeError) -> Unwritten {
+        match error {
+            EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                Unwritten::Needs(required_size)
+            }
+            other => Unwritten::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<EncryptError> for Unwritten {
+    fn from(error: EncryptError) -> Unwritten {
+        match error {
+            EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                Unwritten::Needs(required_size)
+            }
+            other => Unwritten::Failed(other.to_string()),
+        }
+    }
+}
+
+/// Appends what `write` puts into a slice of `out`, starting with `room`
+/// bytes and growing to what rustls says it needs.
+fn append(
+    out: &mut Vec<u8>,
+    mut room: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, Unwritten>,
+) -> io::Result<()> {
     let start = out.len();
-    // The first call only learns the size (the record is ready-made).
-    let mut room = 0;
     loop {
         out.resize(start + room, 0);
-        match data.encode(&mut out[start..]) {
+        match write(&mut out[start..]) {
             Ok(n) => {
                 out.truncate(start + n);
                 return Ok(());
             }
-            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size }))
-                if required_size > room =>
-            {
-                room = required_size;
-            }
-            Err(e) => {
+            Err(Unwritten::Needs(required)) if required > room => room = required,
+            Err(Unwritten::Needs(required)) => {
                 out.truncate(start);
-                return Err(tls_error(e.to_string()));
+                return Err(tls_error(format!(
+                    "rustls asked for {required} bytes with {room} given"
+                )));
+            }
+            Err(Unwritten::Failed(message)) => {
+                out.truncate(start);
+                return Err(tls_error(message));
             }
         }
     }
+}
+
+/// Appends a handshake record (or alert) rustls encoded to `out`.
+fn encode(data: &mut EncodeTlsData<'_, ServerConnectionData>, out: &mut Vec<u8>) -> io::Result<()> {
+    // The first call only learns the size (the record is ready-made).
+    append(out, 0, |buf| Ok(data.encode(buf)?))
 }
 
 /// Appends `data`, encrypted into records, to `out`.
@@ -339,32 +380,10 @@ fn encrypt(
     data: &[u8],
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let start = out.len();
     let records = data.len().div_ceil(MAX_FRAGMENT).max(1);
-    let mut room = data.len() + records * RECORD_OVERHEAD;
-    if out.capacity() == 0 {
-        // A zeroed allocation: the allocator may know it already is.
-        *out = vec![0; room];
-    }
-    loop {
-        out.resize(start + room, 0);
-        match traffic.encrypt(data, &mut out[start..]) {
-            Ok(n) => {
-                out.truncate(start + n);
-                return Ok(());
-            }
-            // Records rustls queued first (a key-update answer) take room too.
-            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size }))
-                if required_size > room =>
-            {
-                room = required_size;
-            }
-            Err(e) => {
-                out.truncate(start);
-                return Err(tls_error(e.to_string()));
-            }
-        }
-    }
+    let room = data.len() + records * RECORD_OVERHEAD;
+    // Records rustls queued first (a key-update answer) take room too.
+    append(out, room, |buf| Ok(traffic.encrypt(data, buf)?))
 }
 
 /// Appends a `close_notify` alert to `out`.
@@ -372,26 +391,9 @@ fn close_notify(
     traffic: &mut WriteTraffic<'_, ServerConnectionData>,
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let start = out.len();
-    let mut room = RECORD_OVERHEAD;
-    loop {
-        out.resize(start + room, 0);
-        match traffic.queue_close_notify(&mut out[start..]) {
-            Ok(n) => {
-                out.truncate(start + n);
-                return Ok(());
-            }
-            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size }))
-                if required_size > room =>
-            {
-                room = required_size;
-            }
-            Err(e) => {
-                out.truncate(start);
-                return Err(tls_error(e.to_string()));
-            }
-        }
-    }
+    append(out, RECORD_OVERHEAD, |buf| {
+        Ok(traffic.queue_close_notify(buf)?)
+    })
 }
 
 /// The TLS handshake on `tcp` with `config`; a stream for HTTP once it is
