@@ -314,6 +314,7 @@ mod tests {
                 ack: None,
                 from: None,
                 args: false,
+                ..EventRef::default()
             };
             let frame = super::event(&event);
             let messages = read_as_client(&frame);

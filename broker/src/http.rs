@@ -52,6 +52,8 @@ enum Route {
     /// methods itself, with its own error codes).
     EngineIo(App),
     Emit,
+    /// `GET /v1/history/{event-or-pattern}`.
+    History,
     Metrics,
     /// The path exists, but not for this method; the value is `Allow`.
     WrongMethod(&'static str),
@@ -117,6 +119,8 @@ fn route(method: &Method, path: &str, paths: Paths<'_>) -> Route {
         "/healthz" | "/readyz" | "/metrics" | WS_PATH => Route::WrongMethod("GET"),
         path if publish::is_emit_path(path) && method == Method::POST => Route::Emit,
         path if publish::is_emit_path(path) => Route::WrongMethod("POST"),
+        path if crate::history_http::is_history_path(path) && get => Route::History,
+        path if crate::history_http::is_history_path(path) => Route::WrongMethod("GET"),
         path if !echo_path.is_empty() && path == echo_path && get => Route::Upgrade(Endpoint::Echo),
         path if !echo_path.is_empty() && path == echo_path => Route::WrongMethod("GET"),
         _ => Route::NotFound,
@@ -145,6 +149,7 @@ where
         Route::Upgrade(endpoint) => upgrade(req, shared, peer, endpoint),
         Route::EngineIo(app) => engineio::handle(req, app, shared, peer).await,
         Route::Emit => publish::publish(req, &shared).await,
+        Route::History => crate::history_http::history(&req, &shared),
         // Served on the operator listener instead (`server.operator_listen`).
         Route::Metrics if shared.settings.server.operator_addr().is_some() => {
             not_found(req.uri().path())
@@ -260,6 +265,7 @@ fn metrics_text(shared: &Shared) -> Response<Body> {
         pending_requests: shared.router.pending_requests(),
         connection_limit: shared.connection_limit.sessions,
         cluster: shared.cluster.as_ref().map(|c| c.sample()),
+        history: shared.router.history().map(|h| h.stats()),
     };
     let body = shared.stats.metrics.render(&sample);
     let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -18,6 +18,7 @@ use metrics_exporter_prometheus::{
 };
 
 use crate::cluster::ClusterSample;
+use crate::history::HistoryStats;
 use crate::stats::StatsSnapshot;
 
 /// The `Content-Type` of the Prometheus text exposition format.
@@ -201,6 +202,24 @@ const CLUSTER_DISCONNECTS: Family = family(
     "Times the connection to Redis was lost.",
 );
 
+const HISTORY_EVENTS: Family = family(
+    "herald_history_events",
+    "Events held in history namespaces' logs now (history.namespaces).",
+);
+const HISTORY_BYTES: Family = family(
+    "herald_history_bytes",
+    "Bytes held by the history logs now (payloads, names and bookkeeping).",
+);
+const HISTORY_LOGS: Family = family("herald_history_logs", "Namespaces with a history log now.");
+const HISTORY_EVICTED: Family = family(
+    "herald_history_evicted_total",
+    "History events evicted by their namespace's size or ttl.",
+);
+const HISTORY_DUPLICATES: Family = family(
+    "herald_history_duplicates_total",
+    "Emits dropped as repeats of a message id (mid) seen within history.mid_window.",
+);
+
 /// What one scrape reports: the broker's counters and the sizes the
 /// router knows.
 #[derive(Debug, Clone)]
@@ -212,6 +231,8 @@ pub(crate) struct Sample {
     pub(crate) connection_limit: usize,
     /// The cluster side's numbers, when clustered.
     pub(crate) cluster: Option<ClusterSample>,
+    /// The history logs' numbers, when a namespace keeps a history.
+    pub(crate) history: Option<HistoryStats>,
 }
 
 /// One broker's Prometheus registry.
@@ -286,7 +307,18 @@ impl Metrics {
                 (&CLUSTER_NAMESPACES, c.namespaces),
             ]
         });
-        for (family, value) in gauges.into_iter().chain(cluster_gauges) {
+        let history_gauges = sample.history.iter().flat_map(|h| {
+            [
+                (&HISTORY_EVENTS, h.events),
+                (&HISTORY_BYTES, h.bytes),
+                (&HISTORY_LOGS, h.logs),
+            ]
+        });
+        for (family, value) in gauges
+            .into_iter()
+            .chain(cluster_gauges)
+            .chain(history_gauges)
+        {
             self.recorder.describe_gauge(
                 KeyName::from_const_str(family.name),
                 None,
@@ -328,7 +360,17 @@ impl Metrics {
                 (&CLUSTER_DISCONNECTS, c.disconnects),
             ]
         });
-        for (family, value) in counters.into_iter().chain(cluster_counters) {
+        let history_counters = sample.history.iter().flat_map(|h| {
+            [
+                (&HISTORY_EVICTED, h.evicted),
+                (&HISTORY_DUPLICATES, h.duplicates),
+            ]
+        });
+        for (family, value) in counters
+            .into_iter()
+            .chain(cluster_counters)
+            .chain(history_counters)
+        {
             self.set_counter(family, Key::from_static_name(family.name), value);
         }
         for (kind, value) in [
@@ -398,6 +440,7 @@ mod tests {
             },
             rooms: 4,
             pending_requests: 1,
+            history: None,
             connection_limit: 100,
             cluster: None,
         }

@@ -8,7 +8,7 @@
 //! message rate (`rate_limits`) are answered `rate_limited` unhandled, and
 //! close the connection `rate_limited` when that goes on.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_protocol::envelope::{
-    Auth as AuthEnvelope, Emit, Limits, Notice, Reply, RoomChange, Subscription, Welcome,
+    Auth as AuthEnvelope, Emit, Limits, Notice, Reply, Resume, RoomChange, Subscription, Welcome,
 };
 use herald_protocol::{CloseReason, Envelope, ErrorCode, PROTOCOL_VERSION, decode};
 use tracing::{debug, warn};
@@ -28,6 +28,7 @@ use crate::frame;
 use crate::inbound::{FrameReader, Incoming, ReadError};
 use crate::limits::{self, Limited, MessageLimiter, SessionPermit};
 use crate::outbox::Outbox;
+use crate::resume::Restorer;
 use crate::router::{RoomMove, SubKey};
 use crate::socket::Halves;
 use crate::state::Shared;
@@ -351,7 +352,7 @@ impl Session {
             max_rooms: settings.limits.max_rooms_per_connection as u64,
             max_pending_requests: settings.limits.max_pending_requests_per_connection as u64,
         };
-        self.send(&Envelope::Welcome(Welcome {
+        let welcome = Welcome {
             version: PROTOCOL_VERSION,
             session: self.outbox.session.to_string(),
             heartbeat_ms: u64::try_from(settings.server.heartbeat_interval.as_millis())
@@ -360,11 +361,43 @@ impl Session {
             node: Some(self.shared.node.clone()),
             user,
             exp,
-        }));
+            recovery: BTreeMap::new(),
+        };
+        match &hello.resume {
+            None => self.send(&Envelope::Welcome(welcome)),
+            Some(resume) => self.resume(resume, welcome),
+        }
         self.greeted = true;
         let user = Grant::user_label(self.grant.as_deref());
         debug!(conn = self.outbox.id.0, client = ?hello.client, user, "hello");
         Ok(())
+    }
+
+    /// `hello.resume`: the welcome (with what was recovered), the replays,
+    /// then an `err` for each subscription or room that was refused.
+    fn resume(&mut self, resume: &Resume, welcome: Welcome) {
+        let outbox = self.outbox.clone();
+        let mut welcome = Some(welcome);
+        let mut announce = |recovery| {
+            if let Some(welcome) = welcome.take() {
+                let welcome = Welcome {
+                    recovery,
+                    ..welcome
+                };
+                outbox.answer(&frame::envelope(&Envelope::Welcome(welcome)));
+            }
+        };
+        let restorer = Restorer {
+            shared: &self.shared,
+            outbox: &self.outbox,
+            grant: self.grant.as_deref(),
+            subscriptions: &mut self.subscriptions,
+        };
+        let refused = crate::resume::resume(restorer, resume, &mut announce);
+        self.was_responder |= self.subscriptions.iter().any(|key| key.responder);
+        for denied in refused {
+            self.send(&Envelope::error(None, denied.code, denied.message));
+        }
     }
 
     /// A step of the expiry clock: the notice, or the close reason.
@@ -550,6 +583,8 @@ impl Session {
             &names,
         )
         .map_err(|denied| Refusal::denied(answer_id, denied))?;
+        crate::history::check_mid(emit.message_id.as_deref())
+            .map_err(|message| Refusal::new(answer_id, ErrorCode::InvalidEnvelope, message))?;
         let Some(ack) = emit.ack else {
             let published = self.shared.router.publish(Some(&self.outbox), &emit);
             self.back_pressure = published.back_pressure;

@@ -80,10 +80,15 @@ impl Shared {
         connection_limit: ConnectionLimit,
     ) -> Shared {
         let stats = Arc::new(Stats::default());
+        let history = (!settings.history.namespaces.is_empty()).then(|| {
+            Arc::new(crate::history::memory::MemoryHistory::new(
+                &settings.history,
+            )) as Arc<dyn crate::history::HistoryLog>
+        });
         Shared {
             sessions: Arc::new(Semaphore::new(connection_limit.sessions)),
             connection_limit,
-            router: Router::clustered(stats.clone(), &node, cluster.clone()),
+            router: Router::clustered(stats.clone(), &node, cluster.clone()).with_history(history),
             cluster,
             engineio: engineio::Registry::default(),
             stats,

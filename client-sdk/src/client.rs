@@ -8,7 +8,7 @@
 //! [`Shared::join`], ...) that also update what is restored after a
 //! reconnect.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -29,6 +29,7 @@ use crate::lock;
 use crate::namespace::Namespace;
 use crate::outbox::{Outbox, Outgoing};
 use crate::pending::{Answer, Pending, PendingGuard};
+use crate::recovery::{Positions, Recovery, RecoveryCallback};
 use crate::revoked::{Revoked, RevokedCallback};
 use crate::token::{Credentials, TokenState};
 
@@ -101,6 +102,12 @@ pub(crate) struct Shared {
     pub(crate) token: TokenState,
     /// The user's callback for subscriptions and rooms the broker revoked.
     pub(crate) on_revoked: RwLock<Option<RevokedCallback>>,
+    /// Positions in history namespaces, for resume and de-duplication.
+    pub(crate) positions: Positions,
+    /// The session id of the last connection, resumed by the next one.
+    pub(crate) last_session: Mutex<Option<String>>,
+    /// Told what each resume recovered.
+    pub(crate) on_recovery: RwLock<Option<RecoveryCallback>>,
     /// Cancelled to close: stops the connection task, which flushes and
     /// sends a close frame.
     pub(crate) cancel: CancellationToken,
@@ -138,6 +145,9 @@ impl Shared {
             on_error: RwLock::new(None),
             token: TokenState::new(credentials),
             on_revoked: RwLock::new(None),
+            positions: Positions::default(),
+            last_session: Mutex::new(None),
+            on_recovery: RwLock::new(None),
             cancel: CancellationToken::new(),
             closing: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -554,6 +564,25 @@ impl Client {
         *self
             .shared()
             .on_revoked
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(callback));
+    }
+
+    /// Sets the callback told, after every reconnect that resumed, what was
+    /// recovered in each history namespace the client had received from
+    /// (PROTOCOL.md "History and resume"): `recovered: true` when every
+    /// missed event was replayed (they are delivered to the handlers
+    /// before any live one), `false` when none could be (too old, the
+    /// broker lost its history, or too many), so the application reloads
+    /// its state. Replaces any earlier callback; it runs on the client's
+    /// connection task, so it must return quickly.
+    pub fn on_recovery(
+        &self,
+        callback: impl Fn(&BTreeMap<String, Recovery>) + Send + Sync + 'static,
+    ) {
+        *self
+            .shared()
+            .on_recovery
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(callback));
     }

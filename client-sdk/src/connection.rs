@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use herald_protocol::envelope::{Event, Hello, Notice, Reply, Welcome};
+use herald_protocol::envelope::{Event, Hello, Notice, Reply, Resume, Welcome};
 use herald_protocol::{CloseReason, Envelope, PROTOCOL_VERSION, SUBPROTOCOL};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -78,6 +78,8 @@ pub(crate) struct Established {
     ws: WsStream,
     welcome: Welcome,
     url_index: usize,
+    /// The resume point the hello carried: what the broker restored.
+    resumed: Option<Resume>,
 }
 
 /// An activated connection, ready to serve.
@@ -128,7 +130,7 @@ pub(crate) async fn connect_first(shared: &Shared) -> Result<Established, Error>
         let mut refused = 0;
         let result = loop {
             let token = token_for_hello(&shared.token, config.connect_timeout).await?;
-            match attempt(url, config, token).await {
+            match attempt(url, config, token, None).await {
                 Err(Error::Unauthorized { .. })
                     if shared.token.has_provider() && refused + 1 < UNAUTHORIZED_ATTEMPTS =>
                 {
@@ -146,6 +148,7 @@ pub(crate) async fn connect_first(shared: &Shared) -> Result<Established, Error>
                     ws,
                     welcome,
                     url_index,
+                    resumed: None,
                 });
             }
             Err(error) => {
@@ -169,11 +172,12 @@ async fn attempt(
     url: &Url,
     config: &Config,
     token: Option<String>,
+    resume: Option<Resume>,
 ) -> Result<(WsStream, Welcome), Error> {
     let timeout = config.connect_timeout;
     let handshake = async {
         let mut ws = open(url, config.tls.as_ref()).await?;
-        let welcome = hello(&mut ws, url, &config.name, token).await?;
+        let welcome = hello(&mut ws, url, &config.name, token, resume).await?;
         Ok((ws, welcome))
     };
     tokio::time::timeout(timeout, handshake)
@@ -250,13 +254,14 @@ async fn hello(
     url: &Url,
     name: &str,
     token: Option<String>,
+    resume: Option<Resume>,
 ) -> Result<Welcome, Error> {
     let failed = |what: String| Error::Connect(format!("{url}: {what}"));
     let hello = Envelope::Hello(Hello {
         version: PROTOCOL_VERSION,
         client: Some(name.to_owned()),
         token,
-        resume: None,
+        resume,
     });
     ws.send(binary(herald_protocol::encode(&hello)))
         .await
@@ -338,19 +343,26 @@ pub(crate) async fn activate(
         ws,
         welcome,
         url_index,
+        resumed,
     } = established;
     // Holding the membership lock, every sub/join either finished before
     // (and is restored here) or starts after (and goes to the new queue).
+    // What the hello's resume point carried the broker restored already.
     let _membership = shared.membership.lock().await;
+    let resumed = resumed.unwrap_or_default();
     let mut initial = VecDeque::new();
-    for key in shared.registry.keys() {
+    for key in shared.registry.keys().into_iter().filter(|key| {
+        !resumed.subs.iter().any(|s| {
+            s.ns == key.namespace && s.ev == key.event && s.q == key.group && s.r == key.responder
+        })
+    }) {
         let id = shared.pending.next_id();
         shared.pending.restore(id, format!("subscription {key}"));
         let envelope = Envelope::Subscribe(sub_envelope(&key, Some(id)));
         initial.push_back(Outgoing::once(encode(&envelope)));
     }
     let rooms: Vec<(String, String)> = lock(&shared.rooms).iter().cloned().collect();
-    for (namespace, room) in rooms {
+    for (namespace, room) in rooms.into_iter().filter(|r| !resumed.rooms.contains(r)) {
         let id = shared.pending.next_id();
         shared
             .pending
@@ -368,6 +380,10 @@ pub(crate) async fn activate(
     let flushed = buffered.len();
     initial.extend(buffered.into_iter().map(Outgoing::replayable));
     *lock(&shared.session) = Some(welcome.session.clone());
+    *lock(&shared.last_session) = Some(welcome.session.clone());
+    if !welcome.recovery.is_empty() {
+        crate::recovery::on_welcome(shared, &welcome.recovery);
+    }
     *lock(&shared.limits) = Some(welcome.limits);
     shared.token.welcomed(welcome.user.clone(), welcome.exp);
     shared.set_state(ConnectionState::Connected);
@@ -653,7 +669,11 @@ async fn handle_frame(
         }
     };
     match envelope {
-        Envelope::Event(event) => deliver(shared, event, generation).await,
+        Envelope::Event(event) => {
+            if shared.positions.accept(&event) {
+                deliver(shared, event, generation).await;
+            }
+        }
         Envelope::Ok { id } => complete(shared, id, Ok(Answer::Ok)),
         Envelope::Ack { id, receivers } => complete(shared, id, Ok(Answer::Ack(receivers))),
         Envelope::Reply(reply) => complete(
@@ -780,9 +800,11 @@ async fn reconnect(shared: &Arc<Shared>, lost_url: usize) -> Option<Live> {
             () = shared.cancel.cancelled() => return None,
             () = tokio::time::sleep(delay) => {}
         }
+        let resume = crate::recovery::resume_point(shared);
+        let resumed = resume.clone();
         let handshake = async {
             let token = token_for_hello(&shared.token, config.connect_timeout).await?;
-            attempt(url, config, token).await
+            attempt(url, config, token, resume).await
         };
         let result = tokio::select! {
             biased;
@@ -795,6 +817,7 @@ async fn reconnect(shared: &Arc<Shared>, lost_url: usize) -> Option<Live> {
                     ws,
                     welcome,
                     url_index,
+                    resumed,
                 };
                 return activate(shared, established).await.ok();
             }

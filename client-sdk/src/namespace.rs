@@ -303,8 +303,18 @@ impl Namespace {
     }
 
     /// Emits `event` and waits for the broker's acknowledgement: the number
-    /// of connections the event was queued to. Needs a connection
-    /// ([`Error::Disconnected`] otherwise).
+    /// of connections the event was queued to (in a namespace with a
+    /// history, the acknowledgement comes once the event is in it).
+    ///
+    /// The emit carries a message id (`mid`). When the connection is lost
+    /// or the answer does not come within the connect timeout, it is sent
+    /// again with the same id once the client is connected again (at most
+    /// [`ACKED_EMIT_ATTEMPTS`](crate::ACKED_EMIT_ATTEMPTS) times in all): in
+    /// a history namespace the broker drops a repeated id within
+    /// `history.mid_window` (answering 0 receivers), so a retry never
+    /// delivers the event twice. Fails with [`Error::Disconnected`] or
+    /// [`Error::Timeout`] after the last attempt, and [`Error::Closed`]
+    /// when the client closes or gives up reconnecting meanwhile.
     pub async fn emit_acked<T: Serialize + ?Sized>(
         &self,
         event: &str,
@@ -502,17 +512,36 @@ impl Emitter {
     ) -> Result<u64, Error> {
         let (event, payload) = self.prepare(event, payload)?;
         let shared = self.namespace.client.shared();
-        let answer = shared
-            .call(shared.config.connect_timeout, |id| {
-                Envelope::Emit(Emit {
-                    id: Some(id),
-                    ..self.envelope(event, payload)
+        let mid = crate::recovery::new_mid();
+        let mut attempt = 1;
+        loop {
+            let generation = shared.generation.load(std::sync::atomic::Ordering::Relaxed);
+            let answer = shared
+                .call(shared.config.connect_timeout, |id| {
+                    Envelope::Emit(Emit {
+                        id: Some(id),
+                        message_id: Some(mid.clone()),
+                        ..self.envelope(event, payload.clone())
+                    })
                 })
-            })
-            .await?;
-        match answer {
-            Answer::Ack(receivers) => Ok(receivers),
-            other => Err(unexpected(&other)),
+                .await;
+            match answer {
+                Ok(Answer::Ack(receivers)) => return Ok(receivers),
+                Ok(other) => return Err(unexpected(&other)),
+                Err(error @ (Error::Disconnected | Error::Timeout))
+                    if attempt < crate::recovery::ACKED_EMIT_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    // Lost: wait for the next connection. No answer in
+                    // time: the same one will do, while it is up.
+                    let newer_than = match error {
+                        Error::Disconnected => generation,
+                        _ => generation.saturating_sub(1),
+                    };
+                    crate::recovery::await_connection(shared, newer_than).await?;
+                }
+                Err(error) => return Err(error),
+            }
         }
     }
 
@@ -555,6 +584,7 @@ impl Emitter {
             timeout_ms: None,
             args: payload.args,
             except: self.except.clone(),
+            message_id: None,
         }
     }
 }

@@ -43,6 +43,48 @@ pub struct Settings {
     /// TLS on the listener, mutual TLS and certificate reload (`[tls]`);
     /// off by default (plain TCP).
     pub tls: TlsSettings,
+    /// Per-namespace event history, resume and publisher de-duplication
+    /// (`[history]`); off by default (no namespace listed).
+    pub history: HistorySettings,
+}
+
+/// The `[history]` section: which namespaces keep their recent events, and
+/// the bounds of replay and de-duplication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySettings {
+    /// Namespaces (names or patterns) with a history (`history.namespaces`);
+    /// the first entry that matches a namespace applies. Empty: none.
+    #[serde(default)]
+    pub namespaces: Vec<HistoryNamespace>,
+    /// Most events one resume may replay per namespace
+    /// (`history.replay_limit`), at least 1; a longer gap is not recovered.
+    #[serde(deserialize_with = "strict::usize")]
+    pub replay_limit: usize,
+    /// How long a publisher's message id is remembered to drop a repeated
+    /// emit (`history.mid_window`), greater than zero.
+    #[serde(with = "strict::duration")]
+    pub mid_window: Duration,
+    /// Most message ids remembered per namespace within that window
+    /// (`history.max_mids`), at least 1.
+    #[serde(deserialize_with = "strict::usize")]
+    pub max_mids: usize,
+}
+
+/// One `[[history.namespaces]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryNamespace {
+    /// A namespace name, or a pattern of namespace names (`*` one
+    /// segment, `>` the rest) (`history.namespaces[].namespace`).
+    pub namespace: String,
+    /// Events kept, at least 1 (`history.namespaces[].size`).
+    #[serde(deserialize_with = "strict::usize")]
+    pub size: usize,
+    /// How long an event is kept, greater than zero
+    /// (`history.namespaces[].ttl`).
+    #[serde(with = "strict::duration")]
+    pub ttl: Duration,
 }
 
 /// The `[server]` section.

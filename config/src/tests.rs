@@ -191,6 +191,12 @@ fn defaults_load_validate_and_match_the_documentation() {
             client_ca_file: String::new(),
             reload_interval: secs(5),
         },
+        history: HistorySettings {
+            namespaces: Vec::new(),
+            replay_limit: 10_000,
+            mid_window: secs(120),
+            max_mids: 100_000,
+        },
     };
     assert_eq!(s, expected);
 }
@@ -227,7 +233,7 @@ fn default_toml_documents_every_key() {
             );
         }
     }
-    assert_eq!(count, 65, "a key was added or removed: update this test");
+    assert_eq!(count, 69, "a key was added or removed: update this test");
 }
 
 #[test]
@@ -983,4 +989,48 @@ fn tls_is_off_by_default_and_on_with_a_certificate_and_key() {
     assert!(s.tls.enabled());
     assert_eq!(s.tls.client_ca_file, "/etc/herald/ca.pem");
     assert_eq!(s.tls.reload_interval, Duration::ZERO);
+}
+
+#[test]
+fn history_is_off_by_default_and_loads_from_a_file() {
+    assert!(Settings::defaults().history.namespaces.is_empty());
+    let s = load_file(
+        "[history]\nreplay_limit = 50\n[[history.namespaces]]\nnamespace = \"/chat\"\n\
+         size = 100\nttl = \"1m\"\n[[history.namespaces]]\nnamespace = \"/feeds/>\"\n\
+         size = 5\nttl = \"10s\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.history.replay_limit, 50);
+    assert_eq!(s.history.namespaces.len(), 2);
+    assert_eq!(s.history.namespaces[1].namespace, "/feeds/>");
+    assert_eq!(s.history.namespaces[1].ttl, Duration::from_secs(10));
+}
+
+#[test]
+fn bad_history_settings_name_their_key() {
+    let entry = |ns: &str, size: usize, ttl: &str| {
+        format!("[[history.namespaces]]\nnamespace = \"{ns}\"\nsize = {size}\nttl = \"{ttl}\"\n")
+    };
+    let text = assert_invalid(load_file(&entry("chat", 1, "1s")), "history.namespaces");
+    assert!(text.contains("chat"), "{text}");
+    assert_invalid(
+        load_file(&entry("/chat", 0, "1s")),
+        "history.namespaces (/chat).size",
+    );
+    assert_invalid(
+        load_file(&entry("/chat", 1, "0s")),
+        "history.namespaces (/chat).ttl",
+    );
+    assert_invalid(
+        load_overrides(&[("history.replay_limit", "0")]),
+        "history.replay_limit",
+    );
+    assert_invalid(
+        load_overrides(&[("history.max_mids", "0")]),
+        "history.max_mids",
+    );
+    assert_invalid(
+        load_overrides(&[("history.mid_window", "0s")]),
+        "history.mid_window",
+    );
 }

@@ -130,7 +130,32 @@ impl Settings {
         self.validate_cluster()?;
         self.validate_operator()?;
         self.validate_rate_limits()?;
+        self.validate_history()?;
         self.validate_auth()
+    }
+
+    /// `[history]`: namespace names or patterns, and sizes and ages above
+    /// zero.
+    fn validate_history(&self) -> Result<(), ConfigError> {
+        let history = &self.history;
+        at_least_one("history.replay_limit", history.replay_limit)?;
+        at_least_one("history.max_mids", history.max_mids)?;
+        non_zero("history.mid_window", history.mid_window)?;
+        for entry in &history.namespaces {
+            herald_protocol::names::validate_namespace_pattern(&entry.namespace).map_err(|e| {
+                ConfigError::invalid(
+                    "history.namespaces",
+                    format!(
+                        "{:?} is not a namespace name or pattern: {e}",
+                        entry.namespace
+                    ),
+                )
+            })?;
+            let named = |key: &str| format!("history.namespaces ({}).{key}", entry.namespace);
+            at_least_one(&named("size"), entry.size)?;
+            non_zero(&named("ttl"), entry.ttl)?;
+        }
+        Ok(())
     }
 
     /// `server.allowed_origins` and the operator endpoints' address and

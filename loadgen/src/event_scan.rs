@@ -177,6 +177,7 @@ mod tests {
             message_id in proptest::option::of("[a-z0-9]{0,40}"),
             from in proptest::option::of("[a-z0-9-]{1,20}"),
             args in any::<bool>(),
+            epoch in proptest::option::of("[a-z0-9]{1,12}"),
         ) {
             let event = Event {
                 namespace,
@@ -189,6 +190,7 @@ mod tests {
                 message_id,
                 from,
                 args,
+                epoch,
             };
             let frame = frame(&Envelope::Event(event.clone()));
             prop_assert_eq!(event_payload(&frame), Some(event.payload));

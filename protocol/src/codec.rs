@@ -8,12 +8,14 @@
 //! Decoding borrows from the input: the payload of an `emit` or `event` is a
 //! zero-copy slice of the frame's [`Bytes`].
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::{
-    Auth, Emit, Envelope, ErrorBody, Event, Hello, Limits, Notice, Reply, Resume, Revoked,
-    RoomChange, Subscription, Welcome,
+    Auth, Emit, Envelope, ErrorBody, Event, Hello, Limits, Notice, Recovery, Reply, Resume,
+    Revoked, RoomChange, Subscription, Welcome,
 };
 use crate::error::{CloseReason, DecodeError, ErrorCode};
 
@@ -90,6 +92,10 @@ struct Wire<'a> {
     exp: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     revoked: Option<Vec<Revoked>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    epoch: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recovery: Option<BTreeMap<String, Recovery>>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -136,6 +142,12 @@ pub struct EventRef<'a> {
     pub from: Option<&'a str>,
     /// The payload is an array of several arguments.
     pub args: bool,
+    /// The per-namespace sequence number, in a namespace with a history.
+    pub seq: Option<u64>,
+    /// The message id, in a namespace with a history.
+    pub mid: Option<&'a str>,
+    /// The history's epoch, with `seq`.
+    pub epoch: Option<&'a str>,
 }
 
 /// Encodes an `event` envelope; the bytes equal those of [`encode`] on the
@@ -160,6 +172,8 @@ pub fn event_len_hint(event: &EventRef<'_>) -> usize {
         + event.room.map_or(0, str::len)
         + event.group.map_or(0, str::len)
         + event.from.map_or(0, |from| from.len() + 8)
+        + event.mid.map_or(0, |mid| mid.len() + 16)
+        + event.epoch.map_or(0, |epoch| epoch.len() + 8)
         + event.payload.len()
 }
 
@@ -201,6 +215,7 @@ fn to_wire(envelope: &Envelope) -> Wire<'_> {
             node: w.node.as_deref(),
             user: w.user.as_deref(),
             exp: w.exp,
+            recovery: (!w.recovery.is_empty()).then(|| w.recovery.clone()),
             ..Wire::default()
         },
         Envelope::Subscribe(s) | Envelope::Unsubscribe(s) => Wire {
@@ -232,6 +247,7 @@ fn to_wire(envelope: &Envelope) -> Wire<'_> {
             tmo: e.timeout_ms,
             args: flag(e.args),
             ex: e.except.as_deref(),
+            mid: e.message_id.as_deref(),
             ..Wire::default()
         },
         Envelope::Event(e) => Wire {
@@ -246,6 +262,7 @@ fn to_wire(envelope: &Envelope) -> Wire<'_> {
             mid: e.message_id.as_deref(),
             from: e.from.as_deref(),
             args: flag(e.args),
+            epoch: e.epoch.as_deref(),
             ..Wire::default()
         },
         Envelope::Reply(r) => Wire {
@@ -353,6 +370,7 @@ fn from_wire(w: Wire<'_>, frame: &Bytes) -> Result<Envelope, DecodeError> {
             node: owned(w.node),
             user: owned(w.user),
             exp: w.exp,
+            recovery: w.recovery.unwrap_or_default(),
         }),
         kind @ ("sub" | "unsub") => {
             let kind = if kind == "sub" { "sub" } else { "unsub" };
@@ -394,6 +412,7 @@ fn from_wire(w: Wire<'_>, frame: &Bytes) -> Result<Envelope, DecodeError> {
             timeout_ms: w.tmo,
             args: w.args.unwrap_or(false),
             except: owned(w.ex),
+            message_id: owned(w.mid),
         }),
         "event" => Envelope::Event(Event {
             namespace: need(w.ns, "event", "ns")?.to_owned(),
@@ -406,6 +425,7 @@ fn from_wire(w: Wire<'_>, frame: &Bytes) -> Result<Envelope, DecodeError> {
             message_id: owned(w.mid),
             from: owned(w.from),
             args: w.args.unwrap_or(false),
+            epoch: owned(w.epoch),
         }),
         "reply" => Envelope::Reply(Reply {
             ack: need(w.ack, "reply", "ack")?,

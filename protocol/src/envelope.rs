@@ -11,8 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CloseReason, ErrorCode};
 
-/// Where a reconnecting client wants to resume from (reserved: brokers of
-/// this version accept and ignore it; replay comes in a later version).
+/// Where a reconnecting client wants to resume from (PROTOCOL.md §5.1,
+/// "History and resume"): its previous session, the position it reached in
+/// each history namespace, and the subscriptions and rooms to restore. The
+/// broker keeps nothing of a closed session: the client re-sends what it
+/// had, and the broker checks it as it checks `sub` and `join`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Resume {
     /// The session id the client had before.
@@ -20,6 +23,52 @@ pub struct Resume {
     /// The last sequence number seen, per namespace.
     #[serde(default)]
     pub offsets: BTreeMap<String, u64>,
+    /// The epoch of each of those positions (an offset whose epoch is
+    /// missing or differs from the namespace's current one is not
+    /// recovered).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub epochs: BTreeMap<String, String>,
+    /// The subscriptions to restore (plain ones are replayed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subs: Vec<ResumeSub>,
+    /// The rooms to rejoin, as `[namespace, room]` pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rooms: Vec<(String, String)>,
+}
+
+/// One subscription in [`Resume::subs`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct ResumeSub {
+    /// Namespace.
+    pub ns: String,
+    /// Event name or pattern.
+    pub ev: String,
+    /// Queue group, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// A responder subscription.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub r: bool,
+}
+
+/// What a resume recovered in one namespace (in `welcome`, key
+/// `recovery`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Recovery {
+    /// True when every missed event that matches the restored
+    /// subscriptions was replayed; false when none was (too old, another
+    /// epoch, over the replay limit, no history in the namespace).
+    pub recovered: bool,
+    /// The namespace's current epoch.
+    #[serde(default)]
+    pub epoch: String,
+    /// The namespace's last sequence number: the client's position from
+    /// now on.
+    #[serde(default)]
+    pub seq: u64,
+    /// How many events were replayed.
+    #[serde(default)]
+    pub replayed: u64,
 }
 
 /// The limits a broker enforces, announced in `welcome`.
@@ -45,7 +94,8 @@ pub struct Hello {
     /// A credential: a JWT, verified when the broker runs with
     /// `auth.mode = "jwt"` (PROTOCOL.md §22); ignored otherwise.
     pub token: Option<String>,
-    /// A resume point (reserved for replay; ignored by this version).
+    /// A resume point: restore the previous session's subscriptions and
+    /// rooms and replay what it missed.
     pub resume: Option<Resume>,
 }
 
@@ -69,6 +119,9 @@ pub struct Welcome {
     /// When the connection's token expires (Unix seconds), if it does.
     /// Key `exp`.
     pub exp: Option<u64>,
+    /// Per namespace of a `hello.resume`'s offsets: what was recovered.
+    /// Key `recovery`; empty (absent) without a resume.
+    pub recovery: BTreeMap<String, Recovery>,
 }
 
 /// `auth`: replace this connection's token in place (refresh without
@@ -187,6 +240,10 @@ pub struct Emit {
     /// every connection is in the room named after its session id) do not
     /// receive the event: Socket.IO's `except(room)`. Key `ex`.
     pub except: Option<String>,
+    /// The publisher's message id (key `mid`): in a namespace with a
+    /// history, a repeat of a recent one is acknowledged and not delivered
+    /// again.
+    pub message_id: Option<String>,
 }
 
 /// `event`: a delivered event (broker to client).
@@ -204,10 +261,13 @@ pub struct Event {
     pub payload: Bytes,
     /// Set on requests: the handle to answer with a `reply`.
     pub ack: Option<u64>,
-    /// Per-namespace sequence number (reserved for replay).
+    /// Per-namespace sequence number, in a namespace with a history.
     pub seq: Option<u64>,
-    /// Message id (reserved for de-duplication).
+    /// Message id (the publisher's, or one the broker made), in a namespace
+    /// with a history.
     pub message_id: Option<String>,
+    /// The history's epoch, with `seq`. Key `epoch`.
+    pub epoch: Option<String>,
     /// The session id of the connection that emitted it; absent for HTTP
     /// publishes and events the broker makes itself.
     pub from: Option<String>,

@@ -23,7 +23,7 @@ pub mod socketio;
 pub use codec::{
     EventRef, decode, encode, encode_event, encode_event_into, encode_into, event_len_hint,
 };
-pub use envelope::{Envelope, Limits, Resume};
+pub use envelope::{Envelope, Limits, Recovery, Resume, ResumeSub};
 pub use error::{CloseReason, DecodeError, ErrorCode};
 pub use names::{NameError, Pattern};
 

@@ -114,6 +114,48 @@ pub fn validate_namespace(ns: &str) -> Result<(), NameError> {
     if ok { Ok(()) } else { Err(bad()) }
 }
 
+/// Checks a namespace pattern: a namespace name whose segments may also be
+/// `*` (exactly one segment) or, last, `>` (one or more segments), as in
+/// `/rooms/*` or `/feeds/>`. A plain name is a pattern matching itself.
+pub fn validate_namespace_pattern(pattern: &str) -> Result<(), NameError> {
+    let segments: Vec<&str> = pattern.get(1..).unwrap_or_default().split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    let concrete: Vec<&str> = segments
+        .iter()
+        .enumerate()
+        .map(|(i, seg)| match *seg {
+            "*" => "x",
+            ">" if i == last => "x",
+            other => other,
+        })
+        .collect();
+    validate_namespace(&format!("/{}", concrete.join("/")))
+        .and_then(|()| {
+            if pattern.starts_with('/') {
+                Ok(())
+            } else {
+                Err(NameError::Namespace(excerpt(pattern)))
+            }
+        })
+        .map_err(|_| NameError::Namespace(excerpt(pattern)))
+}
+
+/// Whether namespace `ns` matches a pattern checked by
+/// [`validate_namespace_pattern`].
+pub fn namespace_matches(pattern: &str, ns: &str) -> bool {
+    let mut want = pattern.split('/');
+    let mut have = ns.split('/');
+    loop {
+        match (want.next(), have.next()) {
+            (None, None) => return true,
+            (Some(">"), Some(seg)) => return !seg.is_empty(),
+            (Some("*"), Some(seg)) if !seg.is_empty() => {}
+            (Some(w), Some(h)) if w == h => {}
+            _ => return false,
+        }
+    }
+}
+
 /// Checks a concrete event name (no wildcards) that a client may emit:
 /// system events (`$connection`) are refused, with a message saying they
 /// are reserved for the broker.
@@ -618,5 +660,26 @@ mod tests {
             let rest = format!("{}.>", tokens[0]);
             proptest::prop_assert_eq!(Pattern::parse(&rest).expect("valid").matches(&name), tokens.len() > 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod namespace_pattern_tests {
+    use super::{namespace_matches, validate_namespace_pattern};
+
+    #[test]
+    fn patterns_of_namespaces() {
+        for good in ["/", "/chat", "/rooms/*", "/feeds/>", "/*/x"] {
+            assert!(validate_namespace_pattern(good).is_ok(), "{good}");
+        }
+        for bad in ["", "chat", "/a//b", "/>/x", "/a b", "/**"] {
+            assert!(validate_namespace_pattern(bad).is_err(), "{bad}");
+        }
+        assert!(namespace_matches("/chat", "/chat"));
+        assert!(!namespace_matches("/chat", "/chat/x"));
+        assert!(namespace_matches("/rooms/*", "/rooms/a"));
+        assert!(!namespace_matches("/rooms/*", "/rooms/a/b"));
+        assert!(namespace_matches("/feeds/>", "/feeds/a/b"));
+        assert!(!namespace_matches("/feeds/>", "/feeds"));
     }
 }

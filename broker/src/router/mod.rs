@@ -39,6 +39,7 @@ use self::sessions::{Sessions, session_node};
 use self::shards::RoomSet;
 use self::timeouts::TimeoutWatcher;
 use crate::cluster::{Body, Cluster, WireEmit};
+use crate::history::{Appended, HistoryLog, Record, Stamp, stamped};
 use crate::outbox::{ConnId, Offer, Outbox, RoomKey};
 use crate::stats::Stats;
 use crate::wire::{Answer, Frames};
@@ -85,6 +86,8 @@ pub(crate) struct RouteError {
 pub(crate) struct Published {
     pub(crate) receivers: u64,
     pub(crate) back_pressure: Option<Outbox>,
+    /// In a history namespace: the stamp, or that the `mid` was a repeat.
+    pub(crate) history: Option<Appended>,
 }
 
 /// Notes the first receiver of an emit that asks for back-pressure.
@@ -131,6 +134,8 @@ struct Eligible<'a> {
     exclude_self: bool,
     room: Option<&'a Audience>,
     except: Option<&'a Audience>,
+    /// The history stamp (`seq`, `mid`, `epoch`) the event carries.
+    stamp: Option<&'a Stamp>,
 }
 
 impl<'a> Eligible<'a> {
@@ -141,6 +146,7 @@ impl<'a> Eligible<'a> {
             exclude_self: emit.exclude_self,
             room: audiences.room.as_ref(),
             except: audiences.except.as_ref(),
+            stamp: None,
         }
     }
 
@@ -153,6 +159,7 @@ impl<'a> Eligible<'a> {
             exclude_self: false,
             room: audiences.room.as_ref(),
             except: audiences.except.as_ref(),
+            stamp: None,
         }
     }
 
@@ -179,6 +186,8 @@ pub(crate) struct Router {
     /// This node's id (the first part of its session ids).
     node: Arc<str>,
     sessions: Sessions,
+    /// Where history namespaces keep their events, when any is configured.
+    history: Option<Arc<dyn HistoryLog>>,
 }
 
 /// A queue group's members on this node, merged over the exact name and
@@ -219,6 +228,7 @@ fn event_ref<'a>(
         ack,
         from: sender,
         args: emit.args,
+        ..EventRef::default()
     }
 }
 
@@ -288,7 +298,19 @@ impl Router {
             cluster,
             node: Arc::from(node),
             sessions: Sessions::default(),
+            history: None,
         }
+    }
+
+    /// The router with history namespaces kept in `history`.
+    pub(crate) fn with_history(mut self, history: Option<Arc<dyn HistoryLog>>) -> Router {
+        self.history = history;
+        self
+    }
+
+    /// The history, when any namespace keeps one.
+    pub(crate) fn history(&self) -> Option<&Arc<dyn HistoryLog>> {
+        self.history.as_ref()
     }
 
     fn index(&self, responder: bool) -> &SubscriptionIndex {
@@ -503,11 +525,36 @@ impl Router {
 
     /// [`Router::emit`] from any sender: a connection, or none at all (an
     /// HTTP publish, which has nothing to exclude).
+    ///
+    /// In a history namespace the event is appended first and fans out
+    /// inside the append, stamped with its `seq`, `mid` and `epoch` (so
+    /// the one shared frame carries them); a repeated `mid` is neither
+    /// stored nor delivered again.
     pub(crate) fn publish(&self, from: Option<&Outbox>, emit: &Emit) -> Published {
         Stats::add(&self.stats.events_received, 1);
+        let Some(history) = self.history.as_ref().filter(|h| h.covers(&emit.namespace)) else {
+            return self.fan_out(from, emit, None);
+        };
+        let record = Record {
+            emit,
+            sender: from.map(|o| &*o.session),
+        };
+        let mut published = Published::default();
+        let appended = history.append(&emit.namespace, record, &mut |stamp| {
+            published = self.fan_out(from, emit, Some(stamp));
+        });
+        if matches!(appended, Appended::Unlogged) {
+            published = self.fan_out(from, emit, None);
+        }
+        published.history = Some(appended);
+        published
+    }
+
+    fn fan_out(&self, from: Option<&Outbox>, emit: &Emit, stamp: Option<&Stamp>) -> Published {
         let matched = self.events.lookup(&emit.namespace, &emit.event);
         let audiences = self.audiences(emit);
-        let eligible = Eligible::new(from, emit, &audiences);
+        let mut eligible = Eligible::new(from, emit, &audiences);
+        eligible.stamp = stamp;
         let hits = matched.pattern_hits(&emit.event);
         let exact = matched.exact.as_deref();
         let mut pressure = None;
@@ -520,6 +567,7 @@ impl Router {
         Published {
             receivers: reached,
             back_pressure: pressure,
+            history: None,
         }
     }
 
@@ -578,7 +626,10 @@ impl Router {
         eligible: &Eligible<'_>,
         pressure: &mut Option<Outbox>,
     ) -> u64 {
-        let mut frames = Frames::new(event_ref(emit, eligible.sender, None, None));
+        let mut frames = Frames::new(stamped(
+            event_ref(emit, eligible.sender, None, None),
+            eligible.stamp,
+        ));
         let mut reached = 0;
         let send = |conn: &Outbox| {
             if eligible.allows(conn.id) && conn.deliver(frames.get(conn.format)) {
@@ -623,7 +674,10 @@ impl Router {
                 reached += u64::from(pick_one(
                     group.members.rotation(start),
                     eligible,
-                    &mut Frames::new(event_ref(emit, eligible.sender, Some(name), None)),
+                    &mut Frames::new(stamped(
+                        event_ref(emit, eligible.sender, Some(name), None),
+                        eligible.stamp,
+                    )),
                     pressure,
                 ));
             }
@@ -639,7 +693,10 @@ impl Router {
             reached += u64::from(pick_one(
                 rotated(members, &group.cursor),
                 eligible,
-                &mut Frames::new(event_ref(emit, eligible.sender, Some(name), None)),
+                &mut Frames::new(stamped(
+                    event_ref(emit, eligible.sender, Some(name), None),
+                    eligible.stamp,
+                )),
                 pressure,
             ));
         }
@@ -678,7 +735,10 @@ impl Router {
                     (Some((members, group)), 0) => pick_one(
                         rotated(members, &group.cursor),
                         eligible,
-                        &mut Frames::new(event_ref(emit, eligible.sender, Some(name), None)),
+                        &mut Frames::new(stamped(
+                            event_ref(emit, eligible.sender, Some(name), None),
+                            eligible.stamp,
+                        )),
                         pressure,
                     ),
                     _ => cluster.send_to(

@@ -1,6 +1,6 @@
 //! Hand-written MessagePack for the hot path: reading the common envelopes
 //! (the keys `t id ns ev room q r d xs ack tmo`, and the later optional
-//! `from args ex sid`) and writing `event`.
+//! `from args ex sid mid`) and writing `event`.
 //!
 //! Both are exact stand-ins for the serde path, several times faster
 //! (measured by `benches/codec.rs`):
@@ -85,6 +85,10 @@ pub(super) fn read_wire(frame: &[u8]) -> Option<Wire<'_>> {
                 wire.sid = Some(input.str()?);
                 1 << 14
             }
+            "mid" => {
+                wire.mid = Some(input.str()?);
+                1 << 15
+            }
             _ => return None,
         };
         if seen & bit != 0 {
@@ -104,7 +108,10 @@ pub(super) fn write_event(event: &EventRef<'_>, out: &mut Vec<u8>) {
         + u32::from(event.group.is_some())
         + u32::from(event.ack.is_some())
         + u32::from(event.from.is_some())
-        + u32::from(event.args);
+        + u32::from(event.args)
+        + u32::from(event.seq.is_some())
+        + u32::from(event.mid.is_some())
+        + u32::from(event.epoch.is_some());
     // Writes into a Vec cannot fail.
     let _ = rmp::encode::write_map_len(out, entries);
     let field = |out: &mut Vec<u8>, key: &str| {
@@ -130,6 +137,14 @@ pub(super) fn write_event(event: &EventRef<'_>, out: &mut Vec<u8>) {
         field(out, "ack");
         let _ = rmp::encode::write_uint(out, ack);
     }
+    if let Some(seq) = event.seq {
+        field(out, "seq");
+        let _ = rmp::encode::write_uint(out, seq);
+    }
+    if let Some(mid) = event.mid {
+        field(out, "mid");
+        let _ = rmp::encode::write_str(out, mid);
+    }
     if let Some(from) = event.from {
         field(out, "from");
         let _ = rmp::encode::write_str(out, from);
@@ -137,6 +152,10 @@ pub(super) fn write_event(event: &EventRef<'_>, out: &mut Vec<u8>) {
     if event.args {
         field(out, "args");
         let _ = rmp::encode::write_bool(out, true);
+    }
+    if let Some(epoch) = event.epoch {
+        field(out, "epoch");
+        let _ = rmp::encode::write_str(out, epoch);
     }
 }
 

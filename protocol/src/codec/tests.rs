@@ -29,6 +29,7 @@ fn golden_emit() {
         timeout_ms: None,
         args: false,
         except: None,
+        message_id: None,
     });
     // {"t":"emit","id":7,"ns":"/","ev":"a.b","d":bin[c3],"xs":true}
     assert_eq!(
@@ -173,13 +174,13 @@ fn envelope() -> impl Strategy<Value = Envelope> {
             any::<Option<u64>>(),
             any::<Option<u64>>(),
         ),
-        (any::<bool>(), opt_string()),
+        (any::<bool>(), opt_string(), opt_string()),
     )
         .prop_map(
             |(
                 (id, namespace, event, room),
                 (payload, exclude_self, ack, timeout_ms),
-                (args, except),
+                (args, except, message_id),
             )| {
                 Envelope::Emit(Emit {
                     id,
@@ -192,6 +193,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                     timeout_ms,
                     args,
                     except,
+                    message_id,
                 })
             },
         );
@@ -203,10 +205,14 @@ fn envelope() -> impl Strategy<Value = Envelope> {
             any::<Option<u64>>(),
             opt_string(),
         ),
-        (opt_string(), any::<bool>()),
+        (opt_string(), any::<bool>(), opt_string()),
     )
         .prop_map(
-            |((namespace, event, room, group), (payload, ack, seq, message_id), (from, args))| {
+            |(
+                (namespace, event, room, group),
+                (payload, ack, seq, message_id),
+                (from, args, epoch),
+            )| {
                 Envelope::Event(Event {
                     namespace,
                     event,
@@ -218,6 +224,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                     message_id,
                     from,
                     args,
+                    epoch,
                 })
             },
         );
@@ -230,6 +237,14 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                 resume: resume.then(|| Resume {
                     sid: "s".into(),
                     offsets: BTreeMap::from([("/".into(), 3)]),
+                    epochs: BTreeMap::from([("/".into(), "e1".into())]),
+                    subs: vec![crate::ResumeSub {
+                        ns: "/".into(),
+                        ev: "a.>".into(),
+                        q: None,
+                        r: false,
+                    }],
+                    rooms: vec![("/".into(), "lobby".into())],
                 }),
             })
         },
@@ -240,24 +255,41 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         any::<u64>(),
         any::<[u64; 4]>(),
         opt_string(),
-        (opt_string(), any::<Option<u64>>()),
+        (
+            opt_string(),
+            any::<Option<u64>>(),
+            any::<Option<(bool, u64)>>(),
+        ),
     )
-        .prop_map(|(version, session, heartbeat_ms, l, node, (user, exp))| {
-            Envelope::Welcome(Welcome {
-                version,
-                session,
-                heartbeat_ms,
-                limits: Limits {
-                    max_payload: l[0],
-                    max_subscriptions: l[1],
-                    max_rooms: l[2],
-                    max_pending_requests: l[3],
-                },
-                node,
-                user,
-                exp,
-            })
-        });
+        .prop_map(
+            |(version, session, heartbeat_ms, l, node, (user, exp, rec))| {
+                Envelope::Welcome(Welcome {
+                    version,
+                    session,
+                    heartbeat_ms,
+                    limits: Limits {
+                        max_payload: l[0],
+                        max_subscriptions: l[1],
+                        max_rooms: l[2],
+                        max_pending_requests: l[3],
+                    },
+                    node,
+                    user,
+                    exp,
+                    recovery: rec
+                        .map(|(recovered, seq)| {
+                            let r = crate::Recovery {
+                                recovered,
+                                epoch: "e".into(),
+                                seq,
+                                replayed: seq / 2,
+                            };
+                            BTreeMap::from([("/a".to_owned(), r)])
+                        })
+                        .unwrap_or_default(),
+                })
+            },
+        );
     let auth = (any::<Option<u64>>(), "\\PC{0,24}")
         .prop_map(|(id, token)| Envelope::Auth(Auth { id, token }));
     let revoked = (
@@ -317,7 +349,7 @@ proptest! {
     #[test]
     fn encode_event_equals_encode(envelope in envelope()) {
         if let Envelope::Event(e) = &envelope {
-            if e.seq.is_none() && e.message_id.is_none() {
+            {
                 let view = EventRef {
                     namespace: &e.namespace,
                     event: &e.event,
@@ -327,6 +359,9 @@ proptest! {
                     ack: e.ack,
                     from: e.from.as_deref(),
                     args: e.args,
+                    seq: e.seq,
+                    mid: e.message_id.as_deref(),
+                    epoch: e.epoch.as_deref(),
                 };
                 prop_assert_eq!(encode_event(&view), encode(&envelope));
             }

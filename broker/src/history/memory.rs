@@ -1,0 +1,342 @@
+//! The in-memory [`HistoryLog`] of a single node: one bounded log per
+//! history namespace, each behind its own lock.
+//!
+//! A log keeps at most `size` events for at most `ttl` (older ones are
+//! evicted when the log is next touched) and the message ids seen within
+//! `history.mid_window` (at most `history.max_mids`). Its lock is held
+//! while an event is appended *and* fanned out, so a namespace's events
+//! reach every receiver in `seq` order, and a resume that takes the lock
+//! sees a clean cut between what it replays and what comes live. The epoch
+//! is made once per process: nothing survives a restart, and a client
+//! resuming with the old epoch is told `recovered: false`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use herald_config::{HistoryNamespace, HistorySettings};
+use herald_protocol::names::namespace_matches;
+
+use super::{
+    Appended, Gap, HistoryLog, HistoryStats, Outcome, Page, Record, Stamp, Stored, Wanted,
+};
+
+/// Most namespaces with a log at once: past it, events in further
+/// namespaces are delivered without history (a client choosing namespace
+/// names cannot make the broker keep unbounded logs).
+const MAX_LOGS: usize = 4096;
+
+/// The logs of every history namespace on this node.
+#[derive(Debug)]
+pub(crate) struct MemoryHistory {
+    rules: Vec<HistoryNamespace>,
+    replay_limit: usize,
+    mid_window: Duration,
+    max_mids: usize,
+    epoch: Arc<str>,
+    logs: DashMap<Box<str>, Arc<Mutex<Log>>>,
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    events: AtomicU64,
+    bytes: AtomicU64,
+    evicted: AtomicU64,
+    duplicates: AtomicU64,
+}
+
+/// One namespace's log.
+#[derive(Debug)]
+struct Log {
+    size: usize,
+    ttl: Duration,
+    /// The last `seq` given (0: none yet).
+    last: u64,
+    events: VecDeque<(Instant, Arc<Stored>)>,
+    mids: HashMap<Arc<str>, Instant>,
+    mid_order: VecDeque<(Instant, Arc<str>)>,
+}
+
+fn locked(log: &Mutex<Log>) -> MutexGuard<'_, Log> {
+    log.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A new epoch: the start time in nanoseconds and the process id, in
+/// base 36, so two starts never share one.
+fn new_epoch() -> Arc<str> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Arc::from(format!(
+        "{}{}",
+        base36(nanos),
+        base36(u128::from(std::process::id()))
+    ))
+}
+
+fn base36(mut n: u128) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+impl MemoryHistory {
+    pub(crate) fn new(settings: &HistorySettings) -> MemoryHistory {
+        MemoryHistory {
+            rules: settings.namespaces.clone(),
+            replay_limit: settings.replay_limit,
+            mid_window: settings.mid_window,
+            max_mids: settings.max_mids,
+            epoch: new_epoch(),
+            logs: DashMap::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    fn rule(&self, namespace: &str) -> Option<&HistoryNamespace> {
+        self.rules
+            .iter()
+            .find(|rule| namespace_matches(&rule.namespace, namespace))
+    }
+
+    /// The namespace's log, made on first use (none past [`MAX_LOGS`]).
+    fn log(&self, namespace: &str) -> Option<Arc<Mutex<Log>>> {
+        if let Some(log) = self.logs.get(namespace) {
+            return Some(log.clone());
+        }
+        let rule = self.rule(namespace)?;
+        if self.logs.len() >= MAX_LOGS {
+            return None;
+        }
+        let log = self
+            .logs
+            .entry(namespace.into())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(Log {
+                    size: rule.size,
+                    ttl: rule.ttl,
+                    last: 0,
+                    events: VecDeque::new(),
+                    mids: HashMap::new(),
+                    mid_order: VecDeque::new(),
+                }))
+            })
+            .clone();
+        Some(log)
+    }
+
+    /// Drops events past their age and message ids past the window.
+    fn expire(&self, log: &mut Log, now: Instant) {
+        while let Some((at, _)) = log.events.front() {
+            if now.duration_since(*at) <= log.ttl && log.events.len() <= log.size {
+                break;
+            }
+            if let Some((_, gone)) = log.events.pop_front() {
+                self.forget(&gone);
+            }
+        }
+        while let Some((at, mid)) = log.mid_order.front() {
+            if now.duration_since(*at) <= self.mid_window && log.mid_order.len() <= self.max_mids {
+                break;
+            }
+            if log.mids.get(mid) == Some(at) {
+                log.mids.remove(mid);
+            }
+            log.mid_order.pop_front();
+        }
+    }
+
+    fn forget(&self, gone: &Stored) {
+        self.counters.events.fetch_sub(1, Relaxed);
+        self.counters.bytes.fetch_sub(gone.weight() as u64, Relaxed);
+        self.counters.evicted.fetch_add(1, Relaxed);
+    }
+
+    /// The events after `since`, or why they cannot be had; at most
+    /// `limit` of them when `all` is false, all or none when it is true.
+    fn after(
+        &self,
+        log: &Log,
+        since: u64,
+        limit: usize,
+        all: bool,
+        filter: &dyn Fn(&Stored) -> bool,
+    ) -> Result<Vec<Arc<Stored>>, Gap> {
+        if since > log.last {
+            return Err(Gap::Ahead);
+        }
+        let first = log.events.front().map_or(log.last + 1, |(_, e)| e.seq);
+        if since + 1 < first {
+            return Err(Gap::TooOld);
+        }
+        let missed = usize::try_from(log.last - since).unwrap_or(usize::MAX);
+        if all && missed > limit {
+            return Err(Gap::OverLimit);
+        }
+        let skip = usize::try_from(since + 1 - first).unwrap_or(usize::MAX);
+        Ok(log
+            .events
+            .iter()
+            .skip(skip)
+            .filter(|(_, e)| filter(e))
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+}
+
+impl HistoryLog for MemoryHistory {
+    fn covers(&self, namespace: &str) -> bool {
+        self.rule(namespace).is_some()
+    }
+
+    fn append(
+        &self,
+        namespace: &str,
+        record: Record<'_>,
+        publish: &mut dyn FnMut(&Stamp),
+    ) -> Appended {
+        let Some(log) = self.log(namespace) else {
+            return Appended::Unlogged;
+        };
+        let mut log = locked(&log);
+        let now = Instant::now();
+        self.expire(&mut log, now);
+        let given = record.emit.message_id.as_deref();
+        if given.is_some_and(|mid| log.mids.contains_key(mid)) {
+            self.counters.duplicates.fetch_add(1, Relaxed);
+            return Appended::Duplicate;
+        }
+        let seq = log.last + 1;
+        let mid: Arc<str> = match given {
+            Some(mid) => Arc::from(mid),
+            None => Arc::from(format!("{}-{seq}", self.epoch)),
+        };
+        let emit = record.emit;
+        let stored = Arc::new(Stored {
+            seq,
+            mid: mid.clone(),
+            event: emit.event.as_str().into(),
+            room: emit.room.as_deref().map(Box::from),
+            except: emit.except.as_deref().map(Box::from),
+            from: record.sender.map(Box::from),
+            exclude_self: emit.exclude_self,
+            args: emit.args,
+            payload: Bytes::copy_from_slice(&emit.payload),
+        });
+        log.last = seq;
+        self.counters.events.fetch_add(1, Relaxed);
+        self.counters
+            .bytes
+            .fetch_add(stored.weight() as u64, Relaxed);
+        log.events.push_back((now, stored));
+        if given.is_some() {
+            log.mids.insert(mid.clone(), now);
+            log.mid_order.push_back((now, mid.clone()));
+        }
+        self.expire(&mut log, now);
+        let stamp = Stamp {
+            seq,
+            epoch: self.epoch.clone(),
+            mid,
+        };
+        publish(&stamp);
+        Appended::New
+    }
+
+    fn read(
+        &self,
+        namespace: &str,
+        since: u64,
+        limit: usize,
+        filter: &dyn Fn(&Stored) -> bool,
+    ) -> Result<Page, Gap> {
+        let log = self.log(namespace).ok_or(Gap::NoHistory)?;
+        let mut log = locked(&log);
+        self.expire(&mut log, Instant::now());
+        let mut complete = true;
+        let events = match self.after(&log, since, limit, false, filter) {
+            Err(Gap::TooOld) => {
+                // A reader that asks for too old a position gets what is
+                // left, marked incomplete.
+                complete = false;
+                let since = log.events.front().map_or(log.last, |(_, e)| e.seq - 1);
+                self.after(&log, since, limit, false, filter)?
+            }
+            other => other?,
+        };
+        Ok(Page {
+            epoch: self.epoch.clone(),
+            last: log.last,
+            events,
+            complete,
+        })
+    }
+
+    fn recover(&self, wanted: &[Wanted], attach: &mut dyn FnMut(&[Outcome])) {
+        let mut order: Vec<&Wanted> = wanted.iter().collect();
+        order.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        order.dedup_by(|a, b| a.namespace == b.namespace);
+        let logs: Vec<Option<Arc<Mutex<Log>>>> =
+            order.iter().map(|w| self.log(&w.namespace)).collect();
+        // Locked in name order (every recovery takes them in that order;
+        // an append takes one), so recoveries cannot deadlock.
+        let mut guards: Vec<Option<MutexGuard<'_, Log>>> =
+            logs.iter().map(|log| log.as_deref().map(locked)).collect();
+        let now = Instant::now();
+        let outcomes: Vec<Outcome> = order
+            .iter()
+            .zip(guards.iter_mut())
+            .map(|(want, guard)| {
+                let epoch = self.epoch.clone();
+                let Some(log) = guard.as_deref_mut() else {
+                    return Outcome {
+                        namespace: want.namespace.clone(),
+                        replay: Err(Gap::NoHistory),
+                        epoch,
+                        last: 0,
+                    };
+                };
+                self.expire(log, now);
+                let replay = if want.epoch.as_deref() != Some(&*self.epoch) {
+                    Err(Gap::Epoch)
+                } else {
+                    self.after(log, want.since, self.replay_limit, true, &|_| true)
+                };
+                Outcome {
+                    namespace: want.namespace.clone(),
+                    replay,
+                    epoch,
+                    last: log.last,
+                }
+            })
+            .collect();
+        attach(&outcomes);
+        drop(guards);
+    }
+
+    fn stats(&self) -> HistoryStats {
+        HistoryStats {
+            events: self.counters.events.load(Relaxed),
+            bytes: self.counters.bytes.load(Relaxed),
+            evicted: self.counters.evicted.load(Relaxed),
+            duplicates: self.counters.duplicates.load(Relaxed),
+            logs: self.logs.len() as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

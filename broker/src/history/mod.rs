@@ -1,0 +1,220 @@
+//! Per-namespace event history: the seam between the router and where the
+//! recent events of a namespace are kept.
+//!
+//! With history on for a namespace (`[[history.namespaces]]`), every event
+//! emitted there is appended to its log before it fans out, and gets a
+//! sequence number (`seq`, per namespace, increasing, no gaps), the log's
+//! `epoch` (a string that changes whenever the log is lost) and a message
+//! id (`mid`). The [`HistoryLog`] trait is all the router and the sessions
+//! know of it; [`memory::MemoryHistory`] keeps the logs in this process. A
+//! clustered implementation keeps them in Redis instead: there one Lua
+//! script appends to a stream bounded by `MAXLEN`, takes the next `seq`
+//! and publishes, atomically, as Centrifugo's `broker_history_add_stream`
+//! does, and a resume buffers live events while it reads and merges them
+//! by `seq`.
+//!
+//! Two guarantees every implementation gives:
+//! - `append` hands the stamp to its `publish` callback in `seq` order per
+//!   namespace, so every receiver sees a namespace's events in `seq` order;
+//! - `recover` calls its `attach` callback at a point where, for each
+//!   namespace it covers, every event up to the `seq` it reports is in the
+//!   replay and every later one is published after `attach` returns (so a
+//!   resuming connection registered inside `attach` misses nothing and sees
+//!   nothing twice).
+
+pub(crate) mod memory;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use herald_protocol::EventRef;
+use herald_protocol::envelope::Emit;
+
+/// What an event in a history namespace is stamped with.
+#[derive(Debug, Clone)]
+pub(crate) struct Stamp {
+    pub(crate) seq: u64,
+    pub(crate) epoch: Arc<str>,
+    pub(crate) mid: Arc<str>,
+}
+
+/// One event as a log keeps it (payload copied out of the emit's frame).
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) seq: u64,
+    pub(crate) mid: Arc<str>,
+    pub(crate) event: Box<str>,
+    pub(crate) room: Option<Box<str>>,
+    pub(crate) except: Option<Box<str>>,
+    /// The sender's session id.
+    pub(crate) from: Option<Box<str>>,
+    pub(crate) exclude_self: bool,
+    pub(crate) args: bool,
+    pub(crate) payload: Bytes,
+}
+
+impl Stored {
+    /// The event as the receivers' wire formats encode it.
+    pub(crate) fn event_ref<'a>(&'a self, namespace: &'a str, epoch: &'a str) -> EventRef<'a> {
+        EventRef {
+            namespace,
+            event: &self.event,
+            room: self.room.as_deref(),
+            group: None,
+            payload: &self.payload,
+            ack: None,
+            from: self.from.as_deref(),
+            args: self.args,
+            seq: Some(self.seq),
+            mid: Some(&self.mid),
+            epoch: Some(epoch),
+        }
+    }
+
+    /// About how many bytes it holds (for the memory bound and metrics).
+    pub(crate) fn weight(&self) -> usize {
+        std::mem::size_of::<Stored>()
+            + self.mid.len()
+            + self.event.len()
+            + self.room.as_ref().map_or(0, |r| r.len())
+            + self.except.as_ref().map_or(0, |r| r.len())
+            + self.from.as_ref().map_or(0, |r| r.len())
+            + self.payload.len()
+    }
+}
+
+/// An emit about to be appended: what the log stores of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record<'a> {
+    pub(crate) emit: &'a Emit,
+    /// The sender's session id, if a connection sent it.
+    pub(crate) sender: Option<&'a str>,
+}
+
+/// What `append` did.
+#[derive(Debug, Clone)]
+pub(crate) enum Appended {
+    /// Stored, and published with its stamp.
+    New,
+    /// The publisher's `mid` was seen within the window: neither stored
+    /// nor published again.
+    Duplicate,
+    /// The namespace has no history here (not configured, or the cap on
+    /// logs is reached): published without a stamp.
+    Unlogged,
+}
+
+/// Why missed events cannot be recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Gap {
+    #[error("the namespace keeps no history")]
+    NoHistory,
+    #[error("the history's epoch changed (its events were lost)")]
+    Epoch,
+    #[error("the position is ahead of the history")]
+    Ahead,
+    #[error("events after the position were already evicted")]
+    TooOld,
+    #[error("more events were missed than history.replay_limit")]
+    OverLimit,
+}
+
+/// A read of a namespace's log.
+#[derive(Debug)]
+pub(crate) struct Page {
+    pub(crate) epoch: Arc<str>,
+    /// The last `seq` appended (0 when none ever was).
+    pub(crate) last: u64,
+    pub(crate) events: Vec<Arc<Stored>>,
+    /// False when events right after the position asked for were already
+    /// evicted (the page starts later).
+    pub(crate) complete: bool,
+}
+
+/// A resume position in one namespace.
+#[derive(Debug, Clone)]
+pub(crate) struct Wanted {
+    pub(crate) namespace: String,
+    pub(crate) since: u64,
+    pub(crate) epoch: Option<String>,
+}
+
+/// The result of a recovery in one namespace.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) namespace: String,
+    /// The events after the position, or why they cannot be had; the
+    /// epoch and last `seq` are the log's current ones either way.
+    pub(crate) replay: Result<Vec<Arc<Stored>>, Gap>,
+    pub(crate) epoch: Arc<str>,
+    pub(crate) last: u64,
+}
+
+/// What the logs hold, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HistoryStats {
+    pub(crate) events: u64,
+    pub(crate) bytes: u64,
+    pub(crate) evicted: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) logs: u64,
+}
+
+/// Where the events of history namespaces are kept (see the module doc
+/// for the ordering guarantees).
+pub(crate) trait HistoryLog: Send + Sync + Debug {
+    /// Whether `namespace` keeps a history.
+    fn covers(&self, namespace: &str) -> bool;
+
+    /// Appends the event (unless its `mid` is a repeat) and calls `publish`
+    /// with its stamp, in `seq` order per namespace.
+    fn append(
+        &self,
+        namespace: &str,
+        record: Record<'_>,
+        publish: &mut dyn FnMut(&Stamp),
+    ) -> Appended;
+
+    /// Up to `limit` events after `since` that `filter` keeps, oldest
+    /// first.
+    fn read(
+        &self,
+        namespace: &str,
+        since: u64,
+        limit: usize,
+        filter: &dyn Fn(&Stored) -> bool,
+    ) -> Result<Page, Gap>;
+
+    /// The events after each position (all of them, or none when more than
+    /// the replay limit were missed), handed to `attach` at a point where
+    /// no later event is published yet.
+    fn recover(&self, wanted: &[Wanted], attach: &mut dyn FnMut(&[Outcome]));
+
+    /// What the logs hold.
+    fn stats(&self) -> HistoryStats;
+}
+
+/// Longest message id (`mid`) a publisher may send, in bytes.
+pub(crate) const MAX_MID_LEN: usize = 128;
+
+/// Checks a publisher's message id: 1 to [`MAX_MID_LEN`] bytes.
+pub(crate) fn check_mid(mid: Option<&str>) -> Result<(), String> {
+    match mid {
+        Some(mid) if mid.is_empty() || mid.len() > MAX_MID_LEN => Err(format!(
+            "mid must be 1 to {MAX_MID_LEN} bytes, got {}",
+            mid.len()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `event` with the stamp's `seq`, `mid` and `epoch`, if any.
+pub(crate) fn stamped<'a>(mut event: EventRef<'a>, stamp: Option<&'a Stamp>) -> EventRef<'a> {
+    if let Some(stamp) = stamp {
+        event.seq = Some(stamp.seq);
+        event.mid = Some(&stamp.mid);
+        event.epoch = Some(&stamp.epoch);
+    }
+    event
+}
