@@ -69,6 +69,7 @@ pub mod auth;
 pub mod cluster;
 pub mod engineio;
 pub mod examples;
+pub mod proxy;
 pub mod sdk;
 pub mod sioclient;
 pub mod tls;

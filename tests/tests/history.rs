@@ -1,0 +1,398 @@
+//! History, resume and publisher de-duplication on one node
+//! (PROTOCOL.md "History and resume"): real brokers, real sockets, and a
+//! loopback proxy that cuts connections mid-stream.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use herald_client::{Client, ConnectionState, Recovery};
+use herald_config::{HistoryNamespace, Settings};
+use herald_protocol::envelope::{Hello, Resume, ResumeSub, Welcome};
+use herald_protocol::{Envelope, PROTOCOL_VERSION};
+use herald_tests::proxy::CutProxy;
+use herald_tests::sdk::{FAST_RECONNECT, bounded, connect, wait_state};
+use herald_tests::{RawClient, emit, start_broker, start_broker_on};
+use tokio::sync::{mpsc, oneshot};
+
+const NS: &str = "/h";
+
+/// History on `/h` (and `/feeds/...`), `size` events kept.
+fn with_history(size: usize) -> impl FnOnce(&mut Settings) {
+    move |settings: &mut Settings| {
+        settings.history.namespaces = vec![
+            HistoryNamespace {
+                namespace: NS.into(),
+                size,
+                ttl: Duration::from_secs(600),
+            },
+            HistoryNamespace {
+                namespace: "/feeds/>".into(),
+                size,
+                ttl: Duration::from_secs(600),
+            },
+        ];
+        settings.history.replay_limit = 20_000;
+        settings.server.shutdown_grace = Duration::from_millis(300);
+    }
+}
+
+/// `hello` with a resume point; returns the welcome.
+async fn resume(client: &mut RawClient, resume: Resume) -> Welcome {
+    client
+        .send(&Envelope::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            client: Some("resumer".into()),
+            resume: Some(resume),
+            ..Hello::default()
+        }))
+        .await;
+    match client.recv().await {
+        Envelope::Welcome(welcome) => welcome,
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+fn resume_point(sid: &str, seq: u64, epoch: &str) -> Resume {
+    Resume {
+        sid: sid.into(),
+        offsets: BTreeMap::from([(NS.to_owned(), seq)]),
+        epochs: BTreeMap::from([(NS.to_owned(), epoch.to_owned())]),
+        subs: vec![ResumeSub {
+            ns: NS.into(),
+            ev: "tick".into(),
+            q: None,
+            r: false,
+        }],
+        rooms: Vec::new(),
+    }
+}
+
+fn payload(n: u64) -> Vec<u8> {
+    rmp_serde::to_vec(&n).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_carry_seq_mid_and_epoch_and_resume_replays_exactly_the_gap() {
+    let broker = start_broker(with_history(100)).await;
+    let mut subscriber = broker.connect().await;
+    let sid = subscriber.hello().await.session;
+    subscriber.subscribe(NS, "tick", None, false).await;
+    let mut publisher = broker.client().await;
+    publisher.emit_acked(emit(NS, "tick", payload(1))).await;
+    publisher.emit_acked(emit("/plain", "tick", payload(1))).await;
+    let first = subscriber.expect_event().await;
+    assert_eq!(first.seq, Some(1));
+    let epoch = first.epoch.clone().expect("an epoch");
+    assert!(first.message_id.is_some(), "the broker makes a mid");
+    subscriber.close().await;
+
+    for n in 2..=6 {
+        publisher.emit_acked(emit(NS, "tick", payload(n))).await;
+    }
+    // An event the restored subscription does not match is not replayed.
+    publisher.emit_acked(emit(NS, "other", payload(0))).await;
+
+    let mut resumed = broker.connect().await;
+    let welcome = resume(&mut resumed, resume_point(&sid, 1, &epoch)).await;
+    let recovery = &welcome.recovery[NS];
+    assert!(recovery.recovered, "{recovery:?}");
+    assert_eq!((recovery.seq, recovery.replayed), (7, 5));
+    publisher.emit_acked(emit(NS, "tick", payload(8))).await;
+    let seqs: Vec<u64> = resumed
+        .drain_events()
+        .await
+        .iter()
+        .map(|e| e.seq.unwrap())
+        .collect();
+    assert_eq!(seqs, [2, 3, 4, 5, 6, 8], "the gap, then live, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_beyond_the_history_bound_recovers_nothing() {
+    let broker = start_broker(with_history(5)).await;
+    let mut subscriber = broker.connect().await;
+    let sid = subscriber.hello().await.session;
+    subscriber.subscribe(NS, "tick", None, false).await;
+    let mut publisher = broker.client().await;
+    publisher.emit_acked(emit(NS, "tick", payload(1))).await;
+    let epoch = subscriber.expect_event().await.epoch.unwrap();
+    subscriber.close().await;
+    for n in 2..=11 {
+        publisher.emit_acked(emit(NS, "tick", payload(n))).await;
+    }
+    let mut resumed = broker.connect().await;
+    let welcome = resume(&mut resumed, resume_point(&sid, 1, &epoch)).await;
+    let recovery = &welcome.recovery[NS];
+    assert!(!recovery.recovered);
+    assert_eq!((recovery.seq, recovery.replayed), (11, 0));
+    resumed.assert_no_event().await;
+    // The subscription was restored all the same: live events flow.
+    publisher.emit_acked(emit(NS, "tick", payload(12))).await;
+    assert_eq!(resumed.expect_event().await.seq, Some(12));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_over_the_replay_limit_or_with_a_bad_position_recovers_nothing() {
+    let broker = start_broker(|s| {
+        with_history(100)(s);
+        s.history.replay_limit = 3;
+    })
+    .await;
+    let mut publisher = broker.client().await;
+    for n in 1..=5 {
+        publisher.emit_acked(emit(NS, "tick", payload(n))).await;
+    }
+    let page = broker.get("/v1/history/tick?namespace=%2Fh&limit=1").await;
+    let body: serde_json::Value = serde_json::from_str(&page.body).unwrap();
+    let epoch = body["epoch"].as_str().unwrap().to_owned();
+    for (since, epoch) in [(1, epoch.as_str()), (9, epoch.as_str()), (4, "nope")] {
+        let mut resumed = broker.connect().await;
+        let welcome = resume(&mut resumed, resume_point("x-1", since, epoch)).await;
+        assert!(!welcome.recovery[NS].recovered, "since {since}");
+        resumed.assert_no_event().await;
+    }
+    let mut resumed = broker.connect().await;
+    let welcome = resume(&mut resumed, resume_point("x-1", 2, &epoch)).await;
+    assert_eq!(welcome.recovery[NS].replayed, 3, "exactly at the limit");
+    assert_eq!(resumed.drain_events().await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_changes_the_epoch_and_recovers_nothing() {
+    let broker = start_broker(with_history(100)).await;
+    let addr = broker.addr();
+    let mut subscriber = broker.connect().await;
+    let sid = subscriber.hello().await.session;
+    subscriber.subscribe(NS, "tick", None, false).await;
+    let mut publisher = broker.client().await;
+    publisher.emit_acked(emit(NS, "tick", payload(1))).await;
+    let epoch = subscriber.expect_event().await.epoch.unwrap();
+    drop((subscriber, publisher));
+    broker.shutdown().await;
+
+    let restarted = start_broker_on(addr, with_history(100)).await;
+    let mut publisher = restarted.client().await;
+    publisher.emit_acked(emit(NS, "tick", payload(2))).await;
+    let mut resumed = restarted.connect().await;
+    let welcome = resume(&mut resumed, resume_point(&sid, 1, &epoch)).await;
+    let recovery = &welcome.recovery[NS];
+    assert!(!recovery.recovered);
+    assert_ne!(recovery.epoch, epoch);
+    assert_eq!(recovery.seq, 1, "the new history's own count");
+    resumed.assert_no_event().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_mid_is_acknowledged_and_not_delivered_again() {
+    let broker = start_broker(with_history(100)).await;
+    let mut subscriber = broker.client().await;
+    subscriber.subscribe(NS, "tick", None, false).await;
+    let mut publisher = broker.client().await;
+    let with_mid = |n: u64, mid: &str| {
+        let mut e = emit(NS, "tick", payload(n));
+        e.message_id = Some(mid.into());
+        e
+    };
+    assert_eq!(publisher.emit_acked(with_mid(1, "m-1")).await, 1);
+    assert_eq!(publisher.emit_acked(with_mid(1, "m-1")).await, 0);
+    assert_eq!(publisher.emit_acked(with_mid(2, "m-2")).await, 1);
+    let events = subscriber.drain_events().await;
+    let mids: Vec<_> = events.iter().map(|e| e.message_id.clone().unwrap()).collect();
+    assert_eq!(mids, ["m-1", "m-2"]);
+    let seqs: Vec<_> = events.iter().map(|e| e.seq.unwrap()).collect();
+    assert_eq!(seqs, [1, 2], "a dropped repeat takes no seq");
+    // A mid that is too long is refused, naming the bound.
+    let mut long = emit(NS, "tick", payload(3));
+    long.message_id = Some("x".repeat(129));
+    long.id = Some(99);
+    publisher.send(&Envelope::Emit(long)).await;
+    let error = publisher
+        .expect_error(herald_protocol::ErrorCode::InvalidEnvelope)
+        .await;
+    assert!(error.message.contains("128"), "{}", error.message);
+    let text = broker.get("/metrics").await.body;
+    assert!(text.contains("herald_history_duplicates_total 1"), "{text}");
+    assert!(text.contains("herald_history_events 2"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_resume_items_are_answered_and_the_rest_restored() {
+    let broker = start_broker(with_history(100)).await;
+    let mut resumed = broker.connect().await;
+    let mut point = resume_point("x-1", 0, "e");
+    point.subs.push(ResumeSub {
+        ns: "bad".into(),
+        ev: "tick".into(),
+        q: None,
+        r: false,
+    });
+    point.rooms.push((NS.into(), "lobby".into()));
+    let welcome = resume(&mut resumed, point).await;
+    assert!(!welcome.recovery[NS].recovered);
+    resumed
+        .expect_error(herald_protocol::ErrorCode::InvalidNamespace)
+        .await;
+    let mut publisher = broker.client().await;
+    let mut to_room = emit(NS, "tick", payload(1));
+    to_room.room = Some("lobby".into());
+    assert_eq!(publisher.emit_acked(to_room).await, 1, "sub and room restored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_subscriber_cut_mid_stream_gets_every_event_once_in_order() {
+    const EVENTS: u64 = 10_000;
+    let broker = start_broker(with_history(20_000)).await;
+    let proxy = CutProxy::start(broker.addr()).await;
+    let subscriber = connect(
+        Client::builder(proxy.url())
+            .name("cut subscriber")
+            .reconnect(FAST_RECONNECT)
+            .handler_queue(EVENTS as usize),
+    )
+    .await;
+    let (recovered_tx, mut recovered_rx) = mpsc::unbounded_channel();
+    subscriber.on_recovery(move |r: &BTreeMap<String, Recovery>| {
+        let _ = recovered_tx.send(r.clone());
+    });
+    let (tx, mut rx) = mpsc::channel::<u64>(EVENTS as usize);
+    subscriber
+        .of(NS)
+        .on("tick", move |n: u64| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(n).await;
+            }
+        })
+        .await
+        .unwrap();
+    let publisher = connect(Client::builder(broker.url()).name("publisher")).await;
+    let (cut_tx, cut_rx) = oneshot::channel::<()>();
+    let emitting = tokio::spawn(async move {
+        let ns = publisher.of(NS);
+        for n in 0..EVENTS / 2 {
+            ns.emit("tick", &n).await.unwrap();
+        }
+        // The second half goes out while the subscriber is cut off.
+        cut_rx.await.unwrap();
+        for n in EVENTS / 2..EVENTS {
+            ns.emit("tick", &n).await.unwrap();
+        }
+        ns.emit_acked("tick", &EVENTS).await.unwrap()
+    });
+    let mut got = Vec::with_capacity(EVENTS as usize);
+    let mut cut = Some(cut_tx);
+    while got.len() <= EVENTS as usize {
+        let n = bounded("the next event", rx.recv()).await.unwrap();
+        got.push(n);
+        if got.len() == 2_000 {
+            proxy.cut();
+            cut.take().unwrap().send(()).unwrap();
+        }
+    }
+    bounded("the publisher", emitting).await.unwrap();
+    let expected: Vec<u64> = (0..=EVENTS).collect();
+    assert!(got == expected, "events lost, repeated or out of order");
+    let recovery = bounded("the recovery report", recovered_rx.recv())
+        .await
+        .unwrap();
+    assert!(recovery[NS].recovered, "{recovery:?}");
+    wait_state(&subscriber, "subscriber", ConnectionState::Connected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_loses_its_connection_retries_acked_emits_without_duplicates() {
+    let broker = start_broker(with_history(100)).await;
+    let proxy = CutProxy::start(broker.addr()).await;
+    let mut subscriber = broker.client().await;
+    subscriber.subscribe(NS, "tick", None, false).await;
+    let publisher = connect(
+        Client::builder(proxy.url())
+            .name("publisher")
+            .reconnect(FAST_RECONNECT),
+    )
+    .await;
+    // The broker gets the emit, but its ack never reaches the publisher.
+    proxy.hold_replies();
+    let ns = publisher.of(NS);
+    let sending = tokio::spawn(async move { ns.emit_acked("tick", &1u64).await });
+    let first = subscriber.expect_event().await;
+    proxy.cut();
+    let receivers = bounded("the retried emit", sending).await.unwrap().unwrap();
+    assert_eq!(receivers, 0, "the retry was recognised as a repeat");
+    publisher.of(NS).emit_acked("tick", &2u64).await.unwrap();
+    let next = subscriber.expect_event().await;
+    assert_eq!(
+        (first.seq, next.seq),
+        (Some(1), Some(2)),
+        "the retry was not delivered again"
+    );
+    subscriber.assert_no_event().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_history_api_reads_filters_and_refuses_bad_input() {
+    let broker = start_broker(with_history(3)).await;
+    let mut publisher = broker.client().await;
+    for (n, event) in [(1, "a.x"), (2, "b.x"), (3, "a.y"), (4, "a.z")] {
+        publisher.emit_acked(emit(NS, event, payload(n))).await;
+    }
+    let page = broker
+        .get("/v1/history/a.*?namespace=%2Fh&since=0&limit=10")
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let body: serde_json::Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(body["last"], 4);
+    assert_eq!(body["complete"], false, "seq 1 was evicted");
+    let seqs: Vec<u64> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [3, 4], "the pattern filters, the size bounds");
+    assert_eq!(body["events"][0]["d"], 3);
+    let page = broker.get("/v1/history/a.*?namespace=%2Fh&since=3").await;
+    let body: serde_json::Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(body["complete"], true);
+    assert_eq!(body["events"].as_array().unwrap().len(), 1);
+
+    for (path, status, says) in [
+        ("/v1/history/a?namespace=%2Fh&since=x", 400, "since must be an integer"),
+        ("/v1/history/a?namespace=%2Fh&limit=0", 400, "limit must be"),
+        ("/v1/history/a?namespace=%2Fh&since=99", 400, "ahead"),
+        ("/v1/history/a?namespace=%2Fother", 404, "[[history.namespaces]]"),
+        ("/v1/history/a?namespace=bad", 400, "namespace"),
+        ("/v1/history/a?ns=%2Fh", 400, "unknown query parameter"),
+    ] {
+        let response = broker.get(path).await;
+        assert_eq!(response.status, status, "{path}: {}", response.body);
+        assert!(response.body.contains(says), "{path}: {}", response.body);
+    }
+    let response = broker.post("/v1/history/a", None, b"").await;
+    assert_eq!(response.status, 405);
+
+    let plain = start_broker(|_| {}).await;
+    let response = plain.get("/v1/history/a?namespace=%2Fh").await;
+    assert_eq!(response.status, 404);
+    assert!(response.body.contains("no_history"), "{}", response.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_history_api_answers_messagepack_when_asked() {
+    let broker = start_broker(with_history(10)).await;
+    let mut publisher = broker.client().await;
+    publisher.emit_acked(emit(NS, "tick", payload(7))).await;
+    let response = herald_tests::http_request_bytes(
+        broker.addr(),
+        format!(
+            "GET /v1/history/tick?namespace=%2Fh HTTP/1.1\r\nHost: x\r\n\
+             Accept: application/msgpack\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    assert!(response.head.contains("application/msgpack"), "{}", response.head);
+}
