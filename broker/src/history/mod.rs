@@ -7,11 +7,16 @@
 //! `epoch` (a string that changes whenever the log is lost) and a message
 //! id (`mid`). The [`HistoryLog`] trait is all the router and the sessions
 //! know of it; [`memory::MemoryHistory`] keeps the logs in this process. A
-//! clustered implementation keeps them in Redis instead: there one Lua
-//! script appends to a stream bounded by `MAXLEN`, takes the next `seq`
-//! and publishes, atomically, as Centrifugo's `broker_history_add_stream`
-//! does, and a resume buffers live events while it reads and merges them
-//! by `seq`.
+//! clustered implementation keeps them in Redis instead, as Centrifugo's
+//! `broker_history_add_stream.lua` does in one script: return the cached
+//! result when the `mid`'s idempotency key exists (a repeat), take the
+//! namespace's epoch from its meta hash (setting a new one when the hash is
+//! gone: the history was lost), `HINCRBY` the sequence, `XADD` with
+//! `MAXLEN` and the sequence as the entry id, `EXPIRE`, and `PUBLISH` the
+//! event with its sequence and epoch, atomically; its `append` then calls
+//! `publish` when the event comes back from the subscription, and its
+//! `recover` buffers live events while it reads the stream and merges them
+//! by `seq` (Centrifugo's `internal/recovery`).
 //!
 //! Two guarantees every implementation gives:
 //! - `append` hands the stamp to its `publish` callback in `seq` order per
