@@ -78,11 +78,18 @@ pub(crate) fn resume(
             let mut recovery = BTreeMap::new();
             let mut replays = Vec::new();
             for outcome in outcomes {
+                let filter = Filter {
+                    subs: &restore.subs,
+                    rooms: &restore.rooms,
+                    sid: &resume.sid,
+                };
                 let replay = outcome
                     .replay
                     .as_ref()
                     .map_err(|gap| *gap)
-                    .and_then(|events| encode(&restorer, &restore, resume, outcome, events));
+                    .and_then(|events| {
+                        replay_item(restorer.shared, restorer.outbox, &filter, outcome, events)
+                    });
                 let (recovered, replayed) = match replay {
                     Ok((frames, count)) => {
                         replays.push(frames);
@@ -200,25 +207,49 @@ fn register(
     }
 }
 
+/// Which stored events a resumed connection would have received live.
+pub(crate) struct Filter<'a> {
+    /// Its subscriptions (only the plain ones replay).
+    pub(crate) subs: &'a [SubKey],
+    /// Its rooms, as `(namespace, room)`.
+    pub(crate) rooms: &'a [(String, String)],
+    /// Its previous session id: its own room, and its own emits.
+    pub(crate) sid: &'a str,
+}
+
+impl Filter<'_> {
+    /// Whether the connection would have received `event` live: a plain
+    /// subscription matches it, and its room filters let it through.
+    fn wants(&self, ns: &str, event: &Stored) -> bool {
+        let in_room =
+            |room: &str| room == self.sid || self.rooms.iter().any(|(n, r)| n == ns && r == room);
+        self.subs.iter().any(|key| {
+            &*key.namespace == ns
+                && key.group.is_none()
+                && !key.responder
+                && key.pattern.matches(&event.event)
+        }) && event.room.as_deref().is_none_or(in_room)
+            && !event.except.as_deref().is_some_and(in_room)
+            && !(event.exclude_self && event.from.as_deref() == Some(self.sid))
+    }
+}
+
 /// The replay of one namespace as one queued item (the frames back to
-/// back), with the number of events in it; over half of
-/// `delivery.max_queued_bytes` it is not recoverable.
-fn encode(
-    restorer: &Restorer<'_>,
-    restore: &Restore,
-    resume: &Resume,
+/// back, in the connection's wire format), with the number of events in
+/// it; over half of `delivery.max_queued_bytes` it is not recoverable.
+pub(crate) fn replay_item(
+    shared: &Shared,
+    outbox: &Outbox,
+    filter: &Filter<'_>,
     outcome: &Outcome,
     events: &[std::sync::Arc<Stored>],
 ) -> Result<(Bytes, u64), Gap> {
     let ns = outcome.namespace.as_str();
-    let max_bytes = restorer.shared.settings.delivery.max_queued_bytes / 2;
+    let max_bytes = shared.settings.delivery.max_queued_bytes / 2;
     let mut out = BytesMut::new();
     let mut count = 0;
-    for event in events.iter().filter(|e| wanted(restore, resume, ns, e)) {
-        let frame = restorer
-            .outbox
-            .format
-            .event(&event.event_ref(ns, &outcome.epoch));
+    for event in events.iter().filter(|e| filter.wants(ns, e)) {
+        let frame = outbox.format.event(&event.event_ref(ns, &outcome.epoch));
         if out.len() + frame.len() > max_bytes {
             return Err(Gap::OverLimit);
         }
@@ -226,21 +257,4 @@ fn encode(
         count += 1;
     }
     Ok((out.freeze(), count))
-}
-
-/// Whether the resumed connection would have received `event` live: a
-/// plain subscription matches it, and its room filters let it through
-/// (the previous session id stands for the connection's own room and for
-/// exclude-self).
-fn wanted(restore: &Restore, resume: &Resume, ns: &str, event: &Stored) -> bool {
-    let in_room =
-        |room: &str| room == resume.sid || restore.rooms.iter().any(|(n, r)| n == ns && r == room);
-    restore.subs.iter().any(|key| {
-        &*key.namespace == ns
-            && key.group.is_none()
-            && !key.responder
-            && key.pattern.matches(&event.event)
-    }) && event.room.as_deref().is_none_or(in_room)
-        && !event.except.as_deref().is_some_and(in_room)
-        && !(event.exclude_self && event.from.as_deref() == Some(resume.sid.as_str()))
 }

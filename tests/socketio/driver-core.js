@@ -90,7 +90,13 @@
       sockets.set(id, state);
 
       socket.on("connect", function () {
-        out({ type: "connected", id: id, sid: socket.id, transport: transportOf(socket) });
+        out({
+          type: "connected",
+          id: id,
+          sid: socket.id,
+          transport: transportOf(socket),
+          recovered: !!socket.recovered,
+        });
       });
       socket.on("connect_error", function (err) {
         out({

@@ -13,6 +13,7 @@ use herald_protocol::envelope::{Hello, Resume, ResumeSub, Welcome};
 use herald_protocol::{Envelope, PROTOCOL_VERSION};
 use herald_tests::proxy::CutProxy;
 use herald_tests::sdk::{FAST_RECONNECT, bounded, connect, wait_state};
+use herald_tests::sioclient::{ClientKind, SioDriver, Transports};
 use herald_tests::{RawClient, emit, start_broker, start_broker_on};
 use tokio::sync::{mpsc, oneshot};
 
@@ -81,7 +82,9 @@ async fn events_carry_seq_mid_and_epoch_and_resume_replays_exactly_the_gap() {
     subscriber.subscribe(NS, "tick", None, false).await;
     let mut publisher = broker.client().await;
     publisher.emit_acked(emit(NS, "tick", payload(1))).await;
-    publisher.emit_acked(emit("/plain", "tick", payload(1))).await;
+    publisher
+        .emit_acked(emit("/plain", "tick", payload(1)))
+        .await;
     let first = subscriber.expect_event().await;
     assert_eq!(first.seq, Some(1));
     let epoch = first.epoch.clone().expect("an epoch");
@@ -199,7 +202,10 @@ async fn a_repeated_mid_is_acknowledged_and_not_delivered_again() {
     assert_eq!(publisher.emit_acked(with_mid(1, "m-1")).await, 0);
     assert_eq!(publisher.emit_acked(with_mid(2, "m-2")).await, 1);
     let events = subscriber.drain_events().await;
-    let mids: Vec<_> = events.iter().map(|e| e.message_id.clone().unwrap()).collect();
+    let mids: Vec<_> = events
+        .iter()
+        .map(|e| e.message_id.clone().unwrap())
+        .collect();
     assert_eq!(mids, ["m-1", "m-2"]);
     let seqs: Vec<_> = events.iter().map(|e| e.seq.unwrap()).collect();
     assert_eq!(seqs, [1, 2], "a dropped repeat takes no seq");
@@ -237,7 +243,11 @@ async fn refused_resume_items_are_answered_and_the_rest_restored() {
     let mut publisher = broker.client().await;
     let mut to_room = emit(NS, "tick", payload(1));
     to_room.room = Some("lobby".into());
-    assert_eq!(publisher.emit_acked(to_room).await, 1, "sub and room restored");
+    assert_eq!(
+        publisher.emit_acked(to_room).await,
+        1,
+        "sub and room restored"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,10 +369,18 @@ async fn the_http_history_api_reads_filters_and_refuses_bad_input() {
     assert_eq!(body["events"].as_array().unwrap().len(), 1);
 
     for (path, status, says) in [
-        ("/v1/history/a?namespace=%2Fh&since=x", 400, "since must be an integer"),
+        (
+            "/v1/history/a?namespace=%2Fh&since=x",
+            400,
+            "since must be an integer",
+        ),
         ("/v1/history/a?namespace=%2Fh&limit=0", 400, "limit must be"),
         ("/v1/history/a?namespace=%2Fh&since=99", 400, "ahead"),
-        ("/v1/history/a?namespace=%2Fother", 404, "[[history.namespaces]]"),
+        (
+            "/v1/history/a?namespace=%2Fother",
+            404,
+            "[[history.namespaces]]",
+        ),
         ("/v1/history/a?namespace=bad", 400, "namespace"),
         ("/v1/history/a?ns=%2Fh", 400, "unknown query parameter"),
     ] {
@@ -394,5 +412,85 @@ async fn the_http_history_api_answers_messagepack_when_asked() {
     )
     .await;
     assert_eq!(response.status, 200);
-    assert!(response.head.contains("application/msgpack"), "{}", response.head);
+    assert!(
+        response.head.contains("application/msgpack"),
+        "{}",
+        response.head
+    );
+}
+
+/// The next `tick` of socket `a`: its value, and that it carried an offset.
+async fn sio_tick(driver: &mut SioDriver) -> u64 {
+    let args = driver.expect_event("a", "tick").await;
+    assert_eq!(args.len(), 2, "the value, then the offset: {args:?}");
+    assert!(args[1].is_string(), "the offset is a string: {args:?}");
+    args[0].as_u64().unwrap()
+}
+
+/// Cuts the proxy and waits until socket `a` is back, returning whether
+/// it says it recovered.
+async fn sio_cut(
+    driver: &mut SioDriver,
+    proxy: &CutProxy,
+    during: impl std::future::Future,
+) -> bool {
+    proxy.cut();
+    driver
+        .expect("the disconnect", |v| {
+            v["type"] == "disconnect" && v["id"] == "a"
+        })
+        .await;
+    during.await;
+    let back = driver
+        .expect("the reconnection", |v| {
+            v["type"] == "connected" && v["id"] == "a"
+        })
+        .await;
+    back["recovered"].as_bool().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socketio_client_recovers_its_connection_state() {
+    let broker = start_broker(with_history(100)).await;
+    let proxy = CutProxy::start(broker.addr()).await;
+    let mut driver = SioDriver::start(ClientKind::Node).await;
+    let url = format!("http://{}", proxy.addr());
+    let mut cmd = SioDriver::connect_cmd("a", &url, NS, Transports::Websocket);
+    cmd["reconnection"] = serde_json::json!(true);
+    driver.open(cmd).await.unwrap();
+    let publisher = std::sync::Arc::new(tokio::sync::Mutex::new(broker.client().await));
+    let emit_range = |range: std::ops::RangeInclusive<u64>| {
+        let publisher = publisher.clone();
+        async move {
+            let mut publisher = publisher.lock().await;
+            for n in range {
+                publisher.emit_acked(emit(NS, "tick", payload(n))).await;
+            }
+        }
+    };
+    emit_range(1..=3).await;
+    for n in 1..=3 {
+        assert_eq!(sio_tick(&mut driver).await, n);
+    }
+
+    // Cut off while 4..=6 are emitted: recovered, and they come in order.
+    assert!(
+        sio_cut(&mut driver, &proxy, emit_range(4..=6)).await,
+        "recovered"
+    );
+    emit_range(7..=7).await;
+    for n in 4..=7 {
+        assert_eq!(
+            sio_tick(&mut driver).await,
+            n,
+            "replayed once, in order, then live"
+        );
+    }
+
+    // Cut off for longer than the history holds: not recovered, no part
+    // of the gap, live events again.
+    assert!(!sio_cut(&mut driver, &proxy, emit_range(8..=200)).await);
+    emit_range(201..=201).await;
+    assert_eq!(sio_tick(&mut driver).await, 201, "nothing of the gap");
+    driver.exit().await;
 }

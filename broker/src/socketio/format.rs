@@ -8,7 +8,9 @@
 //! after the text frame, all in one queued item so nothing comes between.
 //! Answers are acks: a reply becomes `43/ns,id[…args]`, a failed request
 //! an ack whose one argument is `{"$error":{"code","message"}}`, and a
-//! refusal with no ack to answer a `$error` event.
+//! refusal with no ack to answer a `$error` event. In a history namespace
+//! an event's last argument is its recovery offset (`seq@epoch`), as
+//! Socket.IO's connection state recovery appends it.
 
 use bytes::Bytes;
 use herald_protocol::EventRef;
@@ -33,7 +35,29 @@ pub(crate) fn event(event: &EventRef<'_>) -> Bytes {
         event.args,
         None,
     );
+    if let (Some(seq), Some(epoch)) = (event.seq, event.epoch) {
+        // Connection state recovery: the offset goes last among the
+        // arguments (the packet ends with the data array's `]`), where a
+        // stock client reads it when it has a `pid`.
+        if text.ends_with(']') {
+            text.pop();
+            text.push(',');
+            write_str(&mut text, &offset(seq, epoch));
+            text.push(']');
+        }
+    }
     message_item(&text, &attachments)
+}
+
+/// A Socket.IO recovery offset: `seq` and the history's epoch.
+pub(crate) fn offset(seq: u64, epoch: &str) -> String {
+    format!("{seq}@{epoch}")
+}
+
+/// The `seq` and epoch of an offset made by [`offset`].
+pub(crate) fn parse_offset(offset: &str) -> Option<(u64, &str)> {
+    let (seq, epoch) = offset.split_once('@')?;
+    Some((seq.parse().ok()?, epoch))
 }
 
 /// The frame of one answer to a Socket.IO connection.

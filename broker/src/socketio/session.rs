@@ -27,7 +27,7 @@ use herald_protocol::envelope::{Emit, Notice};
 use herald_protocol::names::validate_namespace;
 use herald_protocol::socketio::assemble::{Assembled, Assembler};
 use herald_protocol::socketio::encode::{write_connect, write_connect_error, write_head};
-use herald_protocol::socketio::json::Json;
+use herald_protocol::socketio::json::{Json, write_str};
 use herald_protocol::socketio::packet::PacketType;
 use herald_protocol::socketio::packet::{Body, PacketLimits};
 use herald_protocol::{CloseReason, ErrorCode};
@@ -39,8 +39,10 @@ use crate::admission::{self, Denied, EmitNames, RoomChangeNames};
 use crate::auth::{self, Expiry, ExpiryClock, Grant};
 use crate::engineio::packet::message_item;
 use crate::engineio::{EngineConn, Message, Transport};
+use crate::history::Wanted;
 use crate::limits::{Limited, MessageLimiter};
 use crate::outbox::Outbox;
+use crate::resume::{Filter, replay_item};
 use crate::router::SubKey;
 use crate::state::Shared;
 use crate::stats::Stats;
@@ -334,8 +336,11 @@ impl Session {
             self.outbox.answer(&message_item(&text, &[]));
             return;
         }
-        if !self.sockets.contains_key(namespace) {
-            let mut socket = Socket::default();
+        if self.sockets.contains_key(namespace) {
+            let mut text = String::new();
+            write_connect(&mut text, namespace, &self.outbox.session);
+            self.outbox.answer(&message_item(&text, &[]));
+        } else {
             let patterns = match self.grant.as_deref() {
                 // Under jwt: the namespace's allowed subscribe patterns.
                 Some(grant) => grant
@@ -345,13 +350,10 @@ impl Session {
                     .collect(),
                 None => vec![">".to_owned()],
             };
+            let mut keys = Vec::with_capacity(patterns.len());
             for pattern in patterns {
                 match admission::subscription(namespace, &pattern, None, false) {
-                    Ok(key) => {
-                        self.shared.router.subscribe(&self.outbox, &key);
-                        socket.subscriptions.reserve_exact(1);
-                        socket.subscriptions.push(key);
-                    }
+                    Ok(key) => keys.push(key),
                     Err(denied) => {
                         let mut text = String::new();
                         write_connect_error(&mut text, namespace, &denied.message);
@@ -360,17 +362,107 @@ impl Session {
                     }
                 }
             }
-            self.sockets.insert(namespace, socket);
+            self.open_socket(namespace, keys, auth);
         }
-        let mut text = String::new();
-        write_connect(&mut text, namespace, &self.outbox.session);
-        self.outbox.answer(&message_item(&text, &[]));
         let transport = self.transport.as_str();
         let user = self
             .grant
             .as_deref()
             .map(|g| g.user.as_deref().unwrap_or_default());
         lifecycle::connected(&self.shared, &self.outbox, namespace, auth, transport, user);
+    }
+
+    /// Subscribes a new socket and answers its CONNECT. In a history
+    /// namespace the answer carries a `pid` and, when the CONNECT's auth
+    /// has the `pid` and `offset` of an earlier socket (Socket.IO's
+    /// connection state recovery), the missed events are replayed right
+    /// after it, all at one instant of the namespace's log (see
+    /// `crate::resume`): recovered, the answer repeats the client's `pid`
+    /// (`socket.recovered` is then true); not, it gives a new one and
+    /// replays nothing.
+    fn open_socket(&mut self, namespace: &str, keys: Vec<SubKey>, auth: Option<&Json>) {
+        let history = self
+            .shared
+            .router
+            .history()
+            .filter(|h| h.covers(namespace))
+            .cloned();
+        let Some(history) = history else {
+            self.attach_socket(namespace, keys, None);
+            return;
+        };
+        let text = |key: &str| match auth.and_then(|a| a.get(key)) {
+            Some(Json::Str(value)) => Some(value.clone()),
+            _ => None,
+        };
+        let asked = text("pid").zip(text("offset"));
+        let position = asked
+            .as_ref()
+            .and_then(|(_, offset)| format::parse_offset(offset));
+        let Some(((pid, _), (since, epoch))) = asked.as_ref().zip(position) else {
+            let own = self.outbox.session.to_string();
+            self.attach_socket(namespace, keys, Some(&own));
+            return;
+        };
+        let wanted = [Wanted {
+            namespace: namespace.to_owned(),
+            since,
+            epoch: Some(epoch.to_owned()),
+        }];
+        history.recover(&wanted, &mut |outcomes| {
+            let Some(outcome) = outcomes.first() else {
+                return;
+            };
+            let filter = Filter {
+                subs: &keys,
+                rooms: &[],
+                sid: pid,
+            };
+            let replay = outcome
+                .replay
+                .as_ref()
+                .map_err(|gap| *gap)
+                .and_then(|events| {
+                    replay_item(&self.shared, &self.outbox, &filter, outcome, events)
+                });
+            let own = self.outbox.session.to_string();
+            let answered_pid = if replay.is_ok() { pid.as_str() } else { &own };
+            debug!(
+                conn = self.outbox.id.0,
+                namespace,
+                recovered = replay.is_ok(),
+                "socket.io recovery"
+            );
+            self.attach_socket(namespace, keys.clone(), Some(answered_pid));
+            if let Ok((frames, _)) = replay
+                && !frames.is_empty()
+            {
+                self.outbox.answer(&frames);
+            }
+        });
+    }
+
+    /// Registers a socket's subscriptions and answers its CONNECT (with a
+    /// `pid` in a history namespace).
+    fn attach_socket(&mut self, namespace: &str, keys: Vec<SubKey>, pid: Option<&str>) {
+        for key in &keys {
+            self.shared.router.subscribe(&self.outbox, key);
+        }
+        self.sockets.insert(
+            namespace,
+            Socket {
+                subscriptions: keys,
+            },
+        );
+        let mut text = String::new();
+        write_connect(&mut text, namespace, &self.outbox.session);
+        if let Some(pid) = pid {
+            text.pop();
+            text.push_str(",\"pid\":");
+            write_str(&mut text, pid);
+            text.push('}');
+        }
+        self.outbox.answer(&message_item(&text, &[]));
     }
 
     /// The grant for a CONNECT: its payload's `token` (a new token for a
