@@ -264,7 +264,7 @@ fn metrics_text(shared: &Shared) -> Response<Body> {
         rooms: shared.router.room_count(),
         pending_requests: shared.router.pending_requests(),
         connection_limit: shared.connection_limit.sessions,
-        cluster: shared.cluster.as_ref().map(|c| c.sample()),
+        cluster: shared.backplane.as_ref().map(|b| b.sample()),
         history: shared.router.history().map(|h| h.stats()),
     };
     let body = shared.stats.metrics.render(&sample);

@@ -47,8 +47,12 @@
 //!   close frame.
 //! - `outbox`: the send handle the router keeps per connection: a bounded
 //!   queue plus the slow-consumer policy.
-//! - `cluster`: the router's remote side when nodes are clustered over
-//!   Redis (`cluster.backend = "redis"`).
+//! - `backplane`: the seam between the router and whatever connects nodes:
+//!   the `Backplane` trait the router calls, the messages that come back.
+//! - `cluster`: the Redis backend of that seam (`cluster.backend =
+//!   "redis"`); it names neither the router nor the shared state.
+//! - `dispatch`: the task that hands messages from other nodes to the
+//!   router, in arrival order.
 //! - `socketio`: the Socket.IO v5 front end on `engineio`: namespaces,
 //!   packets to router calls, lifecycle events for services.
 //! - `wire`: the wire formats (Herald, Socket.IO) that encode what the
@@ -71,8 +75,10 @@ pub mod fuzz_api {
 }
 mod admission;
 mod auth;
+mod backplane;
 mod cluster;
 mod conn;
+mod dispatch;
 mod echo;
 mod engineio;
 mod fdlimit;

@@ -17,7 +17,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::cluster::ClusterSample;
+use crate::backplane::BackplaneSample;
 use crate::history::HistoryStats;
 use crate::stats::StatsSnapshot;
 
@@ -230,7 +230,7 @@ pub(crate) struct Sample {
     /// Sessions admitted at once (the effective connection limit).
     pub(crate) connection_limit: usize,
     /// The cluster side's numbers, when clustered.
-    pub(crate) cluster: Option<ClusterSample>,
+    pub(crate) cluster: Option<BackplaneSample>,
     /// The history logs' numbers, when a namespace keeps a history.
     pub(crate) history: Option<HistoryStats>,
 }
@@ -481,11 +481,11 @@ mod tests {
         let text = Metrics::new().render(&sample());
         assert!(!text.contains("herald_cluster_"), "{text}");
         let clustered = Sample {
-            cluster: Some(ClusterSample {
+            cluster: Some(BackplaneSample {
                 up: true,
                 nodes: 2,
                 dropped: 5,
-                ..ClusterSample::default()
+                ..BackplaneSample::default()
             }),
             ..sample()
         };

@@ -27,10 +27,12 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::backplane::{Backplane, Inbound};
 use crate::cluster::Cluster;
 use crate::fdlimit::{ConnectionLimit, OpenFiles};
 use crate::framing::{Verdicts, Watched};
@@ -108,6 +110,12 @@ enum Side {
     Operator,
 }
 
+/// What other nodes send, for the dispatcher.
+type Inbox = mpsc::Receiver<Inbound>;
+
+/// A started backplane and the inbox of what it receives.
+type Started = (Arc<dyn Backplane>, Inbox);
+
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 impl Broker {
@@ -124,19 +132,11 @@ impl Broker {
         // Session ids are `<node>-<n>`: in a cluster the node part is the
         // cluster's node id, so that any node can tell which node a
         // session-id room lives on.
-        let mut node = node_name();
-        let cluster = match settings.cluster.backend {
-            ClusterBackend::None => None,
-            ClusterBackend::Redis => {
-                if !settings.cluster.node_id.is_empty() {
-                    node = settings.cluster.node_id.clone();
-                }
-                let cluster =
-                    Cluster::new(&settings.cluster, &node).map_err(|e| Error::Cluster {
-                        message: e.to_string(),
-                    })?;
-                Some(cluster)
+        let node = match settings.cluster.backend {
+            ClusterBackend::Redis if !settings.cluster.node_id.is_empty() => {
+                settings.cluster.node_id.clone()
             }
+            _ => node_name(),
         };
         let auth =
             crate::auth::Authenticator::from_settings(&settings.auth).map_err(|e| Error::Auth {
@@ -154,13 +154,13 @@ impl Broker {
             None => None,
         };
         let connection_limit = fit_connection_limit(settings.server.max_connections);
-        let mut shared = Shared::new(settings, node, cluster.clone(), connection_limit);
+        let (backplane, inbox) = start_backplane(&settings, &node)?.unzip();
+        let mut shared = Shared::new(settings, node, backplane, connection_limit);
         shared.limits.operator_token = operator_token;
         shared.auth = auth;
         let shared = Arc::new(shared);
-        if let Some(cluster) = &cluster {
-            cluster.start(&shared);
-            info!(node = cluster.node(), "clustered over redis");
+        if let Some(inbox) = inbox {
+            tokio::spawn(crate::dispatch::run(shared.clone(), inbox));
         }
         let stop_accepting = CancellationToken::new();
         let operator = operator_listener.map(|(addr, listener)| {
@@ -264,8 +264,8 @@ impl BrokerHandle {
         if !drained {
             warn!("some connections did not close within the shutdown grace");
         }
-        if let Some(cluster) = &self.shared.cluster {
-            cluster.leave().await;
+        if let Some(backplane) = &self.shared.backplane {
+            backplane.leave().await;
         }
         self.stop_accepting.cancel();
         let _ = self.accept_loop.await;
@@ -274,6 +274,24 @@ impl BrokerHandle {
         }
         info!("shut down");
         drained
+    }
+}
+
+/// The backplane of `[cluster]` for node `node`, started, and the inbox its
+/// messages from other nodes arrive in; none on one node. The only place
+/// that names a backend.
+fn start_backplane(settings: &Settings, node: &str) -> Result<Option<Started>, Error> {
+    match settings.cluster.backend {
+        ClusterBackend::None => Ok(None),
+        ClusterBackend::Redis => {
+            let (sender, inbox) = mpsc::channel(settings.cluster.queue_capacity);
+            let cluster =
+                Cluster::start(&settings.cluster, node, sender).map_err(|e| Error::Cluster {
+                    message: e.to_string(),
+                })?;
+            info!(node, "clustered over redis");
+            Ok(Some((cluster, inbox)))
+        }
     }
 }
 

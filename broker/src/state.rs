@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
-use crate::cluster::Cluster;
+use crate::backplane::Backplane;
 use crate::engineio;
 use crate::fdlimit::ConnectionLimit;
 use crate::limits::Limits;
@@ -42,7 +42,7 @@ pub(crate) struct Shared {
     pub(crate) connection_limit: ConnectionLimit,
     pub(crate) node: String,
     /// The remote side, when clustered (`cluster.backend = "redis"`).
-    pub(crate) cluster: Option<Arc<Cluster>>,
+    pub(crate) backplane: Option<Arc<dyn Backplane>>,
     /// Engine.IO long-polling sessions by sid.
     pub(crate) engineio: engineio::Registry,
     next_conn: AtomicU64,
@@ -71,12 +71,12 @@ pub(crate) fn node_name() -> String {
 }
 
 impl Shared {
-    /// The state of a broker named `node`, clustered when `cluster` is
+    /// The state of a broker named `node`, clustered when `backplane` is
     /// given, admitting `connection_limit.sessions` sessions at once.
     pub(crate) fn new(
         settings: Settings,
         node: String,
-        cluster: Option<Arc<Cluster>>,
+        backplane: Option<Arc<dyn Backplane>>,
         connection_limit: ConnectionLimit,
     ) -> Shared {
         let stats = Arc::new(Stats::default());
@@ -88,8 +88,9 @@ impl Shared {
         Shared {
             sessions: Arc::new(Semaphore::new(connection_limit.sessions)),
             connection_limit,
-            router: Router::clustered(stats.clone(), &node, cluster.clone()).with_history(history),
-            cluster,
+            router: Router::clustered(stats.clone(), &node, backplane.clone())
+                .with_history(history),
+            backplane,
             engineio: engineio::Registry::default(),
             stats,
             ready: AtomicBool::new(true),
@@ -127,7 +128,7 @@ impl Shared {
     /// True while clustered and the backplane (Redis) is unreachable: the
     /// node still serves and delivers locally, but not across nodes.
     pub(crate) fn cluster_degraded(&self) -> bool {
-        self.cluster.as_ref().is_some_and(|c| !c.is_up())
+        self.backplane.as_ref().is_some_and(|b| !b.is_up())
     }
 
     /// The largest message a client may send: the payload limit plus room

@@ -1,4 +1,7 @@
-//! Clustering over Redis: the router's remote side.
+//! Clustering over Redis: the Redis backend of the [`Backplane`] seam.
+//! It names neither the router nor the broker's shared state: the router
+//! calls it through the trait, and what other nodes send is pushed as
+//! [`Inbound`] messages into the channel given at start.
 //!
 //! Several nodes share one Redis (pub/sub only: no home-made protocol).
 //! - **Plain fan-out.** The origin delivers locally, then publishes the emit
@@ -14,15 +17,16 @@
 //! - **Liveness.** Each node refreshes a key with a TTL; a node whose key
 //!   expired is pruned from the registry by the others.
 //!
-//! `backplane` runs the Redis side (connection, publisher, listener,
-//! heartbeat), `wire` is the message format, `keys` the names.
+//! `tasks` runs the Redis side (connection, publisher, listener,
+//! heartbeat), `wire` is the message format, `keys` the names, `registry`
+//! the local interest and its Redis encoding.
 
-mod backplane;
 mod keys;
 mod registry;
+mod tasks;
 mod wire;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use herald_config::ClusterSettings;
@@ -32,13 +36,11 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use self::keys::Keys;
-pub(crate) use self::registry::RemoteView;
 use self::registry::{Entry, LocalInterest};
-pub(crate) use self::wire::Body;
-use self::wire::Message;
-pub(crate) use self::wire::WireEmit;
-use crate::router::SubKey;
-use crate::state::Shared;
+use self::wire::{Body, Message, WireEmit};
+use crate::backplane::{
+    Backplane, BackplaneSample, BoxFuture, Inbound, Interest, RemoteView, ToNode,
+};
 
 /// What can stop the cluster side from starting.
 #[derive(Debug, Error)]
@@ -72,20 +74,6 @@ pub(crate) struct ClusterStats {
     pub(crate) disconnects: AtomicU64,
 }
 
-/// What `/metrics` and `/readyz` report about the cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ClusterSample {
-    pub(crate) up: bool,
-    pub(crate) nodes: u64,
-    pub(crate) remote_entries: u64,
-    pub(crate) namespaces: u64,
-    pub(crate) sent: u64,
-    pub(crate) received: u64,
-    pub(crate) dropped: u64,
-    pub(crate) undeliverable: u64,
-    pub(crate) disconnects: u64,
-}
-
 /// The cluster side of one node.
 #[derive(Debug)]
 pub(crate) struct Cluster {
@@ -93,7 +81,6 @@ pub(crate) struct Cluster {
     settings: ClusterSettings,
     client: redis::Client,
     outbound: mpsc::Sender<Outbound>,
-    outbound_rx: Mutex<Option<mpsc::Receiver<Outbound>>>,
     local: Mutex<LocalInterest>,
     /// Woken when the local interest changed.
     changed: Notify,
@@ -103,7 +90,6 @@ pub(crate) struct Cluster {
     /// Namespaces whose channel this node listens on now.
     namespaces: AtomicU64,
     up: AtomicBool,
-    cursor: AtomicUsize,
     stop: CancellationToken,
     connection: OnceLock<redis::aio::ConnectionManager>,
     pub(crate) stats: ClusterStats,
@@ -116,53 +102,42 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Cluster {
-    /// The cluster side for `settings`, with node id `node`; nothing runs
-    /// until [`Cluster::start`].
-    pub(crate) fn new(
+    /// Joins the cluster of `settings` as node `node` and starts the Redis
+    /// side (connection, publisher, listener, heartbeat); what other nodes
+    /// send goes to `inbox`. Must be called within a tokio runtime.
+    pub(crate) fn start(
         settings: &ClusterSettings,
         node: &str,
+        inbox: mpsc::Sender<Inbound>,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let client =
-            backplane::client(&settings.redis_url).map_err(|source| ClusterError::RedisUrl {
+            tasks::client(&settings.redis_url).map_err(|source| ClusterError::RedisUrl {
                 url: settings.redis_url.clone(),
                 source,
             })?;
         let (outbound, outbound_rx) = mpsc::channel(settings.queue_capacity);
-        Ok(Arc::new(Cluster {
+        let cluster = Arc::new(Cluster {
             keys: Keys::new(&settings.prefix, node),
             settings: settings.clone(),
             client,
             outbound,
-            outbound_rx: Mutex::new(Some(outbound_rx)),
             local: Mutex::new(LocalInterest::default()),
             changed: Notify::new(),
             view_stale: Notify::new(),
             view: RwLock::new(Arc::new(RemoteView::default())),
             namespaces: AtomicU64::new(0),
             up: AtomicBool::new(false),
-            cursor: AtomicUsize::new(0),
             stop: CancellationToken::new(),
             connection: OnceLock::new(),
             stats: ClusterStats::default(),
-        }))
-    }
-
-    /// Starts the Redis side: connection, publisher, listener, heartbeat.
-    pub(crate) fn start(self: &Arc<Self>, shared: &Arc<Shared>) {
-        let outbound_rx = lock(&self.outbound_rx).take();
-        if let Some(outbound_rx) = outbound_rx {
-            backplane::spawn(self.clone(), shared.clone(), outbound_rx);
-        }
+        });
+        tasks::spawn(cluster.clone(), inbox, outbound_rx);
+        Ok(cluster)
     }
 
     /// This node's id.
     pub(crate) fn node(&self) -> &str {
         self.keys.node()
-    }
-
-    /// Whether Redis answered the last command.
-    pub(crate) fn is_up(&self) -> bool {
-        self.up.load(Relaxed)
     }
 
     fn set_up(&self, up: bool) {
@@ -175,59 +150,24 @@ impl Cluster {
         }
     }
 
-    /// The other nodes' queue groups and responders, as last read.
-    pub(crate) fn view(&self) -> Arc<RemoteView> {
-        self.view
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
     fn set_view(&self, view: RemoteView) {
         *self.view.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
     }
 
-    /// A round-robin position for picking a node.
-    pub(crate) fn next_cursor(&self) -> usize {
-        self.cursor.fetch_add(1, Relaxed)
-    }
-
-    /// A subscription was added on this node.
-    pub(crate) fn subscribed(&self, key: &SubKey) {
+    /// Counts an interest change; wakes the maintainer when the namespace
+    /// set or the registry changed.
+    fn note_interest(&self, interest: Interest<'_>, added: bool) {
         let mut local = lock(&self.local);
-        let changed = match registry_entry(key) {
-            Some(entry) => local.add_entry(entry),
-            None => local.add_namespace(&key.namespace),
+        let changed = match (registry_entry(interest), added) {
+            (Some(entry), true) => local.add_entry(entry),
+            (Some(entry), false) => local.remove_entry(&entry),
+            (None, true) => local.add_namespace(interest.namespace()),
+            (None, false) => local.remove_namespace(interest.namespace()),
         };
         drop(local);
         if changed {
             self.changed.notify_one();
         }
-    }
-
-    /// A subscription was removed on this node.
-    pub(crate) fn unsubscribed(&self, key: &SubKey) {
-        let mut local = lock(&self.local);
-        let changed = match registry_entry(key) {
-            Some(entry) => local.remove_entry(&entry),
-            None => local.remove_namespace(&key.namespace),
-        };
-        drop(local);
-        if changed {
-            self.changed.notify_one();
-        }
-    }
-
-    /// Publishes a local emit to the plain subscribers of the other nodes.
-    pub(crate) fn forward_event(&self, emit: &Emit, sender: Option<&str>) {
-        let channel = self.keys.namespace_channel(&emit.namespace);
-        self.publish(channel, Body::Event(WireEmit::from_emit(emit, sender)));
-    }
-
-    /// Sends `body` to one node's own channel. False when it was dropped
-    /// (Redis down or the queue full).
-    pub(crate) fn send_to(&self, node: &str, body: Body) -> bool {
-        self.publish(self.keys.node_channel(node), body)
     }
 
     fn publish(&self, channel: String, body: Body) -> bool {
@@ -245,11 +185,44 @@ impl Cluster {
         }
         true
     }
+}
 
-    /// The numbers `/metrics` shows.
-    pub(crate) fn sample(&self) -> ClusterSample {
+impl Backplane for Cluster {
+    fn is_up(&self) -> bool {
+        self.up.load(Relaxed)
+    }
+
+    fn forward_event(&self, emit: &Emit, sender: Option<&str>) {
+        let channel = self.keys.namespace_channel(&emit.namespace);
+        self.publish(channel, Body::Event(WireEmit::from_emit(emit, sender)));
+    }
+
+    fn send_to(&self, node: &str, message: ToNode<'_>) -> bool {
+        self.publish(self.keys.node_channel(node), Body::from(message))
+    }
+
+    fn subscribed(&self, interest: Interest<'_>) {
+        self.note_interest(interest, true);
+    }
+
+    fn unsubscribed(&self, interest: Interest<'_>) {
+        self.note_interest(interest, false);
+    }
+
+    fn view(&self) -> Arc<RemoteView> {
+        self.view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn undeliverable(&self) {
+        self.stats.undeliverable.fetch_add(1, Relaxed);
+    }
+
+    fn sample(&self) -> BackplaneSample {
         let view = self.view();
-        ClusterSample {
+        BackplaneSample {
             up: self.is_up(),
             nodes: view.nodes() as u64,
             remote_entries: view.entries() as u64,
@@ -262,36 +235,39 @@ impl Cluster {
         }
     }
 
-    /// Leaves the cluster: stops the Redis tasks and removes this node's
-    /// registry entries and liveness key at once (bounded by
-    /// `cluster.command_timeout`).
-    pub(crate) async fn leave(&self) {
-        self.stop.cancel();
-        if let Some(connection) = self.connection.get() {
-            let leaving = backplane::leave(connection.clone(), &self.keys, self.node());
-            if tokio::time::timeout(self.settings.command_timeout, leaving)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    "could not deregister from the cluster in time; the other nodes will expire this node"
-                );
+    /// Stops the Redis tasks and removes this node's registry entries and
+    /// liveness key at once (bounded by `cluster.command_timeout`).
+    fn leave(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.stop.cancel();
+            if let Some(connection) = self.connection.get() {
+                let leaving = tasks::leave(connection.clone(), &self.keys, self.node());
+                if tokio::time::timeout(self.settings.command_timeout, leaving)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "could not deregister from the cluster in time; the other nodes will expire this node"
+                    );
+                }
             }
-        }
+        })
     }
 }
 
 /// The registry entry of a queue-group or responder subscription; `None`
 /// for a plain one (tracked per namespace instead).
-fn registry_entry(key: &SubKey) -> Option<Entry> {
-    let group = match (&key.group, key.responder) {
-        (_, true) => None,
-        (Some(group), false) => Some(group.to_string()),
-        (None, false) => return None,
-    };
-    Some(Entry {
-        namespace: key.namespace.to_string(),
-        pattern: key.pattern.to_string(),
-        group,
-    })
+fn registry_entry(interest: Interest<'_>) -> Option<Entry> {
+    match interest {
+        Interest::Plain { .. } => None,
+        Interest::Target {
+            namespace,
+            pattern,
+            group,
+        } => Some(Entry {
+            namespace: namespace.to_owned(),
+            pattern: pattern.to_string(),
+            group: group.map(str::to_owned),
+        }),
+    }
 }

@@ -3,10 +3,14 @@
 //! optional fields). Every message names the node that sent it, so a node
 //! skips its own copies of namespace-channel messages.
 
+use std::time::Duration;
+
 use bytes::Bytes;
-use herald_protocol::envelope::Emit;
+use herald_protocol::envelope::{Emit, Reply};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::backplane::{Inbound, ToNode};
 
 /// An emit as it travels between nodes (no sender connection: exclude-self
 /// only concerns the origin node).
@@ -90,6 +94,97 @@ pub(crate) enum Body {
     Changed,
     /// The sender shut down cleanly: forget it now.
     Left,
+}
+
+impl From<ToNode<'_>> for Body {
+    fn from(message: ToNode<'_>) -> Body {
+        match message {
+            ToNode::Group {
+                group,
+                emit,
+                sender,
+            } => Body::Group {
+                q: group.to_owned(),
+                emit: WireEmit::from_emit(emit, sender),
+            },
+            ToNode::Request {
+                handle,
+                timeout,
+                emit,
+                sender,
+            } => Body::Request {
+                h: handle,
+                tmo: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                emit: WireEmit::from_emit(emit, sender),
+            },
+            ToNode::Reply(reply) => Body::Reply {
+                h: reply.ack,
+                ok: reply.ok,
+                d: reply.payload.clone(),
+                args: reply.args,
+            },
+            ToNode::Gone { handle } => Body::Gone { h: handle },
+            ToNode::Move(change) => Body::Move {
+                ns: change.namespace.to_owned(),
+                room: change.room.to_owned(),
+                sid: change.session.to_owned(),
+                join: change.join,
+            },
+        }
+    }
+}
+
+impl Body {
+    /// What the router must hear of a message from node `from`; `None`
+    /// for the backend's own bookkeeping (`changed`, `left`).
+    pub(crate) fn into_inbound(self, from: String) -> Option<Inbound> {
+        Some(match self {
+            Body::Event(emit) => {
+                let (emit, sender) = emit.into_emit();
+                Inbound::Event { emit, sender }
+            }
+            Body::Group { q, emit } => {
+                let (emit, sender) = emit.into_emit();
+                Inbound::Group {
+                    group: q,
+                    emit,
+                    sender,
+                }
+            }
+            Body::Request { h, tmo, emit } => {
+                let (emit, sender) = emit.into_emit();
+                Inbound::Request {
+                    from,
+                    handle: h,
+                    timeout: Duration::from_millis(tmo),
+                    emit,
+                    sender,
+                }
+            }
+            Body::Reply { h, ok, d, args } => Inbound::Reply {
+                from,
+                reply: Reply {
+                    ack: h,
+                    ok,
+                    payload: d,
+                    args,
+                },
+            },
+            Body::Gone { h } => Inbound::Gone { from, handle: h },
+            Body::Move {
+                ns,
+                room,
+                sid,
+                join,
+            } => Inbound::Move {
+                namespace: ns,
+                room,
+                session: sid,
+                join,
+            },
+            Body::Changed | Body::Left => return None,
+        })
+    }
 }
 
 /// One cross-node message.

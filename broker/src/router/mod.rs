@@ -7,15 +7,17 @@
 //! more per queue group, whose frame names the group) and offers clones of
 //! the same [`Bytes`] to every receiver of that format.
 //!
-//! In a cluster the router has a remote side ([`Cluster`]): plain emits are
-//! also published for the other nodes, queue groups and requests may pick
-//! a member on another node, and messages from other nodes come back in
-//! through the `*_remote` / `*_from_node` entry points into the same local
-//! fan-out. Sessions never know which node an event came from.
+//! In a cluster the router has a remote side, a [`Backplane`] it does not
+//! know the backend of: plain emits are also forwarded to the other nodes,
+//! queue groups and requests may pick a member on another node, and
+//! messages from other nodes come back through [`Router::dispatch`]
+//! (`remote.rs`) into the `*_remote` / `*_from_node` entry points and the
+//! same local fan-out. Sessions never know which node an event came from.
 
 mod deadlines;
 mod index;
 mod key;
+mod remote;
 mod requests;
 mod rooms;
 mod sessions;
@@ -38,7 +40,8 @@ use self::rooms::Rooms;
 use self::sessions::{Sessions, session_node};
 use self::shards::RoomSet;
 use self::timeouts::TimeoutWatcher;
-use crate::cluster::{Body, Cluster, WireEmit};
+pub(crate) use crate::backplane::RoomMove;
+use crate::backplane::{Backplane, Interest, RemoteView, ToNode};
 use crate::history::{Appended, HistoryLog, Record, Stamp, stamped};
 use crate::outbox::{ConnId, Offer, Outbox, RoomKey};
 use crate::stats::Stats;
@@ -57,19 +60,30 @@ pub(crate) struct SubKey {
     pub(crate) responder: bool,
 }
 
+impl SubKey {
+    /// The subscription as the backplane needs to know it.
+    fn interest(&self) -> Interest<'_> {
+        if self.group.is_none() && !self.responder {
+            return Interest::Plain {
+                namespace: &self.namespace,
+            };
+        }
+        Interest::Target {
+            namespace: &self.namespace,
+            pattern: &self.pattern,
+            group: if self.responder {
+                None
+            } else {
+                self.group.as_deref()
+            },
+        }
+    }
+}
+
 /// What an emit holds while it fans out (see [`Router::snapshot`]).
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     _held: index::Matched,
-}
-
-/// A service moving a session into or out of a room.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RoomMove<'a> {
-    pub(crate) namespace: &'a str,
-    pub(crate) room: &'a str,
-    pub(crate) session: &'a str,
-    pub(crate) join: bool,
 }
 
 /// Why a request could not be routed.
@@ -181,8 +195,11 @@ pub(crate) struct Router {
     timeouts: TimeoutWatcher,
     request_cursor: AtomicUsize,
     stats: Arc<Stats>,
-    /// The remote side, when clustered.
-    cluster: Option<Arc<Cluster>>,
+    /// The remote side, when clustered; `None` on one node (no call, no
+    /// allocation on the emit path).
+    backplane: Option<Arc<dyn Backplane>>,
+    /// Round-robin position for picking a node of a cross-node queue group.
+    node_cursor: AtomicUsize,
     /// This node's id (the first part of its session ids).
     node: Arc<str>,
     sessions: Sessions,
@@ -280,12 +297,12 @@ impl Router {
         Router::clustered(stats, "test", None)
     }
 
-    /// The router of node `node`, with a remote side when `cluster` is
+    /// The router of node `node`, with a remote side when `backplane` is
     /// given.
     pub(crate) fn clustered(
         stats: Arc<Stats>,
         node: &str,
-        cluster: Option<Arc<Cluster>>,
+        backplane: Option<Arc<dyn Backplane>>,
     ) -> Router {
         Router {
             events: SubscriptionIndex::default(),
@@ -295,7 +312,8 @@ impl Router {
             timeouts: TimeoutWatcher::default(),
             request_cursor: AtomicUsize::new(0),
             stats,
-            cluster,
+            backplane,
+            node_cursor: AtomicUsize::new(0),
             node: Arc::from(node),
             sessions: Sessions::default(),
             history: None,
@@ -325,8 +343,8 @@ impl Router {
         self.index(key.responder)
             .insert(&key.namespace, &key.pattern, key.group.as_ref(), conn);
         Stats::add(&self.stats.subscriptions, 1);
-        if let Some(cluster) = &self.cluster {
-            cluster.subscribed(key);
+        if let Some(backplane) = &self.backplane {
+            backplane.subscribed(key.interest());
         }
     }
 
@@ -334,8 +352,8 @@ impl Router {
         self.index(key.responder)
             .remove(&key.namespace, &key.pattern, key.group.as_ref(), conn);
         self.stats.subscriptions.fetch_sub(1, Relaxed);
-        if let Some(cluster) = &self.cluster {
-            cluster.unsubscribed(key);
+        if let Some(backplane) = &self.backplane {
+            backplane.unsubscribed(key.interest());
         }
     }
 
@@ -422,9 +440,9 @@ impl Router {
         }
         let remote = session_node(change.session)
             .filter(|node| **node != *self.node)
-            .zip(self.cluster.as_ref())
-            .filter(|(node, cluster)| cluster.view().has_node(node));
-        let Some((node, cluster)) = remote else {
+            .zip(self.backplane.as_ref())
+            .filter(|(node, backplane)| backplane.view().has_node(node));
+        let Some((node, backplane)) = remote else {
             return Err(RouteError {
                 code: ErrorCode::UnknownSession,
                 message: format!(
@@ -433,13 +451,7 @@ impl Router {
                 ),
             });
         };
-        let body = Body::Move {
-            ns: change.namespace.to_owned(),
-            room: change.room.to_owned(),
-            sid: change.session.to_owned(),
-            join: change.join,
-        };
-        if cluster.send_to(node, body) {
+        if backplane.send_to(node, ToNode::Move(*change)) {
             Ok(())
         } else {
             Err(RouteError {
@@ -486,9 +498,9 @@ impl Router {
         session_node(room).is_some_and(|node| {
             *node == *self.node
                 || self
-                    .cluster
+                    .backplane
                     .as_ref()
-                    .is_some_and(|cluster| cluster.view().has_node(node))
+                    .is_some_and(|backplane| backplane.view().has_node(node))
         })
     }
 
@@ -561,8 +573,8 @@ impl Router {
         let mut reached = self.deliver_plain(emit, exact, &hits, &eligible, &mut pressure);
         reached += self.deliver_groups(emit, exact, &hits, &eligible, &mut pressure);
         Stats::add(&self.stats.events_delivered, reached);
-        if let Some(cluster) = &self.cluster {
-            cluster.forward_event(emit, eligible.sender);
+        if let Some(backplane) = &self.backplane {
+            backplane.forward_event(emit, eligible.sender);
         }
         Published {
             receivers: reached,
@@ -664,9 +676,9 @@ impl Router {
     ) -> u64 {
         let mut reached = 0;
         let clustered = self
-            .cluster
+            .backplane
             .as_ref()
-            .map(|cluster| (cluster, cluster.view()))
+            .map(|backplane| (backplane, backplane.view()))
             .filter(|(_, view)| view.has_groups(&emit.namespace));
         if clustered.is_none() && hits.iter().all(|h| h.groups.is_empty()) {
             for (name, group) in exact.into_iter().flat_map(|s| s.groups.iter()) {
@@ -684,9 +696,14 @@ impl Router {
             return reached;
         }
         let merged = merge_groups(exact, hits);
-        if let Some((cluster, view)) = clustered {
-            return Self::deliver_groups_clustered(
-                cluster, &view, emit, &merged, eligible, pressure,
+        if let Some((backplane, view)) = clustered {
+            return self.deliver_groups_clustered(
+                &**backplane,
+                &view,
+                emit,
+                &merged,
+                eligible,
+                pressure,
             );
         }
         for (name, (members, group)) in &merged {
@@ -708,8 +725,9 @@ impl Router {
     /// that cannot take it (local members all full, backplane down) passes
     /// it to the next, so no event is delivered twice.
     fn deliver_groups_clustered(
-        cluster: &Cluster,
-        view: &crate::cluster::RemoteView,
+        &self,
+        backplane: &dyn Backplane,
+        view: &RemoteView,
         emit: &Emit,
         local: &LocalGroups<'_>,
         eligible: &Eligible<'_>,
@@ -728,7 +746,7 @@ impl Router {
             let here = local.get(name);
             let nodes = remote.get(name).map_or(&[][..], Vec::as_slice);
             let choices = usize::from(here.is_some()) + nodes.len();
-            let start = cluster.next_cursor();
+            let start = self.node_cursor.fetch_add(1, Relaxed);
             for i in 0..choices {
                 let choice = (start + i) % choices;
                 let taken = match (here, choice) {
@@ -741,11 +759,12 @@ impl Router {
                         )),
                         pressure,
                     ),
-                    _ => cluster.send_to(
+                    _ => backplane.send_to(
                         &nodes[choice - usize::from(here.is_some())],
-                        Body::Group {
-                            q: name.to_owned(),
-                            emit: WireEmit::from_emit(emit, eligible.sender),
+                        ToNode::Group {
+                            group: name,
+                            emit,
+                            sender: eligible.sender,
                         },
                     ),
                 };
@@ -831,8 +850,8 @@ impl Router {
         let audiences = self.audiences(emit);
         let eligible = Eligible::new(Some(from), emit, &audiences);
         let local = self.local_responders(emit, &eligible);
-        let remote = self.cluster.as_ref().map_or_else(Vec::new, |cluster| {
-            cluster.view().responders(&emit.namespace, &emit.event)
+        let remote = self.backplane.as_ref().map_or_else(Vec::new, |backplane| {
+            backplane.view().responders(&emit.namespace, &emit.event)
         });
         let choices = local.len() + remote.len();
         if choices == 0 {
@@ -881,7 +900,7 @@ impl Router {
         ack: u64,
         timeout: Duration,
     ) -> bool {
-        let Some(cluster) = &self.cluster else {
+        let Some(backplane) = &self.backplane else {
             return false;
         };
         let handle = self.requests.open(
@@ -891,12 +910,13 @@ impl Router {
             &emit.namespace,
             timeout,
         );
-        let body = Body::Request {
-            h: handle,
-            tmo: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            emit: WireEmit::from_emit(emit, Some(&from.session)),
+        let request = ToNode::Request {
+            handle,
+            timeout,
+            emit,
+            sender: Some(&from.session),
         };
-        let sent = cluster.send_to(node, body);
+        let sent = backplane.send_to(node, request);
         self.settle_request(handle, sent)
     }
 
@@ -922,8 +942,8 @@ impl Router {
                 return true;
             }
         }
-        if let Some(cluster) = &self.cluster {
-            cluster.send_to(&origin, Body::Gone { h });
+        if let Some(backplane) = &self.backplane {
+            backplane.send_to(&origin, ToNode::Gone { handle: h });
         }
         false
     }
@@ -941,8 +961,13 @@ impl Router {
                 });
             }
             Requester::Node(node) => {
-                if let Some(cluster) = &self.cluster {
-                    cluster.send_to(&node, Body::Gone { h: pending.ack });
+                if let Some(backplane) = &self.backplane {
+                    backplane.send_to(
+                        &node,
+                        ToNode::Gone {
+                            handle: pending.ack,
+                        },
+                    );
                 }
             }
         }
@@ -1013,14 +1038,12 @@ impl Router {
                 });
             }
             Requester::Node(node) => {
-                if let Some(cluster) = &self.cluster {
-                    let body = Body::Reply {
-                        h: pending.ack,
-                        ok: reply.ok,
-                        d: reply.payload,
-                        args: reply.args,
+                if let Some(backplane) = &self.backplane {
+                    let reply = Reply {
+                        ack: pending.ack,
+                        ..reply
                     };
-                    cluster.send_to(&node, body);
+                    backplane.send_to(&node, ToNode::Reply(&reply));
                 }
             }
         }

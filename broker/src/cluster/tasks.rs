@@ -6,8 +6,8 @@
 //! - the **publisher** drains the bounded outbound queue in order and sends
 //!   each batch as one pipeline (one connection, so one publisher's events
 //!   keep their order);
-//! - the **listener** decodes pushed messages in arrival order and hands
-//!   them to the router;
+//! - the **listener** decodes pushed messages in arrival order and pushes
+//!   what the router must hear into the inbox (`backplane::Inbound`);
 //! - the **maintainer** keeps the channel subscriptions equal to the local
 //!   interest, re-asserts this node's registry and liveness key every
 //!   heartbeat (so a restarted Redis is refilled), and re-reads the other
@@ -18,19 +18,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use herald_protocol::envelope::Reply;
-
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, RedisResult, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::keys::Keys;
-use super::registry::{Entry, RemoteView};
+use super::registry::{self, Entry};
 use super::wire::{Body, Message};
 use super::{Cluster, Outbound};
-use crate::router::RoomMove;
-use crate::state::Shared;
+use crate::backplane::{Backplane, Inbound, RemoteView};
 
 /// Most queued messages sent as one pipeline.
 const MAX_BATCH: usize = 512;
@@ -47,7 +44,7 @@ pub(super) fn client(url: &str) -> RedisResult<redis::Client> {
 /// Starts the connection and the three tasks.
 pub(super) fn spawn(
     cluster: Arc<Cluster>,
-    shared: Arc<Shared>,
+    inbox: mpsc::Sender<Inbound>,
     outbound: mpsc::Receiver<Outbound>,
 ) {
     let (pushes_tx, pushes) = mpsc::channel(cluster.settings.queue_capacity);
@@ -77,8 +74,8 @@ pub(super) fn spawn(
     };
     let _ = cluster.connection.set(connection.clone());
     tokio::spawn(publisher(cluster.clone(), connection.clone(), outbound));
-    tokio::spawn(listener(cluster.clone(), shared.clone(), pushes));
-    tokio::spawn(maintainer(cluster, shared, connection));
+    tokio::spawn(listener(cluster.clone(), inbox.clone(), pushes));
+    tokio::spawn(maintainer(cluster, inbox, connection));
 }
 
 async fn publisher(
@@ -115,7 +112,7 @@ async fn publisher(
 
 async fn listener(
     cluster: Arc<Cluster>,
-    shared: Arc<Shared>,
+    inbox: mpsc::Sender<Inbound>,
     mut pushes: mpsc::Receiver<PushInfo>,
 ) {
     loop {
@@ -135,70 +132,22 @@ async fn listener(
             Ok(message) if message.from == cluster.node() => {}
             Ok(message) => {
                 cluster.stats.received.fetch_add(1, Relaxed);
-                dispatch(&cluster, &shared, message);
+                match message.body.into_inbound(message.from) {
+                    // In arrival order; waits while the dispatcher is
+                    // behind (the pushes queue behind it is bounded).
+                    Some(inbound) => {
+                        if inbox.send(inbound).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => cluster.view_stale.notify_one(),
+                }
             }
             Err(error) => {
                 cluster.stats.undeliverable.fetch_add(1, Relaxed);
                 warn!(%error, "ignored a message from the cluster backplane");
             }
         }
-    }
-}
-
-/// Hands one message from another node to the router.
-fn dispatch(cluster: &Cluster, shared: &Shared, message: Message) {
-    let router = &shared.router;
-    let delivered = match message.body {
-        Body::Event(emit) => {
-            let (emit, sender) = emit.into_emit();
-            router.deliver_remote(&emit, sender.as_deref());
-            true
-        }
-        Body::Group { q, emit } => {
-            let (emit, sender) = emit.into_emit();
-            router.deliver_remote_group(&emit, sender.as_deref(), &q)
-        }
-        Body::Request { h, tmo, emit } => {
-            let (emit, sender) = emit.into_emit();
-            router.request_from_node(
-                &message.from,
-                h,
-                (&emit, sender.as_deref()),
-                Duration::from_millis(tmo),
-            )
-        }
-        Body::Reply { h, ok, d, args } => {
-            let reply = Reply {
-                ack: h,
-                ok,
-                payload: d,
-                args,
-            };
-            router.reply_from_node(&message.from, h, reply)
-        }
-        Body::Move {
-            ns,
-            room,
-            sid,
-            join,
-        } => {
-            let change = RoomMove {
-                namespace: &ns,
-                room: &room,
-                session: &sid,
-                join,
-            };
-            let max_rooms = shared.settings.limits.max_rooms_per_connection;
-            router.move_session(&change, max_rooms).is_ok()
-        }
-        Body::Gone { h } => router.gone_from_node(&message.from, h),
-        Body::Changed | Body::Left => {
-            cluster.view_stale.notify_one();
-            true
-        }
-    };
-    if !delivered {
-        cluster.stats.undeliverable.fetch_add(1, Relaxed);
     }
 }
 
@@ -210,7 +159,11 @@ struct Asserted {
     entries_version: Option<u64>,
 }
 
-async fn maintainer(cluster: Arc<Cluster>, shared: Arc<Shared>, mut connection: ConnectionManager) {
+async fn maintainer(
+    cluster: Arc<Cluster>,
+    inbox: mpsc::Sender<Inbound>,
+    mut connection: ConnectionManager,
+) {
     let mut asserted = Asserted::default();
     let mut ticker = tokio::time::interval(cluster.settings.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -224,7 +177,7 @@ async fn maintainer(cluster: Arc<Cluster>, shared: Arc<Shared>, mut connection: 
         let was_up = cluster.is_up();
         match maintain(
             &cluster,
-            &shared,
+            &inbox,
             &mut connection,
             &mut asserted,
             full || !was_up,
@@ -264,7 +217,7 @@ async fn announce(cluster: &Cluster, connection: &mut ConnectionManager, body: B
 
 async fn maintain(
     cluster: &Cluster,
-    shared: &Shared,
+    inbox: &mpsc::Sender<Inbound>,
     connection: &mut ConnectionManager,
     asserted: &mut Asserted,
     refresh_view: bool,
@@ -301,7 +254,7 @@ async fn maintain(
         announce(cluster, connection, Body::Changed).await;
     }
     if refresh_view {
-        read_view(cluster, shared, connection).await?;
+        read_view(cluster, inbox, connection).await?;
     }
     Ok(())
 }
@@ -319,7 +272,7 @@ async fn register(
     let mut pipe = redis::pipe();
     pipe.atomic().del(keys.registry(node)).ignore();
     if !entries.is_empty() {
-        let members: Vec<Vec<u8>> = entries.iter().map(Entry::encode).collect();
+        let members: Vec<Vec<u8>> = entries.iter().map(registry::encode).collect();
         pipe.sadd(keys.registry(node), members).ignore();
     }
     pipe.cmd("SET")
@@ -336,7 +289,7 @@ async fn register(
 /// expired (and fails the requests this node was waiting on them for).
 async fn read_view(
     cluster: &Cluster,
-    shared: &Shared,
+    inbox: &mpsc::Sender<Inbound>,
     connection: &mut ConnectionManager,
 ) -> RedisResult<()> {
     let keys = &cluster.keys;
@@ -367,7 +320,10 @@ async fn read_view(
                 node,
                 "cluster node expired; dropping its queue groups and responders"
             );
-            shared.router.node_gone(node);
+            let gone = Inbound::NodeGone { node: node.clone() };
+            if inbox.send(gone).await.is_err() {
+                return Ok(());
+            }
         }
     }
     let mut registries = redis::pipe();
@@ -384,7 +340,7 @@ async fn read_view(
         .map(|(node, _)| node)
         .zip(members)
         .map(|(node, members)| {
-            let entries = members.iter().filter_map(|m| Entry::decode(m)).collect();
+            let entries = members.iter().filter_map(|m| registry::decode(m)).collect();
             (node, entries)
         })
         .collect();
