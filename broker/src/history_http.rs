@@ -203,7 +203,15 @@ fn page_out<'a, D>(
 }
 
 /// Answers one history read.
-pub(crate) fn history<B>(req: &Request<B>, shared: &Shared) -> Response<Body> {
+pub(crate) async fn history<B>(req: &Request<B>, shared: &Shared) -> Response<Body> {
+    if shared.mirror.is_some() {
+        // In a cluster, this node's mirror of Redis first catches up.
+        let position = Query::parse(req.uri(), shared.settings.history.replay_limit)
+            .map(|query| (query.namespace, query.since));
+        if let Ok((namespace, since)) = position {
+            crate::mirror::catch_up(shared, &namespace, since).await;
+        }
+    }
     match read(req, shared) {
         Ok(response) => response,
         Err(refusal) => {

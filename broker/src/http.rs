@@ -149,7 +149,7 @@ where
         Route::Upgrade(endpoint) => upgrade(req, shared, peer, endpoint),
         Route::EngineIo(app) => engineio::handle(req, app, shared, peer).await,
         Route::Emit => publish::publish(req, &shared).await,
-        Route::History => crate::history_http::history(&req, &shared),
+        Route::History => crate::history_http::history(&req, &shared).await,
         // Served on the operator listener instead (`server.operator_listen`).
         Route::Metrics if shared.settings.server.operator_addr().is_some() => {
             not_found(req.uri().path())

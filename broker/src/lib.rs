@@ -91,6 +91,7 @@ mod http;
 mod inbound;
 mod limits;
 mod metrics;
+mod mirror;
 mod outbox;
 mod publish;
 mod resume;

@@ -77,12 +77,17 @@ enum PublishError {
     Denied(Denied),
     #[error("{}", crate::auth::UNAUTHORIZED)]
     Unauthorized,
+    /// A clustered history could not store the event (Redis unreachable).
+    #[error("the event was not stored: {0}")]
+    Unavailable(String),
 }
 
 impl PublishError {
     fn status(&self) -> StatusCode {
         match self {
-            PublishError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            PublishError::ShuttingDown | PublishError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             PublishError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PublishError::BodyTooLarge { .. } | PublishError::PayloadTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -117,7 +122,7 @@ impl PublishError {
             PublishError::InvalidMsgpack(_) => "invalid_msgpack",
             PublishError::BodyTimeout(_) => "body_timeout",
             PublishError::BodyRead(_) => "bad_body",
-            PublishError::Encode(_) => "internal",
+            PublishError::Encode(_) | PublishError::Unavailable(_) => "internal",
             PublishError::Denied(denied) => match denied.code {
                 ErrorCode::Forbidden => "forbidden",
                 ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -315,6 +320,15 @@ where
         ..Emit::default()
     };
     let published = shared.router.publish(None, &emit);
+    if let Some(pending) = published.pending {
+        // A clustered history numbers the event in Redis first: answer
+        // once it is stored (or say it is not).
+        return match pending.await {
+            Ok(Ok(_)) => Ok(0),
+            Ok(Err(message)) => Err(PublishError::Unavailable(message)),
+            Err(_) => Err(PublishError::ShuttingDown),
+        };
+    }
     // An HTTP publisher is held back like a WebSocket one: its answer waits
     // until a receiver past its high-water mark has drained.
     if let Some(receiver) = published.back_pressure {

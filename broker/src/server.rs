@@ -285,8 +285,8 @@ fn start_backplane(settings: &Settings, node: &str) -> Result<Option<Started>, E
         ClusterBackend::None => Ok(None),
         ClusterBackend::Redis => {
             let (sender, inbox) = mpsc::channel(settings.cluster.queue_capacity);
-            let cluster =
-                Cluster::start(&settings.cluster, node, sender).map_err(|e| Error::Cluster {
+            let cluster = Cluster::start(&settings.cluster, &settings.history, node, sender)
+                .map_err(|e| Error::Cluster {
                     message: e.to_string(),
                 })?;
             info!(node, "clustered over redis");

@@ -29,7 +29,7 @@ use crate::inbound::{FrameReader, Incoming, ReadError};
 use crate::limits::{self, Limited, MessageLimiter, SessionPermit};
 use crate::outbox::Outbox;
 use crate::resume::Restorer;
-use crate::router::{RoomMove, SubKey};
+use crate::router::{PendingNumber, RoomMove, SubKey};
 use crate::socket::Halves;
 use crate::state::Shared;
 use crate::stats::Stats;
@@ -67,6 +67,7 @@ pub(crate) async fn run(
         invalid_in_a_row: 0,
         was_responder: false,
         back_pressure: None,
+        pending_resume: None,
         rate: shared.limits.message_limiter(),
         header_token: token,
         grant: None,
@@ -99,6 +100,9 @@ struct Session {
     /// A receiver of this connection's last emit whose queue is past its
     /// high-water mark: the reader waits for it before reading on.
     back_pressure: Option<Outbox>,
+    /// A `hello.resume` waiting for the history mirror to catch up (in a
+    /// cluster whose backplane keeps history); read before the next frame.
+    pending_resume: Option<(Resume, Welcome)>,
     /// The message rate's bucket (`rate_limits.messages_per_second`).
     rate: Option<MessageLimiter>,
     /// The `Authorization: Bearer` token of the upgrade, until `hello`.
@@ -209,6 +213,16 @@ impl Session {
                         return reason;
                     }
                 }
+            }
+            if let Some((resume, welcome)) = self.pending_resume.take() {
+                for (namespace, since) in resume
+                    .offsets
+                    .iter()
+                    .take(self.shared.settings.limits.max_subscriptions_per_connection)
+                {
+                    crate::mirror::catch_up(&self.shared, namespace, *since).await;
+                }
+                self.resume(&resume, welcome);
             }
             // A client that keeps the reader busy still meets its expiry.
             if self.expiry.as_ref().is_some_and(|clock| clock.is_due()) {
@@ -365,6 +379,9 @@ impl Session {
         };
         match &hello.resume {
             None => self.send(&Envelope::Welcome(welcome)),
+            Some(resume) if self.shared.mirror.is_some() => {
+                self.pending_resume = Some((resume.clone(), welcome));
+            }
             Some(resume) => self.resume(resume, welcome),
         }
         self.greeted = true;
@@ -588,6 +605,13 @@ impl Session {
         let Some(ack) = emit.ack else {
             let published = self.shared.router.publish(Some(&self.outbox), &emit);
             self.back_pressure = published.back_pressure;
+            if let Some(pending) = published.pending {
+                // Numbered by the cluster's history: the ack waits for it.
+                if let Some(id) = emit.id {
+                    self.answer_when_numbered(id, pending);
+                }
+                return Ok(());
+            }
             if let Some(id) = emit.id {
                 self.send(&Envelope::Ack {
                     id,
@@ -623,6 +647,25 @@ impl Session {
             .router
             .request(&self.outbox, &emit, ack, timeout)
             .map_err(|e| Refusal::new(Some(ack), e.code, e.message))
+    }
+
+    /// Acks an emit once the cluster's history numbered it, or answers
+    /// `err` (`internal`) when Redis could not take it: the publisher
+    /// retries with the same `mid`, which Redis de-duplicates.
+    fn answer_when_numbered(&self, id: u64, pending: PendingNumber) {
+        let outbox = self.outbox.clone();
+        self.shared.tasks.spawn(async move {
+            let envelope = match pending.await {
+                Ok(Ok(_)) => Envelope::Ack { id, receivers: 0 },
+                Ok(Err(message)) => Envelope::error(Some(id), ErrorCode::Internal, message),
+                Err(_) => Envelope::error(
+                    Some(id),
+                    ErrorCode::Internal,
+                    "the cluster backplane stopped before numbering the event",
+                ),
+            };
+            outbox.answer(&frame::envelope(&envelope));
+        });
     }
 
     fn on_reply(&mut self, reply: Reply) -> Handled {

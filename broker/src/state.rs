@@ -14,6 +14,8 @@ use crate::auth::Authenticator;
 use crate::backplane::Backplane;
 use crate::engineio;
 use crate::fdlimit::ConnectionLimit;
+use crate::history::HistoryLog;
+use crate::history::memory::MemoryHistory;
 use crate::limits::Limits;
 use crate::outbox::ConnId;
 use crate::router::Router;
@@ -43,6 +45,9 @@ pub(crate) struct Shared {
     pub(crate) node: String,
     /// The remote side, when clustered (`cluster.backend = "redis"`).
     pub(crate) backplane: Option<Arc<dyn Backplane>>,
+    /// With a backplane that keeps history: this node's mirror of it
+    /// (the same logs the router reads), kept in step by the dispatcher.
+    pub(crate) mirror: Option<Arc<MemoryHistory>>,
     /// Engine.IO long-polling sessions by sid.
     pub(crate) engineio: engineio::Registry,
     next_conn: AtomicU64,
@@ -80,17 +85,25 @@ impl Shared {
         connection_limit: ConnectionLimit,
     ) -> Shared {
         let stats = Arc::new(Stats::default());
-        let history = (!settings.history.namespaces.is_empty()).then(|| {
-            Arc::new(crate::history::memory::MemoryHistory::new(
-                &settings.history,
-            )) as Arc<dyn crate::history::HistoryLog>
+        // With a backplane that keeps history, the logs here mirror what it
+        // numbered; on one node they are the history itself.
+        let clustered = backplane.as_ref().is_some_and(|b| b.keeps_history());
+        let logs = (!settings.history.namespaces.is_empty()).then(|| {
+            Arc::new(if clustered {
+                MemoryHistory::mirror(&settings.history)
+            } else {
+                MemoryHistory::new(&settings.history)
+            })
         });
+        let mirror = logs.clone().filter(|_| clustered);
+        let history = logs.map(|logs| logs as Arc<dyn HistoryLog>);
         Shared {
             sessions: Arc::new(Semaphore::new(connection_limit.sessions)),
             connection_limit,
             router: Router::clustered(stats.clone(), &node, backplane.clone())
                 .with_history(history),
             backplane,
+            mirror,
             engineio: engineio::Registry::default(),
             stats,
             ready: AtomicBool::new(true),

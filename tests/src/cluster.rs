@@ -70,6 +70,8 @@ fn spawn_logged(command: &mut Command, log: &Path) -> std::io::Result<Child> {
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// With persistence: the directory of its append-only file.
+    persist: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -80,6 +82,24 @@ impl RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             child: None,
+            persist: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Like [`RedisServer::start`], with persistence: an append-only file
+    /// fsynced on every write (`appendfsync always`) in a fresh directory,
+    /// so a restart keeps everything that was acknowledged.
+    pub async fn start_persistent() -> RedisServer {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("herald-redis-aof-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the append-only file");
+        let mut server = RedisServer {
+            port,
+            child: None,
+            persist: Some(dir),
         };
         server.spawn().await;
         server
@@ -95,9 +115,16 @@ impl RedisServer {
             "127.0.0.1",
             "--save",
             "",
-            "--appendonly",
-            "no",
         ]);
+        match &self.persist {
+            None => {
+                command.args(["--appendonly", "no"]);
+            }
+            Some(dir) => {
+                command.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"]);
+                command.arg(dir);
+            }
+        }
         let child = match spawn_logged(&mut command, &log) {
             Ok(child) => child,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => panic!(
@@ -201,6 +228,9 @@ pub struct NodeConfig {
     pub node_id: String,
     /// `cluster.redis_url`.
     pub redis_url: String,
+    /// A TOML file passed as `--config` (for settings that environment
+    /// variables cannot express, such as `[[history.namespaces]]`).
+    pub config_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -210,6 +240,7 @@ impl NodeConfig {
             prefix: prefix.to_owned(),
             node_id: node_id.to_owned(),
             redis_url: redis.url(),
+            config_file: None,
         }
     }
 }
@@ -240,6 +271,9 @@ impl Node {
         let port = free_port();
         let log = log_file(&format!("node-{}-{port}", config.node_id));
         let mut command = Command::new(bin);
+        if let Some(file) = &config.config_file {
+            command.arg("--config").arg(file);
+        }
         command.env_clear().envs([
             ("HERALD__SERVER__LISTEN", format!("127.0.0.1:{port}")),
             ("HERALD__SERVER__SHUTDOWN_GRACE", "1s".to_owned()),
@@ -287,11 +321,16 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A raw client that has not said hello yet.
+    pub async fn connect(&self) -> RawClient {
+        connect_raw(self.addr, Some(herald_protocol::SUBPROTOCOL))
+            .await
+            .unwrap_or_else(|e| panic!("connecting to node {}: {e}", self.id))
+    }
+
     /// A raw client that said hello.
     pub async fn client(&self) -> RawClient {
-        let mut client = connect_raw(self.addr, Some(herald_protocol::SUBPROTOCOL))
-            .await
-            .unwrap_or_else(|e| panic!("connecting to node {}: {e}", self.id));
+        let mut client = self.connect().await;
         client.hello().await;
         client
     }
@@ -372,6 +411,9 @@ impl Drop for Node {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        if let Some(dir) = &self.persist {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_file(log_file(&format!("redis-{}", self.port)));
         }

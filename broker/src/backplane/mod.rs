@@ -23,6 +23,9 @@ use std::time::Duration;
 
 use herald_protocol::Pattern;
 use herald_protocol::envelope::{Emit, Reply};
+use tokio::sync::oneshot;
+
+use crate::history::Stamp;
 
 pub(crate) use self::view::{RemoteView, Target};
 
@@ -119,6 +122,57 @@ pub(crate) enum Inbound {
     },
     /// Node `node` left or expired: requests waiting on it fail now.
     NodeGone { node: String },
+    /// An event of a history namespace, numbered by the backend (every
+    /// node gets every one, this node's own included, in `seq` order per
+    /// namespace). `here` when this node appended it: it also picks the
+    /// queue-group members and honours exclude-self.
+    Stamped {
+        here: bool,
+        emit: Emit,
+        sender: Option<String>,
+        stamp: Stamp,
+    },
+    /// A resume on this node is about to read the mirror of `namespace`
+    /// from `since`: bring it up to date with the backend first (in order
+    /// with the `Stamped` events), then answer `done`.
+    CatchUp {
+        namespace: String,
+        since: u64,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// What a clustered history append became (the publisher's broker ack
+/// waits for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Numbered {
+    pub(crate) seq: u64,
+    pub(crate) epoch: String,
+    /// The publisher's message id was seen within the window: nothing
+    /// was stored or published again.
+    pub(crate) duplicate: bool,
+}
+
+/// Where a clustered history append's outcome goes.
+pub(crate) type AppendDone = oneshot::Sender<Result<Numbered, String>>;
+
+/// One event read back from a clustered history.
+#[derive(Debug)]
+pub(crate) struct HistoryEntry {
+    pub(crate) seq: u64,
+    pub(crate) mid: String,
+    pub(crate) emit: Emit,
+    pub(crate) sender: Option<String>,
+}
+
+/// A read of a clustered history.
+#[derive(Debug)]
+pub(crate) struct HistoryRange {
+    /// The last `seq` given in the namespace (0: none yet).
+    pub(crate) last: u64,
+    pub(crate) epoch: String,
+    /// Events after the position read, oldest first.
+    pub(crate) entries: Vec<HistoryEntry>,
 }
 
 /// What `/metrics` and `/readyz` report about the backplane.
@@ -170,6 +224,40 @@ pub(crate) trait Backplane: Send + Sync + std::fmt::Debug {
     /// The other live nodes and their queue groups and responders, as last
     /// read (an `Arc` snapshot, cheap to take per emit).
     fn view(&self) -> Arc<RemoteView>;
+
+    /// Whether the backend keeps the history of history namespaces itself
+    /// (numbering every event in one order for all nodes). When it does,
+    /// the router hands such emits to [`Backplane::append`] instead of
+    /// delivering them, and delivers what comes back as
+    /// [`Inbound::Stamped`].
+    fn keeps_history(&self) -> bool {
+        false
+    }
+
+    /// Appends an emit of a history namespace, numbers it and publishes it
+    /// to every node in one atomic step; `done` hears the outcome. False
+    /// when it was dropped (backend unreachable or its queue full).
+    fn append(&self, emit: &Emit, sender: Option<&str>, done: Option<AppendDone>) -> bool {
+        let _ = (emit, sender, done);
+        false
+    }
+
+    /// Reads up to `limit` events of `namespace`'s history after `since`.
+    fn read_history(
+        &self,
+        namespace: &str,
+        since: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<HistoryRange, String>> {
+        let _ = (namespace, since, limit);
+        Box::pin(async { Err("this backplane keeps no history".to_owned()) })
+    }
+
+    /// Queues an [`Inbound::CatchUp`] behind the events received so far.
+    fn catch_up(&self, namespace: &str, since: u64, done: oneshot::Sender<()>) -> bool {
+        let _ = (namespace, since, done);
+        false
+    }
 
     /// A message from another node could not be used (its target left
     /// meanwhile): counted, never retried.

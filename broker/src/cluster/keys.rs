@@ -53,6 +53,33 @@ impl Keys {
         format!("{}:node:{node}:subs", self.prefix)
     }
 
+    /// A history namespace's stream: `{prefix}:hist:{namespace}`.
+    pub(crate) fn history_stream(&self, namespace: &str) -> String {
+        format!("{}:hist:{namespace}", self.prefix)
+    }
+
+    /// Its epoch and last `seq`: `{prefix}:hist:{namespace}:meta`.
+    pub(crate) fn history_meta(&self, namespace: &str) -> String {
+        format!("{}:hist:{namespace}:meta", self.prefix)
+    }
+
+    /// A publisher's message id, remembered for the de-duplication window:
+    /// `{prefix}:mid:{namespace}:{mid}`.
+    pub(crate) fn message_id(&self, namespace: &str, mid: &str) -> String {
+        format!("{}:mid:{namespace}:{mid}", self.prefix)
+    }
+
+    /// The channel of a history namespace's numbered events (every node
+    /// listens to all of them): `{prefix}:hev:{namespace}`.
+    pub(crate) fn history_channel(&self, namespace: &str) -> String {
+        format!("{}:hev:{namespace}", self.prefix)
+    }
+
+    /// The pattern of every history channel.
+    pub(crate) fn history_channels(&self) -> String {
+        format!("{}:hev:*", self.prefix)
+    }
+
     pub(crate) fn node(&self) -> &str {
         &self.node
     }
@@ -71,5 +98,10 @@ mod tests {
         assert_eq!(keys.registry("n2"), "hx:node:n2:subs");
         assert_eq!(keys.control_channel(), "hx:ctl");
         assert_eq!(keys.nodes(), "hx:nodes");
+        assert_eq!(keys.history_stream("/a"), "hx:hist:/a");
+        assert_eq!(keys.history_meta("/a"), "hx:hist:/a:meta");
+        assert_eq!(keys.message_id("/a", "m1"), "hx:mid:/a:m1");
+        assert_eq!(keys.history_channel("/a"), "hx:hev:/a");
+        assert_eq!(keys.history_channels(), "hx:hev:*");
     }
 }

@@ -21,6 +21,7 @@
 //! heartbeat), `wire` is the message format, `keys` the names, `registry`
 //! the local interest and its Redis encoding.
 
+mod history;
 mod keys;
 mod registry;
 mod tasks;
@@ -29,17 +30,21 @@ mod wire;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
-use herald_config::ClusterSettings;
+use herald_config::{ClusterSettings, HistorySettings};
 use herald_protocol::envelope::Emit;
+use herald_protocol::names::namespace_matches;
+use std::time::Duration;
 use thiserror::Error;
-use tokio::sync::{Notify, mpsc};
+
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use self::keys::Keys;
 use self::registry::{Entry, LocalInterest};
 use self::wire::{Body, Message, WireEmit};
 use crate::backplane::{
-    Backplane, BackplaneSample, BoxFuture, Inbound, Interest, RemoteView, ToNode,
+    AppendDone, Backplane, BackplaneSample, BoxFuture, HistoryEntry, HistoryRange, Inbound,
+    Interest, RemoteView, ToNode,
 };
 
 /// What can stop the cluster side from starting.
@@ -56,7 +61,27 @@ pub(crate) enum ClusterError {
 }
 
 /// One message waiting to be published: the channel and the bytes.
-pub(crate) type Outbound = (String, Vec<u8>);
+pub(crate) enum Outbound {
+    /// `PUBLISH channel message`.
+    Publish(String, Vec<u8>),
+    /// A history append (the append script): numbered, stored and
+    /// published on the namespace's history channel in one step.
+    Append {
+        namespace: String,
+        mid: Option<String>,
+        message: Vec<u8>,
+        done: Option<AppendDone>,
+    },
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outbound::Publish(channel, _) => write!(f, "Publish({channel})"),
+            Outbound::Append { namespace, .. } => write!(f, "Append({namespace})"),
+        }
+    }
+}
 
 /// Counters of the cluster side (read at scrape time).
 #[derive(Debug, Default)]
@@ -93,7 +118,19 @@ pub(crate) struct Cluster {
     stop: CancellationToken,
     connection: OnceLock<redis::aio::ConnectionManager>,
     pub(crate) stats: ClusterStats,
+    /// Which namespaces keep a history (in Redis, `history`).
+    history: HistorySettings,
+    scripts: history::Scripts,
+    /// Where catch-up requests go, behind what the listener pushed.
+    inbox: mpsc::Sender<Inbound>,
+    /// Numbers the message ids this node makes.
+    next_mid: AtomicU64,
 }
+
+/// How long a namespace's epoch and last `seq` outlive its last append
+/// (at least a day, and at least its history's `ttl`): past it the
+/// history is gone and a new epoch starts.
+const MIN_META_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Lock a mutex even if a panicking thread poisoned it (the data is plain
 /// counts, always consistent).
@@ -107,6 +144,7 @@ impl Cluster {
     /// send goes to `inbox`. Must be called within a tokio runtime.
     pub(crate) fn start(
         settings: &ClusterSettings,
+        history: &HistorySettings,
         node: &str,
         inbox: mpsc::Sender<Inbound>,
     ) -> Result<Arc<Cluster>, ClusterError> {
@@ -130,6 +168,10 @@ impl Cluster {
             stop: CancellationToken::new(),
             connection: OnceLock::new(),
             stats: ClusterStats::default(),
+            history: history.clone(),
+            scripts: history::Scripts::default(),
+            inbox: inbox.clone(),
+            next_mid: AtomicU64::new(0),
         });
         tasks::spawn(cluster.clone(), inbox, outbound_rx);
         Ok(cluster)
@@ -179,11 +221,39 @@ impl Cluster {
             from: self.node().to_owned(),
             body,
         };
-        if self.outbound.try_send((channel, message.encode())).is_err() {
+        self.queue(Outbound::Publish(channel, message.encode()))
+    }
+
+    fn queue(&self, outbound: Outbound) -> bool {
+        if self.outbound.try_send(outbound).is_err() {
             self.stats.dropped.fetch_add(1, Relaxed);
             return false;
         }
         true
+    }
+
+    /// The Redis bounds of `namespace`'s history, when it keeps one.
+    fn history_bounds(&self, namespace: &str) -> Option<history::Bounds> {
+        let rule = self
+            .history
+            .namespaces
+            .iter()
+            .find(|rule| namespace_matches(&rule.namespace, namespace))?;
+        Some(history::Bounds {
+            size: rule.size,
+            ttl: rule.ttl,
+            meta_ttl: rule.ttl.max(MIN_META_TTL),
+            mid_window: self.history.mid_window,
+        })
+    }
+
+    /// The epoch a namespace starts when Redis has none for it: this
+    /// node's id and the time, so no two starts share one.
+    fn new_epoch(&self) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}.{nanos:x}", self.node())
     }
 }
 
@@ -214,6 +284,115 @@ impl Backplane for Cluster {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    fn keeps_history(&self) -> bool {
+        !self.history.namespaces.is_empty()
+    }
+
+    fn append(&self, emit: &Emit, sender: Option<&str>, done: Option<AppendDone>) -> bool {
+        let fail = |done: Option<AppendDone>, why: &str| {
+            if let Some(done) = done {
+                let _ = done.send(Err(why.to_owned()));
+            }
+            false
+        };
+        if !self.is_up() {
+            self.stats.dropped.fetch_add(1, Relaxed);
+            return fail(done, "the cluster backplane (redis) is unreachable");
+        }
+        let mid = match &emit.message_id {
+            Some(mid) => mid.clone(),
+            None => format!("{}-{}", self.node(), self.next_mid.fetch_add(1, Relaxed)),
+        };
+        let mut wire = WireEmit::from_emit(emit, sender);
+        wire.mid = Some(mid);
+        wire.xs = emit.exclude_self;
+        let message = Message {
+            from: self.node().to_owned(),
+            body: Body::Event(wire),
+        };
+        let outbound = Outbound::Append {
+            namespace: emit.namespace.clone(),
+            mid: emit.message_id.clone(),
+            message: message.encode(),
+            done,
+        };
+        match self.outbound.try_send(outbound) {
+            Ok(()) => true,
+            Err(refused) => {
+                self.stats.dropped.fetch_add(1, Relaxed);
+                if let Outbound::Append { done, .. } = refused.into_inner() {
+                    fail(done, "the cluster backplane's queue is full");
+                }
+                false
+            }
+        }
+    }
+
+    fn read_history(
+        &self,
+        namespace: &str,
+        since: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<HistoryRange, String>> {
+        let namespace = namespace.to_owned();
+        Box::pin(async move {
+            let bounds = self
+                .history_bounds(&namespace)
+                .ok_or_else(|| format!("namespace {namespace} keeps no history"))?;
+            let mut connection = self
+                .connection
+                .get()
+                .cloned()
+                .ok_or_else(|| "the cluster backplane (redis) is not started".to_owned())?;
+            let stream = self.keys.history_stream(&namespace);
+            let meta = self.keys.history_meta(&namespace);
+            let range = history::read(
+                &mut connection,
+                &self.scripts,
+                (&stream, &meta),
+                since,
+                limit,
+                (&self.new_epoch(), bounds.meta_ttl),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let mut entries = Vec::with_capacity(range.entries.len());
+            for (seq, bytes) in range.entries {
+                let Ok(Message {
+                    body: Body::Event(wire),
+                    ..
+                }) = Message::decode(&bytes)
+                else {
+                    return Err(format!(
+                        "history entry {seq} of {namespace} is not an event"
+                    ));
+                };
+                let mid = wire.mid.clone().unwrap_or_default();
+                let (emit, sender) = wire.into_emit();
+                entries.push(HistoryEntry {
+                    seq,
+                    mid,
+                    emit,
+                    sender,
+                });
+            }
+            Ok(HistoryRange {
+                last: range.last,
+                epoch: range.epoch,
+                entries,
+            })
+        })
+    }
+
+    fn catch_up(&self, namespace: &str, since: u64, done: oneshot::Sender<()>) -> bool {
+        let request = Inbound::CatchUp {
+            namespace: namespace.to_owned(),
+            since,
+            done,
+        };
+        self.inbox.try_send(request).is_ok()
     }
 
     fn undeliverable(&self) {

@@ -26,8 +26,9 @@ use tracing::{debug, warn};
 use super::keys::Keys;
 use super::registry::{self, Entry};
 use super::wire::{Body, Message};
-use super::{Cluster, Outbound};
-use crate::backplane::{Backplane, Inbound, RemoteView};
+use super::{Cluster, Outbound, history};
+use crate::backplane::{AppendDone, Backplane, Inbound, Numbered, RemoteView};
+use crate::history::Stamp;
 
 /// Most queued messages sent as one pipeline.
 const MAX_BATCH: usize = 512;
@@ -92,22 +93,111 @@ async fn publisher(
         if received == 0 {
             return;
         }
-        let mut pipe = redis::pipe();
-        for (channel, message) in batch.drain(..) {
-            pipe.publish(channel, message).ignore();
-        }
+        let (pipe, waiting) = pipeline(&cluster, &mut batch);
         let n = received as u64;
-        match pipe.query_async::<()>(&mut connection).await {
-            Ok(()) => {
+        match pipe.query_async::<Vec<Value>>(&mut connection).await {
+            Ok(replies) => {
                 cluster.stats.sent.fetch_add(n, Relaxed);
+                for (reply, done) in replies.iter().zip(waiting) {
+                    let numbered = history::Appended::from_reply(reply)
+                        .map(|a| Numbered {
+                            seq: a.seq,
+                            epoch: a.epoch,
+                            duplicate: a.duplicate,
+                        })
+                        .map_err(|e| e.to_string());
+                    if let Some(done) = done {
+                        let _ = done.send(numbered);
+                    }
+                }
             }
             Err(error) => {
                 cluster.stats.dropped.fetch_add(n, Relaxed);
                 debug!(%error, "publishing to Redis failed");
+                for done in waiting.into_iter().flatten() {
+                    let _ = done.send(Err(format!(
+                        "the cluster backplane (redis) failed: {error}"
+                    )));
+                }
                 cluster.set_up(false);
             }
         }
     }
+}
+
+/// One pipeline for a batch: publishes, and history appends (after
+/// loading their script, which a restarted Redis no longer has); returns
+/// where each append's outcome goes, in the order of their replies.
+fn pipeline(
+    cluster: &Cluster,
+    batch: &mut Vec<Outbound>,
+) -> (redis::Pipeline, Vec<Option<AppendDone>>) {
+    let mut pipe = redis::pipe();
+    let mut waiting = Vec::new();
+    if batch.iter().any(|o| matches!(o, Outbound::Append { .. })) {
+        pipe.load_script(&cluster.scripts.append).ignore();
+    }
+    let keys = &cluster.keys;
+    for outbound in batch.drain(..) {
+        match outbound {
+            Outbound::Publish(channel, message) => {
+                pipe.publish(channel, message).ignore();
+            }
+            Outbound::Append {
+                namespace,
+                mid,
+                message,
+                done,
+            } => {
+                let Some(bounds) = cluster.history_bounds(&namespace) else {
+                    if let Some(done) = done {
+                        let _ = done.send(Err(format!("namespace {namespace} keeps no history")));
+                    }
+                    continue;
+                };
+                let mid_key = mid.map(|mid| keys.message_id(&namespace, &mid));
+                let (stream, meta) = (
+                    keys.history_stream(&namespace),
+                    keys.history_meta(&namespace),
+                );
+                let channel = keys.history_channel(&namespace);
+                let epoch = cluster.new_epoch();
+                let append = history::Append {
+                    stream: &stream,
+                    meta: &meta,
+                    mid_key: mid_key.as_deref(),
+                    channel: Some(&channel),
+                    message: &message,
+                    new_epoch: &epoch,
+                    bounds,
+                };
+                pipe.invoke_script(&append.invocation(&cluster.scripts));
+                waiting.push(done);
+            }
+        }
+    }
+    (pipe, waiting)
+}
+
+/// A numbered history event from the history channels, for the inbox.
+fn stamped(cluster: &Cluster, payload: &[u8]) -> Option<Inbound> {
+    let published = history::parse_published(payload)?;
+    let message = Message::decode(published.message).ok()?;
+    let Body::Event(wire) = message.body else {
+        return None;
+    };
+    let mid = wire.mid.clone().unwrap_or_default();
+    let (emit, sender) = wire.into_emit();
+    Some(Inbound::Stamped {
+        here: message.from == cluster.node(),
+        emit,
+        sender,
+        stamp: Stamp {
+            seq: published.seq,
+            epoch: Arc::from(published.epoch),
+            mid: Arc::from(mid),
+        },
+    })
 }
 
 async fn listener(
@@ -121,6 +211,22 @@ async fn listener(
             push = pushes.recv() => push,
         };
         let Some(push) = push else { return };
+        if push.kind == PushKind::PMessage {
+            // [pattern, channel, payload]: only the history channels.
+            let inbound = match push.data.get(2) {
+                Some(Value::BulkString(payload)) => stamped(&cluster, payload),
+                _ => None,
+            };
+            let Some(inbound) = inbound else {
+                cluster.stats.undeliverable.fetch_add(1, Relaxed);
+                continue;
+            };
+            cluster.stats.received.fetch_add(1, Relaxed);
+            if inbox.send(inbound).await.is_err() {
+                return;
+            }
+            continue;
+        }
         if push.kind != PushKind::Message {
             continue;
         }
@@ -227,6 +333,9 @@ async fn maintain(
         connection
             .subscribe(&[keys.control_channel(), keys.own_channel()])
             .await?;
+        if cluster.keeps_history() {
+            connection.psubscribe(keys.history_channels()).await?;
+        }
         asserted.control = true;
     }
     let (namespaces, entries, version) = {

@@ -30,6 +30,14 @@ pub(crate) struct WireEmit {
     /// The sender's session id (`event.from`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) sid: Option<String>,
+    /// In a clustered history: the message id (the publisher's, or one
+    /// the origin made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) mid: Option<String>,
+    /// In a clustered history: the sender does not get its own event
+    /// (`emit.xs`; honoured by the origin node, which gets its events back).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) xs: bool,
 }
 
 impl WireEmit {
@@ -42,6 +50,8 @@ impl WireEmit {
             ex: emit.except.clone(),
             args: emit.args,
             sid: sender.map(str::to_owned),
+            mid: None,
+            xs: false,
         }
     }
 
@@ -54,6 +64,7 @@ impl WireEmit {
             payload: self.d,
             except: self.ex,
             args: self.args,
+            exclude_self: self.xs,
             ..Emit::default()
         };
         (emit, self.sid)
@@ -225,6 +236,8 @@ mod tests {
             ex: Some("n1-4".into()),
             args: true,
             sid: Some("n1-3".into()),
+            mid: Some("n1-9".into()),
+            xs: true,
         };
         let bodies = [
             Body::Event(emit.clone()),

@@ -54,6 +54,9 @@ struct Counters {
 struct Log {
     size: usize,
     ttl: Duration,
+    /// The epoch its `seq`s belong to: this process's on one node; in a
+    /// cluster, Redis's (empty until the node first hears of the log).
+    epoch: Arc<str>,
     /// The last `seq` given (0: none yet).
     last: u64,
     events: VecDeque<(Instant, Arc<Stored>)>,
@@ -127,6 +130,7 @@ impl MemoryHistory {
                 Arc::new(Mutex::new(Log {
                     size: rule.size,
                     ttl: rule.ttl,
+                    epoch: self.epoch.clone(),
                     last: 0,
                     events: VecDeque::new(),
                     mids: HashMap::new(),
@@ -197,6 +201,144 @@ impl MemoryHistory {
     }
 }
 
+/// What a log keeps of an emit numbered `seq`.
+fn stored(record: Record<'_>, seq: u64, mid: Arc<str>) -> Stored {
+    let emit = record.emit;
+    Stored {
+        seq,
+        mid,
+        event: emit.event.as_str().into(),
+        room: emit.room.as_deref().map(Box::from),
+        except: emit.except.as_deref().map(Box::from),
+        from: record.sender.map(Box::from),
+        exclude_self: emit.exclude_self,
+        args: emit.args,
+        payload: Bytes::copy_from_slice(&emit.payload),
+    }
+}
+
+/// Where one namespace's log stands (a cluster node's mirror of Redis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// Empty until the node first heard of the log.
+    pub(crate) epoch: Arc<str>,
+    /// The oldest `seq` kept (`last + 1` when none is).
+    pub(crate) first: u64,
+    pub(crate) last: u64,
+}
+
+impl MemoryHistory {
+    /// The logs of a cluster node: a mirror of what Redis numbered, whose
+    /// epochs come from Redis (each log's is empty until the node hears
+    /// of it, so nothing is recovered from a log it never caught up).
+    pub(crate) fn mirror(settings: &HistorySettings) -> MemoryHistory {
+        MemoryHistory {
+            epoch: Arc::from(""),
+            ..MemoryHistory::new(settings)
+        }
+    }
+
+    fn push(&self, log: &mut Log, now: Instant, event: Stored) {
+        log.last = event.seq;
+        self.counters.events.fetch_add(1, Relaxed);
+        self.counters
+            .bytes
+            .fetch_add(event.weight() as u64, Relaxed);
+        log.events.push_back((now, Arc::new(event)));
+    }
+
+    fn clear(&self, log: &mut Log, epoch: &str, last: u64) {
+        for (_, gone) in log.events.drain(..) {
+            self.counters.events.fetch_sub(1, Relaxed);
+            self.counters.bytes.fetch_sub(gone.weight() as u64, Relaxed);
+        }
+        log.epoch = Arc::from(epoch);
+        log.last = last;
+    }
+
+    /// Where the namespace's log stands; `None` when it keeps no history.
+    pub(crate) fn position(&self, namespace: &str) -> Option<Position> {
+        let log = self.log(namespace)?;
+        let mut log = locked(&log);
+        self.expire(&mut log, Instant::now());
+        Some(Position {
+            epoch: log.epoch.clone(),
+            first: log.events.front().map_or(log.last + 1, |(_, e)| e.seq),
+            last: log.last,
+        })
+    }
+
+    /// Appends an event that Redis numbered, and calls `publish` with its
+    /// stamp while the log is locked. Nothing happens (false) for a `seq`
+    /// at or before the log's last one in the same epoch (already here); a
+    /// new epoch restarts the log at this event.
+    pub(crate) fn append_numbered(
+        &self,
+        namespace: &str,
+        record: Record<'_>,
+        stamp: &Stamp,
+        publish: &mut dyn FnMut(&Stamp),
+    ) -> bool {
+        let Some(log) = self.log(namespace) else {
+            publish(stamp);
+            return true;
+        };
+        let mut log = locked(&log);
+        if *log.epoch != *stamp.epoch {
+            self.clear(&mut log, &stamp.epoch, stamp.seq.saturating_sub(1));
+        } else if stamp.seq <= log.last {
+            return false;
+        }
+        let now = Instant::now();
+        self.push(&mut log, now, stored(record, stamp.seq, stamp.mid.clone()));
+        self.expire(&mut log, now);
+        publish(stamp);
+        true
+    }
+
+    /// Restarts the namespace's log as Redis holds it: `epoch`, `last`,
+    /// and the kept `events` (oldest first, all at or before `last`), none
+    /// delivered again.
+    pub(crate) fn reset(&self, namespace: &str, epoch: &str, last: u64, events: Vec<Stored>) {
+        let Some(log) = self.log(namespace) else {
+            return;
+        };
+        let mut log = locked(&log);
+        self.clear(&mut log, epoch, 0);
+        let now = Instant::now();
+        for event in events.into_iter().filter(|e| e.seq <= last) {
+            self.push(&mut log, now, event);
+        }
+        log.last = last;
+        self.expire(&mut log, now);
+    }
+
+    /// Puts older events (oldest first) in front of the log, for a resume
+    /// reaching back before what this node received; ignored unless they
+    /// end right before the log's first event, in its epoch.
+    pub(crate) fn backfill(&self, namespace: &str, epoch: &str, events: Vec<Stored>) {
+        let Some(log) = self.log(namespace) else {
+            return;
+        };
+        let mut log = locked(&log);
+        let first = log.events.front().map_or(log.last + 1, |(_, e)| e.seq);
+        let fits = events.last().is_some_and(|e| e.seq + 1 == first)
+            && events.windows(2).all(|w| w[0].seq + 1 == w[1].seq);
+        if *log.epoch != *epoch || !fits {
+            return;
+        }
+        let now = Instant::now();
+        for event in events.into_iter().rev() {
+            self.counters.events.fetch_add(1, Relaxed);
+            self.counters
+                .bytes
+                .fetch_add(event.weight() as u64, Relaxed);
+            log.events.push_front((now, Arc::new(event)));
+        }
+        self.expire(&mut log, now);
+    }
+}
+
 impl HistoryLog for MemoryHistory {
     fn covers(&self, namespace: &str) -> bool {
         self.rule(namespace).is_some()
@@ -222,26 +364,9 @@ impl HistoryLog for MemoryHistory {
         let seq = log.last + 1;
         let mid: Arc<str> = match given {
             Some(mid) => Arc::from(mid),
-            None => Arc::from(format!("{}-{seq}", self.epoch)),
+            None => Arc::from(format!("{}-{seq}", log.epoch)),
         };
-        let emit = record.emit;
-        let stored = Arc::new(Stored {
-            seq,
-            mid: mid.clone(),
-            event: emit.event.as_str().into(),
-            room: emit.room.as_deref().map(Box::from),
-            except: emit.except.as_deref().map(Box::from),
-            from: record.sender.map(Box::from),
-            exclude_self: emit.exclude_self,
-            args: emit.args,
-            payload: Bytes::copy_from_slice(&emit.payload),
-        });
-        log.last = seq;
-        self.counters.events.fetch_add(1, Relaxed);
-        self.counters
-            .bytes
-            .fetch_add(stored.weight() as u64, Relaxed);
-        log.events.push_back((now, stored));
+        self.push(&mut log, now, stored(record, seq, mid.clone()));
         if given.is_some() {
             log.mids.insert(mid.clone(), now);
             log.mid_order.push_back((now, mid.clone()));
@@ -249,7 +374,7 @@ impl HistoryLog for MemoryHistory {
         self.expire(&mut log, now);
         let stamp = Stamp {
             seq,
-            epoch: self.epoch.clone(),
+            epoch: log.epoch.clone(),
             mid,
         };
         publish(&stamp);
@@ -278,7 +403,7 @@ impl HistoryLog for MemoryHistory {
             other => other?,
         };
         Ok(Page {
-            epoch: self.epoch.clone(),
+            epoch: log.epoch.clone(),
             last: log.last,
             events,
             complete,
@@ -300,17 +425,17 @@ impl HistoryLog for MemoryHistory {
             .iter()
             .zip(guards.iter_mut())
             .map(|(want, guard)| {
-                let epoch = self.epoch.clone();
                 let Some(log) = guard.as_deref_mut() else {
                     return Outcome {
                         namespace: want.namespace.clone(),
                         replay: Err(Gap::NoHistory),
-                        epoch,
+                        epoch: self.epoch.clone(),
                         last: 0,
                     };
                 };
                 self.expire(log, now);
-                let replay = if want.epoch.as_deref() != Some(&*self.epoch) {
+                let epoch = log.epoch.clone();
+                let replay = if epoch.is_empty() || want.epoch.as_deref() != Some(&*epoch) {
                     Err(Gap::Epoch)
                 } else {
                     self.after(log, want.since, self.replay_limit, true, &|_| true)

@@ -41,11 +41,12 @@ use self::sessions::{Sessions, session_node};
 use self::shards::RoomSet;
 use self::timeouts::TimeoutWatcher;
 pub(crate) use crate::backplane::RoomMove;
-use crate::backplane::{Backplane, Interest, RemoteView, ToNode};
+use crate::backplane::{Backplane, Interest, Numbered, RemoteView, ToNode};
 use crate::history::{Appended, HistoryLog, Record, Stamp, stamped};
 use crate::outbox::{ConnId, Offer, Outbox, RoomKey};
 use crate::stats::Stats;
 use crate::wire::{Answer, Frames};
+use tokio::sync::oneshot;
 
 /// The hasher of the router's maps: seeded per process, and several times
 /// faster than the standard SipHash on the short keys an emit looks up.
@@ -102,7 +103,13 @@ pub(crate) struct Published {
     pub(crate) back_pressure: Option<Outbox>,
     /// In a history namespace: the stamp, or that the `mid` was a repeat.
     pub(crate) history: Option<Appended>,
+    /// In a history namespace of a cluster: the backplane's numbering, which
+    /// a broker ack waits for (the event is delivered when it comes back).
+    pub(crate) pending: Option<PendingNumber>,
 }
+
+/// The backplane's numbering of a clustered history emit, to come.
+pub(crate) type PendingNumber = oneshot::Receiver<Result<Numbered, String>>;
 
 /// Notes the first receiver of an emit that asks for back-pressure.
 fn note_pressure(pressure: &mut Option<Outbox>, conn: &Outbox) {
@@ -547,6 +554,16 @@ impl Router {
         let Some(history) = self.history.as_ref().filter(|h| h.covers(&emit.namespace)) else {
             return self.fan_out(from, emit, None);
         };
+        if let Some(backplane) = self.backplane.as_ref().filter(|b| b.keeps_history()) {
+            // Numbered by the backplane, in one order for every node; this
+            // node delivers it when it comes back (`deliver_stamped`).
+            let (done, pending) = oneshot::channel();
+            backplane.append(emit, from.map(|o| &*o.session), Some(done));
+            return Published {
+                pending: Some(pending),
+                ..Published::default()
+            };
+        }
         let record = Record {
             emit,
             sender: from.map(|o| &*o.session),
@@ -579,8 +596,38 @@ impl Router {
         Published {
             receivers: reached,
             back_pressure: pressure,
-            history: None,
+            ..Published::default()
         }
+    }
+
+    /// An event of a history namespace as the backplane numbered it (see
+    /// [`Backplane::keeps_history`]), delivered with its stamp: to the
+    /// local plain subscribers, and when this node appended it (`here`) to
+    /// the queue groups too, without the sender if it asked so.
+    pub(crate) fn deliver_stamped(
+        &self,
+        here: bool,
+        emit: &Emit,
+        sender: Option<&str>,
+        stamp: &Stamp,
+    ) -> u64 {
+        let matched = self.events.lookup(&emit.namespace, &emit.event);
+        let audiences = self.audiences(emit);
+        let from = (here && emit.exclude_self)
+            .then(|| sender.and_then(|sid| self.sessions.get(sid)))
+            .flatten();
+        let mut eligible = Eligible::remote(&audiences, sender);
+        eligible.from = from.as_ref().map(|o| o.id);
+        eligible.exclude_self = eligible.from.is_some();
+        eligible.stamp = Some(stamp);
+        let hits = matched.pattern_hits(&emit.event);
+        let exact = matched.exact.as_deref();
+        let mut reached = self.deliver_plain(emit, exact, &hits, &eligible, &mut None);
+        if here {
+            reached += self.deliver_groups(emit, exact, &hits, &eligible, &mut None);
+        }
+        Stats::add(&self.stats.events_delivered, reached);
+        reached
     }
 
     /// An emit from another node: to this node's plain subscribers only

@@ -13,6 +13,8 @@ impl Router {
     /// service moves into a room (`limits.max_rooms_per_connection`).
     pub(crate) fn dispatch(&self, message: Inbound, max_rooms: usize) -> bool {
         match message {
+            // The dispatcher keeps these (they need the history mirror).
+            Inbound::Stamped { .. } | Inbound::CatchUp { .. } => false,
             Inbound::Event { emit, sender } => {
                 self.deliver_remote(&emit, sender.as_deref());
                 true

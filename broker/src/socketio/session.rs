@@ -39,7 +39,7 @@ use crate::admission::{self, Denied, EmitNames, RoomChangeNames};
 use crate::auth::{self, Expiry, ExpiryClock, Grant};
 use crate::engineio::packet::message_item;
 use crate::engineio::{EngineConn, Message, Transport};
-use crate::history::Wanted;
+use crate::history::{HistoryLog, Wanted};
 use crate::limits::{Limited, MessageLimiter};
 use crate::outbox::Outbox;
 use crate::resume::{Filter, replay_item};
@@ -51,6 +51,17 @@ use crate::wire::Answer;
 /// Request timeout of an event with an ack (Socket.IO clients give none).
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A socket recovering missed events (its CONNECT had a `pid` and an
+/// `offset`).
+#[derive(Debug)]
+struct Recovering {
+    namespace: String,
+    keys: Vec<SubKey>,
+    pid: String,
+    since: u64,
+    epoch: String,
+}
+
 /// Serves one Engine.IO session speaking Socket.IO until it closes.
 pub(crate) async fn serve(mut conn: EngineConn, shared: Arc<Shared>) {
     let outbox = conn.outbox.clone();
@@ -61,6 +72,7 @@ pub(crate) async fn serve(mut conn: EngineConn, shared: Arc<Shared>) {
         sockets: Sockets::default(),
         assembler: Assembler::new(PacketLimits::default()),
         back_pressure: None,
+        pending_recovery: None,
         rate: shared.limits.message_limiter(),
         header_token: conn.token.take(),
         grant: None,
@@ -137,6 +149,9 @@ struct Session {
     sockets: Sockets,
     assembler: Assembler,
     back_pressure: Option<Outbox>,
+    /// A connection state recovery waiting for the cluster's history
+    /// mirror to catch up; run before the next packet is read.
+    pending_recovery: Option<Recovering>,
     /// The message rate's bucket (`rate_limits.messages_per_second`).
     rate: Option<MessageLimiter>,
     /// The handshake's `Authorization: Bearer` token, until a CONNECT.
@@ -212,6 +227,13 @@ impl Session {
             if connected_once && self.sockets.is_empty() {
                 // The client left its last namespace.
                 return CloseReason::ClientClosed;
+            }
+            if let Some(recovering) = self.pending_recovery.take() {
+                let (namespace, since) = (recovering.namespace.clone(), recovering.since);
+                Box::pin(crate::mirror::catch_up(&self.shared, &namespace, since)).await;
+                if let Some(history) = self.shared.router.history().cloned() {
+                    self.recover_socket(history.as_ref(), recovering);
+                }
             }
             if let Some(receiver) = self.back_pressure.take() {
                 // Boxed: it is rare, and unboxed its state would make every
@@ -404,10 +426,36 @@ impl Session {
             self.attach_socket(namespace, keys, Some(&own));
             return;
         };
+        let recovery = Recovering {
+            namespace: namespace.to_owned(),
+            keys,
+            pid: pid.clone(),
+            since,
+            epoch: epoch.to_owned(),
+        };
+        if self.shared.mirror.is_some() {
+            // In a cluster the mirror catches up first (read_loop).
+            self.pending_recovery = Some(recovery);
+        } else {
+            self.recover_socket(history.as_ref(), recovery);
+        }
+    }
+
+    /// The recovery part of [`Self::open_socket`].
+    fn recover_socket(&mut self, history: &dyn HistoryLog, recovering: Recovering) {
+        let Recovering {
+            namespace,
+            keys,
+            pid,
+            since,
+            epoch,
+        } = recovering;
+        let namespace = namespace.as_str();
+        let pid = &pid;
         let wanted = [Wanted {
             namespace: namespace.to_owned(),
             since,
-            epoch: Some(epoch.to_owned()),
+            epoch: Some(epoch),
         }];
         history.recover(&wanted, &mut |outcomes| {
             let Some(outcome) = outcomes.first() else {

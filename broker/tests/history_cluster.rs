@@ -1,0 +1,266 @@
+//! History in a cluster (issue 12, PROTOCOL.md "History and resume"): a
+//! real `redis-server` and three broker daemon processes on 127.0.0.1.
+//! Events of a history namespace are numbered in Redis (one Lua script
+//! appends, numbers and publishes), so a client resumes on any node, after
+//! its own node is killed with SIGKILL, and a publisher's retried acked
+//! emit is stored once wherever it lands.
+//!
+//! These tests also give the fault figures of the README's delivery table:
+//! each asserts the number of events lost and duplicated in its fault.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use herald_client::{Client, ConnectionState, Recovery};
+use herald_protocol::Envelope;
+use herald_protocol::envelope::{Emit, Hello, Resume, ResumeSub, Welcome};
+use herald_tests::RawClient;
+use herald_tests::cluster::{Node, NodeConfig, RedisServer};
+use herald_tests::sdk::{FAST_RECONNECT, bounded, connect, wait_state};
+use tokio::sync::{mpsc, oneshot};
+
+const NS: &str = "/h";
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_herald-broker"))
+}
+
+/// A config file giving `/h` a history of `size` events.
+fn history_config(size: usize) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "herald-history-cluster-{}-{size}-{}.toml",
+        std::process::id(),
+        herald_tests::cluster::free_port()
+    ));
+    let text = format!(
+        "[history]\nreplay_limit = 20000\n\n[[history.namespaces]]\nnamespace = \"{NS}\"\nsize = {size}\nttl = \"10m\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Nodes `ids` of cluster `prefix` on `redis`, with a history on `/h`.
+async fn nodes(redis: &RedisServer, prefix: &str, ids: &[&str], size: usize) -> Vec<Node> {
+    let file = history_config(size);
+    let mut nodes = Vec::new();
+    for id in ids {
+        let mut config = NodeConfig::new(redis, prefix, id);
+        config.config_file = Some(file.clone());
+        nodes.push(Node::start(&bin(), &config).await);
+    }
+    for node in &nodes {
+        node.wait_metric("herald_cluster_up", |v| v == 1.0).await;
+    }
+    nodes
+}
+
+fn tick(n: u64) -> Emit {
+    herald_tests::emit(NS, "tick", rmp_serde::to_vec(&n).unwrap())
+}
+
+fn number(payload: &[u8]) -> u64 {
+    rmp_serde::from_slice(payload).unwrap()
+}
+
+/// `hello` with a resume point for `/h` `tick`; returns the welcome.
+async fn resume(client: &mut RawClient, sid: &str, seq: u64, epoch: &str) -> Welcome {
+    let resume = Resume {
+        sid: sid.into(),
+        offsets: BTreeMap::from([(NS.to_owned(), seq)]),
+        epochs: BTreeMap::from([(NS.to_owned(), epoch.to_owned())]),
+        subs: vec![ResumeSub {
+            ns: NS.into(),
+            ev: "tick".into(),
+            q: None,
+            r: false,
+        }],
+        rooms: Vec::new(),
+    };
+    client
+        .send(&Envelope::Hello(Hello {
+            version: herald_protocol::PROTOCOL_VERSION,
+            client: Some("resumer".into()),
+            resume: Some(resume),
+            ..Hello::default()
+        }))
+        .await;
+    match client.recv().await {
+        Envelope::Welcome(welcome) => welcome,
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_subscriber_whose_node_is_killed_fails_over_and_resumes_losing_and_repeating_nothing()
+ {
+    const EVENTS: u64 = 10_000;
+    let redis = RedisServer::start().await;
+    let mut nodes = nodes(&redis, "hkill", &["a", "b", "c"], 20_000).await;
+    let subscriber = connect(
+        Client::builder(nodes[0].url())
+            .urls([nodes[0].url(), nodes[1].url()])
+            .name("failing-over subscriber")
+            .reconnect(FAST_RECONNECT)
+            .handler_queue(EVENTS as usize + 1),
+    )
+    .await;
+    let (recovered_tx, mut recovered_rx) = mpsc::unbounded_channel();
+    subscriber.on_recovery(move |r: &BTreeMap<String, Recovery>| {
+        let _ = recovered_tx.send(r.clone());
+    });
+    let (tx, mut rx) = mpsc::channel::<u64>(EVENTS as usize + 1);
+    subscriber
+        .of(NS)
+        .on("tick", move |n: u64| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(n).await;
+            }
+        })
+        .await
+        .unwrap();
+    let publisher = connect(Client::builder(nodes[2].url()).name("publisher")).await;
+    // The first acked emit comes back to the subscriber: the pipes are open.
+    let (killed_tx, killed_rx) = oneshot::channel::<()>();
+    let emitting = tokio::spawn(async move {
+        let ns = publisher.of(NS);
+        for n in 0..EVENTS / 2 {
+            ns.emit("tick", &n).await.unwrap();
+        }
+        // The second half goes out while the subscriber's node is dead.
+        killed_rx.await.unwrap();
+        for n in EVENTS / 2..EVENTS {
+            ns.emit("tick", &n).await.unwrap();
+        }
+        ns.emit_acked("tick", &EVENTS).await.unwrap()
+    });
+    let mut got = Vec::with_capacity(EVENTS as usize + 1);
+    let mut killed = Some(killed_tx);
+    while got.len() <= EVENTS as usize {
+        let n = bounded("the next event", rx.recv()).await.unwrap();
+        got.push(n);
+        if got.len() == 2_000 {
+            nodes[0].kill().await;
+            killed.take().unwrap().send(()).unwrap();
+        }
+    }
+    bounded("the publisher", emitting).await.unwrap();
+    let expected: Vec<u64> = (0..=EVENTS).collect();
+    let lost = expected.iter().filter(|n| !got.contains(n)).count();
+    let repeated = got.len() - {
+        let mut unique = got.clone();
+        unique.dedup();
+        unique.len()
+    };
+    assert!(
+        got == expected,
+        "node SIGKILL: {lost} lost, {repeated} repeated, or out of order"
+    );
+    let recovery = bounded("the recovery report", recovered_rx.recv())
+        .await
+        .unwrap();
+    assert!(recovery[NS].recovered, "{recovery:?}");
+    wait_state(&subscriber, "subscriber", ConnectionState::Connected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_acked_emit_is_stored_once_whichever_node_it_lands_on() {
+    let redis = RedisServer::start().await;
+    let nodes = nodes(&redis, "hmid", &["a", "b"], 100).await;
+    let mut subscriber = nodes[1].client().await;
+    subscriber.subscribe(NS, "tick", None, false).await;
+    let with_mid = |n: u64| {
+        let mut emit = tick(n);
+        emit.message_id = Some("order-42".into());
+        emit
+    };
+    let mut first = nodes[0].client().await;
+    first.emit_acked(with_mid(1)).await;
+    // The publisher "lost" the answer and retries on the other node.
+    let mut retry = nodes[1].client().await;
+    retry.emit_acked(with_mid(1)).await;
+    retry.emit_acked(tick(2)).await;
+    let event = subscriber.expect_event().await;
+    assert_eq!((number(&event.payload), event.seq), (1, Some(1)));
+    let event = subscriber.expect_event().await;
+    assert_eq!(
+        (number(&event.payload), event.seq),
+        (2, Some(2)),
+        "the retry was not delivered again"
+    );
+}
+
+/// Emits `1..=n` acked from a raw client on `node`.
+async fn emit_acked(node: &Node, range: std::ops::RangeInclusive<u64>) {
+    let mut publisher = node.client().await;
+    for n in range {
+        publisher.emit_acked(tick(n)).await;
+    }
+}
+
+/// A subscriber on `node` that received `1..=n`: its session id, the last
+/// `seq` and the epoch.
+async fn subscribed_through(node: &Node, n: u64) -> (String, u64, String) {
+    let mut subscriber = node.connect().await;
+    let sid = subscriber.hello().await.session;
+    subscriber.subscribe(NS, "tick", None, false).await;
+    emit_acked(node, 1..=n).await;
+    let mut last = None;
+    for expected in 1..=n {
+        let event = subscriber.expect_event().await;
+        assert_eq!(number(&event.payload), expected);
+        last = Some((event.seq.unwrap(), event.epoch.unwrap()));
+    }
+    let (seq, epoch) = last.unwrap();
+    (sid, seq, epoch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_without_persistence_changes_the_epoch_and_recovers_nothing() {
+    let mut redis = RedisServer::start().await;
+    let nodes = nodes(&redis, "hvolatile", &["a", "b"], 100).await;
+    let (sid, seq, epoch) = subscribed_through(&nodes[0], 5).await;
+    redis.restart().await;
+    for node in &nodes {
+        node.wait_metric("herald_cluster_up", |v| v == 1.0).await;
+    }
+    emit_acked(&nodes[0], 6..=6).await;
+    let mut resumed = nodes[1].connect().await;
+    let welcome = resume(&mut resumed, &sid, seq, &epoch).await;
+    let recovery = &welcome.recovery[NS];
+    assert!(
+        !recovery.recovered,
+        "Redis lost the history: the client must reload ({recovery:?})"
+    );
+    assert_ne!(recovery.epoch, epoch);
+    resumed.assert_no_event().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_with_persistence_keeps_the_history_and_resume_loses_nothing() {
+    let mut redis = RedisServer::start_persistent().await;
+    let nodes = nodes(&redis, "hdurable", &["a", "b"], 100).await;
+    let (sid, seq, epoch) = subscribed_through(&nodes[0], 5).await;
+    emit_acked(&nodes[0], 6..=8).await;
+    redis.restart().await;
+    for node in &nodes {
+        node.wait_metric("herald_cluster_up", |v| v == 1.0).await;
+    }
+    emit_acked(&nodes[0], 9..=9).await;
+    let mut resumed = nodes[1].connect().await;
+    let welcome = resume(&mut resumed, &sid, seq, &epoch).await;
+    let recovery = &welcome.recovery[NS];
+    assert!(recovery.recovered, "{recovery:?}");
+    assert_eq!(recovery.epoch, epoch);
+    for expected in 6..=9 {
+        let event = resumed.expect_event().await;
+        assert_eq!(
+            number(&event.payload),
+            expected,
+            "nothing lost, nothing twice"
+        );
+    }
+    resumed.assert_no_event().await;
+}
