@@ -127,3 +127,149 @@ fn recovery_is_all_or_nothing() {
         assert_eq!(o[0].replay.as_ref().unwrap_err(), &Gap::Epoch);
     });
 }
+
+/// A cluster node's mirror of `/h/>` with `size` events kept.
+fn mirror(size: usize) -> MemoryHistory {
+    MemoryHistory::mirror(&HistorySettings {
+        namespaces: vec![HistoryNamespace {
+            namespace: "/h/>".into(),
+            size,
+            ttl: Duration::from_secs(60),
+        }],
+        replay_limit: 100,
+        mid_window: Duration::from_secs(60),
+        max_mids: 2,
+    })
+}
+
+fn stamp(seq: u64, epoch: &str) -> crate::history::Stamp {
+    crate::history::Stamp {
+        seq,
+        epoch: epoch.into(),
+        mid: format!("m{seq}").into(),
+    }
+}
+
+/// Appends an event Redis numbered; true when it was delivered.
+fn numbered(h: &MemoryHistory, seq: u64, epoch: &str) -> bool {
+    let emit = emit(None);
+    let record = Record {
+        emit: &emit,
+        sender: None,
+    };
+    let mut delivered = false;
+    let appended = h.append_numbered("/h/a", record, &stamp(seq, epoch), &mut |_| {
+        delivered = true;
+    });
+    assert_eq!(appended, delivered);
+    delivered
+}
+
+fn stored(seq: u64) -> crate::history::Stored {
+    crate::history::Stored {
+        seq,
+        mid: format!("m{seq}").into(),
+        event: "e".into(),
+        room: None,
+        except: None,
+        from: None,
+        exclude_self: false,
+        args: false,
+        payload: bytes::Bytes::new(),
+    }
+}
+
+fn recover(h: &MemoryHistory, since: u64, epoch: &str) -> Result<Vec<u64>, Gap> {
+    let wanted = [Wanted {
+        namespace: "/h/a".into(),
+        since,
+        epoch: Some(epoch.into()),
+    }];
+    let mut result = None;
+    h.recover(&wanted, &mut |outcomes| {
+        result = Some(
+            outcomes[0]
+                .replay
+                .as_ref()
+                .map(|events| events.iter().map(|e| e.seq).collect())
+                .map_err(|gap| *gap),
+        );
+    });
+    result.expect("attach was called")
+}
+
+#[test]
+fn a_mirror_recovers_nothing_from_a_log_it_never_heard_of() {
+    let h = mirror(10);
+    let position = h.position("/h/a").unwrap();
+    assert_eq!((&*position.epoch, position.last), ("", 0));
+    assert_eq!(recover(&h, 0, ""), Err(Gap::Epoch));
+    assert_eq!(h.position("/other"), None);
+}
+
+#[test]
+fn a_mirror_starts_at_the_first_event_it_hears_and_skips_what_it_has() {
+    let h = mirror(10);
+    assert!(numbered(&h, 7, "e1"), "a cold log starts at any seq");
+    assert!(numbered(&h, 8, "e1"));
+    assert!(!numbered(&h, 8, "e1"), "already here");
+    assert!(!numbered(&h, 3, "e1"), "older than the last");
+    let position = h.position("/h/a").unwrap();
+    assert_eq!(
+        (&*position.epoch, position.first, position.last),
+        ("e1", 7, 8)
+    );
+    assert_eq!(recover(&h, 6, "e1"), Ok(vec![7, 8]));
+    assert_eq!(recover(&h, 5, "e1"), Err(Gap::TooOld));
+    assert!(numbered(&h, 1, "e2"), "a new epoch restarts the log");
+    assert_eq!(recover(&h, 0, "e2"), Ok(vec![1]));
+    assert_eq!(recover(&h, 8, "e1"), Err(Gap::Epoch));
+}
+
+#[test]
+fn a_mirror_takes_older_events_in_front_only_when_they_fit() {
+    let h = mirror(10);
+    numbered(&h, 5, "e1");
+    h.backfill("/h/a", "e1", vec![stored(2), stored(3)]);
+    assert_eq!(
+        h.position("/h/a").unwrap().first,
+        5,
+        "a hole before 5: refused"
+    );
+    h.backfill("/h/a", "e0", vec![stored(4)]);
+    assert_eq!(
+        h.position("/h/a").unwrap().first,
+        5,
+        "another epoch: refused"
+    );
+    h.backfill("/h/a", "e1", vec![stored(3), stored(4)]);
+    assert_eq!(recover(&h, 2, "e1"), Ok(vec![3, 4, 5]));
+}
+
+#[test]
+fn a_mirror_reset_holds_what_redis_holds_up_to_its_last() {
+    let h = mirror(3);
+    numbered(&h, 1, "old");
+    h.reset(
+        "/h/a",
+        "e1",
+        9,
+        vec![stored(5), stored(6), stored(7), stored(8), stored(9)],
+    );
+    let position = h.position("/h/a").unwrap();
+    assert_eq!(
+        (&*position.epoch, position.first, position.last),
+        ("e1", 7, 9),
+        "size 3"
+    );
+    assert_eq!(recover(&h, 6, "e1"), Ok(vec![7, 8, 9]));
+    assert!(!numbered(&h, 9, "e1"), "held already");
+    assert!(numbered(&h, 10, "e1"));
+    h.reset("/h/a", "e2", 4, Vec::new());
+    assert_eq!(
+        recover(&h, 2, "e2"),
+        Err(Gap::TooOld),
+        "nothing after 2 is held"
+    );
+    assert_eq!(recover(&h, 4, "e2"), Ok(Vec::new()));
+}
