@@ -18,7 +18,9 @@ use herald_protocol::Envelope;
 use herald_protocol::envelope::{Emit, Hello, Resume, ResumeSub, Welcome};
 use herald_tests::RawClient;
 use herald_tests::cluster::{Node, NodeConfig, RedisServer};
+use herald_tests::proxy::CutProxy;
 use herald_tests::sdk::{FAST_RECONNECT, bounded, connect, wait_state};
+use herald_tests::sioclient::{ClientKind, SioDriver, Transports};
 use tokio::sync::{mpsc, oneshot};
 
 const NS: &str = "/h";
@@ -263,4 +265,53 @@ async fn a_redis_restart_with_persistence_keeps_the_history_and_resume_loses_not
         );
     }
     resumed.assert_no_event().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socketio_client_behind_a_balancer_recovers_on_another_node_after_a_kill() {
+    let redis = RedisServer::start().await;
+    let mut nodes = nodes(&redis, "hsio", &["a", "b"], 1_000).await;
+    // The balancer: node a first; when a dies, new connections go to b.
+    let balancer = CutProxy::start(nodes[0].addr()).await;
+    let mut driver = SioDriver::start(ClientKind::Node).await;
+    let url = format!("http://{}", balancer.addr());
+    let mut cmd = SioDriver::connect_cmd("a", &url, NS, Transports::Websocket);
+    cmd["reconnection"] = serde_json::json!(true);
+    driver.open(cmd).await.unwrap();
+    let publisher_node = nodes[1].addr();
+    emit_acked(&nodes[1], 1..=3).await;
+    for n in 1..=3 {
+        assert_eq!(sio_tick(&mut driver).await, n);
+    }
+
+    nodes[0].kill().await;
+    balancer.retarget(publisher_node);
+    driver
+        .expect("the disconnect", |v| {
+            v["type"] == "disconnect" && v["id"] == "a"
+        })
+        .await;
+    emit_acked(&nodes[1], 4..=6).await;
+    let back = driver
+        .expect("the reconnection", |v| {
+            v["type"] == "connected" && v["id"] == "a"
+        })
+        .await;
+    assert_eq!(back["recovered"].as_bool(), Some(true), "{back}");
+    emit_acked(&nodes[1], 7..=7).await;
+    for n in 4..=7 {
+        assert_eq!(
+            sio_tick(&mut driver).await,
+            n,
+            "node SIGKILL: replayed once, in order, then live"
+        );
+    }
+    driver.exit().await;
+}
+
+/// The next `tick` of socket `a`: its value (the offset follows it).
+async fn sio_tick(driver: &mut SioDriver) -> u64 {
+    let args = driver.expect_event("a", "tick").await;
+    assert_eq!(args.len(), 2, "the value, then the offset: {args:?}");
+    args[0].as_u64().unwrap()
 }

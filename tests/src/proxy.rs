@@ -6,6 +6,8 @@
 //! before. [`CutProxy::hold_replies`] stops forwarding what the target
 //! sends on the connections open now (dropping it), so a test can lose a
 //! broker's answer to something the broker did receive.
+//! [`CutProxy::retarget`] sends new connections to another broker, as a
+//! load balancer does when a node fails its health check.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +28,7 @@ struct Link {
 /// tasks when the test's runtime ends).
 pub struct CutProxy {
     addr: SocketAddr,
+    target: Arc<Mutex<SocketAddr>>,
     links: Arc<Mutex<Vec<Link>>>,
     accept: JoinHandle<()>,
 }
@@ -51,8 +54,11 @@ impl CutProxy {
             .unwrap_or_else(|e| panic!("the proxy has no address: {e}"));
         let links: Arc<Mutex<Vec<Link>>> = Arc::default();
         let accepted = links.clone();
+        let target = Arc::new(Mutex::new(target));
+        let current = target.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                let target = *lock(&current);
                 let Ok(server) = TcpStream::connect(target).await else {
                     continue;
                 };
@@ -76,6 +82,7 @@ impl CutProxy {
         });
         CutProxy {
             addr,
+            target,
             links,
             accept,
         }
@@ -89,6 +96,11 @@ impl CutProxy {
     /// A `ws://` URL of the broker's `/v1/ws` through the proxy.
     pub fn url(&self) -> String {
         format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// Forwards the connections accepted from now on to `target`.
+    pub fn retarget(&self, target: SocketAddr) {
+        *lock(&self.target) = target;
     }
 
     /// Drops every open connection at once (both sides, with a reset).
