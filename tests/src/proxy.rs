@@ -1,5 +1,6 @@
 //! A loopback TCP proxy that a test can cut: every connection through it is
-//! forwarded to one target, and [`CutProxy::cut`] drops both sides of every
+//! forwarded to one target (unless [`CutProxy::block`]ed), and
+//! [`CutProxy::cut`] drops both sides of every
 //! connection open now, mid-stream, with a TCP reset (no WebSocket close,
 //! no FIN): what a client sees when a network path dies. Bytes in flight
 //! inside the proxy are lost with them. New connections are forwarded as
@@ -27,6 +28,8 @@ struct Link {
 pub struct CutProxy {
     addr: SocketAddr,
     links: Arc<Mutex<Vec<Link>>>,
+    /// While set, new connections are dropped at once (the path is down).
+    blocked: Arc<AtomicBool>,
     accept: JoinHandle<()>,
 }
 
@@ -51,8 +54,13 @@ impl CutProxy {
             .unwrap_or_else(|e| panic!("the proxy has no address: {e}"));
         let links: Arc<Mutex<Vec<Link>>> = Arc::default();
         let accepted = links.clone();
+        let blocked = Arc::new(AtomicBool::new(false));
+        let refusing = blocked.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if refusing.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(target).await else {
                     continue;
                 };
@@ -77,6 +85,7 @@ impl CutProxy {
         CutProxy {
             addr,
             links,
+            blocked,
             accept,
         }
     }
@@ -98,6 +107,12 @@ impl CutProxy {
                 task.abort();
             }
         }
+    }
+
+    /// Drops new connections at once (`true`) until called with `false`:
+    /// a path that stays down while the test does something.
+    pub fn block(&self, blocked: bool) {
+        self.blocked.store(blocked, Ordering::SeqCst);
     }
 
     /// From now on, what the target sends on the open connections is
