@@ -306,15 +306,18 @@ impl Namespace {
     /// of connections the event was queued to (in a namespace with a
     /// history, the acknowledgement comes once the event is in it).
     ///
-    /// The emit carries a message id (`mid`). When the connection is lost
-    /// or the answer does not come within the connect timeout, it is sent
-    /// again with the same id once the client is connected again (at most
+    /// The emit carries a message id (`mid`). When the connection it went
+    /// out on is lost, or the answer does not come within the connect
+    /// timeout, it is sent again with the same id once the client is
+    /// connected again (at most
     /// [`ACKED_EMIT_ATTEMPTS`](crate::ACKED_EMIT_ATTEMPTS) times in all): in
     /// a history namespace the broker drops a repeated id within
     /// `history.mid_window` (answering 0 receivers), so a retry never
     /// delivers the event twice. Fails with [`Error::Disconnected`] or
     /// [`Error::Timeout`] after the last attempt, and [`Error::Closed`]
-    /// when the client closes or gives up reconnecting meanwhile.
+    /// when the client closes or gives up reconnecting meanwhile. Called
+    /// while no connection is up it fails with [`Error::Disconnected`] at
+    /// once.
     pub async fn emit_acked<T: Serialize + ?Sized>(
         &self,
         event: &str,
@@ -516,6 +519,9 @@ impl Emitter {
         let mut attempt = 1;
         loop {
             let generation = shared.generation.load(std::sync::atomic::Ordering::Relaxed);
+            // Only an emit that went out on a connection is retried; with
+            // none up, it fails at once, as it always did.
+            let was_up = *shared.state.borrow() == crate::ConnectionState::Connected;
             let answer = shared
                 .call(shared.config.connect_timeout, |id| {
                     Envelope::Emit(Emit {
@@ -529,7 +535,7 @@ impl Emitter {
                 Ok(Answer::Ack(receivers)) => return Ok(receivers),
                 Ok(other) => return Err(unexpected(&other)),
                 Err(error @ (Error::Disconnected | Error::Timeout))
-                    if attempt < crate::recovery::ACKED_EMIT_ATTEMPTS =>
+                    if was_up && attempt < crate::recovery::ACKED_EMIT_ATTEMPTS =>
                 {
                     attempt += 1;
                     // Lost: wait for the next connection. No answer in

@@ -1,5 +1,6 @@
 //! A loopback TCP proxy that a test can cut: every connection through it is
-//! forwarded to one target, and [`CutProxy::cut`] drops both sides of every
+//! forwarded to one target (unless [`CutProxy::block`]ed), and
+//! [`CutProxy::cut`] drops both sides of every
 //! connection open now, mid-stream, with a TCP reset (no WebSocket close,
 //! no FIN): what a client sees when a network path dies. Bytes in flight
 //! inside the proxy are lost with them. New connections are forwarded as
@@ -30,6 +31,8 @@ pub struct CutProxy {
     addr: SocketAddr,
     target: Arc<Mutex<SocketAddr>>,
     links: Arc<Mutex<Vec<Link>>>,
+    /// While set, new connections are dropped at once (the path is down).
+    blocked: Arc<AtomicBool>,
     accept: JoinHandle<()>,
 }
 
@@ -56,8 +59,13 @@ impl CutProxy {
         let accepted = links.clone();
         let target = Arc::new(Mutex::new(target));
         let current = target.clone();
+        let blocked = Arc::new(AtomicBool::new(false));
+        let refusing = blocked.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if refusing.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let target = *lock(&current);
                 let Ok(server) = TcpStream::connect(target).await else {
                     continue;
@@ -84,6 +92,7 @@ impl CutProxy {
             addr,
             target,
             links,
+            blocked,
             accept,
         }
     }
@@ -110,6 +119,12 @@ impl CutProxy {
                 task.abort();
             }
         }
+    }
+
+    /// Drops new connections at once (`true`) until called with `false`:
+    /// a path that stays down while the test does something.
+    pub fn block(&self, blocked: bool) {
+        self.blocked.store(blocked, Ordering::SeqCst);
     }
 
     /// From now on, what the target sends on the open connections is

@@ -434,6 +434,8 @@ async fn sio_cut(
     proxy: &CutProxy,
     during: impl std::future::Future,
 ) -> bool {
+    // Down until `during` is done, so all of it falls in the gap.
+    proxy.block(true);
     proxy.cut();
     driver
         .expect("the disconnect", |v| {
@@ -441,6 +443,7 @@ async fn sio_cut(
         })
         .await;
     during.await;
+    proxy.block(false);
     let back = driver
         .expect("the reconnection", |v| {
             v["type"] == "connected" && v["id"] == "a"
