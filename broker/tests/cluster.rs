@@ -486,6 +486,7 @@ async fn a_node_without_redis_serves_locally_and_says_it_is_degraded() {
         prefix: "alone".into(),
         node_id: "solo".into(),
         redis_url: format!("redis://127.0.0.1:{}", herald_tests::cluster::free_port()),
+        config_file: None,
     };
     let node = Node::spawn(&bin(), &config);
     node.wait_listening().await;
