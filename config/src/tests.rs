@@ -227,7 +227,7 @@ fn default_toml_documents_every_key() {
             );
         }
     }
-    assert_eq!(count, 65, "a key was added or removed: update this test");
+    assert_eq!(count, 73, "a key was added or removed: update this test");
 }
 
 #[test]
@@ -438,6 +438,12 @@ fn each_validation_rule_names_its_key() {
             "already server.listen",
         ),
         ("server.operator_token", "short", "at least 16"),
+        ("admin.token", "short", "at least 16"),
+        ("admin.password_hash", "plain", "argon2 PHC"),
+        ("admin.username", "a:b", "must not contain"),
+        ("admin.tail_rate", "0", "between 1 and 10000"),
+        ("admin.tail_rate", "10001", "between 1 and 10000"),
+        ("admin.socketio_namespace", "admin", "namespace"),
         (
             "server.operator_token",
             "has spaces in the token",
@@ -983,4 +989,31 @@ fn tls_is_off_by_default_and_on_with_a_certificate_and_key() {
     assert!(s.tls.enabled());
     assert_eq!(s.tls.client_ca_file, "/etc/herald/ca.pem");
     assert_eq!(s.tls.reload_interval, Duration::ZERO);
+}
+
+#[test]
+fn the_admin_console_needs_a_credential_under_jwt() {
+    let jwt = [
+        ("auth.mode", "jwt"),
+        ("auth.secret", "0123456789abcdef0123456789abcdef"),
+        ("admin.enabled", "true"),
+    ];
+    let err = load_overrides(&jwt).unwrap_err();
+    assert_eq!(err.key(), Some("admin.token"), "{err}");
+    assert!(err.to_string().contains("needs a credential"), "{err}");
+    let mut with_token = jwt.to_vec();
+    with_token.push(("admin.token", "0123456789abcdef-admin"));
+    let settings = load_overrides(&with_token).unwrap();
+    assert!(settings.admin.enabled && settings.admin.has_credential());
+    let both = [
+        ("admin.token", "0123456789abcdef-admin"),
+        ("admin.token_file", "/tmp/x"),
+    ];
+    assert_eq!(
+        load_overrides(&both).unwrap_err().key(),
+        Some("admin.token_file")
+    );
+    let defaults = Settings::defaults().admin;
+    assert!(!defaults.enabled && !defaults.read_only);
+    assert_eq!(defaults.socketio_namespace, "/admin");
 }

@@ -38,6 +38,7 @@ use self::rooms::Rooms;
 use self::sessions::{Sessions, session_node};
 use self::shards::RoomSet;
 use self::timeouts::TimeoutWatcher;
+use crate::admin::observe::{Change, Observer};
 use crate::cluster::{Body, Cluster, WireEmit};
 use crate::outbox::{ConnId, Offer, Outbox, RoomKey};
 use crate::stats::Stats;
@@ -179,6 +180,9 @@ pub(crate) struct Router {
     /// This node's id (the first part of its session ids).
     node: Arc<str>,
     sessions: Sessions,
+    /// The admin console's taps (one relaxed load per emit while no
+    /// console watches).
+    observer: Observer,
 }
 
 /// A queue group's members on this node, merged over the exact name and
@@ -288,6 +292,7 @@ impl Router {
             cluster,
             node: Arc::from(node),
             sessions: Sessions::default(),
+            observer: Observer::default(),
         }
     }
 
@@ -303,14 +308,16 @@ impl Router {
         self.index(key.responder)
             .insert(&key.namespace, &key.pattern, key.group.as_ref(), conn);
         Stats::add(&self.stats.subscriptions, 1);
+        conn.info().count_subscription(&key.namespace, true);
         if let Some(cluster) = &self.cluster {
             cluster.subscribed(key);
         }
     }
 
-    pub(crate) fn unsubscribe(&self, conn: ConnId, key: &SubKey) {
+    pub(crate) fn unsubscribe(&self, conn: &Outbox, key: &SubKey) {
         self.index(key.responder)
-            .remove(&key.namespace, &key.pattern, key.group.as_ref(), conn);
+            .remove(&key.namespace, &key.pattern, key.group.as_ref(), conn.id);
+        conn.info().count_subscription(&key.namespace, false);
         self.stats.subscriptions.fetch_sub(1, Relaxed);
         if let Some(cluster) = &self.cluster {
             cluster.unsubscribed(key);
@@ -351,7 +358,18 @@ impl Router {
         }
         self.rooms.join(namespace, room, conn.id);
         rooms.insert(key);
+        drop(rooms);
+        self.room_changed(conn, namespace, room, true);
         Ok(())
+    }
+
+    fn room_changed(&self, conn: &Outbox, namespace: &str, room: &str, joined: bool) {
+        self.observer.change(&Change::Room {
+            namespace,
+            room,
+            session: &conn.session,
+            joined,
+        });
     }
 
     /// Takes `conn` out of `room` of `namespace`, if it is in it.
@@ -359,6 +377,7 @@ impl Router {
         let key: RoomKey = (namespace.into(), room.into());
         if conn.rooms().remove(&key) {
             self.rooms.leave(namespace, room, conn.id);
+            self.room_changed(conn, namespace, room, false);
         }
     }
 
@@ -379,6 +398,7 @@ impl Router {
         };
         for (namespace, room) in left {
             self.rooms.leave(&namespace, &room, conn.id);
+            self.room_changed(conn, &namespace, &room, false);
         }
     }
 
@@ -458,6 +478,11 @@ impl Router {
         &self.sessions
     }
 
+    /// The admin console's taps.
+    pub(crate) fn observer(&self) -> &Observer {
+        &self.observer
+    }
+
     /// Whether `room` is a session-id room (`<node>-<n>` of this node or
     /// another live node), which nobody may join or leave.
     pub(crate) fn is_session_room(&self, room: &str) -> bool {
@@ -505,6 +530,7 @@ impl Router {
     /// HTTP publish, which has nothing to exclude).
     pub(crate) fn publish(&self, from: Option<&Outbox>, emit: &Emit) -> Published {
         Stats::add(&self.stats.events_received, 1);
+        self.observer.emit(emit, from);
         let matched = self.events.lookup(&emit.namespace, &emit.event);
         let audiences = self.audiences(emit);
         let eligible = Eligible::new(from, emit, &audiences);
@@ -768,6 +794,7 @@ impl Router {
         timeout: Duration,
     ) -> Result<(), RouteError> {
         Stats::add(&self.stats.events_received, 1);
+        self.observer.emit(emit, Some(from));
         let audiences = self.audiences(emit);
         let eligible = Eligible::new(Some(from), emit, &audiences);
         let local = self.local_responders(emit, &eligible);
