@@ -22,6 +22,8 @@
 //!   and let a receiver check that the bytes arrived intact.
 //! - [`sdk`]: helpers for the tests that drive the broker through the SDK
 //!   (bounded waits on channels, forwarding handlers, SDK clients).
+//! - [`admin`]: a broker with the admin console on, admin API requests
+//!   with credentials, its live stream, argon2 password hashes.
 //! - [`tokens`]: for the SDK and CLI auth tests, a broker with
 //!   `auth.mode = "jwt"`, short-lived tokens and the expiry settings (on
 //!   top of [`auth`], which mints the tokens).
@@ -65,6 +67,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod admin;
 pub mod auth;
 pub mod cluster;
 pub mod engineio;
