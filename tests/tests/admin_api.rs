@@ -336,8 +336,8 @@ async fn the_stream_carries_rates_and_a_filtered_tail() {
     assert_refused(&bad_ns, 400, "bad_request");
 
     let mut ws = open_stream(addr, "pattern=order.*", Some(&bearer())).await.unwrap();
-    // The first rates message means the tail is open.
-    next_of(&mut ws, "rates").await.unwrap();
+    // The tail is open once the stream says so.
+    next_of(&mut ws, "open").await.unwrap();
     let mut publisher = broker.client().await;
     let payload = rmp_serde::to_vec_named(&serde_json::json!({"id": 7, "item": "tea"})).unwrap();
     publisher.emit_acked(emit("/shop", "cart.updated", vec![0xc0])).await;
@@ -371,7 +371,7 @@ async fn the_tail_is_sampled_under_load_and_drops_are_counted() {
     let mut ws = open_stream(broker.addr(), "", Some(&format!("Bearer {ADMIN_TOKEN}")))
         .await
         .unwrap();
-    next_of(&mut ws, "rates").await.unwrap();
+    next_of(&mut ws, "open").await.unwrap();
     let mut publisher = broker.client().await;
     for i in 0..300u32 {
         publisher.emit(emit("/load", "tick", vec![0xcd, (i >> 8) as u8, i as u8])).await;

@@ -3,6 +3,8 @@
 //! headers on a WebSocket, so a page that has no `Authorization` header
 //! to send sends `{"authorization": "Bearer …"}` as its first message):
 //!
+//! - `{"type":"open"}` once the tail is open (what is emitted from then
+//!   on can be sampled);
 //! - every second `{"type":"rates", …}`: emits per second per namespace
 //!   on this node, the counters, and the samples dropped so far;
 //! - `{"type":"event", …}` for each sampled event matching the filter,
@@ -137,6 +139,15 @@ async fn serve(mut ws: Ws, shared: &Shared, filter: TailFilter, authorized: bool
     let observer = shared.router.observer();
     let (guard, mut samples) = observer.open_tail(filter, shared.settings.admin.tail_rate);
     guard.tail.refill(rate);
+    // Says the tail is open: what is emitted from now on can be sampled.
+    let open = json!({
+        "type": "open",
+        "node": shared.node,
+        "tail_rate": shared.settings.admin.tail_rate,
+    });
+    if !send(&mut ws, &open).await {
+        return;
+    }
     let mut last: HashMap<String, u64> = observer.rates().into_iter().collect();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
