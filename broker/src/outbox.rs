@@ -121,7 +121,10 @@ pub(crate) struct ConnInfo {
 impl ConnInfo {
     /// One more (`add`) or one fewer subscription in `namespace`.
     pub(crate) fn count_subscription(&mut self, namespace: &str, add: bool) {
-        let at = self.namespaces.iter().position(|(ns, _)| **ns == *namespace);
+        let at = self
+            .namespaces
+            .iter()
+            .position(|(ns, _)| **ns == *namespace);
         match (at, add) {
             (Some(at), true) => self.namespaces[at].1 += 1,
             (None, true) => self.namespaces.push((namespace.into(), 1)),

@@ -232,7 +232,11 @@ fn check_one_msgpack_value(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Reads the whole body, at most `limit` bytes and within `deadline`.
-pub(crate) async fn read_body<B>(body: B, limit: usize, deadline: Duration) -> Result<Bytes, PublishError>
+pub(crate) async fn read_body<B>(
+    body: B,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, PublishError>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

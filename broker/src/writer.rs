@@ -249,6 +249,7 @@ fn drains_queue(reason: CloseReason) -> bool {
             | CloseReason::RateLimited
             | CloseReason::Unauthorized
             | CloseReason::TokenExpired
+            | CloseReason::Kicked
     )
 }
 

@@ -27,10 +27,10 @@ mod validate;
 pub use error::ConfigError;
 pub use load::{ENV_PREFIX, ENV_SEPARATOR, Sources, env_var_name};
 pub use settings::{
-    AdminSettings, AuthMode, AuthSettings, ClusterBackend, ClusterSettings, DeliverySettings, LimitSettings,
-    LogFormat, LogSettings, NamespaceRules, PatternRule, PermissionRules, RateLimitSettings,
-    ServerSettings, ServicePowers, Settings, SlowConsumerPolicy, SocketioSettings, SubscribeRule,
-    TestingSettings, TlsSettings, UnknownVariant,
+    AdminSettings, AuthMode, AuthSettings, ClusterBackend, ClusterSettings, DeliverySettings,
+    LimitSettings, LogFormat, LogSettings, NamespaceRules, PatternRule, PermissionRules,
+    RateLimitSettings, ServerSettings, ServicePowers, Settings, SlowConsumerPolicy,
+    SocketioSettings, SubscribeRule, TestingSettings, TlsSettings, UnknownVariant,
 };
 pub use validate::{
     JWT_ALGORITHMS, MAX_PAYLOAD_BYTES_LIMIT, MAX_QUEUE_CAPACITY, check_operator_token,

@@ -106,7 +106,9 @@ pub async fn next_of(ws: &mut Ws, kind: &str) -> Option<Value> {
     loop {
         let message = tokio::time::timeout(TIMEOUT, ws.next())
             .await
-            .unwrap_or_else(|_| panic!("no {kind:?} message on the admin stream within {TIMEOUT:?}"));
+            .unwrap_or_else(|_| {
+                panic!("no {kind:?} message on the admin stream within {TIMEOUT:?}")
+            });
         match message {
             Some(Ok(Message::Text(text))) => {
                 let value: Value = serde_json::from_str(&text).expect("stream messages are JSON");

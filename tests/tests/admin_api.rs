@@ -63,7 +63,8 @@ async fn connections_namespaces_and_rooms_are_listed_and_filtered() {
     alpha.subscribe("/chat", "typing", None, false).await;
     alpha.join("/chat", "lobby").await;
     let (mut beta, beta_sid) = named_client(&broker, "beta-worker").await;
-    beta.subscribe("/orders", "order.created", Some("billing"), false).await;
+    beta.subscribe("/orders", "order.created", Some("billing"), false)
+        .await;
 
     let all = get(&broker, "/admin/api/connections").await;
     assert_eq!(all["total"], 2, "{all}");
@@ -90,14 +91,20 @@ async fn connections_namespaces_and_rooms_are_listed_and_filtered() {
     let by_transport = get(&broker, "/admin/api/connections?transport=socketio-polling").await;
     assert_eq!(by_transport["total"], 0);
     let limited = get(&broker, "/admin/api/connections?limit=1").await;
-    assert_eq!((limited["total"].as_u64(), sids(&limited).len()), (Some(2), 1));
+    assert_eq!(
+        (limited["total"].as_u64(), sids(&limited).len()),
+        (Some(2), 1)
+    );
     let one = get(&broker, &format!("/admin/api/connections/{beta_sid}")).await;
     assert_eq!(one["client"], "beta-worker");
 
     let namespaces = get(&broker, "/admin/api/namespaces").await;
     let list = namespaces["namespaces"].as_array().unwrap();
     let chat = list.iter().find(|n| n["name"] == "/chat").unwrap();
-    assert_eq!((chat["connections"].as_u64(), chat["subscriptions"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (chat["connections"].as_u64(), chat["subscriptions"].as_u64()),
+        (Some(1), Some(2))
+    );
     assert_eq!(chat["rooms"][0]["name"], "lobby");
     assert_eq!(chat["rooms"][0]["members"], 1);
     assert!(list.iter().any(|n| n["name"] == "/orders"), "{namespaces}");
@@ -106,7 +113,10 @@ async fn connections_namespaces_and_rooms_are_listed_and_filtered() {
     assert_eq!(overview["connections"], 2);
     assert_eq!(overview["nodes"][0]["health"], "ok");
     assert_eq!(overview["nodes"][0]["self"], true);
-    assert!(overview["counters"]["slow_consumers"].is_u64(), "{overview}");
+    assert!(
+        overview["counters"]["slow_consumers"].is_u64(),
+        "{overview}"
+    );
     let nodes = get(&broker, "/admin/api/nodes").await;
     assert_eq!(nodes["nodes"].as_array().unwrap().len(), 1);
 
@@ -129,10 +139,17 @@ async fn bad_filters_are_refused_with_400_naming_the_problem() {
         ("limit=many", "limit"),
         ("colour=blue", "unknown filter"),
     ] {
-        let response =
-            admin_get(broker.addr(), &format!("/admin/api/connections?{query}"), Some(&bearer())).await;
+        let response = admin_get(
+            broker.addr(),
+            &format!("/admin/api/connections?{query}"),
+            Some(&bearer()),
+        )
+        .await;
         if mentions.is_empty() {
-            assert_eq!(response.status, 200, "an empty filter is no filter: {response:?}");
+            assert_eq!(
+                response.status, 200,
+                "an empty filter is no filter: {response:?}"
+            );
             continue;
         }
         assert_refused(&response, 400, "bad_request");
@@ -140,7 +157,8 @@ async fn bad_filters_are_refused_with_400_naming_the_problem() {
     }
     let missing = admin_get(broker.addr(), "/admin/api/nothing", Some(&bearer())).await;
     assert_refused(&missing, 404, "not_found");
-    let wrong_method = admin_post(broker.addr(), "/admin/api/connections", Some(&bearer()), "").await;
+    let wrong_method =
+        admin_post(broker.addr(), "/admin/api/connections", Some(&bearer()), "").await;
     assert_refused(&wrong_method, 405, "method_not_allowed");
     broker.shutdown().await;
 }
@@ -182,7 +200,11 @@ async fn credentials_are_required_and_checked() {
     assert_refused(&garbled, 401, "unauthorized");
     // The stream too: a wrong header is refused before the upgrade, a
     // wrong first message closes it with 1008.
-    assert!(open_stream(addr, "", Some("Bearer nope-nope-nope-nope")).await.is_err());
+    assert!(
+        open_stream(addr, "", Some("Bearer nope-nope-nope-nope"))
+            .await
+            .is_err()
+    );
     let mut ws = open_stream(addr, "", None).await.unwrap();
     use futures_util::{SinkExt, StreamExt};
     ws.send(tokio_tungstenite::tungstenite::Message::text(
@@ -190,7 +212,9 @@ async fn credentials_are_required_and_checked() {
     ))
     .await
     .unwrap();
-    let closed = tokio::time::timeout(herald_tests::TIMEOUT, ws.next()).await.unwrap();
+    let closed = tokio::time::timeout(herald_tests::TIMEOUT, ws.next())
+        .await
+        .unwrap();
     match closed {
         Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(frame)))) => {
             assert_eq!(u16::from(frame.code), 1008);
@@ -278,7 +302,11 @@ async fn the_actions_reach_the_clients() {
 
     // Unknown connections and bad bodies.
     let unknown = "/admin/api/connections/herald-000000000000-1/disconnect";
-    assert_refused(&admin_post(addr, unknown, auth, "").await, 404, "unknown_session");
+    assert_refused(
+        &admin_post(addr, unknown, auth, "").await,
+        404,
+        "unknown_session",
+    );
     let unknown_leave = admin_post(
         addr,
         "/admin/api/connections/nobody-7/leave",
@@ -288,12 +316,28 @@ async fn the_actions_reach_the_clients() {
     .await;
     assert_refused(&unknown_leave, 404, "unknown_session");
     let path = format!("/admin/api/connections/{alpha_sid}/leave");
-    assert_refused(&admin_post(addr, &path, auth, "{").await, 400, "bad_request");
+    assert_refused(
+        &admin_post(addr, &path, auth, "{").await,
+        400,
+        "bad_request",
+    );
     let bad_room = admin_post(addr, &path, auth, r#"{"namespace":"/chat","room":""}"#).await;
     assert_refused(&bad_room, 400, "bad_request");
-    let bad_event = admin_post(addr, "/admin/api/emit", auth, r#"{"namespace":"/chat","event":"a..b"}"#).await;
+    let bad_event = admin_post(
+        addr,
+        "/admin/api/emit",
+        auth,
+        r#"{"namespace":"/chat","event":"a..b"}"#,
+    )
+    .await;
     assert_refused(&bad_event, 400, "invalid_event");
-    let extra = admin_post(addr, "/admin/api/emit", auth, r#"{"namespace":"/","event":"x","colour":1}"#).await;
+    let extra = admin_post(
+        addr,
+        "/admin/api/emit",
+        auth,
+        r#"{"namespace":"/","event":"x","colour":1}"#,
+    )
+    .await;
     assert_refused(&extra, 400, "bad_request");
     broker.shutdown().await;
 }
@@ -313,14 +357,20 @@ async fn a_read_only_console_refuses_the_actions() {
             format!("/admin/api/connections/{sid}/leave"),
             r#"{"namespace":"/","room":"r"}"#,
         ),
-        ("/admin/api/emit".to_owned(), r#"{"namespace":"/","event":"e"}"#),
+        (
+            "/admin/api/emit".to_owned(),
+            r#"{"namespace":"/","event":"e"}"#,
+        ),
     ] {
         let response = admin_post(broker.addr(), &path, Some(&auth), body).await;
         assert_refused(&response, 403, "read_only");
         assert!(response.body.contains("admin.read_only"), "{response:?}");
     }
     assert_eq!(get(&broker, "/admin/api/overview").await["read_only"], true);
-    assert_eq!(broker.stats().closed(herald_protocol::CloseReason::Kicked), 0);
+    assert_eq!(
+        broker.stats().closed(herald_protocol::CloseReason::Kicked),
+        0
+    );
     broker.shutdown().await;
 }
 
@@ -335,16 +385,25 @@ async fn the_stream_carries_rates_and_a_filtered_tail() {
     let bad_ns = admin_get(addr, "/admin/api/stream?namespace=orders", Some(&bearer())).await;
     assert_refused(&bad_ns, 400, "bad_request");
 
-    let mut ws = open_stream(addr, "pattern=order.*", Some(&bearer())).await.unwrap();
+    let mut ws = open_stream(addr, "pattern=order.*", Some(&bearer()))
+        .await
+        .unwrap();
     // The tail is open once the stream says so.
     next_of(&mut ws, "open").await.unwrap();
     let mut publisher = broker.client().await;
     let payload = rmp_serde::to_vec_named(&serde_json::json!({"id": 7, "item": "tea"})).unwrap();
-    publisher.emit_acked(emit("/shop", "cart.updated", vec![0xc0])).await;
-    publisher.emit_acked(emit("/shop", "order.created", payload)).await;
+    publisher
+        .emit_acked(emit("/shop", "cart.updated", vec![0xc0]))
+        .await;
+    publisher
+        .emit_acked(emit("/shop", "order.created", payload))
+        .await;
     let event = next_of(&mut ws, "event").await.unwrap();
     assert_eq!(event["ns"], "/shop");
-    assert_eq!(event["event"], "order.created", "the pattern filter lets only order.* through");
+    assert_eq!(
+        event["event"], "order.created",
+        "the pattern filter lets only order.* through"
+    );
     assert_eq!(event["payload"]["item"], "tea");
     assert_eq!(event["from"].as_str().is_some(), true);
     // Within a few seconds the rates show the namespace's emits.
@@ -374,7 +433,9 @@ async fn the_tail_is_sampled_under_load_and_drops_are_counted() {
     next_of(&mut ws, "open").await.unwrap();
     let mut publisher = broker.client().await;
     for i in 0..300u32 {
-        publisher.emit(emit("/load", "tick", vec![0xcd, (i >> 8) as u8, i as u8])).await;
+        publisher
+            .emit(emit("/load", "tick", vec![0xcd, (i >> 8) as u8, i as u8]))
+            .await;
     }
     publisher.barrier().await;
     // The next rates message reports the samples the budget did not take;
@@ -382,11 +443,14 @@ async fn the_tail_is_sampled_under_load_and_drops_are_counted() {
     // plus the refill that came with the open.
     let mut events = 0;
     let rates = loop {
-        let message = tokio::time::timeout(herald_tests::TIMEOUT, futures_util::StreamExt::next(&mut ws))
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let message = tokio::time::timeout(
+            herald_tests::TIMEOUT,
+            futures_util::StreamExt::next(&mut ws),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
         let value: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
         match value["type"].as_str() {
             Some("event") => events += 1,
@@ -394,7 +458,10 @@ async fn the_tail_is_sampled_under_load_and_drops_are_counted() {
             _ => {}
         }
     };
-    assert!(events <= 10, "{events} samples in one second with tail_rate = 5");
+    assert!(
+        events <= 10,
+        "{events} samples in one second with tail_rate = 5"
+    );
     let dropped = rates["dropped_samples"].as_u64().unwrap();
     assert!(dropped >= 290, "dropped samples counted: {rates}");
     // The broker delivered nothing less for it.

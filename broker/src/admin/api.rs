@@ -315,7 +315,10 @@ impl ConnFilter {
             .user
             .as_deref()
             .is_none_or(|u| info.user.as_deref() == Some(u));
-        let transport_ok = self.transport.as_deref().is_none_or(|t| info.transport == t);
+        let transport_ok = self
+            .transport
+            .as_deref()
+            .is_none_or(|t| info.transport == t);
         let client_ok = self.client.as_deref().is_none_or(|c| {
             info.client
                 .as_deref()
@@ -323,9 +326,9 @@ impl ConnFilter {
         });
         drop(info);
         let room_ok = self.room.as_deref().is_none_or(|room| {
-            conn.rooms().iter().any(|(ns, r)| {
-                **r == *room && self.namespace.as_deref().is_none_or(|n| **ns == *n)
-            })
+            conn.rooms()
+                .iter()
+                .any(|(ns, r)| **r == *room && self.namespace.as_deref().is_none_or(|n| **ns == *n))
         });
         namespace_ok && user_ok && transport_ok && client_ok && room_ok
     }
@@ -408,7 +411,7 @@ fn find(shared: &Shared, sid: &str) -> Result<Outbox, ApiError> {
 
 fn disconnect(shared: &Shared, sid: &str) -> Result<Value, ApiError> {
     let conn = find(shared, sid)?;
-    conn.close_with(CloseReason::Kicked);
+    super::kick(&conn);
     Ok(json!({ "disconnected": sid }))
 }
 
@@ -480,9 +483,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let body: EmitBody = json_body(req, shared).await?;
-    let payload = Bytes::from(
-        rmp_serde::to_vec(&body.payload).map_err(|e| ApiError::bad(e.to_string()))?,
-    );
+    let payload =
+        Bytes::from(rmp_serde::to_vec(&body.payload).map_err(|e| ApiError::bad(e.to_string()))?);
     let names = EmitNames {
         namespace: &body.namespace,
         event: &body.event,

@@ -63,7 +63,11 @@ where
         return if req.method() == Method::GET {
             page()
         } else {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET")
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use GET",
+            )
         };
     };
     // A browser cannot give a WebSocket an `Authorization` header: the
@@ -78,6 +82,27 @@ where
         return stream::open(req, &shared);
     }
     api::handle(req, rest, &shared).await
+}
+
+/// Disconnects a connection for an operator (`kicked`): a Socket.IO
+/// connection is first sent a DISCONNECT for each namespace it is in, so
+/// its client reports `io server disconnect` (and does not reconnect) as
+/// with a Socket.IO server's `socket.disconnect()`.
+pub(crate) fn kick(conn: &crate::outbox::Outbox) {
+    if conn.format == crate::wire::WireFormat::SocketIo {
+        let namespaces: Vec<Box<str>> = conn
+            .info()
+            .namespaces
+            .iter()
+            .map(|(ns, _)| ns.clone())
+            .collect();
+        for namespace in namespaces {
+            let mut text = String::new();
+            herald_protocol::socketio::encode::write_disconnect(&mut text, &namespace);
+            conn.answer(&crate::engineio::packet::message_item(&text, &[]));
+        }
+    }
+    conn.close_with(herald_protocol::CloseReason::Kicked);
 }
 
 /// `GET /admin`: the page (it holds no data; it asks for the credentials

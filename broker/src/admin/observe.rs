@@ -55,7 +55,9 @@ pub(crate) struct TailFilter {
 
 impl TailFilter {
     fn wants(&self, emit: &Emit) -> bool {
-        self.namespace.as_deref().is_none_or(|ns| ns == emit.namespace)
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| ns == emit.namespace)
             && self.pattern.as_ref().is_none_or(|p| p.matches(&emit.event))
     }
 }
@@ -235,13 +237,19 @@ impl Observer {
     }
 
     pub(crate) fn add_watcher(&self, watcher: Watcher) {
-        let mut watchers = self.watchers.write().unwrap_or_else(PoisonError::into_inner);
+        let mut watchers = self
+            .watchers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         watchers.push(watcher);
         self.watcher_count.store(watchers.len(), Relaxed);
     }
 
     pub(crate) fn remove_watcher(&self, outbox: &Outbox, namespace: &str) {
-        let mut watchers = self.watchers.write().unwrap_or_else(PoisonError::into_inner);
+        let mut watchers = self
+            .watchers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         watchers.retain(|w| !(w.outbox.id == outbox.id && *w.namespace == *namespace));
         self.watcher_count.store(watchers.len(), Relaxed);
     }

@@ -30,7 +30,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald_protocol::CloseReason;
 use herald_protocol::envelope::Emit;
 use herald_protocol::socketio::encode::{write_connect, write_connect_error, write_event_head};
 use herald_protocol::socketio::json::Json;
@@ -203,7 +202,10 @@ fn namespaces_of(conn: &Outbox) -> Vec<String> {
     if info.namespaces.is_empty() {
         return vec!["/".to_owned()];
     }
-    info.namespaces.iter().map(|(ns, _)| ns.to_string()).collect()
+    info.namespaces
+        .iter()
+        .map(|(ns, _)| ns.to_string())
+        .collect()
 }
 
 fn all_sockets(shared: &Shared) -> Vec<Value> {
@@ -313,7 +315,7 @@ pub(crate) fn command(shared: &Shared, socket: &AdminSocket, name: &str, args: &
         "_disconnect" => {
             let filter = text_of(args.get(2));
             for conn in targets(shared, &namespace, filter.as_deref()) {
-                conn.close_with(CloseReason::Kicked);
+                super::kick(&conn);
             }
         }
         "join" | "leave" => {

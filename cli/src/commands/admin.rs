@@ -72,11 +72,7 @@ fn encode(value: &str) -> String {
 }
 
 /// `GET path` of the API; its JSON, or the API's error.
-async fn get(
-    global: &GlobalArgs,
-    args: &AdminArgs,
-    path: &str,
-) -> Result<Value, CliError> {
+async fn get(global: &GlobalArgs, args: &AdminArgs, path: &str) -> Result<Value, CliError> {
     let host = authority(global, args)?;
     let timeout: Duration = global.connect_timeout.into();
     let auth = args
@@ -84,8 +80,7 @@ async fn get(
         .as_ref()
         .map(|t| format!("Authorization: Bearer {}\r\n", t.expose()))
         .unwrap_or_default();
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n");
     let exchange = async {
         let mut stream = TcpStream::connect(&host).await?;
         stream.write_all(request.as_bytes()).await?;
@@ -95,7 +90,12 @@ async fn get(
     };
     let answer = tokio::time::timeout(timeout * 4, exchange)
         .await
-        .map_err(|_| admin_error(None, format!("no answer from {host} within {:?}", timeout * 4)))?
+        .map_err(|_| {
+            admin_error(
+                None,
+                format!("no answer from {host} within {:?}", timeout * 4),
+            )
+        })?
         .map_err(|e| admin_error(None, format!("cannot reach {host}: {e}")))?;
     let text = String::from_utf8_lossy(&answer);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
@@ -187,23 +187,41 @@ async fn connections(
         .iter()
         .map(|c| {
             let list = |key: &str, f: &dyn Fn(&Value) -> String| {
-                let items: Vec<String> = c[key].as_array().unwrap_or(&empty).iter().map(f).collect();
-                if items.is_empty() { "-".into() } else { items.join(",") }
+                let items: Vec<String> =
+                    c[key].as_array().unwrap_or(&empty).iter().map(f).collect();
+                if items.is_empty() {
+                    "-".into()
+                } else {
+                    items.join(",")
+                }
             };
             vec![
                 text(&c["sid"]),
                 text(&c["transport"]),
                 text(&c["client"]),
                 text(&c["user"]),
-                list("namespaces", &|n| format!("{}({})", text(&n["name"]), n["subscriptions"])),
-                list("rooms", &|r| format!("{}:{}", text(&r["namespace"]), text(&r["room"]))),
+                list("namespaces", &|n| {
+                    format!("{}({})", text(&n["name"]), n["subscriptions"])
+                }),
+                list("rooms", &|r| {
+                    format!("{}:{}", text(&r["namespace"]), text(&r["room"]))
+                }),
                 format!("{}/{}", c["queue"]["frames"], c["queue"]["capacity"]),
                 text(&c["dropped"]),
             ]
         })
         .collect();
     for line in table(
-        &["SESSION", "TRANSPORT", "CLIENT", "USER", "NAMESPACES", "ROOMS", "QUEUE", "DROPS"],
+        &[
+            "SESSION",
+            "TRANSPORT",
+            "CLIENT",
+            "USER",
+            "NAMESPACES",
+            "ROOMS",
+            "QUEUE",
+            "DROPS",
+        ],
         &rows,
     ) {
         out.text_line(&line)?;
@@ -240,11 +258,18 @@ async fn namespaces(
                 text(&n["name"]),
                 text(&n["connections"]),
                 text(&n["subscriptions"]),
-                if rooms.is_empty() { "-".into() } else { rooms.join(",") },
+                if rooms.is_empty() {
+                    "-".into()
+                } else {
+                    rooms.join(",")
+                },
             ]
         })
         .collect();
-    for line in table(&["NAMESPACE", "CONNECTIONS", "SUBSCRIPTIONS", "ROOMS"], &rows) {
+    for line in table(
+        &["NAMESPACE", "CONNECTIONS", "SUBSCRIPTIONS", "ROOMS"],
+        &rows,
+    ) {
         out.text_line(&line)?;
     }
     Ok(())
@@ -296,7 +321,11 @@ async fn tail(
             Some(Ok(Message::Close(frame))) => {
                 let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
                 return Err(admin_error(
-                    if reason == "unauthorized" { Some(401) } else { None },
+                    if reason == "unauthorized" {
+                        Some(401)
+                    } else {
+                        None
+                    },
                     format!("the stream closed: {reason}"),
                 ));
             }
