@@ -32,6 +32,8 @@
 //! - [`sioclient`]: real Socket.IO clients (Node, Python, headless
 //!   Chromium) scripted over JSON lines, and the Socket.IO server they
 //!   talk to (the Node reference server, or Herald).
+//! - [`devtools`]: headless Chromium over the DevTools protocol (evaluate,
+//!   click, wait for the DOM, screenshots), for the admin console test.
 //! - [`tls`]: certificates made in the test (a CA, server and client
 //!   certificates, as PEM files) and a raw TLS client (HTTPS requests,
 //!   `wss://` upgrades, the certificate a broker serves).
@@ -70,6 +72,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub mod admin;
 pub mod auth;
 pub mod cluster;
+pub mod devtools;
 pub mod engineio;
 pub mod examples;
 pub mod sdk;
