@@ -191,6 +191,16 @@ fn defaults_load_validate_and_match_the_documentation() {
             client_ca_file: String::new(),
             reload_interval: secs(5),
         },
+        admin: AdminSettings {
+            enabled: false,
+            token: String::new(),
+            token_file: String::new(),
+            password_hash: String::new(),
+            username: "admin".into(),
+            read_only: false,
+            tail_rate: 100,
+            socketio_namespace: "/admin".into(),
+        },
     };
     assert_eq!(s, expected);
 }

@@ -83,11 +83,11 @@ async fn connections_namespaces_and_rooms_are_listed_and_filtered() {
     assert_eq!(alpha_json["dropped"], 0);
 
     let by_ns = get(&broker, "/admin/api/connections?namespace=/chat").await;
-    assert_eq!(sids(&by_ns), [alpha_sid.clone()]);
+    assert_eq!(sids(&by_ns), [alpha_sid.as_str()]);
     let by_room = get(&broker, "/admin/api/connections?room=lobby").await;
-    assert_eq!(sids(&by_room), [alpha_sid.clone()]);
+    assert_eq!(sids(&by_room), [alpha_sid.as_str()]);
     let by_client = get(&broker, "/admin/api/connections?client=BETA").await;
-    assert_eq!(sids(&by_client), [beta_sid.clone()]);
+    assert_eq!(sids(&by_client), [beta_sid.as_str()]);
     let by_transport = get(&broker, "/admin/api/connections?transport=socketio-polling").await;
     assert_eq!(by_transport["total"], 0);
     let limited = get(&broker, "/admin/api/connections?limit=1").await;
@@ -405,7 +405,7 @@ async fn the_stream_carries_rates_and_a_filtered_tail() {
         "the pattern filter lets only order.* through"
     );
     assert_eq!(event["payload"]["item"], "tea");
-    assert_eq!(event["from"].as_str().is_some(), true);
+    assert!(event["from"].as_str().is_some(), "{event}");
     // Within a few seconds the rates show the namespace's emits.
     let mut seen = false;
     for _ in 0..5 {

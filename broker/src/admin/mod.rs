@@ -73,7 +73,7 @@ where
     // A browser cannot give a WebSocket an `Authorization` header: the
     // stream then takes it as its first message.
     let stream = rest == "stream" && req.method() == Method::GET;
-    if !(stream && !req.headers().contains_key(http::header::AUTHORIZATION))
+    if (!stream || req.headers().contains_key(http::header::AUTHORIZATION))
         && let Err(unauthorized) = shared.admin.authorize(req.headers()).await
     {
         return unauthorized.response();
