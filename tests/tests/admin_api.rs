@@ -468,3 +468,63 @@ async fn the_tail_is_sampled_under_load_and_drops_are_counted() {
     assert_eq!(broker.stats().events_received, 300);
     broker.shutdown().await;
 }
+
+/// A node of a cluster over `redis`, with the admin console on.
+async fn cluster_node(redis: &herald_tests::cluster::RedisServer, id: &str) -> TestBroker {
+    let url = redis.url();
+    start_broker(|s| {
+        with_admin(s);
+        s.cluster.backend = herald_config::ClusterBackend::Redis;
+        s.cluster.redis_url = url;
+        s.cluster.prefix = "admin".to_owned();
+        s.cluster.node_id = id.to_owned();
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_the_nodes_are_listed_and_a_room_leave_reaches_another_node() {
+    let redis = herald_tests::cluster::RedisServer::start().await;
+    let a = cluster_node(&redis, "node-a").await;
+    let b = cluster_node(&redis, "node-b").await;
+    herald_tests::cluster::poll_until("node A's console to list node B as live", || async {
+        let nodes = get(&a, "/admin/api/nodes").await;
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == "node-b" && n["self"] == false && n["health"] == "live")
+    })
+    .await;
+    let nodes = get(&a, "/admin/api/nodes").await;
+    assert_eq!(nodes["nodes"][0]["id"], "node-a");
+    assert_eq!(nodes["nodes"][0]["health"], "ok");
+
+    // A connection of node B leaves a room at node A's console's request.
+    let (mut member, sid) = named_client(&b, "member").await;
+    member.join("/chat", "lobby").await;
+    let left = admin_post(
+        a.addr(),
+        &format!("/admin/api/connections/{sid}/leave"),
+        Some(&bearer()),
+        r#"{"namespace":"/chat","room":"lobby"}"#,
+    )
+    .await;
+    ok_json(&left);
+    herald_tests::cluster::poll_until("node B to move its connection out of the lobby", || async {
+        get(&b, &format!("/admin/api/connections/{sid}")).await["rooms"] == serde_json::json!([])
+    })
+    .await;
+    // Node A lists its own connections only; B's is not its to disconnect.
+    let elsewhere = admin_post(
+        a.addr(),
+        &format!("/admin/api/connections/{sid}/disconnect"),
+        Some(&bearer()),
+        "",
+    )
+    .await;
+    assert_refused(&elsewhere, 404, "unknown_session");
+    drop(member);
+    a.shutdown().await;
+    b.shutdown().await;
+}

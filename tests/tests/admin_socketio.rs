@@ -180,6 +180,20 @@ async fn the_admin_ui_protocol_sees_every_connection_and_its_commands_work() {
     let (code, reason) = native.expect_close().await;
     assert_eq!((code, reason.as_str()), (1008, "kicked"));
 
+    // Commands with bad arguments are ignored; the admin socket goes on.
+    driver.emit("ui", "_disconnect", json!([42])).await;
+    driver.emit("ui", "join", json!([])).await;
+    driver
+        .emit("ui", "leave", json!(["/chat", {"room": 1}]))
+        .await;
+    driver
+        .emit("ui", "emit", json!(["/chat", null, "bad..event", 1]))
+        .await;
+    driver.emit("ui", "nonsense", json!(["/chat"])).await;
+    driver.expect_event("ui", "server_stats").await;
+    driver.expect_event("ui", "server_stats").await;
+    assert_eq!(driver.transport("user").await.as_deref(), Some("websocket"));
+
     // The admin token works as the password too, and a session id from
     // `session` lets the UI reconnect without the password.
     driver.disconnect("ui").await;
