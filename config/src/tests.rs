@@ -454,6 +454,7 @@ fn each_validation_rule_names_its_key() {
         ("admin.tail_rate", "0", "between 1 and 10000"),
         ("admin.tail_rate", "10001", "between 1 and 10000"),
         ("admin.socketio_namespace", "admin", "namespace"),
+        ("admin.socketio_namespace", "/", "default namespace"),
         (
             "server.operator_token",
             "has spaces in the token",

@@ -175,6 +175,12 @@ impl Settings {
         if !admin.socketio_namespace.is_empty() {
             herald_protocol::names::validate_namespace(&admin.socketio_namespace)
                 .map_err(|e| ConfigError::invalid("admin.socketio_namespace", e.to_string()))?;
+            if admin.socketio_namespace == "/" {
+                return Err(ConfigError::invalid(
+                    "admin.socketio_namespace",
+                    "\"/\" is every client's default namespace: name one of its own, such as \"/admin\"",
+                ));
+            }
         }
         if admin.enabled && self.auth.mode == AuthMode::Jwt && !admin.has_credential() {
             return Err(ConfigError::invalid(
