@@ -184,7 +184,12 @@ where
             StatusCode::NOT_FOUND,
             "not_found",
             &format!(
-                "no route for {path}; the operator listener serves GET /metrics, /healthz and /readyz"
+                "no route for {path}; the operator listener serves GET /metrics, /healthz and /readyz{}",
+                if shared.settings.admin.enabled {
+                    ", and the admin console at /admin"
+                } else {
+                    ""
+                }
             ),
         ),
     };

@@ -528,3 +528,28 @@ async fn in_a_cluster_the_nodes_are_listed_and_a_room_leave_reaches_another_node
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn with_an_operator_listener_the_console_is_served_there_only() {
+    let broker = start_broker(|s| {
+        with_admin(s);
+        s.server.operator_listen = "127.0.0.1:0".into();
+    })
+    .await;
+    let operator = broker
+        .handle()
+        .operator_addr()
+        .expect("the operator listener is bound");
+    let on_main = admin_get(broker.addr(), "/admin/api/overview", Some(&bearer())).await;
+    assert_refused(&on_main, 404, "not_found");
+    assert_eq!(admin_get(broker.addr(), "/admin", None).await.status, 404);
+    let on_operator = ok_json(&admin_get(operator, "/admin/api/overview", Some(&bearer())).await);
+    assert_eq!(on_operator["connections"], 0);
+    assert_eq!(admin_get(operator, "/admin", None).await.status, 200);
+    assert_refused(
+        &admin_get(operator, "/admin/api/overview", None).await,
+        401,
+        "unauthorized",
+    );
+    broker.shutdown().await;
+}
