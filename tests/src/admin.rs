@@ -121,3 +121,69 @@ pub async fn next_of(ws: &mut Ws, kind: &str) -> Option<Value> {
         }
     }
 }
+
+/// Serves the files of `dir` over HTTP on a free loopback port (`/` is
+/// `index.html`; no path may leave `dir`), for the stock Socket.IO Admin
+/// UI's built page. Stops when the handle is aborted or dropped with the
+/// runtime.
+pub async fn serve_dir(dir: std::path::PathBuf) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port for the page server");
+    let addr = listener.local_addr().expect("the page server's address");
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let dir = dir.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(static_file(&dir, request.uri().path()))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+fn static_file(
+    dir: &std::path::Path,
+    path: &str,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let relative = path.trim_start_matches('/');
+    let relative = if relative.is_empty() {
+        "index.html"
+    } else {
+        relative
+    };
+    let file = (!relative.split('/').any(|part| part == ".."))
+        .then(|| std::fs::read(dir.join(relative)).ok())
+        .flatten();
+    let content_type = match relative.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript",
+        Some("css") => "text/css",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    };
+    let (status, body) = match file {
+        Some(bytes) => (200, bytes),
+        None => (404, b"not found\n".to_vec()),
+    };
+    let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+    if let Ok(value) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}

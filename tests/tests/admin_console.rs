@@ -269,3 +269,77 @@ async fn the_console_shows_live_traffic_and_its_actions_reach_the_clients() {
     drop(service);
     broker.shutdown().await;
 }
+
+/// The stock Socket.IO Admin UI (`@socket.io/admin-ui`'s built page, from
+/// the npm pin of `tests/socketio`) in Chromium, pointed at Herald: it
+/// connects to the `/admin` namespace and lists the broker's connections,
+/// a native one included.
+#[tokio::test]
+async fn the_stock_socketio_admin_ui_lists_herald_connections() {
+    let ui_dir =
+        herald_tests::sioclient::socketio_dir().join("node_modules/@socket.io/admin-ui/ui/dist");
+    assert!(
+        ui_dir.join("index.html").is_file(),
+        "the Admin UI is not installed ({}): run `bash scripts/socketio-deps.sh`",
+        ui_dir.display()
+    );
+    let hash = herald_tests::admin::password_hash("ui-password");
+    let broker = start_broker(move |s| {
+        with_admin(s);
+        s.admin.password_hash = hash;
+        // The UI is a page of another origin.
+        s.server.allowed_origins = vec!["*".to_owned()];
+    })
+    .await;
+    let url = format!("http://{}", broker.addr());
+    let (ui_addr, ui_server) = herald_tests::admin::serve_dir(ui_dir).await;
+    let mut page = match DevTools::start(&format!("http://{ui_addr}/"), 1440, 1000).await {
+        Ok(page) => page,
+        Err(reason) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED the stock Admin UI browser test: {reason}");
+            broker.shutdown().await;
+            return;
+        }
+        Err(reason) => panic!("the stock Admin UI browser test cannot run under CI: {reason}"),
+    };
+
+    // A session id for the UI, as it gets one after a password login.
+    let mut driver = SioDriver::start(ClientKind::Node).await;
+    // In `/`, the namespace the UI shows first.
+    let user = driver
+        .connect("user", &url, "/", Transports::Websocket)
+        .await;
+    let mut login = SioDriver::connect_cmd("login", &url, "/admin", Transports::Websocket);
+    login["auth"] = json!({"username": "admin", "password": "ui-password"});
+    driver.open(login).await.unwrap();
+    let session = driver.expect_event("login", "session").await;
+    let mut native = broker.connect().await;
+    let native_sid = native.hello().await.session;
+    native.subscribe("/", "order.*", None, false).await;
+
+    // The UI's saved connection, then its sockets page.
+    page.eval(&format!(
+        "localStorage.setItem('server_url', {url:?}); localStorage.setItem('ws_only', 'true'); \
+         localStorage.setItem('path', '/socket.io/'); localStorage.setItem('namespace', '/admin'); \
+         localStorage.setItem('session_id', {:?}); true",
+        session[0].as_str().unwrap()
+    ))
+    .await;
+    page.eval("location.hash = '#/sockets'; setTimeout(() => location.reload(), 10); true")
+        .await;
+    page.wait_for(
+        "the Admin UI to list the Socket.IO socket and the native connection",
+        &format!(
+            "document.body.innerText.includes({:?}) && document.body.innerText.includes({:?})",
+            user.sid, native_sid
+        ),
+        PAGE_WAIT,
+    )
+    .await;
+    page.screenshot(&screenshots().join("stock-admin-ui-sockets.png"))
+        .await;
+    page.close().await;
+    ui_server.abort();
+    driver.exit().await;
+    broker.shutdown().await;
+}
