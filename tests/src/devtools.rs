@@ -175,6 +175,14 @@ impl DevTools {
     /// Evaluates `expression` in the page (awaiting a promise) and returns
     /// its value; panics when it throws.
     pub async fn eval(&mut self, expression: &str) -> Value {
+        match self.try_eval(expression).await {
+            Ok(value) => value,
+            Err(thrown) => panic!("the page threw evaluating {expression:?}: {thrown}"),
+        }
+    }
+
+    /// [`DevTools::eval`], with what it threw as the error.
+    async fn try_eval(&mut self, expression: &str) -> Result<Value, Value> {
         let result = self
             .call(
                 "Runtime.evaluate",
@@ -182,28 +190,32 @@ impl DevTools {
             )
             .await;
         if !result["exceptionDetails"].is_null() {
-            panic!(
-                "the page threw evaluating {expression:?}: {}",
-                result["exceptionDetails"]
-            );
+            return Err(result["exceptionDetails"]["exception"]["description"].clone());
         }
-        result["result"]["value"].clone()
+        Ok(result["result"]["value"].clone())
     }
 
     /// Polls `expression` until it is truthy (at most `within`); returns
     /// its value. `what` names it in the failure, with the last value.
+    /// An expression that throws (say, while the page reloads) counts as
+    /// not yet.
     pub async fn wait_for(&mut self, what: &str, expression: &str, within: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + within;
         let mut last = Value::Null;
         while tokio::time::Instant::now() < deadline {
-            last = self.eval(expression).await;
-            let truthy = match &last {
-                Value::Null => false,
-                Value::Bool(b) => *b,
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                Value::String(s) => !s.is_empty(),
-                _ => true,
+            let (answered, value) = match self.try_eval(expression).await {
+                Ok(value) => (true, value),
+                Err(thrown) => (false, thrown),
             };
+            last = value;
+            let truthy = answered
+                && match &last {
+                    Value::Null => false,
+                    Value::Bool(b) => *b,
+                    Value::Number(n) => n.as_f64() != Some(0.0),
+                    Value::String(s) => !s.is_empty(),
+                    _ => true,
+                };
             if truthy {
                 return last;
             }
