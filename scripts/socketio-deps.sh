@@ -3,7 +3,8 @@
 # need, from the project's own pins; idempotent, and a no-op taking well under
 # a second when everything is in place:
 #   - the npm packages of tests/socketio/package.json + package-lock.json
-#     (socket.io-client 4, and socket.io 4 for the reference server) into the
+#     (socket.io-client 4, socket.io 4 for the reference server, and
+#     @socket.io/admin-ui, whose built UI the admin console test loads) into the
 #     repo-local, git-ignored tests/socketio/node_modules (`npm ci`);
 #   - python-socketio with its websocket and long-polling client transports,
 #     pinned by tests/socketio/requirements.txt, into the venv

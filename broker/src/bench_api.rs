@@ -86,7 +86,7 @@ impl RouterBench {
         self.router.subscribe(conn, &key);
         drop(snapshot);
         let snapshot = held.then(|| self.router.snapshot(namespace, event));
-        self.router.unsubscribe(conn.id, &key);
+        self.router.unsubscribe(conn, &key);
         drop(snapshot);
         Ok(())
     }

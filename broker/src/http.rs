@@ -144,6 +144,9 @@ where
         debug!(%peer, "refused a request with both Content-Length and Transfer-Encoding");
         return Ok(framed_twice_refusal());
     }
+    if shared.admin_on_main() && crate::admin::is_admin_path(req.uri().path()) {
+        return Ok(crate::admin::handle(req, shared).await);
+    }
     let response = match route(req.method(), req.uri().path(), Paths::of(&shared)) {
         route @ (Route::Health | Route::Ready) => probe(route, &shared),
         Route::Upgrade(endpoint) => upgrade(req, shared, peer, endpoint),
@@ -162,11 +165,19 @@ where
 }
 
 /// Routes one HTTP request of the operator listener
-/// (`server.operator_listen`): `GET /metrics`, `/healthz` and `/readyz`.
+/// (`server.operator_listen`): `GET /metrics`, `/healthz` and `/readyz`,
+/// and the admin console when `admin.enabled`.
 pub(crate) async fn handle_operator<B>(
     req: Request<B>,
     shared: Arc<Shared>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, Infallible>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if shared.settings.admin.enabled && crate::admin::is_admin_path(req.uri().path()) {
+        return Ok(crate::admin::handle(req, shared).await);
+    }
     let path = req.uri().path();
     let response = match route(req.method(), path, Paths::default()) {
         route @ (Route::Health | Route::Ready) => probe(route, &shared),
@@ -178,7 +189,12 @@ pub(crate) async fn handle_operator<B>(
             StatusCode::NOT_FOUND,
             "not_found",
             &format!(
-                "no route for {path}; the operator listener serves GET /metrics, /healthz and /readyz"
+                "no route for {path}; the operator listener serves GET /metrics, /healthz and /readyz{}",
+                if shared.settings.admin.enabled {
+                    ", and the admin console at /admin"
+                } else {
+                    ""
+                }
             ),
         ),
     };

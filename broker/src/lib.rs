@@ -26,6 +26,9 @@
 //! - `limits`: abuse limits (per-IP connection rate and sessions, the
 //!   per-connection message rate), `server.allowed_origins`, and the
 //!   operator endpoints' token (PROTOCOL.md §24).
+//! - `admin`: the admin console (`[admin]`, off by default): the page
+//!   `/admin`, the JSON admin API and its live stream, the router's taps,
+//!   and the Socket.IO Admin UI protocol.
 //! - `admission`: one check per action (emit, subscribe, room change),
 //!   shared by every front end: names, limits, permissions, service-side
 //!   powers.
@@ -73,6 +76,7 @@ pub mod bench_api;
 pub mod fuzz_api {
     pub use crate::inbound::{FrameParser, Incoming, ReadError};
 }
+mod admin;
 mod admission;
 mod auth;
 mod backplane;

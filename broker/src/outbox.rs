@@ -98,6 +98,47 @@ pub(crate) struct Identity {
     pub(crate) format: WireFormat,
 }
 
+/// What the admin console shows of a connection, beside its queue: set
+/// by its session (transport, peer, user, client name) and kept up to date
+/// by the router (namespaces with their subscription counts). Behind a
+/// short lock of this one connection; read only by the admin API.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ConnInfo {
+    /// `websocket` (native), `socketio-websocket` or `socketio-polling`.
+    pub(crate) transport: &'static str,
+    pub(crate) peer: Option<std::net::SocketAddr>,
+    /// The token's `sub` under `auth.mode = "jwt"`.
+    pub(crate) user: Option<Box<str>>,
+    /// The client name of a native hello.
+    pub(crate) client: Option<Box<str>>,
+    /// Namespaces it subscribed in, with the number of subscriptions
+    /// (a few at most, so a vector).
+    pub(crate) namespaces: Vec<(Box<str>, u32)>,
+    /// When it opened, ms since the Unix epoch.
+    pub(crate) since_ms: u64,
+}
+
+impl ConnInfo {
+    /// One more (`add`) or one fewer subscription in `namespace`.
+    pub(crate) fn count_subscription(&mut self, namespace: &str, add: bool) {
+        let at = self
+            .namespaces
+            .iter()
+            .position(|(ns, _)| **ns == *namespace);
+        match (at, add) {
+            (Some(at), true) => self.namespaces[at].1 += 1,
+            (None, true) => self.namespaces.push((namespace.into(), 1)),
+            (Some(at), false) => {
+                self.namespaces[at].1 -= 1;
+                if self.namespaces[at].1 == 0 {
+                    self.namespaces.swap_remove(at);
+                }
+            }
+            (None, false) => {}
+        }
+    }
+}
+
 /// State shared by the connection's tasks and every map that routes to it.
 #[derive(Debug)]
 pub(crate) struct ConnShared {
@@ -133,6 +174,11 @@ pub(crate) struct ConnShared {
     /// Frames dropped under the `drop` policy and not yet reported to the
     /// client (the writer reports them with an `err` of code `dropped`).
     pub(crate) unreported_drops: AtomicU64,
+    /// Frames dropped under the `drop` policy since it opened (the admin
+    /// console's per-connection drops).
+    pub(crate) dropped: AtomicU64,
+    /// What the admin console shows of it.
+    info: Mutex<ConnInfo>,
     /// Requests this connection has in flight (bounded by config).
     pub(crate) pending_requests: AtomicUsize,
     /// Back-pressure: set when this queue did not drain within a
@@ -194,6 +240,13 @@ impl ConnShared {
             overflow: AtomicU8::new(0),
             peer_close_code: AtomicU32::new(NO_CLOSE_FRAME),
             unreported_drops: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            info: Mutex::new(ConnInfo {
+                since_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
+                ..ConnInfo::default()
+            }),
             pending_requests: AtomicUsize::new(0),
             stalled: AtomicBool::new(false),
             drain_wanted: AtomicBool::new(false),
@@ -274,6 +327,16 @@ impl ConnShared {
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// What the admin console shows of it (a short lock).
+    pub(crate) fn info(&self) -> MutexGuard<'_, ConnInfo> {
+        self.info.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Frames and bytes queued now.
+    pub(crate) fn queue_depth(&self) -> (usize, usize) {
+        (self.queued_frames(), self.queued_bytes.load(Relaxed))
+    }
+
     /// Queues an answer encoded in this connection's format.
     pub(crate) fn answer_with(&self, answer: &Answer<'_>) -> bool {
         self.answer(&self.format.answer(answer))
@@ -285,6 +348,7 @@ impl ConnShared {
             SlowConsumerPolicy::Disconnect => self.close_slow(self.full_bound()),
             SlowConsumerPolicy::Drop => {
                 self.unreported_drops.fetch_add(1, Relaxed);
+                self.dropped.fetch_add(1, Relaxed);
                 Stats::add(&self.stats.events_dropped, 1);
             }
         }

@@ -45,7 +45,7 @@ pub(crate) fn is_emit_path(path: &str) -> bool {
 
 /// Why an HTTP publish was refused. The message says what to fix.
 #[derive(Debug, Error)]
-enum PublishError {
+pub(crate) enum PublishError {
     #[error("the broker is shutting down; publish to another node or later")]
     ShuttingDown,
     #[error(
@@ -83,7 +83,7 @@ enum PublishError {
 }
 
 impl PublishError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             PublishError::ShuttingDown | PublishError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -108,7 +108,7 @@ impl PublishError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             PublishError::ShuttingDown => "shutting_down",
             PublishError::UnknownParameter(_) | PublishError::RepeatedParameter(_) => {
@@ -237,7 +237,11 @@ fn check_one_msgpack_value(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Reads the whole body, at most `limit` bytes and within `deadline`.
-async fn read_body<B>(body: B, limit: usize, deadline: Duration) -> Result<Bytes, PublishError>
+pub(crate) async fn read_body<B>(
+    body: B,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, PublishError>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

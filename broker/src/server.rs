@@ -70,6 +70,13 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The admin console's credentials could not be loaded
+    /// (`admin.token_file`, `admin.password_hash`).
+    #[error("{message}")]
+    Admin {
+        /// What is wrong, naming the key.
+        message: String,
+    },
     /// The operator token could not be loaded (`server.operator_token_file`).
     #[error("{message}")]
     OperatorToken {
@@ -144,6 +151,8 @@ impl Broker {
             })?;
         let operator_token = OperatorToken::load(&settings.server)
             .map_err(|message| Error::OperatorToken { message })?;
+        let admin = crate::admin::Credentials::load(&settings.admin)
+            .map_err(|message| Error::Admin { message })?;
         let operator_listener = match settings.server.operator_addr() {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -158,6 +167,7 @@ impl Broker {
         let mut shared = Shared::new(settings, node, backplane, connection_limit);
         shared.limits.operator_token = operator_token;
         shared.auth = auth;
+        shared.admin = admin;
         let shared = Arc::new(shared);
         if let Some(inbox) = inbox {
             tokio::spawn(crate::dispatch::run(shared.clone(), inbox));

@@ -58,6 +58,11 @@ pub(crate) async fn run(
         WireFormat::Herald,
     );
     let id = conn.outbox.id;
+    {
+        let mut info = conn.outbox.info();
+        info.transport = "websocket";
+        info.peer = Some(peer);
+    }
     let mut session = Session {
         shared: shared.clone(),
         outbox: conn.outbox.clone(),
@@ -77,6 +82,16 @@ pub(crate) async fn run(
     let reason = session.read_loop(&mut reader).await;
     let reason = conn.finish(&shared, reason).await;
     session.clean_up();
+    if session.greeted {
+        shared
+            .router
+            .observer()
+            .change(&crate::admin::observe::Change::Disconnected {
+                conn: &session.outbox,
+                namespace: "/",
+                reason: reason.as_str(),
+            });
+    }
     shared.stats.closed(reason);
     log_close(
         id.0,
@@ -385,6 +400,16 @@ impl Session {
             Some(resume) => self.resume(resume, welcome),
         }
         self.greeted = true;
+        {
+            let mut info = self.outbox.info();
+            info.client = hello.client.as_deref().map(Box::from);
+            info.user = self
+                .grant
+                .as_deref()
+                .and_then(|g| g.user.as_deref())
+                .map(Box::from);
+        }
+        self.shared.router.observer().connected(&self.outbox);
         let user = Grant::user_label(self.grant.as_deref());
         debug!(conn = self.outbox.id.0, client = ?hello.client, user, "hello");
         Ok(())
@@ -462,7 +487,7 @@ impl Session {
                 .collect();
             for key in refused {
                 self.subscriptions.remove(&key);
-                self.shared.router.unsubscribe(self.outbox.id, &key);
+                self.shared.router.unsubscribe(&self.outbox, &key);
                 revoked.push(auth::revoked_subscription(&key));
             }
             revoked.extend(auth::revoke_rooms(&self.shared, &self.outbox, grant));
@@ -522,7 +547,7 @@ impl Session {
     fn on_unsubscribe(&mut self, sub: Subscription) -> Handled {
         let key = Self::sub_key(&sub)?;
         if self.subscriptions.remove(&key) {
-            self.shared.router.unsubscribe(self.outbox.id, &key);
+            self.shared.router.unsubscribe(&self.outbox, &key);
         }
         self.ok(sub.id);
         Ok(())
@@ -681,7 +706,7 @@ impl Session {
     /// to what this connection had, not to the broker's size.
     fn clean_up(&mut self) {
         for key in self.subscriptions.drain() {
-            self.shared.router.unsubscribe(self.outbox.id, &key);
+            self.shared.router.unsubscribe(&self.outbox, &key);
         }
         if self.was_responder {
             self.shared.router.responder_gone(self.outbox.id);

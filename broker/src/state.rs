@@ -57,6 +57,9 @@ pub(crate) struct Shared {
     /// Token verification and grants (`auth.mode = "jwt"`); none with
     /// `mode = "none"`. Set by `Broker::start` once its keys are loaded.
     pub(crate) auth: Option<Authenticator>,
+    /// The admin console's credentials (`[admin]`); set by
+    /// `Broker::start`.
+    pub(crate) admin: crate::admin::Credentials,
 }
 
 /// A node name unique per broker start: the node part of session ids
@@ -120,6 +123,7 @@ impl Shared {
             started: Instant::now(),
             limits: Limits::new(&settings),
             auth: None,
+            admin: crate::admin::Credentials::default(),
             settings,
         }
     }
@@ -142,6 +146,13 @@ impl Shared {
     /// node still serves and delivers locally, but not across nodes.
     pub(crate) fn cluster_degraded(&self) -> bool {
         self.backplane.as_ref().is_some_and(|b| !b.is_up())
+    }
+
+    /// Whether the admin console is served on the main listener (it is
+    /// on the operator listener instead when `server.operator_listen` is
+    /// set).
+    pub(crate) fn admin_on_main(&self) -> bool {
+        self.settings.admin.enabled && self.settings.server.operator_addr().is_none()
     }
 
     /// The largest message a client may send: the payload limit plus room

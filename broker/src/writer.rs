@@ -249,6 +249,7 @@ fn drains_queue(reason: CloseReason) -> bool {
             | CloseReason::RateLimited
             | CloseReason::Unauthorized
             | CloseReason::TokenExpired
+            | CloseReason::Kicked
     )
 }
 
@@ -341,6 +342,7 @@ fn close_message(reason: CloseReason, conn: &Outbox, shared: &Shared) -> String 
              send at most {} messages per second (rate_limits.messages_per_second)",
             s.rate_limits.max_rate_limited_messages, s.rate_limits.messages_per_second
         ),
+        CloseReason::Kicked => "disconnected by an operator (admin console)".into(),
         other => other.as_str().into(),
     }
 }

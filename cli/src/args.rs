@@ -171,6 +171,15 @@ pub enum Command {
     /// loss or error. See BENCHMARKS.md for the side-by-side comparison
     /// and the soak.
     Bench(Box<herald_loadgen::BenchArgs>),
+    /// Inspect a broker through its admin API: connections, namespaces, the live tail.
+    ///
+    /// Needs `[admin] enabled = true` on the broker (PROTOCOL.md §26). The
+    /// API is reached over HTTP at --admin-url (default: the host and port
+    /// of --url), with the admin token of --admin-token /
+    /// HERALD_ADMIN_TOKEN when the broker has one. Tables by default,
+    /// `--json` for the API's JSON. `tail` prints one line per sampled
+    /// event until Ctrl-C (or --count events).
+    Admin(AdminArgs),
 }
 
 /// `herald sub`.
@@ -347,4 +356,79 @@ mod tests {
             assert_eq!(error.exit_code(), i32::from(exit::USAGE), "{bad:?}");
         }
     }
+}
+
+/// `herald admin`: the admin API's options and subcommand.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The admin console's base URL, `http://HOST:PORT` (the broker's
+    /// `server.operator_listen` when it has one); default: the host and
+    /// port of --url.
+    #[arg(long, env = "HERALD_ADMIN_URL", value_name = "URL")]
+    pub admin_url: Option<String>,
+    /// The admin token (`admin.token`). Prefer the HERALD_ADMIN_TOKEN
+    /// environment variable. Never printed.
+    #[arg(
+        long,
+        env = "HERALD_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub admin_token: Option<Token>,
+    /// Print the API's JSON (one document; for `tail`, one line per
+    /// message) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// What to show.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// The `herald admin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// This node's connections, with their queue depth and drops.
+    Connections(AdminFilterArgs),
+    /// Namespaces with their connections, subscriptions and rooms.
+    Namespaces,
+    /// The live event tail (sampled by the broker), one line per event.
+    Tail(AdminTailArgs),
+}
+
+/// The filters of `herald admin connections`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AdminFilterArgs {
+    /// Only connections subscribed in this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only connections in this room.
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Only connections of this user (the token's `sub`).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only connections on this transport: websocket, socketio-websocket
+    /// or socketio-polling.
+    #[arg(long)]
+    pub transport: Option<String>,
+    /// Only connections whose client name contains this.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// At most this many connections (1 to 10000; the broker's default 500).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// The options of `herald admin tail`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AdminTailArgs {
+    /// Only events of this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only events matching this pattern (`order.*`, `chat.>`).
+    #[arg(long)]
+    pub pattern: Option<String>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
 }

@@ -32,6 +32,15 @@ pub mod exit {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CliError {
+    /// `herald admin`: the admin API could not be reached or refused the
+    /// request (`status` is its HTTP status, if it answered).
+    #[error("admin API: {message}")]
+    Admin {
+        /// The HTTP status, when the API answered.
+        status: Option<u16>,
+        /// What went wrong (the API's own message when it gave one).
+        message: String,
+    },
     /// `herald bench` failed (bad options, unreachable broker, ...).
     #[error(transparent)]
     Bench(herald_loadgen::BenchError),
@@ -111,6 +120,14 @@ impl CliError {
             CliError::Bench(e) if e.is_usage() => exit::USAGE,
             CliError::Bench(e) if e.is_unreachable() => exit::UNREACHABLE,
             CliError::Bench(_) => exit::ERROR,
+            CliError::Admin { status: None, .. } => exit::UNREACHABLE,
+            CliError::Admin {
+                status: Some(401), ..
+            } => exit::UNAUTHORIZED,
+            CliError::Admin {
+                status: Some(400), ..
+            } => exit::USAGE,
+            CliError::Admin { .. } => exit::ERROR,
         }
     }
 

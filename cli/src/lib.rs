@@ -1,5 +1,5 @@
-//! The `herald` command-line tool: `sub`, `pub`, `request`, `reply` and
-//! `bench` against a Herald broker, built on the `herald-client` SDK (and,
+//! The `herald` command-line tool: `sub`, `pub`, `request`, `reply`,
+//! `bench` and `admin` against a Herald broker, built on the `herald-client` SDK (and,
 //! for `bench`, on `herald-loadgen`).
 //!
 //! The binary (`src/main.rs`) only parses the command line, runs
@@ -41,6 +41,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => herald_loadgen::run_bench(&global.url, (**args).clone())
             .await
             .map_err(CliError::Bench),
+        Command::Admin(args) => commands::admin::run(global, args, &mut out).await,
     };
     match result {
         Err(error) if error.is_stdout_closed() => Ok(()),

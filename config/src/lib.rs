@@ -27,9 +27,9 @@ mod validate;
 pub use error::ConfigError;
 pub use load::{ENV_PREFIX, ENV_SEPARATOR, Sources, env_var_name};
 pub use settings::{
-    AuthMode, AuthSettings, ClusterBackend, ClusterSettings, DeliverySettings, HistoryNamespace,
-    HistorySettings, LimitSettings, LogFormat, LogSettings, NamespaceRules, PatternRule,
-    PermissionRules, RateLimitSettings, ServerSettings, ServicePowers, Settings,
+    AdminSettings, AuthMode, AuthSettings, ClusterBackend, ClusterSettings, DeliverySettings,
+    HistoryNamespace, HistorySettings, LimitSettings, LogFormat, LogSettings, NamespaceRules,
+    PatternRule, PermissionRules, RateLimitSettings, ServerSettings, ServicePowers, Settings,
     SlowConsumerPolicy, SocketioSettings, SubscribeRule, TestingSettings, TlsSettings,
     UnknownVariant,
 };

@@ -43,6 +43,9 @@ pub struct Settings {
     /// TLS on the listener, mutual TLS and certificate reload (`[tls]`);
     /// off by default (plain TCP).
     pub tls: TlsSettings,
+    /// The admin console, its API and the Socket.IO Admin UI protocol
+    /// (`[admin]`); off by default.
+    pub admin: AdminSettings,
     /// Per-namespace event history, resume and publisher de-duplication
     /// (`[history]`); off by default (no namespace listed).
     pub history: HistorySettings,
@@ -85,6 +88,37 @@ pub struct HistoryNamespace {
     /// (`history.namespaces[].ttl`).
     #[serde(with = "strict::duration")]
     pub ttl: Duration,
+}
+
+/// The `[admin]` section: the admin console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Whether `/admin` and `/admin/api/` are served (`admin.enabled`).
+    pub enabled: bool,
+    /// A bearer token for the console (`admin.token`); empty means none.
+    pub token: String,
+    /// A file holding that token (`admin.token_file`), read once at start.
+    pub token_file: String,
+    /// An argon2 PHC hash of the console's password (`admin.password_hash`).
+    pub password_hash: String,
+    /// The user name that goes with the password (`admin.username`).
+    pub username: String,
+    /// Refuse the console's actions with 403 (`admin.read_only`).
+    pub read_only: bool,
+    /// Most events sampled per second per live tail (`admin.tail_rate`).
+    #[serde(deserialize_with = "strict::usize")]
+    pub tail_rate: usize,
+    /// The Socket.IO namespace speaking the Admin UI protocol
+    /// (`admin.socketio_namespace`); empty: not served.
+    pub socketio_namespace: String,
+}
+
+impl AdminSettings {
+    /// Whether any credential is configured (token, token file, password).
+    pub fn has_credential(&self) -> bool {
+        !self.token.is_empty() || !self.token_file.is_empty() || !self.password_hash.is_empty()
+    }
 }
 
 /// The `[server]` section.

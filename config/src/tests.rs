@@ -197,6 +197,16 @@ fn defaults_load_validate_and_match_the_documentation() {
             mid_window: secs(120),
             max_mids: 100_000,
         },
+        admin: AdminSettings {
+            enabled: false,
+            token: String::new(),
+            token_file: String::new(),
+            password_hash: String::new(),
+            username: "admin".into(),
+            read_only: false,
+            tail_rate: 100,
+            socketio_namespace: "/admin".into(),
+        },
     };
     assert_eq!(s, expected);
 }
@@ -233,7 +243,7 @@ fn default_toml_documents_every_key() {
             );
         }
     }
-    assert_eq!(count, 69, "a key was added or removed: update this test");
+    assert_eq!(count, 77, "a key was added or removed: update this test");
 }
 
 #[test]
@@ -444,6 +454,13 @@ fn each_validation_rule_names_its_key() {
             "already server.listen",
         ),
         ("server.operator_token", "short", "at least 16"),
+        ("admin.token", "short", "at least 16"),
+        ("admin.password_hash", "plain", "argon2 PHC"),
+        ("admin.username", "a:b", "must not contain"),
+        ("admin.tail_rate", "0", "between 1 and 10000"),
+        ("admin.tail_rate", "10001", "between 1 and 10000"),
+        ("admin.socketio_namespace", "admin", "namespace"),
+        ("admin.socketio_namespace", "/", "default namespace"),
         (
             "server.operator_token",
             "has spaces in the token",
@@ -1033,4 +1050,31 @@ fn bad_history_settings_name_their_key() {
         load_overrides(&[("history.mid_window", "0s")]),
         "history.mid_window",
     );
+}
+
+#[test]
+fn the_admin_console_needs_a_credential_under_jwt() {
+    let jwt = [
+        ("auth.mode", "jwt"),
+        ("auth.secret", "0123456789abcdef0123456789abcdef"),
+        ("admin.enabled", "true"),
+    ];
+    let err = load_overrides(&jwt).unwrap_err();
+    assert_eq!(err.key(), Some("admin.token"), "{err}");
+    assert!(err.to_string().contains("needs a credential"), "{err}");
+    let mut with_token = jwt.to_vec();
+    with_token.push(("admin.token", "0123456789abcdef-admin"));
+    let settings = load_overrides(&with_token).unwrap();
+    assert!(settings.admin.enabled && settings.admin.has_credential());
+    let both = [
+        ("admin.token", "0123456789abcdef-admin"),
+        ("admin.token_file", "/tmp/x"),
+    ];
+    assert_eq!(
+        load_overrides(&both).unwrap_err().key(),
+        Some("admin.token_file")
+    );
+    let defaults = Settings::defaults().admin;
+    assert!(!defaults.enabled && !defaults.read_only);
+    assert_eq!(defaults.socketio_namespace, "/admin");
 }

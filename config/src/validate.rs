@@ -131,7 +131,65 @@ impl Settings {
         self.validate_operator()?;
         self.validate_rate_limits()?;
         self.validate_history()?;
-        self.validate_auth()
+        self.validate_auth()?;
+        self.validate_admin()
+    }
+
+    /// `[admin]`: one way to give the token, its shape, the hash's shape,
+    /// a credential under `auth.mode = "jwt"`, the tail rate and the
+    /// Socket.IO namespace.
+    fn validate_admin(&self) -> Result<(), ConfigError> {
+        let admin = &self.admin;
+        if !admin.token.is_empty() && !admin.token_file.is_empty() {
+            return Err(ConfigError::invalid(
+                "admin.token_file",
+                "set either admin.token or admin.token_file, not both",
+            ));
+        }
+        if !admin.token.is_empty() {
+            check_operator_token(&admin.token)
+                .map_err(|why| ConfigError::invalid("admin.token", why))?;
+        }
+        let hash = admin.password_hash.as_str();
+        if !hash.is_empty()
+            && !["$argon2id$", "$argon2i$", "$argon2d$"]
+                .iter()
+                .any(|prefix| hash.starts_with(prefix))
+        {
+            return Err(ConfigError::invalid(
+                "admin.password_hash",
+                "must be an argon2 PHC string starting with $argon2id$ (or $argon2i$, $argon2d$)",
+            ));
+        }
+        if admin.username.is_empty() || admin.username.contains(':') {
+            return Err(ConfigError::invalid(
+                "admin.username",
+                "must be non-empty and must not contain ':' (HTTP Basic)",
+            ));
+        }
+        if !(1..=10_000).contains(&admin.tail_rate) {
+            return Err(ConfigError::invalid(
+                "admin.tail_rate",
+                format!("must be between 1 and 10000, got {}", admin.tail_rate),
+            ));
+        }
+        if !admin.socketio_namespace.is_empty() {
+            herald_protocol::names::validate_namespace(&admin.socketio_namespace)
+                .map_err(|e| ConfigError::invalid("admin.socketio_namespace", e.to_string()))?;
+            if admin.socketio_namespace == "/" {
+                return Err(ConfigError::invalid(
+                    "admin.socketio_namespace",
+                    "\"/\" is every client's default namespace: name one of its own, such as \"/admin\"",
+                ));
+            }
+        }
+        if admin.enabled && self.auth.mode == AuthMode::Jwt && !admin.has_credential() {
+            return Err(ConfigError::invalid(
+                "admin.token",
+                "with auth.mode = \"jwt\" the admin console needs a credential: set admin.token, admin.token_file or admin.password_hash",
+            ));
+        }
+        Ok(())
     }
 
     /// `[history]`: namespace names or patterns, and sizes and ages above

@@ -158,6 +158,8 @@ string_enum! {
         /// The connection went on sending faster than its rate limit after
         /// being answered `rate_limited`.
         RateLimited = "rate_limited",
+        /// An operator disconnected it (the admin console's disconnect).
+        Kicked = "kicked",
     }
 }
 
@@ -177,7 +179,8 @@ impl CloseReason {
             | CloseReason::MessageTimeout
             | CloseReason::Unauthorized
             | CloseReason::TokenExpired
-            | CloseReason::RateLimited => 1008,
+            | CloseReason::RateLimited
+            | CloseReason::Kicked => 1008,
             CloseReason::TransportError | CloseReason::Unknown => 1011,
         }
     }

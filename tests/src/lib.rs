@@ -22,6 +22,8 @@
 //!   and let a receiver check that the bytes arrived intact.
 //! - [`sdk`]: helpers for the tests that drive the broker through the SDK
 //!   (bounded waits on channels, forwarding handlers, SDK clients).
+//! - [`admin`]: a broker with the admin console on, admin API requests
+//!   with credentials, its live stream, argon2 password hashes.
 //! - [`tokens`]: for the SDK and CLI auth tests, a broker with
 //!   `auth.mode = "jwt"`, short-lived tokens and the expiry settings (on
 //!   top of [`auth`], which mints the tokens).
@@ -30,6 +32,8 @@
 //! - [`sioclient`]: real Socket.IO clients (Node, Python, headless
 //!   Chromium) scripted over JSON lines, and the Socket.IO server they
 //!   talk to (the Node reference server, or Herald).
+//! - [`devtools`]: headless Chromium over the DevTools protocol (evaluate,
+//!   click, wait for the DOM, screenshots), for the admin console test.
 //! - [`tls`]: certificates made in the test (a CA, server and client
 //!   certificates, as PEM files) and a raw TLS client (HTTPS requests,
 //!   `wss://` upgrades, the certificate a broker serves).
@@ -65,8 +69,10 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod admin;
 pub mod auth;
 pub mod cluster;
+pub mod devtools;
 pub mod engineio;
 pub mod examples;
 pub mod proxy;

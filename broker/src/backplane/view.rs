@@ -33,6 +33,8 @@ struct RemoteTarget {
 pub(crate) struct RemoteView {
     by_namespace: HashMap<String, Vec<RemoteTarget>>,
     names: HashSet<String>,
+    /// Registry entries per live remote node (the admin console's list).
+    by_node: BTreeMap<String, usize>,
     nodes: usize,
     entries: usize,
 }
@@ -44,6 +46,7 @@ impl RemoteView {
         let mut view = RemoteView {
             nodes: nodes.len(),
             names: nodes.keys().cloned().collect(),
+            by_node: nodes.iter().map(|(n, e)| (n.clone(), e.len())).collect(),
             ..RemoteView::default()
         };
         for (node, entries) in nodes {
@@ -69,6 +72,11 @@ impl RemoteView {
     /// Whether `node` is a live remote node.
     pub(crate) fn has_node(&self, node: &str) -> bool {
         self.names.contains(node)
+    }
+
+    /// The live remote nodes with their registry entries, by id.
+    pub(crate) fn node_list(&self) -> &BTreeMap<String, usize> {
+        &self.by_node
     }
 
     /// Live remote nodes.

@@ -43,6 +43,7 @@ use self::timeouts::TimeoutWatcher;
 pub(crate) use crate::backplane::RoomMove;
 use crate::backplane::{Backplane, Interest, Numbered, RemoteView, ToNode};
 use crate::history::{Appended, HistoryLog, Record, Stamp, stamped};
+use crate::admin::observe::{Change, Observer};
 use crate::outbox::{ConnId, Offer, Outbox, RoomKey};
 use crate::stats::Stats;
 use crate::wire::{Answer, Frames};
@@ -212,6 +213,9 @@ pub(crate) struct Router {
     sessions: Sessions,
     /// Where history namespaces keep their events, when any is configured.
     history: Option<Arc<dyn HistoryLog>>,
+    /// The admin console's taps (one relaxed load per emit while no
+    /// console watches).
+    observer: Observer,
 }
 
 /// A queue group's members on this node, merged over the exact name and
@@ -324,6 +328,7 @@ impl Router {
             node: Arc::from(node),
             sessions: Sessions::default(),
             history: None,
+            observer: Observer::default(),
         }
     }
 
@@ -350,14 +355,16 @@ impl Router {
         self.index(key.responder)
             .insert(&key.namespace, &key.pattern, key.group.as_ref(), conn);
         Stats::add(&self.stats.subscriptions, 1);
+        conn.info().count_subscription(&key.namespace, true);
         if let Some(backplane) = &self.backplane {
             backplane.subscribed(key.interest());
         }
     }
 
-    pub(crate) fn unsubscribe(&self, conn: ConnId, key: &SubKey) {
+    pub(crate) fn unsubscribe(&self, conn: &Outbox, key: &SubKey) {
         self.index(key.responder)
-            .remove(&key.namespace, &key.pattern, key.group.as_ref(), conn);
+            .remove(&key.namespace, &key.pattern, key.group.as_ref(), conn.id);
+        conn.info().count_subscription(&key.namespace, false);
         self.stats.subscriptions.fetch_sub(1, Relaxed);
         if let Some(backplane) = &self.backplane {
             backplane.unsubscribed(key.interest());
@@ -398,7 +405,18 @@ impl Router {
         }
         self.rooms.join(namespace, room, conn.id);
         rooms.insert(key);
+        drop(rooms);
+        self.room_changed(conn, namespace, room, true);
         Ok(())
+    }
+
+    fn room_changed(&self, conn: &Outbox, namespace: &str, room: &str, joined: bool) {
+        self.observer.change(&Change::Room {
+            namespace,
+            room,
+            session: &conn.session,
+            joined,
+        });
     }
 
     /// Takes `conn` out of `room` of `namespace`, if it is in it.
@@ -406,6 +424,7 @@ impl Router {
         let key: RoomKey = (namespace.into(), room.into());
         if conn.rooms().remove(&key) {
             self.rooms.leave(namespace, room, conn.id);
+            self.room_changed(conn, namespace, room, false);
         }
     }
 
@@ -426,6 +445,7 @@ impl Router {
         };
         for (namespace, room) in left {
             self.rooms.leave(&namespace, &room, conn.id);
+            self.room_changed(conn, &namespace, &room, false);
         }
     }
 
@@ -499,6 +519,11 @@ impl Router {
         &self.sessions
     }
 
+    /// The admin console's taps.
+    pub(crate) fn observer(&self) -> &Observer {
+        &self.observer
+    }
+
     /// Whether `room` is a session-id room (`<node>-<n>` of this node or
     /// another live node), which nobody may join or leave.
     pub(crate) fn is_session_room(&self, room: &str) -> bool {
@@ -551,6 +576,7 @@ impl Router {
     /// stored nor delivered again.
     pub(crate) fn publish(&self, from: Option<&Outbox>, emit: &Emit) -> Published {
         Stats::add(&self.stats.events_received, 1);
+        self.observer.emit(emit, from);
         let Some(history) = self.history.as_ref().filter(|h| h.covers(&emit.namespace)) else {
             return self.fan_out(from, emit, None);
         };
@@ -894,6 +920,7 @@ impl Router {
         timeout: Duration,
     ) -> Result<(), RouteError> {
         Stats::add(&self.stats.events_received, 1);
+        self.observer.emit(emit, Some(from));
         let audiences = self.audiences(emit);
         let eligible = Eligible::new(Some(from), emit, &audiences);
         let local = self.local_responders(emit, &eligible);

@@ -31,6 +31,11 @@ impl Sessions {
             .remove_if(&conn.session, |_, held| held.id == conn.id);
     }
 
+    /// Every connection of this node (cloned out, no guard held).
+    pub(crate) fn all(&self) -> Vec<Outbox> {
+        self.by_id.iter().map(|e| e.value().clone()).collect()
+    }
+
     /// The connection of this node with session id `id`.
     pub(crate) fn get(&self, id: &str) -> Option<Outbox> {
         self.by_id.get(id).map(|conn| conn.clone())

@@ -155,7 +155,7 @@ fn unsubscribe_removes_empty_entries() {
     for k in [key("a.b", None), key("a.*", Some("g")), key("a.>", None)] {
         router.subscribe(&a.outbox, &k);
         assert_eq!(router.events.targets(), 1);
-        router.unsubscribe(a.outbox.id, &k);
+        router.unsubscribe(&a.outbox, &k);
         assert_eq!(router.events.targets(), 0);
     }
 }
@@ -420,7 +420,7 @@ async fn a_gone_responder_fails_only_its_own_requests() {
     assert_eq!(gone_handles.len() + staying_handles.len(), 20);
     assert!(!gone_handles.is_empty() && !staying_handles.is_empty());
     assert_eq!(router.requests.responders(), 2);
-    router.unsubscribe(gone.outbox.id, &responder_key("rpc"));
+    router.unsubscribe(&gone.outbox, &responder_key("rpc"));
     router.responder_gone(gone.outbox.id);
     let failed = answers(&mut requester);
     assert_eq!(failed.len(), gone_handles.len());
@@ -484,7 +484,7 @@ fn churn_on_a_large_event_keeps_membership() {
             router.subscribe(&conns[c].outbox, &k);
         } else {
             set.remove(&c);
-            router.unsubscribe(conns[c].outbox.id, &k);
+            router.unsubscribe(&conns[c].outbox, &k);
         }
         match next() % 8 {
             0 => held = Some(router.snapshot("/", "hot")),
@@ -596,7 +596,7 @@ mod model {
                     }
                     Op::Unsub(c, n, p, g) => {
                         if subs.remove(&(c, n, p, g)) {
-                            router.unsubscribe(conns[c].outbox.id, &sub_key(n, p, g));
+                            router.unsubscribe(&conns[c].outbox, &sub_key(n, p, g));
                         }
                     }
                     Op::Join(c, n, r) => {

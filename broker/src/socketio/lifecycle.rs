@@ -37,6 +37,7 @@ pub(crate) fn reason_of(reason: CloseReason) -> &'static str {
             "parse error"
         }
         CloseReason::TransportError | CloseReason::MessageTimeout => "transport error",
+        CloseReason::Kicked => "server namespace disconnect",
         _ => "forced close",
     }
 }

@@ -35,6 +35,8 @@ use tracing::debug;
 
 use super::format;
 use super::lifecycle;
+use crate::admin::observe::Change;
+use crate::admin::sio as sio_admin;
 use crate::admission::{self, Denied, EmitNames, RoomChangeNames};
 use crate::auth::{self, Expiry, ExpiryClock, Grant};
 use crate::engineio::packet::message_item;
@@ -77,7 +79,9 @@ pub(crate) async fn serve(mut conn: EngineConn, shared: Arc<Shared>) {
         header_token: conn.token.take(),
         grant: None,
         expiry: None,
+        admin: None,
     };
+    session.note_transport();
     debug!(conn = outbox.id.0, "socket.io session opened");
     let reason = session.read_loop(&mut conn).await;
     // Counts the close, and takes the session id out of the router.
@@ -161,6 +165,9 @@ struct Session {
     grant: Option<Box<Grant>>,
     /// The token's expiry clock, when it has an `exp`.
     expiry: Option<Box<ExpiryClock>>,
+    /// Its socket in the admin namespace (`admin.socketio_namespace`),
+    /// speaking the Socket.IO Admin UI protocol.
+    admin: Option<Arc<sio_admin::AdminSocket>>,
 }
 
 /// What handling one packet asks of the read loop.
@@ -211,6 +218,7 @@ impl Session {
                 // from now on report the new transport.
                 Ok(None) => {
                     self.transport = conn.transport();
+                    self.note_transport();
                     continue;
                 }
                 Err(reason) => return reason,
@@ -220,11 +228,12 @@ impl Session {
             if let Next::Close(reason) = next {
                 return reason;
             }
-            if !self.sockets.is_empty() {
+            let connected = !self.sockets.is_empty() || self.admin.is_some();
+            if connected {
                 connected_once = true;
                 connect_deadline = None;
             }
-            if connected_once && self.sockets.is_empty() {
+            if connected_once && !connected {
                 // The client left its last namespace.
                 return CloseReason::ClientClosed;
             }
@@ -241,6 +250,39 @@ impl Session {
                 Box::pin(receiver.wait_drained()).await;
             }
             tokio::task::consume_budget().await;
+        }
+    }
+
+    /// Records the transport for the admin console.
+    fn note_transport(&self) {
+        self.outbox.info().transport = match self.transport.as_str() {
+            "polling" => "socketio-polling",
+            _ => "socketio-websocket",
+        };
+    }
+
+    /// A packet in the admin namespace (the Socket.IO Admin UI protocol).
+    fn on_admin(&mut self, namespace: &str, body: &Body) {
+        match body {
+            Body::Connect { auth } if self.admin.is_none() => {
+                self.admin = Some(sio_admin::connect(
+                    &self.shared,
+                    &self.outbox,
+                    namespace,
+                    auth.as_ref(),
+                ));
+            }
+            Body::Disconnect => {
+                if let Some(admin) = self.admin.take() {
+                    sio_admin::disconnect(&admin);
+                }
+            }
+            Body::Event { name, args, .. } => {
+                if let Some(admin) = &self.admin {
+                    sio_admin::command(&self.shared, admin, name, args);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -276,6 +318,10 @@ impl Session {
             }
         }
         let namespace = assembled.packet.namespace.clone();
+        if sio_admin::is_admin_namespace(&self.shared, &namespace) {
+            self.on_admin(&namespace, &assembled.packet.body);
+            return Next::Read;
+        }
         match &assembled.packet.body {
             Body::Connect { auth } => {
                 self.on_connect(&namespace, auth.as_ref());
@@ -392,6 +438,10 @@ impl Session {
             .as_deref()
             .map(|g| g.user.as_deref().unwrap_or_default());
         lifecycle::connected(&self.shared, &self.outbox, namespace, auth, transport, user);
+        self.shared.router.observer().change(&Change::Connected {
+            conn: &self.outbox,
+            namespace,
+        });
     }
 
     /// Subscribes a new socket and answers its CONNECT. In a history
@@ -541,6 +591,11 @@ impl Session {
     /// Takes `grant` as the connection's, with its expiry clock.
     fn set_grant(&mut self, grant: Option<Grant>) {
         (self.grant, self.expiry) = auth::install(&self.shared, grant);
+        self.outbox.info().user = self
+            .grant
+            .as_deref()
+            .and_then(|g| g.user.as_deref())
+            .map(Box::from);
     }
 
     /// A new token (`$auth`, or a CONNECT with one): replaces the grant,
@@ -557,7 +612,7 @@ impl Session {
             socket.subscriptions.retain(|key| {
                 let keep = auth::allows_subscription(grant, key);
                 if !keep {
-                    self.shared.router.unsubscribe(self.outbox.id, key);
+                    self.shared.router.unsubscribe(&self.outbox, key);
                     revoked.push(auth::revoked_subscription(key));
                 }
                 keep
@@ -606,10 +661,15 @@ impl Session {
     fn remove_socket(&self, namespace: &str, socket: Socket, reason: &str) {
         let router = &self.shared.router;
         for key in socket.subscriptions {
-            router.unsubscribe(self.outbox.id, &key);
+            router.unsubscribe(&self.outbox, &key);
         }
         router.leave_rooms(&self.outbox, Some(namespace));
         lifecycle::disconnected(&self.shared, &self.outbox, namespace, reason);
+        router.observer().change(&Change::Disconnected {
+            conn: &self.outbox,
+            namespace,
+            reason,
+        });
     }
 
     fn refuse(&self, namespace: &str, id: Option<u64>, denied: &Denied) {
@@ -730,7 +790,7 @@ impl Session {
                 if name == "$unsubscribe" {
                     if let Some(at) = socket.subscriptions.iter().position(|k| *k == key) {
                         socket.subscriptions.swap_remove(at);
-                        shared.router.unsubscribe(self.outbox.id, &key);
+                        shared.router.unsubscribe(&self.outbox, &key);
                     }
                     return Ok(());
                 }
@@ -805,6 +865,9 @@ impl Session {
 
     /// Leaves every namespace still connected (the connection closed).
     fn clean_up(&mut self, reason: &str) {
+        if let Some(admin) = self.admin.take() {
+            sio_admin::disconnect(&admin);
+        }
         let sockets: Vec<(Box<str>, Socket)> = self.sockets.drain().collect();
         for (namespace, socket) in sockets {
             self.remove_socket(&namespace, socket, reason);

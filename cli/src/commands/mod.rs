@@ -1,6 +1,7 @@
 //! One module per subcommand. Each checks its arguments (names, JSON)
 //! before connecting, so bad input fails at once, even with no broker.
 
+pub mod admin;
 pub mod publish;
 pub mod reply;
 pub mod request;
