@@ -272,6 +272,7 @@ fn read<B>(req: &Request<B>, shared: &Shared) -> Result<Response<Body>, HistoryE
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -177,10 +177,7 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         if let Some(callback) = callback {
-            let run = std::panic::AssertUnwindSafe(|| callback(event));
-            if std::panic::catch_unwind(run).is_err() {
-                tracing::error!("the herald client error callback panicked");
-            }
+            crate::run_callback("error", || callback(event));
         }
     }
 

@@ -127,6 +127,14 @@ pub use revoked::Revoked;
 pub use service::{CONNECTION_EVENT, Connection, DISCONNECT_EVENT, Disconnection, Socket};
 pub use subscription::Subscription;
 
+/// Runs an application callback, logging (not propagating) a panic in it:
+/// the callbacks run on the client's own tasks. `what` names it in the log.
+pub(crate) fn run_callback(what: &str, callback: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback)).is_err() {
+        tracing::error!("the herald client {what} callback panicked");
+    }
+}
+
 /// Locks a std mutex, ignoring poisoning: every critical section in this
 /// crate leaves the data consistent, so a panic elsewhere does not make it
 /// unusable.

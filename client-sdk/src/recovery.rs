@@ -175,10 +175,7 @@ pub(crate) fn on_welcome(shared: &Shared, recovery: &BTreeMap<String, Recovery>)
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     if let Some(callback) = callback {
-        let run = std::panic::AssertUnwindSafe(|| callback(recovery));
-        if std::panic::catch_unwind(run).is_err() {
-            tracing::error!("the herald client recovery callback panicked");
-        }
+        crate::run_callback("recovery", || callback(recovery));
     }
 }
 

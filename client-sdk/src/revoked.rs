@@ -119,10 +119,7 @@ pub(crate) fn on_revoked(shared: &Shared, entries: Vec<WireRevoked>) {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     if let Some(callback) = callback {
-        let run = std::panic::AssertUnwindSafe(|| callback(revoked));
-        if std::panic::catch_unwind(run).is_err() {
-            tracing::error!("the herald client revoked callback panicked");
-        }
+        crate::run_callback("revoked", || callback(revoked));
     }
 }
 

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use herald_client::{Client, ConnectionState, Recovery};
 use herald_config::{HistoryNamespace, Settings};
-use herald_protocol::envelope::{Hello, Resume, ResumeSub, Welcome};
+use herald_protocol::envelope::{Event, Hello, Resume, ResumeSub, Welcome};
 use herald_protocol::{Envelope, PROTOCOL_VERSION};
 use herald_tests::proxy::CutProxy;
 use herald_tests::sdk::{FAST_RECONNECT, bounded, connect, wait_state};
 use herald_tests::sioclient::{ClientKind, SioDriver, Transports};
-use herald_tests::{RawClient, emit, start_broker, start_broker_on};
+use herald_tests::{RawClient, TestBroker, emit, start_broker, start_broker_on};
 use tokio::sync::{mpsc, oneshot};
 
 const NS: &str = "/h";
@@ -74,22 +74,26 @@ fn payload(n: u64) -> Vec<u8> {
     rmp_serde::to_vec(&n).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_carry_seq_mid_and_epoch_and_resume_replays_exactly_the_gap() {
-    let broker = start_broker(with_history(100)).await;
+/// A subscriber to `/h` `tick` that receives event 1 and goes away:
+/// its session id, the first event, and the publisher.
+async fn subscriber_that_left(broker: &TestBroker) -> (String, Event, RawClient) {
     let mut subscriber = broker.connect().await;
     let sid = subscriber.hello().await.session;
     subscriber.subscribe(NS, "tick", None, false).await;
     let mut publisher = broker.client().await;
     publisher.emit_acked(emit(NS, "tick", payload(1))).await;
-    publisher
-        .emit_acked(emit("/plain", "tick", payload(1)))
-        .await;
     let first = subscriber.expect_event().await;
+    subscriber.close().await;
+    (sid, first, publisher)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_carry_seq_mid_and_epoch_and_resume_replays_exactly_the_gap() {
+    let broker = start_broker(with_history(100)).await;
+    let (sid, first, mut publisher) = subscriber_that_left(&broker).await;
     assert_eq!(first.seq, Some(1));
     let epoch = first.epoch.clone().expect("an epoch");
     assert!(first.message_id.is_some(), "the broker makes a mid");
-    subscriber.close().await;
 
     for n in 2..=6 {
         publisher.emit_acked(emit(NS, "tick", payload(n))).await;
@@ -115,13 +119,8 @@ async fn events_carry_seq_mid_and_epoch_and_resume_replays_exactly_the_gap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_beyond_the_history_bound_recovers_nothing() {
     let broker = start_broker(with_history(5)).await;
-    let mut subscriber = broker.connect().await;
-    let sid = subscriber.hello().await.session;
-    subscriber.subscribe(NS, "tick", None, false).await;
-    let mut publisher = broker.client().await;
-    publisher.emit_acked(emit(NS, "tick", payload(1))).await;
-    let epoch = subscriber.expect_event().await.epoch.unwrap();
-    subscriber.close().await;
+    let (sid, first, mut publisher) = subscriber_that_left(&broker).await;
+    let epoch = first.epoch.unwrap();
     for n in 2..=11 {
         publisher.emit_acked(emit(NS, "tick", payload(n))).await;
     }
@@ -166,13 +165,9 @@ async fn resume_over_the_replay_limit_or_with_a_bad_position_recovers_nothing() 
 async fn a_broker_restart_changes_the_epoch_and_recovers_nothing() {
     let broker = start_broker(with_history(100)).await;
     let addr = broker.addr();
-    let mut subscriber = broker.connect().await;
-    let sid = subscriber.hello().await.session;
-    subscriber.subscribe(NS, "tick", None, false).await;
-    let mut publisher = broker.client().await;
-    publisher.emit_acked(emit(NS, "tick", payload(1))).await;
-    let epoch = subscriber.expect_event().await.epoch.unwrap();
-    drop((subscriber, publisher));
+    let (sid, first, publisher) = subscriber_that_left(&broker).await;
+    let epoch = first.epoch.unwrap();
+    drop(publisher);
     broker.shutdown().await;
 
     let restarted = start_broker_on(addr, with_history(100)).await;
@@ -404,11 +399,8 @@ async fn the_http_history_api_answers_messagepack_when_asked() {
     publisher.emit_acked(emit(NS, "tick", payload(7))).await;
     let response = herald_tests::http_request_bytes(
         broker.addr(),
-        format!(
-            "GET /v1/history/tick?namespace=%2Fh HTTP/1.1\r\nHost: x\r\n\
-             Accept: application/msgpack\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
+        b"GET /v1/history/tick?namespace=%2Fh HTTP/1.1\r\nHost: x\r\n\
+          Accept: application/msgpack\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(response.status, 200);

@@ -26,6 +26,9 @@ use crate::soak::tally::Tally;
 use crate::ws::WsStream;
 
 /// What a frame from the broker turned out to be, for the loops below.
+/// (One per frame, matched at once: boxing the envelope would only add an
+/// allocation.)
+#[allow(clippy::large_enum_variant)]
 enum Incoming {
     Envelope(Envelope),
     /// Control frames and the like: nothing to do.
