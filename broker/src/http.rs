@@ -34,6 +34,7 @@ use crate::echo;
 use crate::engineio::{self, App};
 use crate::limits::{SessionPermit, origin};
 use crate::metrics::{self, Sample};
+use crate::presence_api;
 use crate::publish::{self, EMIT_PATH};
 use crate::session;
 use crate::socket;
@@ -52,6 +53,8 @@ enum Route {
     /// methods itself, with its own error codes).
     EngineIo(App),
     Emit,
+    /// `GET /v1/presence/{namespace}`.
+    Presence,
     Metrics,
     /// The path exists, but not for this method; the value is `Allow`.
     WrongMethod(&'static str),
@@ -117,6 +120,8 @@ fn route(method: &Method, path: &str, paths: Paths<'_>) -> Route {
         "/healthz" | "/readyz" | "/metrics" | WS_PATH => Route::WrongMethod("GET"),
         path if publish::is_emit_path(path) && method == Method::POST => Route::Emit,
         path if publish::is_emit_path(path) => Route::WrongMethod("POST"),
+        path if presence_api::is_presence_path(path) && get => Route::Presence,
+        path if presence_api::is_presence_path(path) => Route::WrongMethod("GET"),
         path if !echo_path.is_empty() && path == echo_path && get => Route::Upgrade(Endpoint::Echo),
         path if !echo_path.is_empty() && path == echo_path => Route::WrongMethod("GET"),
         _ => Route::NotFound,
@@ -145,6 +150,7 @@ where
         Route::Upgrade(endpoint) => upgrade(req, shared, peer, endpoint),
         Route::EngineIo(app) => engineio::handle(req, app, shared, peer).await,
         Route::Emit => publish::publish(req, &shared).await,
+        Route::Presence => presence_api::presence(req, &shared).await,
         // Served on the operator listener instead (`server.operator_listen`).
         Route::Metrics if shared.settings.server.operator_addr().is_some() => {
             not_found(req.uri().path())

@@ -27,7 +27,7 @@ use crate::conn::Conn;
 use crate::frame;
 use crate::inbound::{FrameReader, Incoming, ReadError};
 use crate::limits::{self, Limited, MessageLimiter, SessionPermit};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Profile};
 use crate::router::{RoomMove, SubKey};
 use crate::socket::Halves;
 use crate::state::Shared;
@@ -344,6 +344,9 @@ impl Session {
             (g.user.as_deref().map(str::to_owned), g.exp)
         });
         self.set_grant(grant);
+        let user_id = self.grant.as_deref().and_then(|g| g.user.clone());
+        let profile = Profile::new(user_id, hello.client.as_deref(), "native");
+        self.outbox.set_profile(profile);
         let settings = &self.shared.settings;
         let limits = Limits {
             max_payload: settings.limits.max_payload_bytes as u64,

@@ -22,6 +22,7 @@
 //! the local interest and its Redis encoding.
 
 mod keys;
+mod presence;
 mod registry;
 mod tasks;
 mod wire;
@@ -39,7 +40,8 @@ use self::keys::Keys;
 use self::registry::{Entry, LocalInterest};
 use self::wire::{Body, Message, WireEmit};
 use crate::backplane::{
-    Backplane, BackplaneSample, BoxFuture, Inbound, Interest, RemoteView, ToNode,
+    Backplane, BackplaneSample, BoxFuture, Inbound, Interest, Member, RemoteView, ToNode,
+    Unreachable,
 };
 
 /// What can stop the cluster side from starting.
@@ -55,8 +57,19 @@ pub(crate) enum ClusterError {
     },
 }
 
-/// One message waiting to be published: the channel and the bytes.
-pub(crate) type Outbound = (String, Vec<u8>);
+/// One write waiting for Redis, in the order the router made it.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A message for a channel.
+    Publish { channel: String, message: Vec<u8> },
+    /// One presence field of this node set (`Some`) or removed.
+    Present {
+        field: String,
+        member: Option<Vec<u8>>,
+    },
+    /// This node's whole presence hash, written again.
+    Presence(Vec<(String, Vec<u8>)>),
+}
 
 /// Counters of the cluster side (read at scrape time).
 #[derive(Debug, Default)]
@@ -92,6 +105,11 @@ pub(crate) struct Cluster {
     up: AtomicBool,
     stop: CancellationToken,
     connection: OnceLock<redis::aio::ConnectionManager>,
+    /// What this node's presence hash holds (`presence.rs`).
+    presence: Mutex<presence::Mirror>,
+    /// Set when a presence write could not be queued: the maintainer
+    /// writes the whole hash again.
+    presence_lost: AtomicBool,
     pub(crate) stats: ClusterStats,
 }
 
@@ -129,6 +147,8 @@ impl Cluster {
             up: AtomicBool::new(false),
             stop: CancellationToken::new(),
             connection: OnceLock::new(),
+            presence: Mutex::new(presence::Mirror::default()),
+            presence_lost: AtomicBool::new(false),
             stats: ClusterStats::default(),
         });
         tasks::spawn(cluster.clone(), inbox, outbound_rx);
@@ -170,6 +190,20 @@ impl Cluster {
         }
     }
 
+    /// Queues this node's whole presence hash (after Redis came back, or
+    /// when a single write was lost), in order with the single writes.
+    fn rewrite_presence(&self) {
+        let mirror = lock(&self.presence);
+        let fields = mirror
+            .fields
+            .iter()
+            .map(|(field, member)| (field.clone(), member.clone()))
+            .collect();
+        if self.outbound.try_send(Outbound::Presence(fields)).is_err() {
+            self.presence_lost.store(true, Relaxed);
+        }
+    }
+
     fn publish(&self, channel: String, body: Body) -> bool {
         if !self.is_up() {
             self.stats.dropped.fetch_add(1, Relaxed);
@@ -179,7 +213,11 @@ impl Cluster {
             from: self.node().to_owned(),
             body,
         };
-        if self.outbound.try_send((channel, message.encode())).is_err() {
+        let publish = Outbound::Publish {
+            channel,
+            message: message.encode(),
+        };
+        if self.outbound.try_send(publish).is_err() {
             self.stats.dropped.fetch_add(1, Relaxed);
             return false;
         }
@@ -214,6 +252,45 @@ impl Backplane for Cluster {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    fn present(&self, namespace: &str, sid: &str, member: Option<&Member>) {
+        let field = presence::field(namespace, sid);
+        let member = member.map(presence::encode);
+        let mut mirror = lock(&self.presence);
+        match &member {
+            Some(member) => mirror.fields.insert(field.clone(), member.clone()),
+            None => mirror.fields.remove(&field),
+        };
+        // Queued under the mirror's lock: a rewrite's snapshot and the
+        // single writes reach the queue in the order they were made.
+        if self
+            .outbound
+            .try_send(Outbound::Present { field, member })
+            .is_err()
+        {
+            self.presence_lost.store(true, Relaxed);
+        }
+    }
+
+    fn presence<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Member>, Unreachable>> {
+        Box::pin(async move {
+            let Some(connection) = self.connection.get() else {
+                return Err(Unreachable("not connected yet".into()));
+            };
+            let reading = presence::read(connection.clone(), &self.keys, namespace);
+            match tokio::time::timeout(self.settings.command_timeout, reading).await {
+                Ok(Ok(members)) => Ok(members),
+                Ok(Err(error)) => Err(Unreachable(error.to_string())),
+                Err(_) => Err(Unreachable(format!(
+                    "no answer within cluster.command_timeout = {:?}",
+                    self.settings.command_timeout
+                ))),
+            }
+        })
     }
 
     fn undeliverable(&self) {

@@ -17,6 +17,7 @@
 mod deadlines;
 mod index;
 mod key;
+mod presence;
 mod remote;
 mod requests;
 mod rooms;
@@ -35,6 +36,8 @@ use herald_protocol::{ErrorCode, EventRef, Pattern};
 use indexmap::IndexMap;
 
 use self::index::{Group, Subscribers, SubscriptionIndex};
+pub(crate) use self::presence::JOIN as PRESENCE_JOIN;
+use self::presence::Presence;
 use self::requests::{Pending, Requester, Requests, Responder};
 use self::rooms::Rooms;
 use self::sessions::{Sessions, session_node};
@@ -196,6 +199,8 @@ pub(crate) struct Router {
     /// This node's id (the first part of its session ids).
     node: Arc<str>,
     sessions: Sessions,
+    /// Who is in each namespace on this node (`presence.rs`).
+    presence: Presence,
 }
 
 /// A queue group's members on this node, merged over the exact name and
@@ -306,6 +311,7 @@ impl Router {
             node_cursor: AtomicUsize::new(0),
             node: Arc::from(node),
             sessions: Sessions::default(),
+            presence: Presence::default(),
         }
     }
 
@@ -324,6 +330,7 @@ impl Router {
         if let Some(backplane) = &self.backplane {
             backplane.subscribed(key.interest());
         }
+        self.entered(conn, &key.namespace);
     }
 
     pub(crate) fn unsubscribe(&self, conn: ConnId, key: &SubKey) {
@@ -333,6 +340,7 @@ impl Router {
         if let Some(backplane) = &self.backplane {
             backplane.unsubscribed(key.interest());
         }
+        self.exited(conn, &key.namespace);
     }
 
     /// Puts `conn` in `room` of `namespace` (recorded on the connection,
@@ -369,6 +377,8 @@ impl Router {
         }
         self.rooms.join(namespace, room, conn.id);
         rooms.insert(key);
+        drop(rooms);
+        self.room_changed(conn, namespace, room, true);
         Ok(())
     }
 
@@ -377,6 +387,7 @@ impl Router {
         let key: RoomKey = (namespace.into(), room.into());
         if conn.rooms().remove(&key) {
             self.rooms.leave(namespace, room, conn.id);
+            self.room_changed(conn, namespace, room, false);
         }
     }
 
@@ -397,6 +408,7 @@ impl Router {
         };
         for (namespace, room) in left {
             self.rooms.leave(&namespace, &room, conn.id);
+            self.room_changed(conn, &namespace, &room, false);
         }
     }
 

@@ -40,7 +40,7 @@ use crate::auth::{self, Expiry, ExpiryClock, Grant};
 use crate::engineio::packet::message_item;
 use crate::engineio::{EngineConn, Message, Transport};
 use crate::limits::{Limited, MessageLimiter};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Profile};
 use crate::router::SubKey;
 use crate::state::Shared;
 use crate::stats::Stats;
@@ -194,6 +194,7 @@ impl Session {
                 // from now on report the new transport.
                 Ok(None) => {
                     self.transport = conn.transport();
+                    self.update_profile();
                     continue;
                 }
                 Err(reason) => return reason,
@@ -335,6 +336,7 @@ impl Session {
             return;
         }
         if !self.sockets.contains_key(namespace) {
+            self.update_profile();
             let mut socket = Socket::default();
             let patterns = match self.grant.as_deref() {
                 // Under jwt: the namespace's allowed subscribe patterns.
@@ -371,6 +373,13 @@ impl Session {
             .as_deref()
             .map(|g| g.user.as_deref().unwrap_or_default());
         lifecycle::connected(&self.shared, &self.outbox, namespace, auth, transport, user);
+    }
+
+    /// Who this connection is, for presence: its user and transport now.
+    fn update_profile(&self) {
+        let user = self.grant.as_deref().and_then(|g| g.user.clone());
+        let profile = Profile::new(user, None, self.transport.as_str());
+        self.outbox.set_profile(profile);
     }
 
     /// The grant for a CONNECT: its payload's `token` (a new token for a
