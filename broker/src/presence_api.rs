@@ -15,20 +15,27 @@
 //! join the room, for a room).
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use herald_protocol::ErrorCode;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::debug;
 use url::form_urlencoded;
 
 use crate::admission::{self, Denied};
+use crate::auth::Grant;
 use crate::backplane::Member;
 use crate::http::{Body, error, json};
+use crate::outbox::Outbox;
 use crate::state::Shared;
+use crate::wire::Answer;
+
+/// The request a connection sends (with `ack`) for the same listing.
+pub(crate) const LIST_EVENT: &str = "$presence.list";
 
 /// The path of the presence endpoint; the namespace follows it.
 pub(crate) const PRESENCE_PATH: &str = "/v1/presence";
@@ -164,6 +171,12 @@ async fn listing<B>(req: &Request<B>, shared: &Shared) -> Result<Listing, Presen
         query.room.as_deref(),
     )
     .map_err(PresenceError::Denied)?;
+    Ok(list(shared, query).await)
+}
+
+/// Who is in `query.namespace` (or its room): this node's members, and
+/// the other nodes' when clustered. Admission is the caller's.
+async fn list(shared: &Shared, query: Query) -> Listing {
     let room = query.room.as_deref();
     let mut members = shared.router.presence(&query.namespace, room);
     let mut complete = true;
@@ -184,14 +197,71 @@ async fn listing<B>(req: &Request<B>, shared: &Shared) -> Result<Listing, Presen
     members.dedup_by(|a, b| a.sid == b.sid);
     let count = members.len();
     members.truncate(query.limit);
-    Ok(Listing {
+    Listing {
         namespace: query.namespace,
         room: query.room,
         count,
         members,
         truncated: count > query.limit,
         complete,
-    })
+    }
+}
+
+/// What a connection's `$presence.list` request carries (a MessagePack
+/// map; both keys optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Ask {
+    room: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A connection's `$presence.list` request in `namespace` (PROTOCOL.md
+/// §6.7): the same listing as the HTTP endpoint, as the payload of a
+/// `reply` to `ack`. Checked here (payload, names, permissions); the
+/// listing is made on a task of its own, since reading the other nodes
+/// awaits Redis and the reader must not.
+pub(crate) fn request(
+    shared: &Arc<Shared>,
+    conn: &Outbox,
+    grant: Option<&Grant>,
+    (namespace, ack, payload): (&str, u64, &[u8]),
+) -> Result<(), Denied> {
+    let ask: Ask = if payload.is_empty() {
+        Ask::default()
+    } else {
+        rmp_serde::from_slice(payload).map_err(|e| Denied {
+            code: ErrorCode::InvalidEnvelope,
+            message: format!("a $presence.list payload is a map {{room?, limit?}}: {e}"),
+        })?
+    };
+    let limit = ask.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(Denied {
+            code: ErrorCode::InvalidEnvelope,
+            message: PresenceError::BadLimit(limit.to_string()).to_string(),
+        });
+    }
+    admission::presence(shared, grant, namespace, ask.room.as_deref())?;
+    let query = Query {
+        namespace: namespace.to_owned(),
+        room: ask.room,
+        limit,
+    };
+    let shared = shared.clone();
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        let listing = list(&shared, query).await;
+        let payload = Bytes::from(rmp_serde::to_vec_named(&listing).unwrap_or_default());
+        conn.answer_with(&Answer::Reply {
+            namespace: &listing.namespace,
+            ack,
+            ok: true,
+            payload: &payload,
+            args: false,
+        });
+    });
+    Ok(())
 }
 
 /// JSON, or MessagePack when `Accept` asks for it.

@@ -28,6 +28,7 @@ use crate::frame;
 use crate::inbound::{FrameReader, Incoming, ReadError};
 use crate::limits::{self, Limited, MessageLimiter, SessionPermit};
 use crate::outbox::{Outbox, Profile};
+use crate::presence_api;
 use crate::router::{RoomMove, SubKey};
 use crate::socket::Halves;
 use crate::state::Shared;
@@ -539,6 +540,12 @@ impl Session {
 
     fn on_emit(&mut self, emit: Emit) -> Handled {
         let answer_id = emit.ack.or(emit.id);
+        if let (presence_api::LIST_EVENT, Some(ack)) = (emit.event.as_str(), emit.ack) {
+            // Answered by the broker itself (PROTOCOL.md §6.7).
+            let ask = (emit.namespace.as_str(), ack, &emit.payload[..]);
+            return presence_api::request(&self.shared, &self.outbox, self.grant.as_deref(), ask)
+                .map_err(|denied| Refusal::denied(Some(ack), denied));
+        }
         let names = EmitNames {
             namespace: &emit.namespace,
             event: &emit.event,

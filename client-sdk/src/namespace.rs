@@ -27,6 +27,7 @@ use crate::error::Error;
 use crate::handler::{self, Context, Decode};
 use crate::payload::Payload;
 use crate::pending::Answer;
+use crate::presence::{LIST_EVENT, Presence};
 use crate::subscription::Subscription;
 
 /// A handle on one namespace of a [`Client`]; cheap to clone.
@@ -343,6 +344,55 @@ impl Namespace {
                     ack: Some(id),
                     timeout_ms: Some(timeout_ms),
                     ..emitter.envelope(event, payload)
+                })
+            })
+            .await?;
+        match answer {
+            Answer::Reply { ok: true, payload } => {
+                rmp_serde::from_slice(&payload).map_err(|e| Error::Decode(e.to_string()))
+            }
+            Answer::Reply { ok: false, payload } => Err(Error::Remote(remote_message(&payload))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Who is connected to this namespace, or to its `room`, on every node
+    /// (at most `limit` members, 1 to 1000, default 100; the count is
+    /// whole). Under auth the token must allow subscribing to
+    /// `$presence.join` here (and joining the room). Socket.IO's
+    /// `fetchSockets()` is the model.
+    pub async fn presence(
+        &self,
+        room: Option<&str>,
+        limit: Option<usize>,
+        timeout: Duration,
+    ) -> Result<Presence, Error> {
+        #[derive(Serialize)]
+        struct Ask<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            room: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            limit: Option<usize>,
+        }
+        validate_namespace(&self.name)?;
+        if let Some(room) = room {
+            validate_room(room)?;
+        }
+        let payload = Payload::encode(&Ask { room, limit })?;
+        let timeout_ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let answer = self
+            .client
+            .shared()
+            .call(timeout, |id| {
+                Envelope::Emit(Emit {
+                    namespace: self.name.to_string(),
+                    event: LIST_EVENT.to_owned(),
+                    payload: payload.bytes.clone(),
+                    ack: Some(id),
+                    timeout_ms: Some(timeout_ms),
+                    ..Emit::default()
                 })
             })
             .await?;

@@ -224,3 +224,52 @@ async fn presence_needs_the_token_and_the_permission() {
         (403, Some("forbidden"))
     );
 }
+
+#[tokio::test]
+async fn the_sdk_lists_presence_and_socketio_sockets_are_listed() {
+    let broker = start_broker(|_| {}).await;
+    let member = herald_tests::sdk::client(&broker, "presence-member").await;
+    member.of("/chat").join("lobby").await.unwrap();
+    let sid = member.session_id().expect("a session id once connected");
+    let mut socket = herald_tests::auth::SioRaw::open(broker.addr(), None).await;
+    let answer = socket.connect("/chat", None).await;
+    assert!(answer.starts_with("0/chat,"), "{answer}");
+
+    let asker = herald_tests::sdk::client(&broker, "presence-asker").await;
+    let chat = asker.of("/chat");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let listing = loop {
+        let listing = chat.presence(None, None, TIMEOUT).await.unwrap();
+        if listing.count == 2 {
+            break listing;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{listing:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(listing.complete && !listing.truncated, "{listing:?}");
+    let mut transports: Vec<&str> = listing
+        .members
+        .iter()
+        .map(|m| m.transport.as_str())
+        .collect();
+    transports.sort_unstable();
+    assert_eq!(transports, ["native", "websocket"], "{listing:?}");
+    let native = listing
+        .members
+        .iter()
+        .find(|m| m.transport == "native")
+        .unwrap();
+    assert_eq!(native.client.as_deref(), Some("presence-member"));
+    assert_eq!(native.rooms, ["lobby"]);
+    assert_eq!(native.sid, sid);
+
+    let lobby = chat
+        .presence(Some("lobby"), Some(1), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!((lobby.count, lobby.members.len()), (1, 1), "{lobby:?}");
+    // Bad input is refused by the broker, and the connection lives on.
+    assert!(chat.presence(None, Some(0), TIMEOUT).await.is_err());
+    assert!(chat.presence(None, Some(5000), TIMEOUT).await.is_err());
+    assert!(chat.presence(None, None, TIMEOUT).await.is_ok());
+}
