@@ -333,6 +333,17 @@ impl Namespace {
     {
         let emitter = self.emitter();
         let (event, payload) = emitter.prepare(event, payload)?;
+        self.call_request(timeout, emitter.envelope(event, payload))
+            .await
+    }
+
+    /// Sends `emit` as a request (with `ack` and the timeout) and decodes
+    /// its reply as `R`.
+    async fn call_request<R: DeserializeOwned>(
+        &self,
+        timeout: Duration,
+        emit: Emit,
+    ) -> Result<R, Error> {
         let timeout_ms = u64::try_from(timeout.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -343,7 +354,7 @@ impl Namespace {
                 Envelope::Emit(Emit {
                     ack: Some(id),
                     timeout_ms: Some(timeout_ms),
-                    ..emitter.envelope(event, payload)
+                    ..emit
                 })
             })
             .await?;
@@ -379,30 +390,13 @@ impl Namespace {
             validate_room(room)?;
         }
         let payload = Payload::encode(&Ask { room, limit })?;
-        let timeout_ms = u64::try_from(timeout.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let answer = self
-            .client
-            .shared()
-            .call(timeout, |id| {
-                Envelope::Emit(Emit {
-                    namespace: self.name.to_string(),
-                    event: LIST_EVENT.to_owned(),
-                    payload: payload.bytes.clone(),
-                    ack: Some(id),
-                    timeout_ms: Some(timeout_ms),
-                    ..Emit::default()
-                })
-            })
-            .await?;
-        match answer {
-            Answer::Reply { ok: true, payload } => {
-                rmp_serde::from_slice(&payload).map_err(|e| Error::Decode(e.to_string()))
-            }
-            Answer::Reply { ok: false, payload } => Err(Error::Remote(remote_message(&payload))),
-            other => Err(unexpected(&other)),
-        }
+        let ask = Emit {
+            namespace: self.name.to_string(),
+            event: LIST_EVENT.to_owned(),
+            payload: payload.bytes,
+            ..Emit::default()
+        };
+        self.call_request(timeout, ask).await
     }
 
     /// Joins `room` in this namespace: events emitted to the room reach

@@ -87,7 +87,7 @@ async fn presence_lists_a_namespace_and_its_rooms_with_a_limit() {
     assert_eq!(all["truncated"], false);
 
     let lobby = wait_count(&broker, "/v1/presence/chat?room=lobby", 1).await;
-    assert_eq!(sids(&lobby), [bob_sid.clone()]);
+    assert_eq!(sids(&lobby), std::slice::from_ref(&bob_sid));
     assert_eq!(lobby["members"][0]["rooms"], json!(["lobby"]));
 
     let (_, limited) = get_json(&broker, "/v1/presence/chat?limit=1", None).await;
@@ -229,7 +229,11 @@ async fn presence_needs_the_token_and_the_permission() {
 async fn the_sdk_lists_presence_and_socketio_sockets_are_listed() {
     let broker = start_broker(|_| {}).await;
     let member = herald_tests::sdk::client(&broker, "presence-member").await;
-    member.of("/chat").join("lobby").await.unwrap();
+    member
+        .of("/chat")
+        .join("lobby")
+        .await
+        .expect("the SDK joins a room");
     let sid = member.session_id().expect("a session id once connected");
     let mut socket = herald_tests::auth::SioRaw::open(broker.addr(), None).await;
     let answer = socket.connect("/chat", None).await;
@@ -239,7 +243,7 @@ async fn the_sdk_lists_presence_and_socketio_sockets_are_listed() {
     let chat = asker.of("/chat");
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     let listing = loop {
-        let listing = chat.presence(None, None, TIMEOUT).await.unwrap();
+        let listing = chat.presence(None, None, TIMEOUT).await.expect("a listing");
         if listing.count == 2 {
             break listing;
         }
@@ -258,7 +262,7 @@ async fn the_sdk_lists_presence_and_socketio_sockets_are_listed() {
         .members
         .iter()
         .find(|m| m.transport == "native")
-        .unwrap();
+        .expect("the native member");
     assert_eq!(native.client.as_deref(), Some("presence-member"));
     assert_eq!(native.rooms, ["lobby"]);
     assert_eq!(native.sid, sid);
@@ -266,7 +270,7 @@ async fn the_sdk_lists_presence_and_socketio_sockets_are_listed() {
     let lobby = chat
         .presence(Some("lobby"), Some(1), TIMEOUT)
         .await
-        .unwrap();
+        .expect("a room listing");
     assert_eq!((lobby.count, lobby.members.len()), (1, 1), "{lobby:?}");
     // Bad input is refused by the broker, and the connection lives on.
     assert!(chat.presence(None, Some(0), TIMEOUT).await.is_err());
