@@ -16,6 +16,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 use herald_protocol::ErrorCode;
@@ -243,6 +244,18 @@ pub(crate) fn request(
         });
     }
     admission::presence(shared, grant, namespace, ask.room.as_deref())?;
+    // Counted as a request in flight until answered, so a connection
+    // cannot have more listings under way than requests.
+    let max = shared.settings.limits.max_pending_requests_per_connection;
+    if conn.pending_requests.fetch_add(1, Relaxed) >= max {
+        conn.pending_requests.fetch_sub(1, Relaxed);
+        return Err(Denied {
+            code: ErrorCode::TooManyRequests,
+            message: format!(
+                "{max} requests already in flight (limits.max_pending_requests_per_connection)"
+            ),
+        });
+    }
     let query = Query {
         namespace: namespace.to_owned(),
         room: ask.room,
@@ -260,6 +273,7 @@ pub(crate) fn request(
             payload: &payload,
             args: false,
         });
+        conn.pending_requests.fetch_sub(1, Relaxed);
     });
     Ok(())
 }

@@ -406,6 +406,14 @@ impl Session {
             },
         )?;
         self.set_grant(grant);
+        // Presence lists the new token's user (from its next change on).
+        if let Some(profile) = self.outbox.profile() {
+            let user = self.grant.as_deref().and_then(|g| g.user.clone());
+            self.outbox.set_profile(Profile {
+                user,
+                ..(*profile).clone()
+            });
+        }
         let mut revoked = Vec::new();
         if let Some(grant) = self.grant.as_deref() {
             let refused: Vec<SubKey> = self

@@ -277,3 +277,55 @@ async fn the_sdk_lists_presence_and_socketio_sockets_are_listed() {
     assert!(chat.presence(None, Some(5000), TIMEOUT).await.is_err());
     assert!(chat.presence(None, None, TIMEOUT).await.is_ok());
 }
+
+#[tokio::test]
+async fn bad_presence_list_requests_get_an_error_and_the_connection_lives_on() {
+    use bytes::Bytes;
+    use herald_protocol::ErrorCode;
+    use herald_protocol::envelope::Envelope;
+    use herald_tests::emit;
+
+    let broker = start_broker(|_| {}).await;
+    let mut client = broker.client().await;
+    // Not a map, a bad limit, a bad room, a bad namespace.
+    let room = rmp_serde::to_vec_named(&json!({"room": ""})).expect("encodes");
+    let limit = rmp_serde::to_vec_named(&json!({"limit": 0})).expect("encodes");
+    for (ns, payload, code) in [
+        (
+            "/chat",
+            Bytes::from_static(b"\xc1"),
+            ErrorCode::InvalidEnvelope,
+        ),
+        ("/chat", Bytes::from(limit), ErrorCode::InvalidEnvelope),
+        ("/chat", Bytes::from(room), ErrorCode::InvalidRoom),
+        ("chat", Bytes::new(), ErrorCode::InvalidNamespace),
+    ] {
+        client
+            .request(emit(ns, "$presence.list", payload), 7, Some(1000))
+            .await;
+        let error = client.expect_error(code).await;
+        assert!(!error.message.is_empty());
+    }
+    // Without `ack` it is an emit of a system event: refused as any.
+    client
+        .send(&Envelope::Emit(emit(
+            "/chat",
+            "$presence.list",
+            Bytes::new(),
+        )))
+        .await;
+    let before = client.barrier().await;
+    assert!(
+        matches!(before.as_slice(), [Envelope::Error(e)] if e.code == ErrorCode::InvalidEvent),
+        "{before:?}"
+    );
+    // A good one is answered with a reply holding the listing.
+    client
+        .request(emit("/chat", "$presence.list", Bytes::new()), 8, Some(1000))
+        .await;
+    let reply = client.expect_reply().await;
+    assert!(reply.ok);
+    let listing: Value = rmp_serde::from_slice(&reply.payload).expect("a map");
+    assert_eq!(listing["count"], 0, "{listing}");
+    broker.assert_healthy().await;
+}
