@@ -790,3 +790,38 @@ fn sids_of_node(sids: &[String], node: &str) -> String {
         .cloned()
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_without_redis_is_local_and_marked_incomplete_then_recovers() {
+    let mut cluster = Cluster::start("presence-redis").await;
+    let mut sids = Vec::new();
+    let mut members = Vec::new();
+    for i in 0..2 {
+        let mut client = herald_tests::connect_raw(cluster.node(i).addr(), Some(SUBPROTOCOL))
+            .await
+            .unwrap();
+        sids.push(client.hello().await.session);
+        client.subscribe("/p", "x", None, false).await;
+        members.push(client);
+    }
+    sids.sort();
+    wait_listed(cluster.node(0), "/v1/presence/p", &sids).await;
+
+    // Redis gone: A lists its own member only, and says so.
+    cluster.redis.kill().await;
+    let local = vec![sids_of_node(&sids, "a")];
+    let deadline = Deadline::start();
+    loop {
+        let body = presence(cluster.node(0), "/v1/presence/p").await;
+        if body["complete"] == false {
+            assert_eq!(listed(&body), local, "{body}");
+            break;
+        }
+        deadline.tick("A's presence to be marked incomplete").await;
+    }
+
+    // Redis back, empty: B writes its presence again, A lists both.
+    cluster.redis.restart().await;
+    let body = wait_listed(cluster.node(0), "/v1/presence/p", &sids).await;
+    assert_eq!(body["complete"], true, "{body}");
+}
