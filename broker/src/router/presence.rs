@@ -132,9 +132,7 @@ impl Router {
     /// A subscription or room of `conn` in `namespace` was added.
     pub(super) fn entered(&self, conn: &Outbox, namespace: &str) {
         if self.presence.enter(namespace, conn) {
-            let member = member(conn, namespace, &self.node);
-            self.share(namespace, &member, true);
-            self.announce(JOIN, conn, namespace, None, &member);
+            self.change(JOIN, conn, namespace, None, true);
         }
     }
 
@@ -142,9 +140,7 @@ impl Router {
     /// removed.
     pub(super) fn exited(&self, id: ConnId, namespace: &str) {
         if let Some(conn) = self.presence.exit(namespace, id) {
-            let member = member(&conn, namespace, &self.node);
-            self.share(namespace, &member, false);
-            self.announce(LEAVE, &conn, namespace, None, &member);
+            self.change(LEAVE, &conn, namespace, None, false);
         }
     }
 
@@ -154,44 +150,43 @@ impl Router {
         if joined {
             self.entered(conn, namespace);
         }
-        let member = member(conn, namespace, &self.node);
         let event = if joined { JOIN } else { LEAVE };
-        self.announce(event, conn, namespace, Some(room), &member);
-        // Its rooms changed.
-        self.share(namespace, &member, true);
+        // Still present (its rooms changed); `exited` says when not.
+        self.change(event, conn, namespace, Some(room), true);
         if !joined {
             self.exited(conn.id, namespace);
         }
     }
 
-    /// Tells the other nodes (when clustered) that `member` is present in
-    /// `namespace` now, or no longer.
-    fn share(&self, namespace: &str, member: &Member, present: bool) {
-        if let Some(backplane) = &self.backplane {
-            backplane.present(namespace, &member.sid, present.then_some(member));
-        }
-    }
-
-    /// Publishes a presence event, when someone can receive it.
-    fn announce(
+    /// One presence change of `conn` in `namespace`: shared with the
+    /// other nodes when clustered (`present`: whether it is still in the
+    /// namespace), and announced as `event` (to `room`, when given) when
+    /// someone can hear it. On one node with nobody listening it costs
+    /// one lookup and no allocation.
+    fn change(
         &self,
         event: &str,
         conn: &Outbox,
         namespace: &str,
         room: Option<&str>,
-        member: &Member,
+        present: bool,
     ) {
-        if self.backplane.is_none() {
+        let backplane = self.backplane.as_ref();
+        if backplane.is_none() {
             let matched = self.events.lookup(namespace, event);
             if matched.exact.is_none() && matched.pattern_hits(event).is_empty() {
                 return;
             }
         }
+        let member = member(conn, namespace, &self.node);
+        if let Some(backplane) = backplane {
+            backplane.present(namespace, &member.sid, present.then_some(&member));
+        }
         let emit = Emit {
             namespace: namespace.to_owned(),
             event: event.to_owned(),
             room: room.map(str::to_owned),
-            payload: payload(member),
+            payload: payload(&member),
             // A connection does not hear its own comings and goings.
             exclude_self: true,
             ..Emit::default()
