@@ -176,6 +176,33 @@ pub(crate) fn subscribe(
     ))
 }
 
+/// Reading presence (`GET /v1/presence`): the names, and with a grant the
+/// permission to subscribe to `$presence.join` in the namespace (who may
+/// hear joins may list who joined) and, for a room, to join it.
+pub(crate) fn presence(
+    shared: &Shared,
+    grant: Option<&Grant>,
+    namespace: &str,
+    room: Option<&str>,
+) -> Result<(), Denied> {
+    validate_namespace(namespace)?;
+    if let Some(room) = room {
+        validate_room(room)?;
+    }
+    let Some(grant) = grant else {
+        return Ok(());
+    };
+    let join = crate::router::PRESENCE_JOIN;
+    let pattern = Pattern::parse(join)?;
+    if !grant.may_subscribe(namespace, &pattern, None, false) {
+        return Err(not_permitted(shared, Action::Subscribe, join, namespace));
+    }
+    if let Some(room) = room.filter(|room| !grant.may_join(namespace, room)) {
+        return Err(not_permitted(shared, Action::Join, room, namespace));
+    }
+    Ok(())
+}
+
 /// A subscription's names: its namespace, pattern and group (for
 /// subscribing and unsubscribing alike).
 pub(crate) fn subscription(

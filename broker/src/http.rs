@@ -34,6 +34,7 @@ use crate::echo;
 use crate::engineio::{self, App};
 use crate::limits::{SessionPermit, origin};
 use crate::metrics::{self, Sample};
+use crate::presence_api;
 use crate::publish::{self, EMIT_PATH};
 use crate::session;
 use crate::socket;
@@ -54,6 +55,8 @@ enum Route {
     Emit,
     /// `GET /v1/history/{event-or-pattern}`.
     History,
+    /// `GET /v1/presence/{namespace}`.
+    Presence,
     Metrics,
     /// The path exists, but not for this method; the value is `Allow`.
     WrongMethod(&'static str),
@@ -121,6 +124,8 @@ fn route(method: &Method, path: &str, paths: Paths<'_>) -> Route {
         path if publish::is_emit_path(path) => Route::WrongMethod("POST"),
         path if crate::history_http::is_history_path(path) && get => Route::History,
         path if crate::history_http::is_history_path(path) => Route::WrongMethod("GET"),
+        path if presence_api::is_presence_path(path) && get => Route::Presence,
+        path if presence_api::is_presence_path(path) => Route::WrongMethod("GET"),
         path if !echo_path.is_empty() && path == echo_path && get => Route::Upgrade(Endpoint::Echo),
         path if !echo_path.is_empty() && path == echo_path => Route::WrongMethod("GET"),
         _ => Route::NotFound,
@@ -153,6 +158,7 @@ where
         Route::EngineIo(app) => engineio::handle(req, app, shared, peer).await,
         Route::Emit => publish::publish(req, &shared).await,
         Route::History => crate::history_http::history(&req, &shared).await,
+        Route::Presence => presence_api::presence(req, &shared).await,
         // Served on the operator listener instead (`server.operator_listen`).
         Route::Metrics if shared.settings.server.operator_addr().is_some() => {
             not_found(req.uri().path())

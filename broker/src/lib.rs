@@ -9,6 +9,9 @@
 //!   and the routes of the two modules below.
 //! - `publish`: `POST /v1/emit/{event}`, publishing over HTTP through the
 //!   same router path as a WebSocket emit.
+//! - `presence_api`: `GET /v1/presence/{namespace}`, who is connected
+//!   (this node's members from the router, the others' from the
+//!   backplane).
 //! - `metrics`: `GET /metrics`, Prometheus text from the broker's own
 //!   recorder (never a global one), filled from [`stats`] at scrape time.
 //! - `echo`: the echo endpoint (`testing.echo_endpoint`, off by default)
@@ -97,6 +100,7 @@ mod limits;
 mod metrics;
 mod mirror;
 mod outbox;
+mod presence_api;
 mod publish;
 mod resume;
 mod router;

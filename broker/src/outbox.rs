@@ -181,6 +181,9 @@ pub(crate) struct ConnShared {
     info: Mutex<ConnInfo>,
     /// Requests this connection has in flight (bounded by config).
     pub(crate) pending_requests: AtomicUsize,
+    /// Who it is, for presence; none until `hello` / CONNECT (then listed
+    /// as an anonymous native connection).
+    profile: Mutex<Option<Arc<Profile>>>,
     /// Back-pressure: set when this queue did not drain within a
     /// publisher's stall limit; cleared when it drains.
     stalled: AtomicBool,
@@ -194,6 +197,45 @@ pub(crate) struct ConnShared {
 
 /// A cheap, clonable handle to a connection.
 pub(crate) type Outbox = Arc<ConnShared>;
+
+/// Who a connection is, as presence lists it: set at `hello` (native) or
+/// at a Socket.IO CONNECT, replaced when the token or the transport
+/// changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Profile {
+    /// The token's `sub`.
+    pub(crate) user: Option<Arc<str>>,
+    /// `hello.client`, at most [`MAX_CLIENT_NAME`] bytes.
+    pub(crate) client: Option<Box<str>>,
+    /// `native`, `websocket` or `polling`.
+    pub(crate) transport: &'static str,
+}
+
+/// Longest client name presence keeps (a longer one is cut at a character
+/// boundary).
+pub(crate) const MAX_CLIENT_NAME: usize = 64;
+
+impl Profile {
+    /// A profile with `client` cut to [`MAX_CLIENT_NAME`] bytes.
+    pub(crate) fn new(
+        user: Option<Arc<str>>,
+        client: Option<&str>,
+        transport: &'static str,
+    ) -> Profile {
+        let client = client.map(|name| {
+            let mut end = name.len().min(MAX_CLIENT_NAME);
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            Box::from(&name[..end])
+        });
+        Profile {
+            user,
+            client,
+            transport,
+        }
+    }
+}
 
 impl ConnShared {
     /// A connection with no byte bound (only the frame bound of `tx`).
@@ -248,11 +290,25 @@ impl ConnShared {
                 ..ConnInfo::default()
             }),
             pending_requests: AtomicUsize::new(0),
+            profile: Mutex::new(None),
             stalled: AtomicBool::new(false),
             drain_wanted: AtomicBool::new(false),
             drained: Notify::new(),
             stats,
         })
+    }
+
+    /// Who it is, for presence.
+    pub(crate) fn profile(&self) -> Option<Arc<Profile>> {
+        self.profile
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets who it is, for presence.
+    pub(crate) fn set_profile(&self, profile: Profile) {
+        *self.profile.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(profile));
     }
 
     /// Queues an event frame if there is room above the reserves; no side

@@ -27,7 +27,8 @@ use crate::conn::Conn;
 use crate::frame;
 use crate::inbound::{FrameReader, Incoming, ReadError};
 use crate::limits::{self, Limited, MessageLimiter, SessionPermit};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Profile};
+use crate::presence_api;
 use crate::resume::Restorer;
 use crate::router::{PendingNumber, RoomMove, SubKey};
 use crate::socket::Halves;
@@ -374,6 +375,9 @@ impl Session {
             (g.user.as_deref().map(str::to_owned), g.exp)
         });
         self.set_grant(grant);
+        let user_id = self.grant.as_deref().and_then(|g| g.user.clone());
+        let profile = Profile::new(user_id, hello.client.as_deref(), "native");
+        self.outbox.set_profile(profile);
         let settings = &self.shared.settings;
         let limits = Limits {
             max_payload: settings.limits.max_payload_bytes as u64,
@@ -477,6 +481,14 @@ impl Session {
             },
         )?;
         self.set_grant(grant);
+        // Presence lists the new token's user (from its next change on).
+        if let Some(profile) = self.outbox.profile() {
+            let user = self.grant.as_deref().and_then(|g| g.user.clone());
+            self.outbox.set_profile(Profile {
+                user,
+                ..(*profile).clone()
+            });
+        }
         let mut revoked = Vec::new();
         if let Some(grant) = self.grant.as_deref() {
             let refused: Vec<SubKey> = self
@@ -611,6 +623,12 @@ impl Session {
 
     fn on_emit(&mut self, emit: Emit) -> Handled {
         let answer_id = emit.ack.or(emit.id);
+        if let (presence_api::LIST_EVENT, Some(ack)) = (emit.event.as_str(), emit.ack) {
+            // Answered by the broker itself (PROTOCOL.md §6.7).
+            let ask = (emit.namespace.as_str(), ack, &emit.payload[..]);
+            return presence_api::request(&self.shared, &self.outbox, self.grant.as_deref(), ask)
+                .map_err(|denied| Refusal::denied(Some(ack), denied));
+        }
         let names = EmitNames {
             namespace: &emit.namespace,
             event: &emit.event,

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_client::{Client, ConnectionState, ReconnectPolicy};
-use herald_protocol::ErrorCode;
 use herald_protocol::envelope::Event;
+use herald_protocol::{ErrorCode, SUBPROTOCOL};
 use herald_tests::cluster::{Deadline, Node, NodeConfig, RedisServer};
 use herald_tests::sdk::{bounded, forward, recv, wait_state};
 use herald_tests::{RawClient, emit, http_post, payload_seq, seq_payload};
@@ -665,4 +665,164 @@ async fn socketio_sockets_and_services_meet_across_nodes() {
             break;
         }
     }
+}
+
+/// `GET /v1/presence/...` on `node`: its JSON body (200 expected).
+async fn presence(node: &Node, path: &str) -> serde_json::Value {
+    let response = herald_tests::http_get(node.addr(), path).await;
+    assert_eq!(
+        response.status, 200,
+        "{path} on {}: {}",
+        node.id, response.body
+    );
+    serde_json::from_str(&response.body).unwrap()
+}
+
+/// The session ids a presence answer lists.
+fn listed(body: &serde_json::Value) -> Vec<String> {
+    let members = body["members"].as_array().cloned().unwrap_or_default();
+    members
+        .iter()
+        .map(|m| m["sid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Polls `path` on `node` until it lists exactly `sids` (sorted).
+async fn wait_listed(node: &Node, path: &str, sids: &[String]) -> serde_json::Value {
+    let deadline = Deadline::start();
+    loop {
+        let body = presence(node, path).await;
+        if listed(&body) == sids {
+            return body;
+        }
+        deadline
+            .tick(&format!(
+                "{path} on {} to list {sids:?}, got {body}",
+                node.id
+            ))
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_spans_nodes_and_a_killed_nodes_members_disappear() {
+    let mut cluster = Cluster::start("presence").await;
+    let mut watcher = cluster.node(0).client().await;
+    watcher
+        .subscribe("/room", "$presence.join", None, false)
+        .await;
+    wait_namespaces(cluster.node(0), 1).await;
+    let mut members = Vec::new();
+    let mut sids = Vec::new();
+    for i in 0..3 {
+        let mut client = herald_tests::connect_raw(cluster.node(i).addr(), Some(SUBPROTOCOL))
+            .await
+            .unwrap();
+        sids.push(client.hello().await.session);
+        client.join("/room", "lobby").await;
+        members.push(client);
+    }
+    // The watcher on A hears every node's join (B's and C's through Redis).
+    let mut heard = Vec::new();
+    for _ in 0..3 {
+        let event = watcher.expect_event().await;
+        assert_eq!(event.event, "$presence.join");
+        let member: serde_json::Value = rmp_serde::from_slice(&event.payload).unwrap();
+        heard.push(member["sid"].as_str().unwrap().to_owned());
+    }
+    heard.sort();
+    sids.sort();
+    assert_eq!(heard, sids);
+
+    // Every node lists the members of every node, with the node's id.
+    for node in &cluster.nodes {
+        let body = wait_listed(node, "/v1/presence/room?room=lobby", &sids).await;
+        assert_eq!(body["complete"], true, "{body}");
+        let mut nodes: Vec<&str> = body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["node"].as_str().unwrap())
+            .collect();
+        nodes.sort_unstable();
+        assert_eq!(nodes, ["a", "b", "c"], "{body}");
+        let all = presence(node, "/v1/presence/room").await;
+        assert_eq!(all["count"], 4, "the watcher is present too: {all}");
+    }
+
+    // C is killed: its member disappears from A's and B's presence within
+    // node_ttl (600 ms in these tests) plus a poll.
+    let killed_sid = {
+        let body = presence(cluster.node(0), "/v1/presence/room?room=lobby").await;
+        body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["node"] == "c")
+            .map(|m| m["sid"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    cluster.nodes[2].kill().await;
+    let killed_at = tokio::time::Instant::now();
+    let survivors: Vec<String> = sids.iter().filter(|s| **s != killed_sid).cloned().collect();
+    wait_listed(cluster.node(0), "/v1/presence/room?room=lobby", &survivors).await;
+    let gone_after = killed_at.elapsed();
+    wait_listed(cluster.node(1), "/v1/presence/room?room=lobby", &survivors).await;
+    assert!(
+        gone_after < Duration::from_secs(3),
+        "the killed node's member stayed {gone_after:?}"
+    );
+    eprintln!("a killed node's members disappeared from presence after {gone_after:?}");
+
+    // A clean close on B is seen on A at once (no TTL involved).
+    let leaving = members.remove(1);
+    leaving.close().await;
+    let left: Vec<String> = survivors
+        .into_iter()
+        .filter(|s| s != &sids_of_node(&sids, "b"))
+        .collect();
+    wait_listed(cluster.node(0), "/v1/presence/room?room=lobby", &left).await;
+}
+
+/// The session id of node `node` among `sids` (`<node>-<n>`).
+fn sids_of_node(sids: &[String], node: &str) -> String {
+    sids.iter()
+        .find(|s| s.starts_with(&format!("{node}-")))
+        .cloned()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_without_redis_is_local_and_marked_incomplete_then_recovers() {
+    let mut cluster = Cluster::start("presence-redis").await;
+    let mut sids = Vec::new();
+    let mut members = Vec::new();
+    for i in 0..2 {
+        let mut client = herald_tests::connect_raw(cluster.node(i).addr(), Some(SUBPROTOCOL))
+            .await
+            .unwrap();
+        sids.push(client.hello().await.session);
+        client.subscribe("/p", "x", None, false).await;
+        members.push(client);
+    }
+    sids.sort();
+    wait_listed(cluster.node(0), "/v1/presence/p", &sids).await;
+
+    // Redis gone: A lists its own member only, and says so.
+    cluster.redis.kill().await;
+    let local = vec![sids_of_node(&sids, "a")];
+    let deadline = Deadline::start();
+    loop {
+        let body = presence(cluster.node(0), "/v1/presence/p").await;
+        if body["complete"] == false {
+            assert_eq!(listed(&body), local, "{body}");
+            break;
+        }
+        deadline.tick("A's presence to be marked incomplete").await;
+    }
+
+    // Redis back, empty: B writes its presence again, A lists both.
+    cluster.redis.restart().await;
+    let body = wait_listed(cluster.node(0), "/v1/presence/p", &sids).await;
+    assert_eq!(body["complete"], true, "{body}");
 }

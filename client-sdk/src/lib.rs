@@ -47,6 +47,8 @@
 //!   [`Connection`] and [`Disconnection`], and [`Socket`] (emit to one
 //!   connection, make it join or leave rooms, emit to a room except it).
 //! - `subscription`: [`Subscription`], the handle to unsubscribe.
+//! - `presence`: [`Presence`] and [`Member`], what
+//!   [`Namespace::presence`] answers, and the join/leave event names.
 //! - `token`: the token presented in `hello` (fixed, or from the
 //!   application's provider before every connection), the in-place refresh
 //!   (`auth`) when the broker says it expires soon, and the identity the
@@ -108,6 +110,7 @@ mod outbox;
 mod payload;
 mod pending;
 mod recovery;
+mod presence;
 mod revoked;
 mod service;
 mod subscription;
@@ -123,6 +126,7 @@ pub use herald_protocol::{ErrorCode, Limits, NameError};
 pub use namespace::{Emitter, Event, Namespace};
 pub use payload::Payload;
 pub use recovery::{ACKED_EMIT_ATTEMPTS, RECENT_MIDS, Recovery};
+pub use presence::{JOIN_EVENT, LEAVE_EVENT, Member, Presence};
 pub use revoked::Revoked;
 pub use service::{CONNECTION_EVENT, Connection, DISCONNECT_EVENT, Disconnection, Socket};
 pub use subscription::Subscription;

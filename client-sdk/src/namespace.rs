@@ -27,6 +27,7 @@ use crate::error::Error;
 use crate::handler::{self, Context, Decode};
 use crate::payload::Payload;
 use crate::pending::Answer;
+use crate::presence::{LIST_EVENT, Presence};
 use crate::subscription::Subscription;
 
 /// A handle on one namespace of a [`Client`]; cheap to clone.
@@ -345,6 +346,17 @@ impl Namespace {
     {
         let emitter = self.emitter();
         let (event, payload) = emitter.prepare(event, payload)?;
+        self.call_request(timeout, emitter.envelope(event, payload))
+            .await
+    }
+
+    /// Sends `emit` as a request (with `ack` and the timeout) and decodes
+    /// its reply as `R`.
+    async fn call_request<R: DeserializeOwned>(
+        &self,
+        timeout: Duration,
+        emit: Emit,
+    ) -> Result<R, Error> {
         let timeout_ms = u64::try_from(timeout.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -355,7 +367,7 @@ impl Namespace {
                 Envelope::Emit(Emit {
                     ack: Some(id),
                     timeout_ms: Some(timeout_ms),
-                    ..emitter.envelope(event, payload)
+                    ..emit
                 })
             })
             .await?;
@@ -366,6 +378,38 @@ impl Namespace {
             Answer::Reply { ok: false, payload } => Err(Error::Remote(remote_message(&payload))),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// Who is connected to this namespace, or to its `room`, on every node
+    /// (at most `limit` members, 1 to 1000, default 100; the count is
+    /// whole). Under auth the token must allow subscribing to
+    /// `$presence.join` here (and joining the room). Socket.IO's
+    /// `fetchSockets()` is the model.
+    pub async fn presence(
+        &self,
+        room: Option<&str>,
+        limit: Option<usize>,
+        timeout: Duration,
+    ) -> Result<Presence, Error> {
+        #[derive(Serialize)]
+        struct Ask<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            room: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            limit: Option<usize>,
+        }
+        validate_namespace(&self.name)?;
+        if let Some(room) = room {
+            validate_room(room)?;
+        }
+        let payload = Payload::encode(&Ask { room, limit })?;
+        let ask = Emit {
+            namespace: self.name.to_string(),
+            event: LIST_EVENT.to_owned(),
+            payload: payload.bytes,
+            ..Emit::default()
+        };
+        self.call_request(timeout, ask).await
     }
 
     /// Joins `room` in this namespace: events emitted to the room reach

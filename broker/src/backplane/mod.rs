@@ -26,6 +26,8 @@ use herald_protocol::envelope::{Emit, Reply};
 use tokio::sync::oneshot;
 
 use crate::history::Stamp;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 pub(crate) use self::view::{RemoteView, Target};
 
@@ -189,6 +191,32 @@ pub(crate) struct BackplaneSample {
     pub(crate) disconnects: u64,
 }
 
+/// One connection present in a namespace, as presence lists it
+/// (`GET /v1/presence`, PROTOCOL.md §6.7) and as nodes share it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Member {
+    /// Its session id.
+    pub(crate) sid: String,
+    /// The token's `sub`; none when anonymous or auth is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) user: Option<String>,
+    /// `hello.client` (native connections only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) client: Option<String>,
+    /// `native`, `websocket` (Socket.IO) or `polling` (Socket.IO).
+    pub(crate) transport: String,
+    /// Its rooms in the namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) rooms: Vec<String>,
+    /// The node it is connected to.
+    pub(crate) node: String,
+}
+
+/// Why the other nodes' presence could not be read.
+#[derive(Debug, Error)]
+#[error("the cluster backplane could not be read: {0}")]
+pub(crate) struct Unreachable(pub(crate) String);
+
 /// A future a backplane returns from an object-safe method.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -262,6 +290,19 @@ pub(crate) trait Backplane: Send + Sync + std::fmt::Debug {
     /// A message from another node could not be used (its target left
     /// meanwhile): counted, never retried.
     fn undeliverable(&self);
+
+    /// Presence: `member` is now in `namespace` on this node (with its
+    /// current rooms), or, with `None`, session `sid` left it. Queued in
+    /// order with the events, so a join is shared before what follows it.
+    fn present(&self, namespace: &str, sid: &str, member: Option<&Member>);
+
+    /// Presence: the members of `namespace` on the other live nodes (a
+    /// node whose liveness expired is left out), bounded by
+    /// `cluster.command_timeout`.
+    fn presence<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Member>, Unreachable>>;
 
     /// The numbers `/metrics` shows.
     fn sample(&self) -> BackplaneSample;

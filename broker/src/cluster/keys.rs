@@ -80,6 +80,11 @@ impl Keys {
         format!("{}:hev:*", self.prefix)
     }
 
+    /// A node's presence: a hash of its members by namespace and sid.
+    pub(crate) fn presence(&self, node: &str) -> String {
+        format!("{}:node:{node}:presence", self.prefix)
+    }
+
     pub(crate) fn node(&self) -> &str {
         &self.node
     }

@@ -23,6 +23,7 @@
 
 mod history;
 mod keys;
+mod presence;
 mod registry;
 mod tasks;
 mod wire;
@@ -44,7 +45,7 @@ use self::registry::{Entry, LocalInterest};
 use self::wire::{Body, Message, WireEmit};
 use crate::backplane::{
     AppendDone, Backplane, BackplaneSample, BoxFuture, HistoryEntry, HistoryRange, Inbound,
-    Interest, RemoteView, ToNode,
+    Interest, Member, RemoteView, ToNode, Unreachable,
 };
 
 /// What can stop the cluster side from starting.
@@ -60,10 +61,18 @@ pub(crate) enum ClusterError {
     },
 }
 
-/// One message waiting to be published: the channel and the bytes.
+/// One write waiting for Redis, in the order the router made it.
+#[derive(Debug)]
 pub(crate) enum Outbound {
-    /// `PUBLISH channel message`.
-    Publish(String, Vec<u8>),
+    /// A message for a channel.
+    Publish { channel: String, message: Vec<u8> },
+    /// One presence field of this node set (`Some`) or removed.
+    Present {
+        field: String,
+        member: Option<Vec<u8>>,
+    },
+    /// This node's whole presence hash, written again.
+    Presence(Vec<(String, Vec<u8>)>),
     /// A history append (the append script): numbered, stored and
     /// published on the namespace's history channel in one step.
     Append {
@@ -72,15 +81,6 @@ pub(crate) enum Outbound {
         message: Vec<u8>,
         done: Option<AppendDone>,
     },
-}
-
-impl std::fmt::Debug for Outbound {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Outbound::Publish(channel, _) => write!(f, "Publish({channel})"),
-            Outbound::Append { namespace, .. } => write!(f, "Append({namespace})"),
-        }
-    }
 }
 
 /// Counters of the cluster side (read at scrape time).
@@ -117,6 +117,11 @@ pub(crate) struct Cluster {
     up: AtomicBool,
     stop: CancellationToken,
     connection: OnceLock<redis::aio::ConnectionManager>,
+    /// What this node's presence hash holds (`presence.rs`).
+    presence: Mutex<presence::Mirror>,
+    /// Set when a presence write could not be queued: the maintainer
+    /// writes the whole hash again.
+    presence_lost: AtomicBool,
     pub(crate) stats: ClusterStats,
     /// Which namespaces keep a history (in Redis, `history`).
     history: HistorySettings,
@@ -167,6 +172,8 @@ impl Cluster {
             up: AtomicBool::new(false),
             stop: CancellationToken::new(),
             connection: OnceLock::new(),
+            presence: Mutex::new(presence::Mirror::default()),
+            presence_lost: AtomicBool::new(false),
             stats: ClusterStats::default(),
             history: history.clone(),
             scripts: history::Scripts::default(),
@@ -212,6 +219,20 @@ impl Cluster {
         }
     }
 
+    /// Queues this node's whole presence hash (after Redis came back, or
+    /// when a single write was lost), in order with the single writes.
+    fn rewrite_presence(&self) {
+        let mirror = lock(&self.presence);
+        let fields = mirror
+            .fields
+            .iter()
+            .map(|(field, member)| (field.clone(), member.clone()))
+            .collect();
+        if self.outbound.try_send(Outbound::Presence(fields)).is_err() {
+            self.presence_lost.store(true, Relaxed);
+        }
+    }
+
     fn publish(&self, channel: String, body: Body) -> bool {
         if !self.is_up() {
             self.stats.dropped.fetch_add(1, Relaxed);
@@ -221,11 +242,11 @@ impl Cluster {
             from: self.node().to_owned(),
             body,
         };
-        self.queue(Outbound::Publish(channel, message.encode()))
-    }
-
-    fn queue(&self, outbound: Outbound) -> bool {
-        if self.outbound.try_send(outbound).is_err() {
+        let publish = Outbound::Publish {
+            channel,
+            message: message.encode(),
+        };
+        if self.outbound.try_send(publish).is_err() {
             self.stats.dropped.fetch_add(1, Relaxed);
             return false;
         }
@@ -393,6 +414,45 @@ impl Backplane for Cluster {
             done,
         };
         self.inbox.try_send(request).is_ok()
+    }
+
+    fn present(&self, namespace: &str, sid: &str, member: Option<&Member>) {
+        let field = presence::field(namespace, sid);
+        let member = member.map(presence::encode);
+        let mut mirror = lock(&self.presence);
+        match &member {
+            Some(member) => mirror.fields.insert(field.clone(), member.clone()),
+            None => mirror.fields.remove(&field),
+        };
+        // Queued under the mirror's lock: a rewrite's snapshot and the
+        // single writes reach the queue in the order they were made.
+        if self
+            .outbound
+            .try_send(Outbound::Present { field, member })
+            .is_err()
+        {
+            self.presence_lost.store(true, Relaxed);
+        }
+    }
+
+    fn presence<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Member>, Unreachable>> {
+        Box::pin(async move {
+            let Some(connection) = self.connection.get() else {
+                return Err(Unreachable("not connected yet".into()));
+            };
+            let reading = presence::read(connection.clone(), &self.keys, namespace);
+            match tokio::time::timeout(self.settings.command_timeout, reading).await {
+                Ok(Ok(members)) => Ok(members),
+                Ok(Err(error)) => Err(Unreachable(error.to_string())),
+                Err(_) => Err(Unreachable(format!(
+                    "no answer within cluster.command_timeout = {:?}",
+                    self.settings.command_timeout
+                ))),
+            }
+        })
     }
 
     fn undeliverable(&self) {

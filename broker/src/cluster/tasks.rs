@@ -138,10 +138,29 @@ fn pipeline(
         pipe.load_script(&cluster.scripts.append).ignore();
     }
     let keys = &cluster.keys;
+    let presence = keys.presence(cluster.node());
     for outbound in batch.drain(..) {
         match outbound {
-            Outbound::Publish(channel, message) => {
+            Outbound::Publish { channel, message } => {
                 pipe.publish(channel, message).ignore();
+            }
+            Outbound::Present {
+                field,
+                member: Some(member),
+            } => {
+                pipe.hset(&presence, field, member).ignore();
+            }
+            Outbound::Present {
+                field,
+                member: None,
+            } => {
+                pipe.hdel(&presence, field).ignore();
+            }
+            Outbound::Presence(fields) => {
+                pipe.del(&presence).ignore();
+                if !fields.is_empty() {
+                    pipe.hset_multiple(&presence, &fields).ignore();
+                }
             }
             Outbound::Append {
                 namespace,
@@ -292,6 +311,10 @@ async fn maintainer(
         {
             Ok(()) => {
                 cluster.set_up(true);
+                if !was_up || cluster.presence_lost.swap(false, Relaxed) {
+                    // Redis may have restarted empty, or a write was lost.
+                    cluster.rewrite_presence();
+                }
                 if !was_up {
                     // Redis may have restarted empty: tell the others to
                     // re-read this node's registry now.
@@ -391,6 +414,10 @@ async fn register(
         .arg(ttl_ms)
         .ignore();
     pipe.sadd(keys.nodes(), node).ignore();
+    pipe.cmd("PEXPIRE")
+        .arg(keys.presence(node))
+        .arg(ttl_ms)
+        .ignore();
     pipe.query_async(connection).await
 }
 
@@ -422,6 +449,7 @@ async fn read_view(
         for (node, _) in &dead {
             prune.srem(keys.nodes(), node).ignore();
             prune.del(keys.registry(node)).ignore();
+            prune.del(keys.presence(node)).ignore();
         }
         prune.query_async::<()>(connection).await?;
         for (node, _) in &dead {
@@ -462,6 +490,8 @@ async fn read_view(
 pub(super) async fn leave(mut connection: ConnectionManager, keys: &Keys, node: &str) {
     let mut pipe = redis::pipe();
     pipe.del(keys.registry(node))
+        .ignore()
+        .del(keys.presence(node))
         .ignore()
         .del(keys.alive(node))
         .ignore()

@@ -17,6 +17,7 @@
 mod deadlines;
 mod index;
 mod key;
+mod presence;
 mod remote;
 mod requests;
 mod rooms;
@@ -35,6 +36,8 @@ use herald_protocol::{ErrorCode, EventRef, Pattern};
 use indexmap::IndexMap;
 
 use self::index::{Group, Subscribers, SubscriptionIndex};
+pub(crate) use self::presence::JOIN as PRESENCE_JOIN;
+use self::presence::Presence;
 use self::requests::{Pending, Requester, Requests, Responder};
 use self::rooms::Rooms;
 use self::sessions::{Sessions, session_node};
@@ -216,6 +219,8 @@ pub(crate) struct Router {
     /// The admin console's taps (one relaxed load per emit while no
     /// console watches).
     observer: Observer,
+    /// Who is in each namespace on this node (`presence.rs`).
+    presence: Presence,
 }
 
 /// A queue group's members on this node, merged over the exact name and
@@ -329,6 +334,7 @@ impl Router {
             sessions: Sessions::default(),
             history: None,
             observer: Observer::default(),
+            presence: Presence::default(),
         }
     }
 
@@ -359,6 +365,7 @@ impl Router {
         if let Some(backplane) = &self.backplane {
             backplane.subscribed(key.interest());
         }
+        self.entered(conn, &key.namespace);
     }
 
     pub(crate) fn unsubscribe(&self, conn: &Outbox, key: &SubKey) {
@@ -369,6 +376,7 @@ impl Router {
         if let Some(backplane) = &self.backplane {
             backplane.unsubscribed(key.interest());
         }
+        self.exited(conn.id, &key.namespace);
     }
 
     /// Puts `conn` in `room` of `namespace` (recorded on the connection,
@@ -406,11 +414,14 @@ impl Router {
         self.rooms.join(namespace, room, conn.id);
         rooms.insert(key);
         drop(rooms);
-        self.room_changed(conn, namespace, room, true);
+        self.room_moved(conn, namespace, room, true);
         Ok(())
     }
 
-    fn room_changed(&self, conn: &Outbox, namespace: &str, room: &str, joined: bool) {
+    /// `conn` joined or left a room: presence and the admin console's tap
+    /// hear it.
+    fn room_moved(&self, conn: &Outbox, namespace: &str, room: &str, joined: bool) {
+        self.room_changed(conn, namespace, room, joined);
         self.observer.change(&Change::Room {
             namespace,
             room,
@@ -424,7 +435,7 @@ impl Router {
         let key: RoomKey = (namespace.into(), room.into());
         if conn.rooms().remove(&key) {
             self.rooms.leave(namespace, room, conn.id);
-            self.room_changed(conn, namespace, room, false);
+            self.room_moved(conn, namespace, room, false);
         }
     }
 
@@ -445,7 +456,7 @@ impl Router {
         };
         for (namespace, room) in left {
             self.rooms.leave(&namespace, &room, conn.id);
-            self.room_changed(conn, &namespace, &room, false);
+            self.room_moved(conn, &namespace, &room, false);
         }
     }
 

@@ -662,3 +662,38 @@ mod model {
         }
     }
 }
+
+#[test]
+fn presence_counts_subscriptions_and_rooms_per_connection() {
+    let router = router();
+    let a = conn(1, 16, SlowConsumerPolicy::Disconnect);
+    let mut watcher = conn(2, 16, SlowConsumerPolicy::Disconnect);
+    router.subscribe(&watcher.outbox, &key("$presence.*", None));
+    assert_eq!(router.presence("/", None).len(), 1);
+
+    // Two subscriptions and a room keep `a` present until the last goes.
+    router.subscribe(&a.outbox, &key("x", None));
+    router.subscribe(&a.outbox, &key("y.>", None));
+    router.join(&a.outbox, "/", "r", 8).expect("joins");
+    assert_eq!(router.presence("/", None).len(), 2);
+    assert_eq!(router.presence("/", Some("r")).len(), 1);
+    assert_eq!(router.presence("/other", None).len(), 0);
+    assert_eq!(
+        received(&mut watcher),
+        [("$presence.join".to_owned(), None)],
+        "the namespace join; the room's is for its members only"
+    );
+    router.unsubscribe(&a.outbox, &key("x", None));
+    router.unsubscribe(&a.outbox, &key("y.>", None));
+    assert_eq!(router.presence("/", None).len(), 2);
+    router.leave_rooms(&a.outbox, None);
+    assert_eq!(router.presence("/", None).len(), 1);
+    assert_eq!(
+        received(&mut watcher),
+        [("$presence.leave".to_owned(), None)]
+    );
+    // The watcher never hears itself.
+    router.unsubscribe(&watcher.outbox, &key("$presence.*", None));
+    assert!(router.presence("/", None).is_empty());
+    assert!(received(&mut watcher).is_empty());
+}

@@ -43,7 +43,7 @@ use crate::engineio::packet::message_item;
 use crate::engineio::{EngineConn, Message, Transport};
 use crate::history::{HistoryLog, Wanted};
 use crate::limits::{Limited, MessageLimiter};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Profile};
 use crate::resume::{Filter, replay_item};
 use crate::router::SubKey;
 use crate::state::Shared;
@@ -219,6 +219,7 @@ impl Session {
                 Ok(None) => {
                     self.transport = conn.transport();
                     self.note_transport();
+                    self.update_profile();
                     continue;
                 }
                 Err(reason) => return reason,
@@ -409,6 +410,7 @@ impl Session {
             write_connect(&mut text, namespace, &self.outbox.session);
             self.outbox.answer(&message_item(&text, &[]));
         } else {
+            self.update_profile();
             let patterns = match self.grant.as_deref() {
                 // Under jwt: the namespace's allowed subscribe patterns.
                 Some(grant) => grant
@@ -561,6 +563,13 @@ impl Session {
             text.push('}');
         }
         self.outbox.answer(&message_item(&text, &[]));
+    }
+
+    /// Who this connection is, for presence: its user and transport now.
+    fn update_profile(&self) {
+        let user = self.grant.as_deref().and_then(|g| g.user.clone());
+        let profile = Profile::new(user, None, self.transport.as_str());
+        self.outbox.set_profile(profile);
     }
 
     /// The grant for a CONNECT: its payload's `token` (a new token for a
