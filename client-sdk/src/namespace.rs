@@ -14,9 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald_protocol::envelope::Emit;
 use herald_protocol::names::{validate_event, validate_group, validate_namespace, validate_room};
-use herald_protocol::{Envelope, Pattern};
+use herald_protocol::{EmitRef, Pattern, encode_emit};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -69,10 +68,8 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, None, handler::typed, move |event: Event<T>| {
-            handler(event.data)
-        })
-        .await
+        self.events(event, None, handler::typed, handler::data, handler)
+            .await
     }
 
     /// Like [`Namespace::on`], but the handler gets an [`Event`]: the
@@ -84,7 +81,8 @@ impl Namespace {
         F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, None, handler::typed, handler).await
+        self.events(event, None, handler::typed, handler::with_event, handler)
+            .await
     }
 
     /// Like [`Namespace::on_event`], without decoding: the handler gets
@@ -95,7 +93,8 @@ impl Namespace {
         F: Fn(Event<Payload>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, None, handler::raw, handler).await
+        self.events(event, None, handler::raw, handler::with_event, handler)
+            .await
     }
 
     /// Like [`Namespace::on`], as a member of queue group `group`: each
@@ -112,13 +111,8 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(
-            event,
-            Some(group),
-            handler::typed,
-            move |event: Event<T>| handler(event.data),
-        )
-        .await
+        self.events(event, Some(group), handler::typed, handler::data, handler)
+            .await
     }
 
     /// Like [`Namespace::on_queue`], but the handler gets an [`Event`]: the
@@ -134,8 +128,14 @@ impl Namespace {
         F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, Some(group), handler::typed, handler)
-            .await
+        self.events(
+            event,
+            Some(group),
+            handler::typed,
+            handler::with_event,
+            handler,
+        )
+        .await
     }
 
     /// Answers requests for `event`: the broker routes each request to one
@@ -175,14 +175,11 @@ impl Namespace {
     {
         let namespace = self.name.to_string();
         let decode = move |delivery: &Delivery| {
-            Ok(Event {
-                namespace: namespace.clone(),
-                event: delivery.event.clone(),
-                room: delivery.room.clone(),
-                from: delivery.from.clone(),
-                args: delivery.args,
-                data: handler::raw(delivery)?,
-            })
+            Ok(handler::event(
+                &namespace,
+                delivery,
+                handler::raw(delivery)?,
+            ))
         };
         self.requests(event, None, decode, Ok, handler).await
     }
@@ -207,26 +204,28 @@ impl Namespace {
             .await
     }
 
-    /// Subscribes (in `group`, if given) with `handler` run per event,
-    /// on payloads made by `decode`.
-    pub(crate) async fn events<T, D, F, Fut>(
+    /// Subscribes (in `group`, if given) with `handler` run per event, on
+    /// what `shape` makes of the payloads `decode` made.
+    pub(crate) async fn events<T, A, D, F, Fut>(
         &self,
         event: &str,
         group: Option<&str>,
         decode: D,
+        shape: handler::Shape<T, A>,
         handler: F,
     ) -> Result<Subscription, Error>
     where
         T: Send + 'static,
+        A: Send + 'static,
         D: Decode<T> + Send + Sync + 'static,
-        F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         if let Some(group) = group {
             validate_group(group)?;
         }
         self.subscribe(event, group, false, move |queue, ctx| {
-            tokio::spawn(handler::run_events(queue, ctx, decode, handler));
+            tokio::spawn(handler::run_events(queue, ctx, decode, shape, handler));
         })
         .await
     }
@@ -338,11 +337,11 @@ impl Namespace {
         let answer = self
             .client
             .shared()
-            .call(timeout, |id| {
-                Envelope::Emit(Emit {
+            .call_frame(timeout, |id| {
+                encode_emit(&EmitRef {
                     ack: Some(id),
                     timeout_ms: Some(timeout_ms),
-                    ..emitter.envelope(event, payload)
+                    ..emitter.envelope(event, &payload)
                 })
             })
             .await?;
@@ -485,7 +484,7 @@ impl Emitter {
     /// forget): for relays that pass on what they received.
     pub async fn emit_raw(&self, event: &str, payload: Payload) -> Result<(), Error> {
         let (event, payload) = self.prepare_raw(event, payload)?;
-        let frame = herald_protocol::encode(&Envelope::Emit(self.envelope(event, payload)));
+        let frame = encode_emit(&self.envelope(event, &payload));
         self.namespace
             .client
             .shared()
@@ -503,10 +502,10 @@ impl Emitter {
         let (event, payload) = self.prepare(event, payload)?;
         let shared = self.namespace.client.shared();
         let answer = shared
-            .call(shared.config.connect_timeout, |id| {
-                Envelope::Emit(Emit {
+            .call_frame(shared.config.connect_timeout, |id| {
+                encode_emit(&EmitRef {
                     id: Some(id),
-                    ..self.envelope(event, payload)
+                    ..self.envelope(event, &payload)
                 })
             })
             .await?;
@@ -543,18 +542,20 @@ impl Emitter {
         Ok((event, payload))
     }
 
-    fn envelope(&self, event: &str, payload: Payload) -> Emit {
-        Emit {
+    /// The emit of `event` with `payload`, borrowed: encoded with
+    /// [`encode_emit`], no envelope is built.
+    fn envelope<'a>(&'a self, event: &'a str, payload: &'a Payload) -> EmitRef<'a> {
+        EmitRef {
             id: None,
-            namespace: self.namespace.name.to_string(),
-            event: event.to_owned(),
-            room: self.room.clone(),
-            payload: payload.bytes,
+            namespace: &self.namespace.name,
+            event,
+            room: self.room.as_deref(),
+            payload: &payload.bytes,
             exclude_self: self.exclude_self,
             ack: None,
             timeout_ms: None,
             args: payload.args,
-            except: self.except.clone(),
+            except: self.except.as_deref(),
         }
     }
 }
