@@ -6,7 +6,7 @@
 //! connection each, as for every target). A subscriber registers a typed
 //! handler, `on(topic, |payload: ByteBuf| ...)`: the SDK decodes each
 //! event's MessagePack payload into a [`ByteBuf`] and the handler hands it
-//! to the load generator's receive loop through an [`Inbox`]. A publisher
+//! to the load generator's receive loop through an inbox. A publisher
 //! emits `serde_bytes::Bytes` (fire-and-forget `emit`); its `finish` joins
 //! a room, a round trip through the broker behind every emit.
 //!
@@ -131,7 +131,7 @@ impl Inbox {
     }
 }
 
-/// A client with one typed handler feeding an [`Inbox`].
+/// A client with one typed handler feeding an inbox.
 #[derive(Debug)]
 pub struct SdkSubscriber {
     _client: Client,

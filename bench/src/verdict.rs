@@ -753,6 +753,52 @@ mod tests {
     }
 
     #[test]
+    fn the_sdk_is_compared_with_nats_per_client_cpu() {
+        let mut records = vec![flow("herald", "fanout", 900.0, 3000.0, 50)];
+        let mut with_client = |target: &str, workload: &str, rate: f64, delivered, cpu| {
+            let mut record = flow(target, workload, rate, 1000.0, 50);
+            record.delivered = Some(delivered);
+            record.client_cpu_secs = Some(cpu);
+            records.push(record);
+        };
+        with_client("herald-sdk", "fanout", 900.0, 900, 1.0);
+        with_client("nats", "fanout", 1000.0, 1000, 0.5);
+        with_client("herald-sdk", "acked", 300.0, 300, 1.0);
+        with_client("nats", "request", 100.0, 100, 1.0);
+        let table = sdk_ratios_table(&records);
+        assert!(table.starts_with("herald-sdk ÷"), "{table}");
+        let fanout = table
+            .lines()
+            .find(|l| l.starts_with("nats fanout"))
+            .expect("a fanout row");
+        // msgs/s 0.90×, per client CPU-second 900 against 2,000: 0.45×.
+        assert!(
+            fanout.contains("0.90×") && fanout.contains("0.45×"),
+            "{table}"
+        );
+        let acked = table
+            .lines()
+            .find(|l| l.contains("acked"))
+            .expect("an acked row");
+        assert!(
+            acked.starts_with("nats request"),
+            "acked is divided by request: {table}"
+        );
+        assert!(acked.contains("3.00×"), "{table}");
+        assert!(!ratios_table(&records).contains("herald-sdk"), "not a peer");
+        let checks = checks(&records);
+        assert_eq!(
+            verdict_of(&checks, "herald-sdk fanout msgs/s ≥ nats"),
+            Verdict::Fail
+        );
+        assert_eq!(
+            verdict_of(&checks, "herald-sdk pairs msgs/s ≥ nats"),
+            Verdict::Skip
+        );
+        assert_eq!(sdk_ratios_table(&full_run()), "");
+    }
+
+    #[test]
     fn the_socketio_front_end_is_compared_with_socketio_servers_only() {
         let mut records = full_run();
         assert!(
