@@ -14,6 +14,8 @@ use herald_loadgen::{BenchError, Plan, Record, Workload, measure};
 use crate::floor_client::FloorDriver;
 use crate::nats::NatsDriver;
 use crate::redis_target::RedisDriver;
+use crate::rpc::RoundTrip;
+use crate::sdk::SdkDriver;
 use crate::server::{ServerProcess, free_local_addr};
 use crate::socketio_client::SocketIoDriver;
 use crate::targets::{Programs, Target};
@@ -25,6 +27,9 @@ pub struct CompareOptions {
     pub targets: Vec<Target>,
     /// The workloads, in order.
     pub workloads: Vec<Workload>,
+    /// The round-trip workloads, run for the targets measured through an
+    /// application client (`herald-sdk`, `nats`) after the others.
+    pub round_trips: Vec<RoundTrip>,
     /// Scale and other changes to the workloads' defaults.
     pub overrides: Overrides,
     /// The CPU servers are pinned to, if any.
@@ -42,13 +47,23 @@ pub struct Comparison {
     pub commands: Vec<String>,
 }
 
+impl Comparison {
+    /// Records one run's outcome (its error, if it failed) and says how it
+    /// went on stderr.
+    fn push(&mut self, target: Target, workload: &str, result: Result<Record, String>) {
+        let record = result.unwrap_or_else(|error| Record::failed(target.name(), workload, &error));
+        eprintln!("{}", summary(&record));
+        self.records.push(record);
+    }
+}
+
 /// Runs the comparison. A target that is not installed is recorded as
 /// skipped; a run that fails is recorded with its error and no figures.
 pub async fn compare(options: &CompareOptions, programs: &Programs, log_dir: &Path) -> Comparison {
     let mut comparison = Comparison::default();
     for &target in &options.targets {
         for &workload in &options.workloads {
-            let record = match run_one(
+            let result = run_one(
                 target,
                 workload,
                 options,
@@ -56,16 +71,79 @@ pub async fn compare(options: &CompareOptions, programs: &Programs, log_dir: &Pa
                 log_dir,
                 &mut comparison.commands,
             )
-            .await
-            {
-                Ok(record) => record,
-                Err(error) => Record::failed(target.name(), workload.name(), &error),
-            };
-            eprintln!("{}", summary(&record));
-            comparison.records.push(record);
+            .await;
+            comparison.push(target, workload.name(), result);
+        }
+        if !matches!(target, Target::HeraldSdk | Target::Nats) {
+            continue;
+        }
+        for &kind in &options.round_trips {
+            let result = run_round_trip(
+                target,
+                kind,
+                options,
+                programs,
+                log_dir,
+                &mut comparison.commands,
+            )
+            .await;
+            comparison.push(target, kind.name(), result);
         }
     }
     comparison
+}
+
+/// Starts `target`'s server for one workload; `Err(Ok(record))` when the
+/// target is skipped (not installed, not built).
+async fn start_server(
+    target: Target,
+    workload: &str,
+    options: &CompareOptions,
+    programs: &Programs,
+    log_dir: &Path,
+    commands: &mut Vec<String>,
+) -> Result<(ServerProcess, SocketAddr), Result<Record, String>> {
+    let addr = free_local_addr().map_err(|e| Err(e.to_string()))?;
+    let launch = match programs.launch(target, addr, &[]) {
+        Ok(launch) => launch,
+        Err(reason) => return Err(Ok(Record::skipped(target.name(), workload, &reason))),
+    };
+    let command = format!("{target}: {}", launch.display());
+    if !commands
+        .iter()
+        .any(|c| c.split(' ').next() == command.split(' ').next())
+    {
+        commands.push(command);
+    }
+    let server = ServerProcess::start(target.name(), &launch, addr, options.server_cpu, log_dir)
+        .await
+        .map_err(|e| Err(e.to_string()))?;
+    Ok((server, addr))
+}
+
+/// One round-trip workload against a fresh server of `target`.
+async fn run_round_trip(
+    target: Target,
+    kind: RoundTrip,
+    options: &CompareOptions,
+    programs: &Programs,
+    log_dir: &Path,
+    commands: &mut Vec<String>,
+) -> Result<Record, String> {
+    let (mut server, addr) =
+        match start_server(target, kind.name(), options, programs, log_dir, commands).await {
+            Ok(started) => started,
+            Err(settled) => return settled,
+        };
+    let scale = options.overrides.scale.unwrap_or(1.0);
+    let result = if target == Target::Nats {
+        crate::rpc::run_nats(kind, addr, server.probe(), scale).await
+    } else {
+        crate::rpc::run_sdk(kind, addr, server.probe(), scale).await
+    };
+    let crashed = server.crashed();
+    server.stop().await;
+    settle(result, crashed)
 }
 
 /// One line saying how a run went, for stderr while the comparison runs.
@@ -110,22 +188,19 @@ async fn run_one(
         )
         .await;
     }
-    let addr = free_local_addr().map_err(|e| e.to_string())?;
-    let launch = match programs.launch(target, addr, &[]) {
-        Ok(launch) => launch,
-        Err(reason) => return Ok(Record::skipped(target.name(), workload.name(), &reason)),
-    };
-    let command = format!("{target}: {}", launch.display());
-    if !commands
-        .iter()
-        .any(|c| c.split(' ').next() == command.split(' ').next())
+    let (mut server, addr) = match start_server(
+        target,
+        workload.name(),
+        options,
+        programs,
+        log_dir,
+        commands,
+    )
+    .await
     {
-        commands.push(command);
-    }
-    let mut server =
-        ServerProcess::start(target.name(), &launch, addr, options.server_cpu, log_dir)
-            .await
-            .map_err(|e| e.to_string())?;
+        Ok(started) => started,
+        Err(settled) => return settled,
+    };
     let result = measure_on(
         target,
         addr,
@@ -190,6 +265,7 @@ pub async fn measure_on(
                 .named(crate::auth::TARGET);
             measure(&driver, workload, plan, probe, progress).await
         }
+        Target::HeraldSdk => measure(&SdkDriver::new(addr)?, workload, plan, probe, progress).await,
         Target::HeraldCluster => Err(BenchError::target(
             crate::cluster::TARGET,
             "a cluster has two nodes: measure it with cluster::measure_cross_node",
@@ -242,6 +318,16 @@ pub fn report(comparison: &Comparison, options: &CompareOptions, machine: &str) 
             crate::socketio_client::HERALD_TARGET
         ));
         out.push_str(&socketio);
+    }
+    let sdk = crate::verdict::sdk_ratios_table(records);
+    if !sdk.is_empty() {
+        out.push_str(&format!(
+            "\n{} ÷ {} (application clients: herald-client against async-nats; above 1 is better \
+             for msgs/s and msgs/CPU-s, below 1 for p50):\n",
+            crate::sdk::TARGET,
+            crate::nats::TARGET
+        ));
+        out.push_str(&sdk);
     }
     let variants = crate::verdict::variant_ratios(records);
     if !variants.is_empty() {

@@ -14,6 +14,10 @@
 //!   Herald driver presenting one).
 //! - [`wss`]: the `herald-wss` target (the broker with TLS, the Herald
 //!   driver over `wss://`, certificates made for the run).
+//! - [`sdk`]: the `herald-sdk` target (the broker driven through
+//!   `herald-client`, as applications use it, against NATS through
+//!   `async-nats`); [`rpc`]: the round-trip workloads (`acked`, `request`)
+//!   through those two clients.
 //! - The peers' clients: [`nats`], [`redis_target`], [`socketio_client`],
 //!   [`floor_client`] (Herald's is in `herald-loadgen`).
 //! - The relays built into the binary: [`socketio_relay`] (socketioxide
@@ -30,7 +34,9 @@ pub mod machine;
 pub mod nats;
 pub mod pinning;
 pub mod redis_target;
+pub mod rpc;
 pub mod scale;
+pub mod sdk;
 pub mod server;
 pub mod socketio_client;
 pub mod socketio_relay;

@@ -15,6 +15,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use herald_bench::compare::{CompareOptions, compare, report};
 use herald_bench::pinning::{Pinning, SERVER_CPU, reexec_pinned};
+use herald_bench::rpc::RoundTrip;
 use herald_bench::scale::{ScaleOptions, scale};
 use herald_bench::targets::{Programs, Target};
 use herald_bench::{build, floor_server, machine, socketio_relay};
@@ -69,6 +70,9 @@ struct CompareArgs {
     /// Workloads to run, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Workload::ALL.to_vec())]
     workloads: Vec<Workload>,
+    /// Round-trip workloads (acked, request), run for herald-sdk and nats.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = RoundTrip::ALL.to_vec())]
+    round_trips: Vec<RoundTrip>,
     /// Multiply message counts, durations and connections by FACTOR.
     #[arg(long, value_name = "FACTOR", conflicts_with = "quick")]
     scale: Option<f64>,
@@ -206,6 +210,7 @@ fn run_compare(
     let options = CompareOptions {
         targets: args.targets.clone(),
         workloads: args.workloads.clone(),
+        round_trips: args.round_trips.clone(),
         overrides,
         server_cpu,
         progress: !args.run.no_progress,

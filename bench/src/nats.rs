@@ -35,7 +35,8 @@ impl NatsDriver {
         }
     }
 
-    async fn connect(&self) -> Result<Client, BenchError> {
+    /// One connected client.
+    pub(crate) async fn connect(&self) -> Result<Client, BenchError> {
         let connecting = ConnectOptions::new()
             .connection_timeout(ANSWER_TIMEOUT)
             .connect(self.url.as_str());
@@ -61,7 +62,7 @@ fn nats_error(what: &str, error: impl std::fmt::Display) -> BenchError {
 
 /// Publishes to a fresh inbox on `client` and waits for the message: a
 /// round trip through the server on this connection.
-async fn round_trip(client: &Client) -> Result<(), BenchError> {
+pub(crate) async fn round_trip(client: &Client) -> Result<(), BenchError> {
     let inbox = client.new_inbox();
     let mut probe = client
         .subscribe(inbox.clone())

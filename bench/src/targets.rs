@@ -17,6 +17,10 @@ pub enum Target {
     /// every connection of the same driver presenting one
     /// ([`crate::auth`]).
     HeraldAuth,
+    /// The Herald broker daemon driven through the SDK, `herald-client`
+    /// (typed handlers, fire-and-forget `emit`), compared with NATS driven
+    /// through `async-nats` ([`crate::sdk`]).
+    HeraldSdk,
     /// Two `herald-broker` nodes clustered over a `redis-server`: the
     /// publisher on one node, the subscribers on the other
     /// ([`crate::cluster`]; `fanout` only).
@@ -37,10 +41,11 @@ pub enum Target {
 
 impl Target {
     /// Every target, in the order results are shown.
-    pub const ALL: [Target; 9] = [
+    pub const ALL: [Target; 10] = [
         Target::Herald,
         Target::HeraldWss,
         Target::HeraldAuth,
+        Target::HeraldSdk,
         Target::HeraldCluster,
         Target::Nats,
         Target::Redis,
@@ -55,6 +60,7 @@ impl Target {
             Target::Herald => crate::HERALD,
             Target::HeraldWss => crate::wss::TARGET,
             Target::HeraldAuth => crate::auth::TARGET,
+            Target::HeraldSdk => crate::sdk::TARGET,
             Target::HeraldCluster => crate::cluster::TARGET,
             Target::HeraldSocketio => crate::socketio_client::HERALD_TARGET,
             Target::Nats => crate::nats::TARGET,
@@ -147,6 +153,7 @@ impl Programs {
             Target::Herald
             | Target::HeraldWss
             | Target::HeraldAuth
+            | Target::HeraldSdk
             | Target::HeraldCluster
             | Target::HeraldSocketio => {
                 if target == Target::HeraldCluster && self.redis.is_none() {

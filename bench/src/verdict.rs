@@ -13,6 +13,8 @@ use herald_loadgen::report::grouped;
 
 use crate::HERALD;
 use crate::cluster::TARGET as CLUSTER;
+use crate::nats::TARGET as NATS;
+use crate::sdk::TARGET as SDK;
 use crate::socketio_client::{HERALD_TARGET as HERALD_SIO, TARGET as SOCKETIOXIDE};
 
 /// The Socket.IO servers Herald's Socket.IO front end is compared with.
@@ -76,6 +78,15 @@ fn p50(record: &Record) -> Option<f64> {
 
 fn kib_per_conn(record: &Record) -> Option<f64> {
     record.kib_per_conn
+}
+
+/// Deliveries (or completed calls) per CPU-second of the load generator:
+/// the client's cost, what the SDK is judged on.
+fn msgs_per_client_cpu(record: &Record) -> Option<f64> {
+    match (record.delivered, record.client_cpu_secs) {
+        (Some(delivered), Some(cpu)) if cpu > 0.0 => Some(delivered as f64 / cpu),
+        _ => None,
+    }
 }
 
 fn figure(records: &[Record], target: &str, workload: &str, figure: Figure) -> Option<f64> {
@@ -241,6 +252,19 @@ pub fn checks(records: &[Record]) -> Vec<Check> {
         ));
         checks.push(conns_per_connection(records, HERALD_SIO));
     }
+    if records.iter().any(|r| r.target == SDK) {
+        for workload in ["fanout", "pairs"] {
+            checks.push(relative(
+                records,
+                workload,
+                "msgs/s",
+                msgs_per_sec,
+                (SDK, NATS),
+                1.0,
+                false,
+            ));
+        }
+    }
     checks.push(no_loss(records));
     checks
 }
@@ -276,7 +300,7 @@ fn no_loss(records: &[Record]) -> Check {
     let herald_flows: Vec<&Record> = records
         .iter()
         .filter(|r| {
-            ((r.target == HERALD || r.target == HERALD_SIO) && r.workload != "conns")
+            ([HERALD, HERALD_SIO, SDK].contains(&r.target.as_str()) && r.workload != "conns")
                 || (r.target == crate::cluster::TARGET && r.skipped.is_none())
         })
         .collect();
@@ -324,6 +348,7 @@ pub fn ratios_table(records: &[Record]) -> String {
         target != HERALD
             && target != CLUSTER
             && target != HERALD_SIO
+            && target != SDK
             && !HERALD_VARIANTS.contains(&target)
     })
 }
@@ -380,29 +405,94 @@ fn ratios_of(records: &[Record], subject: &str, is_peer: impl Fn(&str) -> bool) 
     ];
     for peer in &peers {
         for workload in &workloads {
-            let cells: Vec<String> = columns
-                .iter()
-                .map(|(_, get)| {
-                    match (
-                        figure(records, subject, workload, *get),
-                        figure(records, peer, workload, *get),
-                    ) {
-                        (Some(h), Some(p)) if p > 0.0 => format!("{:.2}×", h / p),
-                        _ => "-".to_owned(),
-                    }
-                })
-                .collect();
-            if cells.iter().all(|c| c == "-") {
-                continue;
-            }
-            rows.push(
-                [(*peer).to_owned(), (*workload).to_owned()]
-                    .into_iter()
-                    .chain(cells)
-                    .collect(),
-            );
+            rows.extend(ratio_row(
+                records,
+                &columns,
+                (subject, workload),
+                (peer, workload),
+                (*peer).to_owned(),
+            ));
         }
     }
+    render(rows)
+}
+
+/// Herald through its SDK divided by NATS through `async-nats`, per
+/// workload, with the load generator's CPU beside the server's: the SDK's
+/// cost is client CPU. Herald's `acked` is divided by NATS's `request`
+/// (core NATS acknowledges no publish).
+pub fn sdk_ratios_table(records: &[Record]) -> String {
+    let columns: [(&str, Figure); 4] = [
+        ("msgs/s", msgs_per_sec),
+        ("msgs/client-CPU-s", msgs_per_client_cpu),
+        ("msgs/server-CPU-s", msgs_per_cpu),
+        ("p50", p50),
+    ];
+    let mut rows = vec![
+        [format!("{SDK} ÷"), "workload".to_owned()]
+            .into_iter()
+            .chain(columns.iter().map(|(name, _)| (*name).to_owned()))
+            .collect::<Vec<_>>(),
+    ];
+    let mut workloads: Vec<&str> = Vec::new();
+    for record in records.iter().filter(|r| r.target == SDK) {
+        if !workloads.contains(&record.workload.as_str()) {
+            workloads.push(&record.workload);
+        }
+    }
+    for workload in workloads {
+        let peer_workload = if workload == "acked" {
+            "request"
+        } else {
+            workload
+        };
+        rows.extend(ratio_row(
+            records,
+            &columns,
+            (SDK, workload),
+            (NATS, peer_workload),
+            format!("{NATS} {peer_workload}"),
+        ));
+    }
+    render(rows)
+}
+
+/// One row of a ratios table: `subject`'s figures over `peer`'s (each a
+/// target and a workload), labelled `label` and the subject's workload;
+/// `None` when no column has both figures.
+fn ratio_row(
+    records: &[Record],
+    columns: &[(&str, Figure)],
+    (subject, workload): (&str, &str),
+    (peer, peer_workload): (&str, &str),
+    label: String,
+) -> Option<Vec<String>> {
+    let cells: Vec<String> = columns
+        .iter()
+        .map(|(_, get)| {
+            match (
+                figure(records, subject, workload, *get),
+                figure(records, peer, peer_workload, *get),
+            ) {
+                (Some(h), Some(p)) if p > 0.0 => format!("{:.2}×", h / p),
+                _ => "-".to_owned(),
+            }
+        })
+        .collect();
+    if cells.iter().all(|c| c == "-") {
+        return None;
+    }
+    Some(
+        [label, workload.to_owned()]
+            .into_iter()
+            .chain(cells)
+            .collect(),
+    )
+}
+
+/// Lays out a ratios table: names left-aligned, figures right-aligned;
+/// empty when there is no row below the header.
+fn render(rows: Vec<Vec<String>>) -> String {
     if rows.len() == 1 {
         return String::new();
     }
@@ -660,6 +750,52 @@ mod tests {
             .expect("a loss check");
         assert_eq!(loss.verdict, Verdict::Fail);
         assert_eq!(loss.detail, "herald-cluster fanout lost 5");
+    }
+
+    #[test]
+    fn the_sdk_is_compared_with_nats_per_client_cpu() {
+        let mut records = vec![flow("herald", "fanout", 900.0, 3000.0, 50)];
+        let mut with_client = |target: &str, workload: &str, rate: f64, delivered, cpu| {
+            let mut record = flow(target, workload, rate, 1000.0, 50);
+            record.delivered = Some(delivered);
+            record.client_cpu_secs = Some(cpu);
+            records.push(record);
+        };
+        with_client("herald-sdk", "fanout", 900.0, 900, 1.0);
+        with_client("nats", "fanout", 1000.0, 1000, 0.5);
+        with_client("herald-sdk", "acked", 300.0, 300, 1.0);
+        with_client("nats", "request", 100.0, 100, 1.0);
+        let table = sdk_ratios_table(&records);
+        assert!(table.starts_with("herald-sdk ÷"), "{table}");
+        let fanout = table
+            .lines()
+            .find(|l| l.starts_with("nats fanout"))
+            .expect("a fanout row");
+        // msgs/s 0.90×, per client CPU-second 900 against 2,000: 0.45×.
+        assert!(
+            fanout.contains("0.90×") && fanout.contains("0.45×"),
+            "{table}"
+        );
+        let acked = table
+            .lines()
+            .find(|l| l.contains("acked"))
+            .expect("an acked row");
+        assert!(
+            acked.starts_with("nats request"),
+            "acked is divided by request: {table}"
+        );
+        assert!(acked.contains("3.00×"), "{table}");
+        assert!(!ratios_table(&records).contains("herald-sdk"), "not a peer");
+        let checks = checks(&records);
+        assert_eq!(
+            verdict_of(&checks, "herald-sdk fanout msgs/s ≥ nats"),
+            Verdict::Fail
+        );
+        assert_eq!(
+            verdict_of(&checks, "herald-sdk pairs msgs/s ≥ nats"),
+            Verdict::Skip
+        );
+        assert_eq!(sdk_ratios_table(&full_run()), "");
     }
 
     #[test]

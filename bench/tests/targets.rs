@@ -211,6 +211,7 @@ async fn compare_runs_child_servers_and_skips_missing_peers() {
             Target::Herald,
         ],
         workloads: vec![Workload::Pairs, Workload::Conns],
+        round_trips: Vec::new(),
         overrides: Overrides {
             messages: Some(100),
             conns: Some(20),
@@ -454,6 +455,7 @@ async fn the_cluster_runs_fanout_only_and_says_what_it_lacks() {
     let options = CompareOptions {
         targets: vec![Target::HeraldCluster],
         workloads: vec![Workload::Fanout, Workload::Pairs],
+        round_trips: Vec::new(),
         overrides: Overrides::default(),
         server_cpu: None,
         progress: false,
@@ -556,6 +558,7 @@ async fn compare_runs_the_cluster_as_three_child_processes() {
     let options = CompareOptions {
         targets: vec![Target::HeraldCluster],
         workloads: vec![Workload::Fanout, Workload::Latency],
+        round_trips: Vec::new(),
         overrides: Overrides {
             messages: Some(300),
             subscribers: Some(5),

@@ -229,9 +229,19 @@ impl Shared {
         timeout: Duration,
         build: impl FnOnce(u64) -> Envelope,
     ) -> Result<Answer, Error> {
+        self.call_frame(timeout, |id| herald_protocol::encode(&build(id)))
+            .await
+    }
+
+    /// [`Shared::call`] with the frame encoded by `build(id)` itself.
+    pub(crate) async fn call_frame(
+        &self,
+        timeout: Duration,
+        build: impl FnOnce(u64) -> Vec<u8>,
+    ) -> Result<Answer, Error> {
         self.ensure_open()?;
         let id = self.pending.next_id();
-        let frame = Bytes::from(herald_protocol::encode(&build(id)));
+        let frame = Bytes::from(build(id));
         let (tx, _) = self.outbox.sender()?;
         let answer = self.pending.call(id);
         let _guard = PendingGuard::new(&self.pending, id);

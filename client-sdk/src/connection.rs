@@ -20,7 +20,15 @@
 //!
 //! A connection is considered dead when nothing arrives for three of the
 //! broker's heartbeat intervals (the broker pings every interval; pongs are
-//! answered by tungstenite while the reader reads).
+//! answered by tungstenite while the reader reads). The reader does not
+//! read the clock per frame: a timer checks once per interval whether
+//! anything came since its last check, so silence is noticed after three
+//! to four intervals.
+//!
+//! The reader's hot path allocates nothing per event: an `event` frame is
+//! decoded borrowed ([`herald_protocol::decode_view`]), routed into a
+//! scratch vector of handler queues, and handed over as [`Delivery`]s that
+//! share the frame's memory.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,8 +37,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use herald_protocol::envelope::{Event, Hello, Notice, Reply, Resume, Welcome};
-use herald_protocol::{CloseReason, Envelope, PROTOCOL_VERSION, SUBPROTOCOL};
+use herald_protocol::envelope::{Hello, Notice, Reply, Resume, Welcome};
+use herald_protocol::{CloseReason, Decoded, Envelope, EventView, PROTOCOL_VERSION, SUBPROTOCOL};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -44,7 +52,7 @@ use url::Url;
 
 use crate::backoff::Backoff;
 use crate::client::{Config, ConnectionState, Shared, room_change, sub_envelope};
-use crate::dispatch::{Delivery, ReplyTo, Route};
+use crate::dispatch::{Delivery, Queue, ReplyTo, Route};
 use crate::error::{ClientEvent, Error};
 use crate::handler::{error_payload, send_reply};
 use crate::lock;
@@ -67,6 +75,13 @@ const CLOSE_REPLY_GRACE: Duration = Duration::from_millis(500);
 /// Largest frame accepted from the broker (its payload limit is at most
 /// 64 MiB; envelopes add a few bytes).
 const MAX_FRAME: usize = 64 * 1024 * 1024 + 64 * 1024;
+/// Bytes read from the socket at once. tungstenite zero-fills the free
+/// part of its read buffer before every read (and, while delivered frames
+/// still share the buffer, allocates a new one of this size): at its
+/// default of 128 KiB that fill cost more than the read itself whenever a
+/// read brings a few events; 32 KiB still takes a few hundred events per
+/// read.
+const READ_BUFFER: usize = 32 * 1024;
 /// With a token provider: connection attempts refused `unauthorized` in a
 /// row (each with a new token from the provider) before the refusal is
 /// final.
@@ -200,6 +215,7 @@ async fn open(url: &Url, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<WsSt
         HeaderValue::from_static(SUBPROTOCOL),
     );
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
     let connector = tls.map(|tls| Connector::Rustls(tls.clone()));
@@ -469,12 +485,11 @@ async fn serve(shared: &Arc<Shared>, live: Live) -> Option<Lost> {
         heartbeat_ms,
         ..
     } = live;
-    let dead_after =
-        (heartbeat_ms > 0).then(|| Duration::from_millis(heartbeat_ms.saturating_mul(3)));
+    let heartbeat = (heartbeat_ms > 0).then(|| Duration::from_millis(heartbeat_ms));
     let (mut sink, mut stream) = ws.split();
     let mut batch = initial;
     let lost = {
-        let reader = read_loop(shared, &mut stream, dead_after, generation);
+        let reader = read_loop(shared, &mut stream, heartbeat, generation);
         let writer = write_loop(&mut sink, &mut rx, &mut batch);
         tokio::select! {
             biased;
@@ -591,29 +606,51 @@ async fn write_loop(
     }
 }
 
-/// Reads frames until the connection fails, closes or goes silent for
-/// `dead_after`.
+/// Heartbeat intervals without a frame after which the connection is
+/// dead.
+const SILENT_INTERVALS: u32 = 3;
+/// The longest heartbeat interval taken from the broker.
+const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Reads frames until the connection fails, closes or stays silent for
+/// [`SILENT_INTERVALS`] of the broker's `heartbeat` intervals.
 async fn read_loop(
     shared: &Arc<Shared>,
     stream: &mut SplitStream<WsStream>,
-    dead_after: Option<Duration>,
+    heartbeat: Option<Duration>,
     generation: u64,
 ) -> Lost {
     let lost = Lost::new;
     // The reason from a `close` envelope, reported with the close frame.
     let mut announced: Option<(CloseReason, String)> = None;
+    // Liveness without a clock read per frame: `heard` is set by every
+    // frame, and the timer, once per interval, counts intervals without.
+    // (At most a year: the broker's figure is not trusted to be sane.)
+    let interval = heartbeat.map_or(MAX_INTERVAL, |h| h.min(MAX_INTERVAL));
+    let check = tokio::time::sleep(interval);
+    let mut check = std::pin::pin!(check);
+    let mut heard = false;
+    let mut silent = 0;
+    // Reused for every event: the queues of the handlers it runs.
+    let mut queues = Vec::new();
     loop {
-        let next = match dead_after {
-            Some(limit) => match tokio::time::timeout(limit, stream.next()).await {
-                Ok(next) => next,
-                Err(_) => {
+        let next = tokio::select! {
+            biased;
+            next = stream.next() => next,
+            () = &mut check, if heartbeat.is_some() => {
+                silent = if heard { 0 } else { silent + 1 };
+                heard = false;
+                if silent >= SILENT_INTERVALS {
                     return lost(format!(
-                        "nothing received from the broker for {limit:?} (3 heartbeats)"
+                        "nothing received from the broker for {:?} ({SILENT_INTERVALS} heartbeats)",
+                        interval.saturating_mul(SILENT_INTERVALS)
                     ));
                 }
-            },
-            None => stream.next().await,
+                check.as_mut().reset(tokio::time::Instant::now() + interval);
+                continue;
+            }
         };
+        heard = true;
         match next {
             None => {
                 let mut ended = lost("connection closed".into());
@@ -625,7 +662,7 @@ async fn read_loop(
             }
             Some(Err(error)) => return lost(format!("read failed: {error}")),
             Some(Ok(Message::Binary(frame))) => {
-                handle_frame(shared, frame, generation, &mut announced).await;
+                handle_frame(shared, frame, generation, &mut announced, &mut queues).await;
             }
             Some(Ok(Message::Close(close))) => {
                 let described = describe_close(close.as_ref());
@@ -654,26 +691,30 @@ async fn read_loop(
     }
 }
 
-/// Acts on one frame from the broker.
+/// Acts on one frame from the broker; `queues` is scratch space.
 async fn handle_frame(
     shared: &Arc<Shared>,
     frame: Bytes,
     generation: u64,
     announced: &mut Option<(CloseReason, String)>,
+    queues: &mut Vec<Queue>,
 ) {
-    let envelope = match herald_protocol::decode(&frame) {
-        Ok(envelope) => envelope,
+    let envelope = match herald_protocol::decode_view(&frame) {
+        Ok(Decoded::Event(event)) => {
+            // A repeat of an event already seen (by `seq` or `mid`, in a
+            // history namespace) is dropped here.
+            if shared.positions.accept(&event) {
+                deliver(shared, &frame, &event, generation, queues).await;
+            }
+            return;
+        }
+        Ok(Decoded::Envelope(envelope)) => envelope,
         Err(error) => {
             tracing::warn!(%error, "ignoring an undecodable frame from the broker");
             return;
         }
     };
     match envelope {
-        Envelope::Event(event) => {
-            if shared.positions.accept(&event) {
-                deliver(shared, event, generation).await;
-            }
-        }
         Envelope::Ok { id } => complete(shared, id, Ok(Answer::Ok)),
         Envelope::Ack { id, receivers } => complete(shared, id, Ok(Answer::Ack(receivers))),
         Envelope::Reply(reply) => complete(
@@ -735,27 +776,29 @@ fn complete(shared: &Shared, id: u64, result: Result<Answer, Error>) {
     }
 }
 
-/// Feeds a delivered event to the handlers it runs, waiting for queue
-/// space. A request nobody here answers gets an error reply at once.
-async fn deliver(shared: &Arc<Shared>, event: Event, generation: u64) {
-    match shared.registry.route(&event) {
-        Route::Handlers(queues) => {
-            if queues.is_empty() {
-                tracing::debug!(namespace = %event.namespace, event = %event.event, "no local handler for event");
-            }
+/// Feeds a delivered event (borrowed from `frame`) to the handlers it
+/// runs, waiting for queue space. A request nobody here answers gets an
+/// error reply at once.
+async fn deliver(
+    shared: &Arc<Shared>,
+    frame: &Bytes,
+    event: &EventView<'_>,
+    generation: u64,
+    queues: &mut Vec<Queue>,
+) {
+    match shared.registry.route(event, queues) {
+        Route::Handlers => {
             let reply = event.ack.map(|handle| ReplyTo { handle, generation });
-            for queue in queues {
-                let delivery = Delivery {
-                    event: event.event.clone(),
-                    room: event.room.clone(),
-                    payload: event.payload.clone(),
-                    args: event.args,
-                    from: event.from.clone(),
-                    reply,
-                };
-                // Fails only when the handler was just unsubscribed.
-                let _ = queue.send(delivery).await;
+            let Some(last) = queues.pop() else {
+                tracing::debug!(namespace = %event.namespace, event = %event.event, "no local handler for event");
+                return;
+            };
+            let delivery = Delivery::new(frame, event, reply);
+            // A send fails only when the handler was just unsubscribed.
+            for queue in queues.drain(..) {
+                let _ = queue.send(delivery.clone()).await;
             }
+            let _ = last.send(delivery).await;
         }
         Route::NoResponder => {
             let Some(handle) = event.ack else { return };

@@ -16,13 +16,18 @@
 //! Each handler owns a bounded queue ([`Delivery`]s) drained by its own
 //! task (see [`crate::handler`]), so it sees events one at a time and in
 //! order; the reader waits for queue space instead of dropping.
+//!
+//! Routing allocates nothing per event: the event is borrowed from its
+//! frame ([`EventView`]), the matching queues go into the reader's own
+//! scratch vector, and a [`Delivery`] shares the frame and says where its
+//! names and payload lie in it: names become `String`s only for handlers
+//! that ask for the event's metadata.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use herald_protocol::Pattern;
-use herald_protocol::envelope::Event;
+use herald_protocol::{EventView, Pattern};
 use tokio::sync::mpsc;
 
 use crate::lock;
@@ -63,21 +68,148 @@ pub(crate) struct ReplyTo {
     pub(crate) generation: u64,
 }
 
-/// One event on its way to one handler.
+/// Where one part of a delivery (a name, the payload) lies in its frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// The span of `part` in `frame`, if it lies there (empty parts lie
+    /// everywhere).
+    fn within(frame: &[u8], part: &[u8]) -> Option<Span> {
+        if part.is_empty() {
+            return Some(Span::default());
+        }
+        let start = (part.as_ptr() as usize).checked_sub(frame.as_ptr() as usize)?;
+        let end = start.checked_add(part.len())?;
+        if end > frame.len() {
+            return None;
+        }
+        Some(Span {
+            start: u32::try_from(start).ok()?,
+            end: u32::try_from(end).ok()?,
+        })
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// One event on its way to one handler: the frame it came in, shared (one
+/// reference count, however many handlers get it), and where its parts
+/// lie in it. Names become `&str`s (or `String`s) only when asked for.
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery {
-    /// Event name (the pattern may have had wildcards).
-    pub(crate) event: String,
-    /// The room it was emitted to, if any.
-    pub(crate) room: Option<String>,
-    /// The MessagePack payload.
-    pub(crate) payload: Bytes,
+    frame: Bytes,
+    event: Span,
+    room: Option<Span>,
+    from: Option<Span>,
+    payload: Span,
     /// The payload is an array of several arguments (`args` on the wire).
     pub(crate) args: bool,
-    /// The sender's session id, when the broker named it.
-    pub(crate) from: Option<String>,
     /// Set for requests.
     pub(crate) reply: Option<ReplyTo>,
+}
+
+impl Delivery {
+    /// The delivery of `event`, borrowed from `frame`, answering `reply`.
+    pub(crate) fn new(frame: &Bytes, event: &EventView<'_>, reply: Option<ReplyTo>) -> Delivery {
+        match Delivery::spans(frame, event) {
+            Some((name, room, from, payload)) => Delivery {
+                frame: frame.clone(),
+                event: name,
+                room,
+                from,
+                payload,
+                args: event.args,
+                reply,
+            },
+            // Not from `frame` after all: the parts are copied into a frame
+            // of their own.
+            None => Delivery::copied(event, reply),
+        }
+    }
+
+    /// Where `event`'s name, room, sender and payload lie in `frame`.
+    #[allow(clippy::type_complexity, reason = "a private tuple of four spans")]
+    fn spans(
+        frame: &[u8],
+        event: &EventView<'_>,
+    ) -> Option<(Span, Option<Span>, Option<Span>, Span)> {
+        let optional = |part: Option<&str>| match part {
+            Some(part) => Span::within(frame, part.as_bytes()).map(Some),
+            None => Some(None),
+        };
+        Some((
+            Span::within(frame, event.event.as_bytes())?,
+            optional(event.room)?,
+            optional(event.from)?,
+            Span::within(frame, &event.payload)?,
+        ))
+    }
+
+    /// The delivery of `event` with its parts copied.
+    fn copied(event: &EventView<'_>, reply: Option<ReplyTo>) -> Delivery {
+        let mut buffer = Vec::new();
+        let mut place = |part: &[u8]| {
+            let start = buffer.len();
+            buffer.extend_from_slice(part);
+            (start, buffer.len())
+        };
+        let name = place(event.event.as_bytes());
+        let room = event.room.map(|room| place(room.as_bytes()));
+        let from = event.from.map(|from| place(from.as_bytes()));
+        let payload = place(&event.payload);
+        let span = |(start, end): (usize, usize)| Span {
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            end: u32::try_from(end).unwrap_or(u32::MAX),
+        };
+        Delivery {
+            frame: Bytes::from(buffer),
+            event: span(name),
+            room: room.map(span),
+            from: from.map(span),
+            payload: span(payload),
+            args: event.args,
+            reply,
+        }
+    }
+
+    fn text(&self, span: Span) -> &str {
+        // Every span is of a `&str` (or empty), so this never falls back.
+        self.frame
+            .get(span.range())
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Event name (the pattern may have had wildcards).
+    pub(crate) fn event(&self) -> &str {
+        self.text(self.event)
+    }
+
+    /// The room it was emitted to, if any.
+    pub(crate) fn room(&self) -> Option<&str> {
+        self.room.map(|span| self.text(span))
+    }
+
+    /// The sender's session id, when the broker named it.
+    pub(crate) fn from(&self) -> Option<&str> {
+        self.from.map(|span| self.text(span))
+    }
+
+    /// The MessagePack payload's bytes.
+    pub(crate) fn payload(&self) -> &[u8] {
+        self.frame.get(self.payload.range()).unwrap_or_default()
+    }
+
+    /// The MessagePack payload, sharing the frame's memory.
+    pub(crate) fn payload_bytes(&self) -> Bytes {
+        self.frame.slice_ref(self.payload())
+    }
 }
 
 /// A handler's queue.
@@ -107,10 +239,11 @@ struct Inner {
 }
 
 /// What a delivered event should run.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Route {
-    /// These handlers' queues, in registration order.
-    Handlers(Vec<Queue>),
+    /// The handlers' queues put in the caller's vector, in registration
+    /// order (none, when no local handler matches).
+    Handlers,
     /// A request no local responder matches (it raced an unsubscribe):
     /// answer it with an error so the requester is not left to time out.
     NoResponder,
@@ -204,47 +337,56 @@ impl Registry {
         lock(&self.inner).by_namespace.clear();
     }
 
-    /// The handlers `event` runs (see the module documentation).
-    pub(crate) fn route(&self, event: &Event) -> Route {
+    /// The handlers `event` runs (see the module documentation): their
+    /// queues are appended to `queues` (cleared first).
+    pub(crate) fn route(&self, event: &EventView<'_>, queues: &mut Vec<Queue>) -> Route {
+        queues.clear();
         let mut guard = lock(&self.inner);
         let inner = &mut *guard;
         let entries = inner
             .by_namespace
-            .get(&event.namespace)
+            .get(event.namespace)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let matching = |entry: &&Entry| entry.pattern.matches(&event.event);
+        let matching = |entry: &&Entry| entry.pattern.matches(event.event);
         if event.ack.is_some() {
-            return entries
+            return match entries
                 .iter()
                 .filter(|e| e.key.responder)
                 .find(matching)
                 .and_then(|e| e.handlers.first())
-                .map_or(Route::NoResponder, |(_, q)| {
-                    Route::Handlers(vec![q.clone()])
-                });
+            {
+                Some((_, queue)) => {
+                    queues.push(queue.clone());
+                    Route::Handlers
+                }
+                None => Route::NoResponder,
+            };
         }
-        let mut queues: Vec<Queue> = entries
-            .iter()
-            .filter(|e| match &event.group {
-                Some(group) => !e.key.responder && e.key.group.as_ref() == Some(group),
-                None => e.is_plain(),
-            })
-            .filter(matching)
-            .flat_map(|e| e.handlers.iter().map(|(_, q)| q.clone()))
-            .collect();
+        queues.extend(
+            entries
+                .iter()
+                .filter(|e| match event.group {
+                    Some(group) => !e.key.responder && e.key.group.as_deref() == Some(group),
+                    None => e.is_plain(),
+                })
+                .filter(matching)
+                .flat_map(|e| e.handlers.iter().map(|(_, q)| q.clone())),
+        );
         if event.group.is_some() && queues.len() > 1 {
             inner.group_cursor = inner.group_cursor.wrapping_add(1);
             let chosen = queues.swap_remove(inner.group_cursor % queues.len());
-            queues = vec![chosen];
+            queues.clear();
+            queues.push(chosen);
         }
-        Route::Handlers(queues)
+        Route::Handlers
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_protocol::envelope::Event;
 
     fn key(event: &str, group: Option<&str>, responder: bool) -> SubKey {
         SubKey {
@@ -277,20 +419,20 @@ mod tests {
 
         /// Routes `ev` and returns the labels of the handlers it reached.
         fn deliver(&mut self, ev: Event) -> Vec<&'static str> {
-            let queues = match self.registry.route(&ev) {
-                Route::Handlers(queues) => queues,
-                Route::NoResponder => return vec!["<no responder>"],
+            let frame = Bytes::from(herald_protocol::encode(&herald_protocol::Envelope::Event(
+                ev,
+            )));
+            let Ok(herald_protocol::Decoded::Event(view)) = herald_protocol::decode_view(&frame)
+            else {
+                panic!("an event frame decodes as an event");
             };
+            let mut queues = vec![];
+            if self.registry.route(&view, &mut queues) == Route::NoResponder {
+                return vec!["<no responder>"];
+            }
             for q in queues {
-                q.try_send(Delivery {
-                    event: ev.event.clone(),
-                    room: None,
-                    payload: ev.payload.clone(),
-                    args: false,
-                    from: None,
-                    reply: None,
-                })
-                .expect("queue has room");
+                q.try_send(Delivery::new(&frame, &view, None))
+                    .expect("queue has room");
             }
             let mut hit = Vec::new();
             for (label, rx) in &mut self.receivers {
@@ -382,6 +524,43 @@ mod tests {
         assert!(f.deliver(event("order.created")).is_empty());
         // Removing again is harmless.
         assert!(!f.registry.remove(&key("order.created", None, false), b));
+    }
+
+    #[test]
+    fn deliveries_share_the_frame() {
+        let mut ev = event("order.created");
+        ev.room = Some("eu".into());
+        ev.from = Some("s1".into());
+        ev.payload = Bytes::from_static(b"\x01\x02");
+        let frame = Bytes::from(herald_protocol::encode(&herald_protocol::Envelope::Event(
+            ev,
+        )));
+        let Ok(herald_protocol::Decoded::Event(view)) = herald_protocol::decode_view(&frame) else {
+            panic!("an event frame decodes as an event");
+        };
+        let delivery = Delivery::new(&frame, &view, None);
+        assert_eq!(delivery.event(), "order.created");
+        assert_eq!(delivery.room(), Some("eu"));
+        assert_eq!(delivery.from(), Some("s1"));
+        assert_eq!(delivery.payload(), b"\x01\x02");
+        assert_eq!(
+            delivery.payload().as_ptr(),
+            view.payload.as_ptr(),
+            "not a copy"
+        );
+        assert_eq!(delivery.payload_bytes(), view.payload);
+        // Parts from elsewhere are copied into a frame of their own.
+        let elsewhere = Bytes::from_static(b"unrelated");
+        let copied = Delivery::new(&elsewhere, &view, None);
+        assert_eq!(
+            (
+                copied.event(),
+                copied.room(),
+                copied.from(),
+                copied.payload()
+            ),
+            ("order.created", Some("eu"), Some("s1"), &b"\x01\x02"[..])
+        );
     }
 
     #[test]

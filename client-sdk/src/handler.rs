@@ -49,27 +49,15 @@ impl Context {
     fn decode_failed(&self, delivery: &Delivery, error: String) {
         self.report(ClientEvent::Decode {
             namespace: self.namespace.clone(),
-            event: delivery.event.clone(),
+            event: delivery.event().to_owned(),
             error,
         });
-    }
-
-    /// The [`Event`] a handler gets for `delivery`, carrying `data`.
-    fn event<T>(&self, delivery: &Delivery, data: T) -> Event<T> {
-        Event {
-            namespace: self.namespace.clone(),
-            event: delivery.event.clone(),
-            room: delivery.room.clone(),
-            from: delivery.from.clone(),
-            args: delivery.args,
-            data,
-        }
     }
 
     fn panicked(&self, delivery: &Delivery, panic: &(dyn Any + Send)) {
         self.report(ClientEvent::HandlerPanic {
             namespace: self.namespace.clone(),
-            event: delivery.event.clone(),
+            event: delivery.event().to_owned(),
             message: panic_message(panic),
         });
     }
@@ -129,28 +117,57 @@ impl<T, D: Fn(&Delivery) -> Result<T, String>> Decode<T> for D {}
 
 /// The SDK's payload convention: the MessagePack of the handler's type.
 pub(crate) fn typed<T: DeserializeOwned>(delivery: &Delivery) -> Result<T, String> {
-    rmp_serde::from_slice(&delivery.payload).map_err(|e| e.to_string())
+    rmp_serde::from_slice(delivery.payload()).map_err(|e| e.to_string())
+}
+
+/// The [`Event`] for `delivery` in `namespace`, carrying `data`: the
+/// names become `String`s here, for the handlers that take an `Event`.
+pub(crate) fn event<T>(namespace: &str, delivery: &Delivery, data: T) -> Event<T> {
+    Event {
+        namespace: namespace.to_owned(),
+        event: delivery.event().to_owned(),
+        room: delivery.room().map(str::to_owned),
+        from: delivery.from().map(str::to_owned),
+        args: delivery.args,
+        data,
+    }
+}
+
+/// What a handler is called with, made from the decoded payload: the
+/// payload alone ([`data`]), or an [`Event`] with the metadata
+/// ([`with_event`]).
+pub(crate) type Shape<T, A> = fn(&Context, &Delivery, T) -> A;
+
+/// The payload alone: nothing more to build per event.
+pub(crate) fn data<T>(_: &Context, _: &Delivery, data: T) -> T {
+    data
+}
+
+/// The payload in an [`Event`] with the event's name, room and sender.
+pub(crate) fn with_event<T>(ctx: &Context, delivery: &Delivery, data: T) -> Event<T> {
+    event(&ctx.namespace, delivery, data)
 }
 
 /// No decoding: the payload as it came, with its `args` flag.
 pub(crate) fn raw(delivery: &Delivery) -> Result<Payload, String> {
     Ok(Payload {
-        bytes: delivery.payload.clone(),
+        bytes: delivery.payload_bytes(),
         args: delivery.args,
     })
 }
 
 /// Runs an event handler over its queue until the queue closes. The
-/// handler gets the event's name, room and sender besides the payload,
-/// made by `decode`.
-pub(crate) async fn run_events<T, D, F, Fut>(
+/// handler gets what `shape` makes of the payload decoded by `decode`
+/// (the payload, or an [`Event`] with its name, room and sender).
+pub(crate) async fn run_events<T, A, D, F, Fut>(
     mut queue: mpsc::Receiver<Delivery>,
     ctx: Context,
     decode: D,
+    shape: Shape<T, A>,
     handler: F,
 ) where
     D: Decode<T>,
-    F: Fn(Event<T>) -> Fut,
+    F: Fn(A) -> Fut,
     Fut: Future<Output = ()>,
 {
     while let Some(delivery) = queue.recv().await {
@@ -161,7 +178,7 @@ pub(crate) async fn run_events<T, D, F, Fut>(
                 continue;
             }
         };
-        let event = ctx.event(&delivery, value);
+        let event = shape(&ctx, &delivery, value);
         // The call itself happens inside the async block, so a panic before
         // the handler's first await is caught too.
         let run = AssertUnwindSafe(async { handler(event).await }).catch_unwind();
@@ -189,7 +206,10 @@ pub(crate) async fn run_requests<T, R, E, D, N, F, Fut>(
 {
     while let Some(delivery) = queue.recv().await {
         let Some(reply_to) = delivery.reply else {
-            tracing::debug!(event = %delivery.event, "responder got an event without ack handle");
+            tracing::debug!(
+                event = delivery.event(),
+                "responder got an event without ack handle"
+            );
             continue;
         };
         let answer = match decode(&delivery) {
@@ -202,7 +222,7 @@ pub(crate) async fn run_requests<T, R, E, D, N, F, Fut>(
                 let run = AssertUnwindSafe(async { handler(value).await }).catch_unwind();
                 match run.await {
                     Ok(Ok(answer)) => encode(answer).map_err(|error| {
-                        tracing::warn!(event = %delivery.event, %error, "reply did not encode");
+                        tracing::warn!(event = delivery.event(), %error, "reply did not encode");
                         format!("reply did not encode: {error}")
                     }),
                     Ok(Err(error)) => Err(error.to_string()),

@@ -14,9 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald_protocol::envelope::Emit;
 use herald_protocol::names::{validate_event, validate_group, validate_namespace, validate_room};
-use herald_protocol::{Envelope, Pattern};
+use herald_protocol::{EmitRef, Pattern, encode_emit};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -70,10 +69,8 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, None, handler::typed, move |event: Event<T>| {
-            handler(event.data)
-        })
-        .await
+        self.events(event, None, handler::typed, handler::data, handler)
+            .await
     }
 
     /// Like [`Namespace::on`], but the handler gets an [`Event`]: the
@@ -85,7 +82,8 @@ impl Namespace {
         F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, None, handler::typed, handler).await
+        self.events(event, None, handler::typed, handler::with_event, handler)
+            .await
     }
 
     /// Like [`Namespace::on_event`], without decoding: the handler gets
@@ -96,7 +94,8 @@ impl Namespace {
         F: Fn(Event<Payload>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, None, handler::raw, handler).await
+        self.events(event, None, handler::raw, handler::with_event, handler)
+            .await
     }
 
     /// Like [`Namespace::on`], as a member of queue group `group`: each
@@ -113,13 +112,8 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(
-            event,
-            Some(group),
-            handler::typed,
-            move |event: Event<T>| handler(event.data),
-        )
-        .await
+        self.events(event, Some(group), handler::typed, handler::data, handler)
+            .await
     }
 
     /// Like [`Namespace::on_queue`], but the handler gets an [`Event`]: the
@@ -135,8 +129,14 @@ impl Namespace {
         F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, Some(group), handler::typed, handler)
-            .await
+        self.events(
+            event,
+            Some(group),
+            handler::typed,
+            handler::with_event,
+            handler,
+        )
+        .await
     }
 
     /// Answers requests for `event`: the broker routes each request to one
@@ -176,14 +176,11 @@ impl Namespace {
     {
         let namespace = self.name.to_string();
         let decode = move |delivery: &Delivery| {
-            Ok(Event {
-                namespace: namespace.clone(),
-                event: delivery.event.clone(),
-                room: delivery.room.clone(),
-                from: delivery.from.clone(),
-                args: delivery.args,
-                data: handler::raw(delivery)?,
-            })
+            Ok(handler::event(
+                &namespace,
+                delivery,
+                handler::raw(delivery)?,
+            ))
         };
         self.requests(event, None, decode, Ok, handler).await
     }
@@ -208,26 +205,28 @@ impl Namespace {
             .await
     }
 
-    /// Subscribes (in `group`, if given) with `handler` run per event,
-    /// on payloads made by `decode`.
-    pub(crate) async fn events<T, D, F, Fut>(
+    /// Subscribes (in `group`, if given) with `handler` run per event, on
+    /// what `shape` makes of the payloads `decode` made.
+    pub(crate) async fn events<T, A, D, F, Fut>(
         &self,
         event: &str,
         group: Option<&str>,
         decode: D,
+        shape: handler::Shape<T, A>,
         handler: F,
     ) -> Result<Subscription, Error>
     where
         T: Send + 'static,
+        A: Send + 'static,
         D: Decode<T> + Send + Sync + 'static,
-        F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         if let Some(group) = group {
             validate_group(group)?;
         }
         self.subscribe(event, group, false, move |queue, ctx| {
-            tokio::spawn(handler::run_events(queue, ctx, decode, handler));
+            tokio::spawn(handler::run_events(queue, ctx, decode, shape, handler));
         })
         .await
     }
@@ -346,7 +345,7 @@ impl Namespace {
     {
         let emitter = self.emitter();
         let (event, payload) = emitter.prepare(event, payload)?;
-        self.call_request(timeout, emitter.envelope(event, payload))
+        self.call_request(timeout, emitter.envelope(event, &payload))
             .await
     }
 
@@ -355,7 +354,7 @@ impl Namespace {
     async fn call_request<R: DeserializeOwned>(
         &self,
         timeout: Duration,
-        emit: Emit,
+        emit: EmitRef<'_>,
     ) -> Result<R, Error> {
         let timeout_ms = u64::try_from(timeout.as_millis())
             .unwrap_or(u64::MAX)
@@ -363,8 +362,8 @@ impl Namespace {
         let answer = self
             .client
             .shared()
-            .call(timeout, |id| {
-                Envelope::Emit(Emit {
+            .call_frame(timeout, |id| {
+                encode_emit(&EmitRef {
                     ack: Some(id),
                     timeout_ms: Some(timeout_ms),
                     ..emit
@@ -403,11 +402,11 @@ impl Namespace {
             validate_room(room)?;
         }
         let payload = Payload::encode(&Ask { room, limit })?;
-        let ask = Emit {
-            namespace: self.name.to_string(),
-            event: LIST_EVENT.to_owned(),
-            payload: payload.bytes,
-            ..Emit::default()
+        let ask = EmitRef {
+            namespace: &self.name,
+            event: LIST_EVENT,
+            payload: &payload.bytes,
+            ..EmitRef::default()
         };
         self.call_request(timeout, ask).await
     }
@@ -542,7 +541,7 @@ impl Emitter {
     /// forget): for relays that pass on what they received.
     pub async fn emit_raw(&self, event: &str, payload: Payload) -> Result<(), Error> {
         let (event, payload) = self.prepare_raw(event, payload)?;
-        let frame = herald_protocol::encode(&Envelope::Emit(self.envelope(event, payload)));
+        let frame = encode_emit(&self.envelope(event, &payload));
         self.namespace
             .client
             .shared()
@@ -567,11 +566,11 @@ impl Emitter {
             // none up, it fails at once, as it always did.
             let was_up = *shared.state.borrow() == crate::ConnectionState::Connected;
             let answer = shared
-                .call(shared.config.connect_timeout, |id| {
-                    Envelope::Emit(Emit {
+                .call_frame(shared.config.connect_timeout, |id| {
+                    encode_emit(&EmitRef {
                         id: Some(id),
-                        message_id: Some(mid.clone()),
-                        ..self.envelope(event, payload.clone())
+                        message_id: Some(&mid),
+                        ..self.envelope(event, &payload)
                     })
                 })
                 .await;
@@ -622,18 +621,20 @@ impl Emitter {
         Ok((event, payload))
     }
 
-    fn envelope(&self, event: &str, payload: Payload) -> Emit {
-        Emit {
+    /// The emit of `event` with `payload`, borrowed: encoded with
+    /// [`encode_emit`], no envelope is built.
+    fn envelope<'a>(&'a self, event: &'a str, payload: &'a Payload) -> EmitRef<'a> {
+        EmitRef {
             id: None,
-            namespace: self.namespace.name.to_string(),
-            event: event.to_owned(),
-            room: self.room.clone(),
-            payload: payload.bytes,
+            namespace: &self.namespace.name,
+            event,
+            room: self.room.as_deref(),
+            payload: &payload.bytes,
             exclude_self: self.exclude_self,
             ack: None,
             timeout_ms: None,
             args: payload.args,
-            except: self.except.clone(),
+            except: self.except.as_deref(),
             message_id: None,
         }
     }

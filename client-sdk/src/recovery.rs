@@ -15,8 +15,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use herald_protocol::EventView;
 pub use herald_protocol::Recovery;
-use herald_protocol::envelope::{Event, Resume, ResumeSub};
+use herald_protocol::envelope::{Resume, ResumeSub};
 
 use crate::client::{ConnectionState, Shared};
 use crate::dispatch::SubKey;
@@ -69,30 +70,27 @@ pub(crate) struct Positions {
 impl Positions {
     /// Records a delivered event; false when it is a duplicate (not to be
     /// delivered again). Events without a `seq` are always new.
-    pub(crate) fn accept(&self, event: &Event) -> bool {
-        let (Some(seq), Some(epoch)) = (event.seq, event.epoch.as_deref()) else {
+    pub(crate) fn accept(&self, event: &EventView<'_>) -> bool {
+        let (Some(seq), Some(epoch)) = (event.seq, event.epoch) else {
             return true;
         };
         let mut all = lock(&self.by_namespace);
-        if !all.contains_key(&event.namespace) && all.len() >= MAX_NAMESPACES {
+        if !all.contains_key(event.namespace) && all.len() >= MAX_NAMESPACES {
             return true;
         }
-        let position = all.entry(event.namespace.clone()).or_default();
+        let position = all.entry(event.namespace.to_owned()).or_default();
         if position.epoch != epoch {
             *position = Position {
                 epoch: epoch.to_owned(),
                 ..Position::default()
             };
         }
-        let seen_mid = event
-            .message_id
-            .as_deref()
-            .is_some_and(|mid| position.mids.contains(mid));
+        let seen_mid = event.mid.is_some_and(|mid| position.mids.contains(mid));
         if seq <= position.seq || seen_mid {
             return false;
         }
         position.seq = seq;
-        if let Some(mid) = event.message_id.as_deref() {
+        if let Some(mid) = event.mid {
             position.remember(mid);
         }
         true
@@ -213,21 +211,35 @@ pub(crate) async fn await_connection(shared: &Shared, generation: u64) -> Result
 mod tests {
     use super::*;
 
-    fn event(seq: u64, epoch: &str, mid: &str) -> Event {
-        Event {
-            namespace: "/h".into(),
-            event: "e".into(),
+    fn event<'a>(seq: u64, epoch: &'a str, mid: &'a str) -> EventView<'a> {
+        EventView {
             seq: Some(seq),
-            epoch: Some(epoch.into()),
-            message_id: Some(mid.into()),
-            ..Event::default()
+            epoch: Some(epoch),
+            mid: Some(mid),
+            ..plain()
+        }
+    }
+
+    fn plain() -> EventView<'static> {
+        EventView {
+            namespace: "/h",
+            event: "e",
+            room: None,
+            group: None,
+            payload: bytes::Bytes::new(),
+            ack: None,
+            from: None,
+            args: false,
+            seq: None,
+            mid: None,
+            epoch: None,
         }
     }
 
     #[test]
     fn duplicates_are_refused_by_seq_and_by_mid() {
         let p = Positions::default();
-        assert!(p.accept(&Event::default()), "no seq: always new");
+        assert!(p.accept(&plain()), "no seq: always new");
         assert!(p.accept(&event(1, "a", "m1")));
         assert!(!p.accept(&event(1, "a", "m1")));
         assert!(p.accept(&event(2, "a", "m2")));

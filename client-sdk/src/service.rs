@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::WeakClient;
 use crate::dispatch::Delivery;
 use crate::error::Error;
-use crate::namespace::{Emitter, Event, Namespace};
+use crate::namespace::{Emitter, Namespace};
 use crate::payload::Payload;
 use crate::subscription::Subscription;
 
@@ -192,7 +192,7 @@ impl Disconnection {
 
 impl Namespace {
     /// A handle on the connection with session id `sid` in this namespace
-    /// (e.g. [`Event::from`] of an event it sent).
+    /// (e.g. [`Event::from`](crate::Event::from) of an event it sent).
     pub fn socket(&self, sid: impl Into<String>) -> Socket {
         Socket {
             namespace: self.clone(),
@@ -270,7 +270,7 @@ impl Namespace {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events(event, group, decode, move |e: Event<T>| handler(e.data))
+        self.events(event, group, decode, crate::handler::data, handler)
             .await
     }
 
@@ -283,7 +283,7 @@ impl Namespace {
             let client = client
                 .upgrade()
                 .ok_or_else(|| "the client was dropped".to_owned())?;
-            connection(client.of(namespace.as_str()), &delivery.payload)
+            connection(client.of(namespace.as_str()), &delivery.payload_bytes())
         }
     }
 }
@@ -318,7 +318,7 @@ fn disconnection(namespace: &str) -> impl Fn(&Delivery) -> Result<Disconnection,
     let namespace = namespace.to_owned();
     move |delivery| {
         let fields: DisconnectFields =
-            rmp_serde::from_slice(&delivery.payload).map_err(|e| e.to_string())?;
+            rmp_serde::from_slice(delivery.payload()).map_err(|e| e.to_string())?;
         Ok(Disconnection {
             namespace: namespace.clone(),
             sid: fields.sid,

@@ -177,6 +177,127 @@ pub fn event_len_hint(event: &EventRef<'_>) -> usize {
         + event.payload.len()
 }
 
+/// A borrowed view of an `emit` envelope, so a client can encode its emit
+/// frame straight from its arguments, without building an [`Emit`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EmitRef<'a> {
+    /// The id the broker acknowledges (`ack` with the receivers' count).
+    pub id: Option<u64>,
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Event name.
+    pub event: &'a str,
+    /// Only members of this room receive it.
+    pub room: Option<&'a str>,
+    /// The opaque payload.
+    pub payload: &'a [u8],
+    /// Not delivered to the sender.
+    pub exclude_self: bool,
+    /// The request's ack id (request/reply).
+    pub ack: Option<u64>,
+    /// The request's timeout in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// The payload is an array of several arguments.
+    pub args: bool,
+    /// Members of this room do not receive it.
+    pub except: Option<&'a str>,
+    /// The publisher's message id (`mid`), for de-duplication in a
+    /// namespace with a history.
+    pub message_id: Option<&'a str>,
+}
+
+/// Encodes an `emit` envelope; the bytes equal those of [`encode`] on the
+/// equivalent [`Envelope::Emit`].
+pub fn encode_emit(emit: &EmitRef<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        48 + emit.namespace.len()
+            + emit.event.len()
+            + emit.room.map_or(0, str::len)
+            + emit.except.map_or(0, str::len)
+            + emit.message_id.map_or(0, str::len)
+            + emit.payload.len(),
+    );
+    fast::write_emit(emit, &mut out);
+    out
+}
+
+/// An `event` envelope as [`decode_view`] hands it out: its names borrowed
+/// from the frame (no allocation), its payload sharing the frame's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventView<'a> {
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Event name.
+    pub event: &'a str,
+    /// The room it was emitted to, if any.
+    pub room: Option<&'a str>,
+    /// The queue group it was delivered through, if any.
+    pub group: Option<&'a str>,
+    /// The opaque payload, a slice of the frame.
+    pub payload: Bytes,
+    /// The reply handle, on requests.
+    pub ack: Option<u64>,
+    /// The sender's session id, if any.
+    pub from: Option<&'a str>,
+    /// The payload is an array of several arguments.
+    pub args: bool,
+    /// The per-namespace sequence number, in a namespace with a history.
+    pub seq: Option<u64>,
+    /// The message id, in a namespace with a history.
+    pub mid: Option<&'a str>,
+    /// The history's epoch, with `seq`.
+    pub epoch: Option<&'a str>,
+}
+
+/// A frame decoded by [`decode_view`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// An `event`, borrowed from the frame.
+    Event(EventView<'a>),
+    /// Any other envelope.
+    Envelope(Envelope),
+}
+
+/// Decodes one frame like [`decode`], but hands an `event` out borrowed
+/// ([`EventView`]): a receiver on the hot path allocates nothing for it.
+/// Accepts and refuses exactly the frames [`decode`] does.
+pub fn decode_view(frame: &Bytes) -> Result<Decoded<'_>, DecodeError> {
+    if let Some(parts) = fast::read_event(frame) {
+        if let (Some(namespace), Some(event)) = (parts.ns, parts.ev) {
+            return Ok(Decoded::Event(EventView {
+                namespace,
+                event,
+                room: parts.room,
+                group: parts.q,
+                payload: parts.d.map(|d| frame.slice_ref(d)).unwrap_or_default(),
+                ack: parts.ack,
+                from: parts.from,
+                args: parts.args.unwrap_or(false),
+                seq: parts.seq,
+                mid: parts.mid,
+                epoch: parts.epoch,
+            }));
+        }
+    }
+    let wire = read(frame)?;
+    if wire.t != "event" {
+        return from_wire(wire, frame).map(Decoded::Envelope);
+    }
+    Ok(Decoded::Event(EventView {
+        namespace: need(wire.ns, "event", "ns")?,
+        event: need(wire.ev, "event", "ev")?,
+        room: wire.room,
+        group: wire.q,
+        payload: wire.d.map(|d| frame.slice_ref(d)).unwrap_or_default(),
+        ack: wire.ack,
+        from: wire.from,
+        args: wire.args.unwrap_or(false),
+        seq: wire.seq,
+        mid: wire.mid,
+        epoch: wire.epoch,
+    }))
+}
+
 fn payload_len(envelope: &Envelope) -> usize {
     match envelope {
         Envelope::Emit(e) => e.payload.len(),
@@ -326,16 +447,20 @@ fn to_wire(envelope: &Envelope) -> Wire<'_> {
 /// Never panics, whatever the input; a frame that is not a MessagePack map
 /// is [`DecodeError::Malformed`].
 pub fn decode(frame: &Bytes) -> Result<Envelope, DecodeError> {
+    from_wire(read(frame)?, frame)
+}
+
+/// The flat wire shape of a frame: the fast path, else serde.
+fn read(frame: &Bytes) -> Result<Wire<'_>, DecodeError> {
     match frame.first() {
         Some(0x80..=0x8f | 0xde | 0xdf) => {}
         Some(_) => return Err(DecodeError::Malformed("not a MessagePack map".into())),
         None => return Err(DecodeError::Malformed("empty frame".into())),
     }
-    let wire = match fast::read_wire(frame) {
-        Some(wire) => wire,
-        None => rmp_serde::from_slice(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?,
-    };
-    from_wire(wire, frame)
+    match fast::read_wire(frame) {
+        Some(wire) => Ok(wire),
+        None => rmp_serde::from_slice(frame).map_err(|e| DecodeError::Malformed(e.to_string())),
+    }
 }
 
 /// [`decode`] without the hand-written fast path (tests compare the two).

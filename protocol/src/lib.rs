@@ -21,7 +21,8 @@ pub mod names;
 pub mod socketio;
 
 pub use codec::{
-    EventRef, decode, encode, encode_event, encode_event_into, encode_into, event_len_hint,
+    Decoded, EmitRef, EventRef, EventView, decode, decode_view, encode, encode_emit, encode_event,
+    encode_event_into, encode_into, event_len_hint,
 };
 pub use envelope::{Envelope, Limits, Recovery, Resume, ResumeSub};
 pub use error::{CloseReason, DecodeError, ErrorCode};

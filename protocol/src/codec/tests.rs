@@ -345,6 +345,19 @@ fn envelope() -> impl Strategy<Value = Envelope> {
     ]
 }
 
+/// `envelope`'s frame with the bytes at `flips` (positions modulo its
+/// length) replaced.
+fn damaged(envelope: &Envelope, flips: &[(usize, u8)]) -> Bytes {
+    let mut bytes = encode(envelope);
+    for &(at, value) in flips {
+        if !bytes.is_empty() {
+            let i = at % bytes.len();
+            bytes[i] = value;
+        }
+    }
+    Bytes::from(bytes)
+}
+
 proptest! {
     #[test]
     fn encode_event_equals_encode(envelope in envelope()) {
@@ -368,6 +381,54 @@ proptest! {
         }
     }
 
+    #[test]
+    fn encode_emit_equals_encode(envelope in envelope()) {
+        if let Envelope::Emit(e) = &envelope {
+            let view = EmitRef {
+                id: e.id,
+                namespace: &e.namespace,
+                event: &e.event,
+                room: e.room.as_deref(),
+                payload: &e.payload,
+                exclude_self: e.exclude_self,
+                ack: e.ack,
+                timeout_ms: e.timeout_ms,
+                args: e.args,
+                except: e.except.as_deref(),
+                message_id: e.message_id.as_deref(),
+            };
+            prop_assert_eq!(encode_emit(&view), encode(&envelope));
+        }
+    }
+
+    /// `decode_view` accepts and refuses what `decode` does, and its
+    /// events are `decode`'s, borrowed.
+    #[test]
+    fn decode_view_equals_decode(
+        envelope in envelope(),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+    ) {
+        let frame = damaged(&envelope, &flips);
+        match (decode_view(&frame), decode(&frame)) {
+            (Ok(Decoded::Envelope(view)), Ok(owned)) => prop_assert_eq!(view, owned),
+            (Ok(Decoded::Event(view)), Ok(Envelope::Event(owned))) => {
+                prop_assert_eq!(view.namespace, owned.namespace.as_str());
+                prop_assert_eq!(view.event, owned.event.as_str());
+                prop_assert_eq!(view.room, owned.room.as_deref());
+                prop_assert_eq!(view.group, owned.group.as_deref());
+                prop_assert_eq!(&view.payload, &owned.payload);
+                prop_assert_eq!(view.ack, owned.ack);
+                prop_assert_eq!(view.from, owned.from.as_deref());
+                prop_assert_eq!(view.args, owned.args);
+                prop_assert_eq!(view.seq, owned.seq);
+                prop_assert_eq!(view.mid, owned.message_id.as_deref());
+                prop_assert_eq!(view.epoch, owned.epoch.as_deref());
+            }
+            (Err(_), Err(_)) => {}
+            (view, owned) => prop_assert!(false, "view {:?} but decode {:?}", view, owned),
+        }
+    }
+
     /// The fast path decodes every envelope exactly as serde does, and
     /// damaged frames fail (or succeed) the same way.
     #[test]
@@ -375,14 +436,7 @@ proptest! {
         envelope in envelope(),
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
     ) {
-        let mut bytes = encode(&envelope);
-        for (at, value) in flips {
-            if !bytes.is_empty() {
-                let i = at % bytes.len();
-                bytes[i] = value;
-            }
-        }
-        let frame = Bytes::from(bytes);
+        let frame = damaged(&envelope, &flips);
         match (decode(&frame), super::decode_with_serde(&frame)) {
             (Ok(fast), Ok(slow)) => prop_assert_eq!(fast, slow),
             (Err(_), Err(_)) => {}
