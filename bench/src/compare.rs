@@ -265,6 +265,11 @@ pub async fn measure_on(
                 .named(crate::auth::TARGET);
             measure(&driver, workload, plan, probe, progress).await
         }
+        Target::HeraldHistory => {
+            let driver = HeraldDriver::new(&format!("ws://{addr}"), DEFAULT_NAMESPACE)?
+                .named(crate::history::TARGET);
+            measure(&driver, workload, plan, probe, progress).await
+        }
         Target::HeraldSdk => measure(&SdkDriver::new(addr)?, workload, plan, probe, progress).await,
         Target::HeraldCluster => Err(BenchError::target(
             crate::cluster::TARGET,

@@ -30,6 +30,7 @@ pub mod cluster;
 pub mod compare;
 pub mod floor_client;
 pub mod floor_server;
+pub mod history;
 pub mod machine;
 pub mod nats;
 pub mod pinning;

@@ -17,6 +17,10 @@ pub enum Target {
     /// every connection of the same driver presenting one
     /// ([`crate::auth`]).
     HeraldAuth,
+    /// The Herald broker daemon with a history on the benchmark's
+    /// namespace (`[[history.namespaces]]`), measured by the same driver
+    /// ([`crate::history`]).
+    HeraldHistory,
     /// The Herald broker daemon driven through the SDK, `herald-client`
     /// (typed handlers, fire-and-forget `emit`), compared with NATS driven
     /// through `async-nats` ([`crate::sdk`]).
@@ -41,10 +45,11 @@ pub enum Target {
 
 impl Target {
     /// Every target, in the order results are shown.
-    pub const ALL: [Target; 10] = [
+    pub const ALL: [Target; 11] = [
         Target::Herald,
         Target::HeraldWss,
         Target::HeraldAuth,
+        Target::HeraldHistory,
         Target::HeraldSdk,
         Target::HeraldCluster,
         Target::Nats,
@@ -60,6 +65,7 @@ impl Target {
             Target::Herald => crate::HERALD,
             Target::HeraldWss => crate::wss::TARGET,
             Target::HeraldAuth => crate::auth::TARGET,
+            Target::HeraldHistory => crate::history::TARGET,
             Target::HeraldSdk => crate::sdk::TARGET,
             Target::HeraldCluster => crate::cluster::TARGET,
             Target::HeraldSocketio => crate::socketio_client::HERALD_TARGET,
@@ -153,6 +159,7 @@ impl Programs {
             Target::Herald
             | Target::HeraldWss
             | Target::HeraldAuth
+            | Target::HeraldHistory
             | Target::HeraldSdk
             | Target::HeraldCluster
             | Target::HeraldSocketio => {
@@ -161,6 +168,9 @@ impl Programs {
                 }
                 let program = self.herald.clone()?;
                 let mut args = args(&["--listen", &addr.to_string(), "--log-level", "warn"]);
+                if target == Target::HeraldHistory {
+                    args.extend(crate::history::args()?);
+                }
                 let heartbeat = crate::socketio_relay::HEARTBEAT.as_secs();
                 let socketio = [
                     format!("socketio.ping_interval={heartbeat}s"),

@@ -21,7 +21,11 @@ use crate::socketio_client::{HERALD_TARGET as HERALD_SIO, TARGET as SOCKETIOXIDE
 const SOCKETIO_PEERS: [&str; 1] = [SOCKETIOXIDE];
 /// Herald itself with a feature on: compared with plain Herald, never a
 /// peer.
-const HERALD_VARIANTS: [&str; 2] = [crate::wss::TARGET, crate::auth::TARGET];
+const HERALD_VARIANTS: [&str; 3] = [
+    crate::wss::TARGET,
+    crate::auth::TARGET,
+    crate::history::TARGET,
+];
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -273,7 +273,7 @@ async fn payloads_over_the_announced_limit_are_refused_locally() {
 }
 
 #[tokio::test]
-async fn restore_sends_subscriptions_and_rooms_before_the_offline_buffer() {
+async fn restore_resumes_subscriptions_and_rooms_before_the_offline_buffer() {
     let broker = Scripted::bind().await;
     let client = tokio::spawn(connect(broker.url(), fast()));
     let (mut ws, _) = broker.accept_session(0).await;
@@ -306,18 +306,18 @@ async fn restore_sends_subscriptions_and_rooms_before_the_offline_buffer() {
     ns.emit("msg.a", "first").await.unwrap();
     ns.emit("msg.b", "second").await.unwrap();
 
-    let (mut ws, _) = broker.accept_session(0).await;
-    let sub = accept_sub(&mut ws).await;
-    assert_eq!(
-        (
-            sub.namespace.as_str(),
-            sub.event.as_str(),
-            sub.group.as_deref(),
-            sub.responder
-        ),
-        ("/chat", "msg.*", Some("workers"), false)
-    );
-    assert_eq!(accept_join(&mut ws).await.room, "lobby");
+    // The reconnect's hello carries the subscriptions and rooms to restore
+    // (`hello.resume`): the broker restores them, no `sub`/`join` follows.
+    let (mut ws, hello) = broker.accept_session(0).await;
+    let resume = hello.resume.expect("a reconnect resumes");
+    assert_eq!(resume.sid, "scripted-1");
+    let subs: Vec<_> = resume
+        .subs
+        .iter()
+        .map(|s| (s.ns.as_str(), s.ev.as_str(), s.q.as_deref(), s.r))
+        .collect();
+    assert_eq!(subs, [("/chat", "msg.*", Some("workers"), false)]);
+    assert_eq!(resume.rooms, [("/chat".to_owned(), "lobby".to_owned())]);
     for expected in [("msg.a", "first"), ("msg.b", "second")] {
         match read(&mut ws).await {
             Envelope::Emit(emit) => {

@@ -228,14 +228,8 @@ pub(crate) trait Backplane: Send + Sync + std::fmt::Debug {
     fn is_up(&self) -> bool;
 
     /// Publishes a local emit for the plain subscribers of the other nodes
-    /// (after the local fan-out).
-    ///
-    /// History (issue 12): when the emit's namespace keeps history, this is
-    /// where a clustered backend appends the event to the namespace's
-    /// stream, numbers it and publishes it in ONE atomic step (a Redis Lua
-    /// script, as Centrifugo's `broker_history_add_stream.lua`), so every
-    /// node sees one order per namespace. It will then return the `seq` it
-    /// assigned; today it returns nothing and keeps no history.
+    /// (after the local fan-out). Emits of history namespaces go to
+    /// [`Backplane::append`] instead, when the backend keeps history.
     fn forward_event(&self, emit: &Emit, sender: Option<&str>);
 
     /// Sends `message` to node `node`. False when it was dropped (the
