@@ -258,6 +258,7 @@ fn text(value: &Value) -> Result<String, RedisHistoryError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
