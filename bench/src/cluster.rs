@@ -26,6 +26,9 @@ use crate::targets::{Launch, Programs, Target};
 
 /// The target name of the two-node cluster in results.
 pub const TARGET: &str = "herald-cluster";
+/// The same cluster with a history on the benchmark's namespace, kept in
+/// Redis (every event numbered, stored and published by one Lua script).
+pub const HISTORY_TARGET: &str = "herald-cluster-history";
 /// The one workload run cross-node.
 pub const WORKLOAD: Workload = Workload::Fanout;
 /// Why the other workloads are skipped.
@@ -67,10 +70,9 @@ impl ClusterLaunch {
     /// Free ports and command lines for the cluster; or why it cannot be
     /// started (redis-server not installed, herald-broker not built), with
     /// the command that fixes it.
-    pub fn new(programs: &Programs) -> Result<ClusterLaunch, String> {
+    pub fn new(programs: &Programs, target: Target) -> Result<ClusterLaunch, String> {
         let [redis, a, b] = free_local_addrs()?;
-        let node =
-            |addr, id| programs.launch(Target::HeraldCluster, addr, &node_settings(redis, id));
+        let node = |addr, id| programs.launch(target, addr, &node_settings(redis, id));
         Ok(ClusterLaunch {
             redis: (redis, programs.launch(Target::Redis, redis, &[])?),
             node_a: (a, node(a, "a")?),
@@ -221,6 +223,7 @@ pub async fn wait_cross_node(driver: &HeraldDriver) -> Result<HeraldSubscriber, 
 /// `node_b`, once the cluster carries A's emits to B; `probe` reads the
 /// cluster's processes.
 pub async fn measure_cross_node(
+    target: Target,
     node_a: SocketAddr,
     node_b: SocketAddr,
     workload: Workload,
@@ -240,7 +243,7 @@ pub async fn measure_cross_node(
         record = measure(&driver, workload, plan, Some(probe), progress) => record?,
         never = keep_reading => match never {},
     };
-    record.target = TARGET.to_owned();
+    record.target = target.name().to_owned();
     Ok(record)
 }
 
@@ -249,7 +252,7 @@ pub async fn measure_cross_node(
 /// (with the fix), and started fresh otherwise. `commands` gets its
 /// command lines.
 pub async fn run(
-    workload: Workload,
+    (target, workload): (Target, Workload),
     plan: &Plan,
     server_cpu: Option<usize>,
     programs: &Programs,
@@ -257,22 +260,21 @@ pub async fn run(
     progress: bool,
     commands: &mut Vec<String>,
 ) -> Result<Record, String> {
+    let name = target.name();
     if workload != WORKLOAD {
-        return Ok(Record::skipped(TARGET, workload.name(), SKIP_REASON));
+        return Ok(Record::skipped(name, workload.name(), SKIP_REASON));
     }
-    let launch = match ClusterLaunch::new(programs) {
+    let launch = match ClusterLaunch::new(programs, target) {
         Ok(launch) => launch,
-        Err(reason) => return Ok(Record::skipped(TARGET, workload.name(), &reason)),
+        Err(reason) => return Ok(Record::skipped(name, workload.name(), &reason)),
     };
-    let command = format!("{TARGET}: {}", launch.display());
-    if !commands
-        .iter()
-        .any(|c| c.starts_with(&format!("{TARGET}:")))
-    {
+    let command = format!("{name}: {}", launch.display());
+    if !commands.iter().any(|c| c.starts_with(&format!("{name}:"))) {
         commands.push(command);
     }
     let mut servers = ClusterServers::start(&launch, server_cpu, log_dir).await?;
     let result = measure_cross_node(
+        target,
         launch.node_a.0,
         launch.node_b.0,
         workload,
@@ -317,10 +319,13 @@ mod tests {
 
     #[test]
     fn the_cluster_is_redis_and_two_nodes_on_it() {
-        let launch = ClusterLaunch::new(&programs(
-            Some("/usr/bin/redis-server"),
-            Ok("/t/release/herald-broker"),
-        ))
+        let launch = ClusterLaunch::new(
+            &programs(
+                Some("/usr/bin/redis-server"),
+                Ok("/t/release/herald-broker"),
+            ),
+            Target::HeraldCluster,
+        )
         .expect("installed and built");
         let redis = launch.redis.0;
         assert_eq!(
@@ -351,17 +356,40 @@ mod tests {
     }
 
     #[test]
+    fn the_history_cluster_loads_the_history_config_on_both_nodes() {
+        let launch = ClusterLaunch::new(
+            &programs(
+                Some("/usr/bin/redis-server"),
+                Ok("/t/release/herald-broker"),
+            ),
+            Target::HeraldClusterHistory,
+        )
+        .expect("installed and built");
+        for node in [&launch.node_a.1, &launch.node_b.1] {
+            let line = node.display();
+            assert!(line.contains("--config "), "{line}");
+            assert!(line.contains("--set cluster.backend=redis"), "{line}");
+        }
+    }
+
+    #[test]
     fn a_missing_redis_or_broker_says_how_to_get_it() {
-        let reason = ClusterLaunch::new(&programs(None, Ok("/t/release/herald-broker")))
-            .expect_err("no redis-server");
+        let reason = ClusterLaunch::new(
+            &programs(None, Ok("/t/release/herald-broker")),
+            Target::HeraldCluster,
+        )
+        .expect_err("no redis-server");
         assert!(
             reason.contains("apt-get install -y redis-server"),
             "{reason}"
         );
-        let reason = ClusterLaunch::new(&programs(
-            Some("/usr/bin/redis-server"),
-            Err("herald-broker is not built"),
-        ))
+        let reason = ClusterLaunch::new(
+            &programs(
+                Some("/usr/bin/redis-server"),
+                Err("herald-broker is not built"),
+            ),
+            Target::HeraldClusterHistory,
+        )
         .expect_err("no broker");
         assert!(reason.contains("herald-broker is not built"), "{reason}");
     }

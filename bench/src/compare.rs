@@ -176,9 +176,9 @@ async fn run_one(
     let plan = workload
         .plan(&options.overrides)
         .map_err(|e| e.to_string())?;
-    if target == Target::HeraldCluster {
+    if matches!(target, Target::HeraldCluster | Target::HeraldClusterHistory) {
         return crate::cluster::run(
-            workload,
+            (target, workload),
             &plan,
             options.server_cpu,
             programs,
@@ -271,8 +271,8 @@ pub async fn measure_on(
             measure(&driver, workload, plan, probe, progress).await
         }
         Target::HeraldSdk => measure(&SdkDriver::new(addr)?, workload, plan, probe, progress).await,
-        Target::HeraldCluster => Err(BenchError::target(
-            crate::cluster::TARGET,
+        Target::HeraldCluster | Target::HeraldClusterHistory => Err(BenchError::target(
+            target.name(),
             "a cluster has two nodes: measure it with cluster::measure_cross_node",
         )),
         Target::Nats => measure(&NatsDriver::new(addr), workload, plan, probe, progress).await,

@@ -29,6 +29,9 @@ pub enum Target {
     /// publisher on one node, the subscribers on the other
     /// ([`crate::cluster`]; `fanout` only).
     HeraldCluster,
+    /// The same two nodes with a history on the benchmark's namespace, kept
+    /// in Redis ([`crate::cluster::HISTORY_TARGET`]; `fanout` only).
+    HeraldClusterHistory,
     /// The Herald broker daemon's Socket.IO front end (`/socket.io/`),
     /// driven by the same Socket.IO client as socketioxide
     /// ([`crate::socketio_client::Dialect::Herald`]).
@@ -45,13 +48,14 @@ pub enum Target {
 
 impl Target {
     /// Every target, in the order results are shown.
-    pub const ALL: [Target; 11] = [
+    pub const ALL: [Target; 12] = [
         Target::Herald,
         Target::HeraldWss,
         Target::HeraldAuth,
         Target::HeraldHistory,
         Target::HeraldSdk,
         Target::HeraldCluster,
+        Target::HeraldClusterHistory,
         Target::Nats,
         Target::Redis,
         Target::HeraldSocketio,
@@ -68,6 +72,7 @@ impl Target {
             Target::HeraldHistory => crate::history::TARGET,
             Target::HeraldSdk => crate::sdk::TARGET,
             Target::HeraldCluster => crate::cluster::TARGET,
+            Target::HeraldClusterHistory => crate::cluster::HISTORY_TARGET,
             Target::HeraldSocketio => crate::socketio_client::HERALD_TARGET,
             Target::Nats => crate::nats::TARGET,
             Target::Redis => crate::redis_target::TARGET,
@@ -162,13 +167,16 @@ impl Programs {
             | Target::HeraldHistory
             | Target::HeraldSdk
             | Target::HeraldCluster
+            | Target::HeraldClusterHistory
             | Target::HeraldSocketio => {
-                if target == Target::HeraldCluster && self.redis.is_none() {
+                let clustered =
+                    matches!(target, Target::HeraldCluster | Target::HeraldClusterHistory);
+                if clustered && self.redis.is_none() {
                     return Err(missing("redis-server"));
                 }
                 let program = self.herald.clone()?;
                 let mut args = args(&["--listen", &addr.to_string(), "--log-level", "warn"]);
-                if target == Target::HeraldHistory {
+                if matches!(target, Target::HeraldHistory | Target::HeraldClusterHistory) {
                     args.extend(crate::history::args()?);
                 }
                 let heartbeat = crate::socketio_relay::HEARTBEAT.as_secs();

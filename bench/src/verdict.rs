@@ -12,7 +12,7 @@ use herald_loadgen::Record;
 use herald_loadgen::report::grouped;
 
 use crate::HERALD;
-use crate::cluster::TARGET as CLUSTER;
+use crate::cluster::{HISTORY_TARGET as CLUSTER_HISTORY, TARGET as CLUSTER};
 use crate::nats::TARGET as NATS;
 use crate::sdk::TARGET as SDK;
 use crate::socketio_client::{HERALD_TARGET as HERALD_SIO, TARGET as SOCKETIOXIDE};
@@ -305,7 +305,7 @@ fn no_loss(records: &[Record]) -> Check {
         .iter()
         .filter(|r| {
             ([HERALD, HERALD_SIO, SDK].contains(&r.target.as_str()) && r.workload != "conns")
-                || (r.target == crate::cluster::TARGET && r.skipped.is_none())
+                || ([CLUSTER, CLUSTER_HISTORY].contains(&r.target.as_str()) && r.skipped.is_none())
         })
         .collect();
     let problems: Vec<String> = herald_flows
@@ -351,6 +351,7 @@ pub fn ratios_table(records: &[Record]) -> String {
     ratios_of(records, HERALD, |target| {
         target != HERALD
             && target != CLUSTER
+            && target != CLUSTER_HISTORY
             && target != HERALD_SIO
             && target != SDK
             && !HERALD_VARIANTS.contains(&target)
@@ -523,17 +524,27 @@ fn render(rows: Vec<Vec<String>>) -> String {
     out
 }
 
-/// The cluster's `fanout` figures over the single node's, as one line;
-/// `None` when the cluster's fanout was not run (or skipped).
+/// The cluster's `fanout` figures over the single node's, as one line per
+/// cluster target that ran (`herald-cluster` ÷ `herald`,
+/// `herald-cluster-history` ÷ `herald-history`); `None` when none ran.
 pub fn cluster_ratios(records: &[Record]) -> Option<String> {
+    let lines: Vec<String> = [(CLUSTER, HERALD), (CLUSTER_HISTORY, crate::history::TARGET)]
+        .into_iter()
+        .filter_map(|(cluster, single)| cluster_line(records, cluster, single))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// One line of [`cluster_ratios`].
+fn cluster_line(records: &[Record], target: &str, single: &str) -> Option<String> {
     let workload = crate::cluster::WORKLOAD.name();
     let cluster = records
         .iter()
-        .find(|r| r.target == CLUSTER && r.workload == workload)?;
+        .find(|r| r.target == target && r.workload == workload)?;
     if cluster.skipped.is_some() {
         return None;
     }
-    let ratio = |get: Figure| match (get(cluster), figure(records, HERALD, workload, get)) {
+    let ratio = |get: Figure| match (get(cluster), figure(records, single, workload, get)) {
         (Some(c), Some(h)) if h > 0.0 => format!("{:.2}×", c / h),
         _ => "-".to_owned(),
     };
@@ -547,7 +558,7 @@ pub fn cluster_ratios(records: &[Record]) -> Option<String> {
         _ => "both nodes + redis-server".to_owned(),
     };
     Some(format!(
-        "{CLUSTER} ÷ {HERALD} (single node), {workload}: msgs/s {}, msgs/CPU-s {} \
+        "{target} ÷ {single} (single node), {workload}: msgs/s {}, msgs/CPU-s {} \
          (publisher on node A, subscribers on node B; server CPU {cpu})",
         ratio(msgs_per_sec),
         ratio(msgs_per_cpu)

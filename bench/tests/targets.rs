@@ -512,9 +512,17 @@ async fn cluster_fanout_crosses_from_node_a_to_node_b() {
     let pid = std::process::id();
     let probe = ProcessProbe::group(cluster::PROCESS_NAMES.map(|name| (name.to_owned(), pid)))
         .expect("our own /proc entry");
-    let record = measure_cross_node(a.addr(), b.addr(), Workload::Fanout, &plan, &probe, false)
-        .await
-        .unwrap_or_else(|e| panic!("cross-node fanout: {e}"));
+    let record = measure_cross_node(
+        Target::HeraldCluster,
+        a.addr(),
+        b.addr(),
+        Workload::Fanout,
+        &plan,
+        &probe,
+        false,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cross-node fanout: {e}"));
     assert_eq!(record.target, "herald-cluster");
     assert!(record.errors.is_empty(), "{:?}", record.errors);
     let due = flow(&plan).expected_deliveries();

@@ -270,3 +270,42 @@ pub(crate) fn room_change(
     }
     Ok(())
 }
+
+/// Counts a request the broker answers itself (`$presence.list`,
+/// `$history.read`) as in flight on `conn` until it is answered
+/// (`limits.max_pending_requests_per_connection`, as any request): the
+/// caller decrements `conn.pending_requests` when it answers.
+pub(crate) fn reserve_request(shared: &Shared, conn: &crate::outbox::Outbox) -> Result<(), Denied> {
+    let max = shared.settings.limits.max_pending_requests_per_connection;
+    if conn
+        .pending_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        >= max
+    {
+        conn.pending_requests
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(Denied {
+            code: ErrorCode::TooManyRequests,
+            message: format!(
+                "{max} requests already in flight (limits.max_pending_requests_per_connection)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The payload of a request the broker answers itself: an optional
+/// MessagePack map (empty: every key's default); `shape` lists its keys
+/// for the error.
+pub(crate) fn broker_request<T>(event: &str, shape: &str, payload: &[u8]) -> Result<T, Denied>
+where
+    T: serde::de::DeserializeOwned + Default,
+{
+    if payload.is_empty() {
+        return Ok(T::default());
+    }
+    rmp_serde::from_slice(payload).map_err(|e| Denied {
+        code: ErrorCode::InvalidEnvelope,
+        message: format!("a {event} payload is a map {shape}: {e}"),
+    })
+}

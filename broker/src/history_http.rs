@@ -16,10 +16,23 @@ use serde::Serialize;
 use thiserror::Error;
 use url::form_urlencoded;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use herald_protocol::ErrorCode;
+use serde::Deserialize;
+
 use crate::admission::{self, Denied};
+use crate::auth::Grant;
 use crate::history::{Gap, Page, Stored};
 use crate::http::{Body, error, json};
+use crate::outbox::Outbox;
 use crate::state::Shared;
+use crate::wire::Answer;
+
+/// The request a connection sends to read a namespace's history; the
+/// broker answers it itself (PROTOCOL.md §25.4).
+pub(crate) const READ_EVENT: &str = "$history.read";
 
 /// The path of the history endpoint; the event name or pattern follows.
 pub(crate) const HISTORY_PATH: &str = "/v1/history";
@@ -269,6 +282,95 @@ fn read<B>(req: &Request<B>, shared: &Shared) -> Result<Response<Body>, HistoryE
     });
     let value = serde_json::to_value(&out).unwrap_or_default();
     Ok(json(StatusCode::OK, &value))
+}
+
+/// What a connection's `$history.read` request carries (a MessagePack
+/// map; every key optional).
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Ask {
+    /// An event name or pattern (default `>`: every event).
+    pattern: String,
+    since: u64,
+    limit: Option<usize>,
+}
+
+impl Default for Ask {
+    fn default() -> Ask {
+        Ask {
+            pattern: ">".to_owned(),
+            since: 0,
+            limit: None,
+        }
+    }
+}
+
+fn invalid(message: String) -> Denied {
+    Denied {
+        code: ErrorCode::InvalidEnvelope,
+        message,
+    }
+}
+
+/// A connection's `$history.read` request in `namespace`: the same page as
+/// the HTTP endpoint (payloads as emitted), as the payload of a `reply` to
+/// `ack`. Checked here (payload, names, permissions, history on); read on
+/// a task of its own, since in a cluster the mirror first catches up with
+/// Redis and the reader must not wait for it.
+pub(crate) fn request(
+    shared: &Arc<Shared>,
+    conn: &Outbox,
+    grant: Option<&Grant>,
+    (namespace, ack, payload): (&str, u64, &[u8]),
+) -> Result<(), Denied> {
+    let ask: Ask = admission::broker_request(READ_EVENT, "{pattern?, since?, limit?}", payload)?;
+    let max = shared.settings.history.replay_limit;
+    let limit = ask.limit.unwrap_or(DEFAULT_LIMIT.min(max));
+    if !(1..=max).contains(&limit) {
+        return Err(invalid(format!(
+            "limit must be from 1 to {max} (history.replay_limit), got {limit}"
+        )));
+    }
+    let key = admission::subscription(namespace, &ask.pattern, None, false)?;
+    admission::subscribe(shared, grant, &key)?;
+    if !shared.router.history().is_some_and(|h| h.covers(namespace)) {
+        return Err(invalid(
+            HistoryError::NoHistory(namespace.to_owned()).to_string(),
+        ));
+    }
+    admission::reserve_request(shared, conn)?;
+    let (shared, conn) = (shared.clone(), conn.clone());
+    let namespace = namespace.to_owned();
+    tokio::spawn(async move {
+        crate::mirror::catch_up(&shared, &namespace, ask.since).await;
+        let read = shared.router.history().map(|history| {
+            history.read(&namespace, ask.since, limit, &|e| {
+                key.pattern.matches(&e.event)
+            })
+        });
+        let (ok, payload) = match read {
+            Some(Ok(page)) => {
+                let out = page_out(&namespace, &page, |e| serde_bytes::Bytes::new(&e.payload));
+                (true, rmp_serde::to_vec_named(&out).unwrap_or_default())
+            }
+            Some(Err(gap)) => (false, error_payload(&gap.to_string())),
+            None => (false, error_payload("this broker keeps no history")),
+        };
+        conn.answer_with(&Answer::Reply {
+            namespace: &namespace,
+            ack,
+            ok,
+            payload: &Bytes::from(payload),
+            args: false,
+        });
+        conn.pending_requests.fetch_sub(1, Relaxed);
+    });
+    Ok(())
+}
+
+/// The payload of a failed reply: the message, as a responder's error is.
+fn error_payload(message: &str) -> Vec<u8> {
+    rmp_serde::to_vec(message).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -228,14 +228,7 @@ pub(crate) fn request(
     grant: Option<&Grant>,
     (namespace, ack, payload): (&str, u64, &[u8]),
 ) -> Result<(), Denied> {
-    let ask: Ask = if payload.is_empty() {
-        Ask::default()
-    } else {
-        rmp_serde::from_slice(payload).map_err(|e| Denied {
-            code: ErrorCode::InvalidEnvelope,
-            message: format!("a $presence.list payload is a map {{room?, limit?}}: {e}"),
-        })?
-    };
+    let ask: Ask = admission::broker_request(LIST_EVENT, "{room?, limit?}", payload)?;
     let limit = ask.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(Denied {
@@ -246,16 +239,7 @@ pub(crate) fn request(
     admission::presence(shared, grant, namespace, ask.room.as_deref())?;
     // Counted as a request in flight until answered, so a connection
     // cannot have more listings under way than requests.
-    let max = shared.settings.limits.max_pending_requests_per_connection;
-    if conn.pending_requests.fetch_add(1, Relaxed) >= max {
-        conn.pending_requests.fetch_sub(1, Relaxed);
-        return Err(Denied {
-            code: ErrorCode::TooManyRequests,
-            message: format!(
-                "{max} requests already in flight (limits.max_pending_requests_per_connection)"
-            ),
-        });
-    }
+    admission::reserve_request(shared, conn)?;
     let query = Query {
         namespace: namespace.to_owned(),
         room: ask.room,

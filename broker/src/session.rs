@@ -629,6 +629,17 @@ impl Session {
             return presence_api::request(&self.shared, &self.outbox, self.grant.as_deref(), ask)
                 .map_err(|denied| Refusal::denied(Some(ack), denied));
         }
+        if let (crate::history_http::READ_EVENT, Some(ack)) = (emit.event.as_str(), emit.ack) {
+            // Answered by the broker itself (PROTOCOL.md §25.4).
+            let ask = (emit.namespace.as_str(), ack, &emit.payload[..]);
+            return crate::history_http::request(
+                &self.shared,
+                &self.outbox,
+                self.grant.as_deref(),
+                ask,
+            )
+            .map_err(|denied| Refusal::denied(Some(ack), denied));
+        }
         let names = EmitNames {
             namespace: &emit.namespace,
             event: &emit.event,

@@ -316,3 +316,25 @@ async fn sio_tick(driver: &mut SioDriver) -> u64 {
     assert_eq!(args.len(), 2, "the value, then the offset: {args:?}");
     args[0].as_u64().unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_reads_the_whole_history_from_redis() {
+    let redis = RedisServer::start().await;
+    let nodes = nodes(&redis, "hread", &["a", "b"], 100).await;
+    emit_acked(&nodes[0], 1..=4).await;
+    // Node c starts after the events: its mirror catches up from Redis.
+    let file = history_config(100);
+    let mut config = NodeConfig::new(&redis, "hread", "c");
+    config.config_file = Some(file);
+    let late = Node::start(&bin(), &config).await;
+    let client = connect(Client::builder(late.url()).name("reader")).await;
+    let page = client
+        .of(NS)
+        .history("tick", 1, None, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let read: Vec<u64> = page.events.iter().map(|e| number(&e.payload)).collect();
+    assert_eq!(read, [2, 3, 4]);
+    assert_eq!(page.last, 4);
+    assert!(page.complete);
+}

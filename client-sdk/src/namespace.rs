@@ -24,6 +24,7 @@ use crate::client::{Client, unexpected};
 use crate::dispatch::{Delivery, SubKey};
 use crate::error::Error;
 use crate::handler::{self, Context, Decode};
+use crate::history::HistoryPage;
 use crate::payload::Payload;
 use crate::pending::Answer;
 use crate::presence::{LIST_EVENT, Presence};
@@ -405,6 +406,42 @@ impl Namespace {
         let ask = EmitRef {
             namespace: &self.name,
             event: LIST_EVENT,
+            payload: &payload.bytes,
+            ..EmitRef::default()
+        };
+        self.call_request(timeout, ask).await
+    }
+
+    /// The events of this namespace's history after `since` whose name
+    /// matches `pattern` (an event name or pattern, `>` for all), oldest
+    /// first, at most `limit` (default 100, at most the broker's
+    /// `history.replay_limit`): what a service loads before it goes live.
+    /// The namespace must keep a history (`[[history.namespaces]]`); under
+    /// auth the token must allow subscribing to `pattern` here. In a
+    /// cluster any node answers with the whole history (kept in Redis).
+    pub async fn history(
+        &self,
+        pattern: &str,
+        since: u64,
+        limit: Option<usize>,
+        timeout: Duration,
+    ) -> Result<HistoryPage, Error> {
+        #[derive(Serialize)]
+        struct Ask<'a> {
+            pattern: &'a str,
+            since: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            limit: Option<usize>,
+        }
+        validate_namespace(&self.name)?;
+        let payload = Payload::encode(&Ask {
+            pattern,
+            since,
+            limit,
+        })?;
+        let ask = EmitRef {
+            namespace: &self.name,
+            event: crate::history::READ_EVENT,
             payload: &payload.bytes,
             ..EmitRef::default()
         };

@@ -489,3 +489,54 @@ async fn a_socketio_client_recovers_its_connection_state() {
     assert_eq!(sio_tick(&mut driver).await, 201, "nothing of the gap");
     driver.exit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_reads_the_history_before_going_live_and_bad_reads_are_refused() {
+    let broker = start_broker(with_history(3)).await;
+    let mut publisher = broker.client().await;
+    for n in 1..=5 {
+        publisher.emit_acked(emit(NS, "tick", payload(n))).await;
+    }
+    publisher.emit_acked(emit(NS, "other", payload(9))).await;
+    let client = connect(Client::builder(broker.url()).name("reader")).await;
+    let ns = client.of(NS);
+    let wait = Duration::from_secs(5);
+
+    let page = ns.history("tick", 3, None, wait).await.unwrap();
+    let read: Vec<(u64, u64)> = page
+        .events
+        .iter()
+        .map(|e| (e.seq, rmp_serde::from_slice(&e.payload).unwrap()))
+        .collect();
+    assert_eq!(read, [(4, 4), (5, 5)], "after seq 3, `tick` only");
+    assert_eq!(page.last, 6);
+    assert!(page.complete);
+
+    // Seq 1..3 are evicted (size 3): the page starts at the oldest kept.
+    let page = ns.history(">", 0, Some(10), wait).await.unwrap();
+    let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [4, 5, 6]);
+    assert!(!page.complete, "events right after 0 were evicted");
+    assert_eq!(page.events[2].event, "other");
+
+    for (namespace, limit, says) in [
+        ("/nohistory", None, "keeps no history"),
+        (NS, Some(0), "limit must be from 1"),
+        (NS, Some(20_001), "history.replay_limit"),
+    ] {
+        let error = client
+            .of(namespace)
+            .history(">", 0, limit, wait)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, herald_client::Error::Broker { message, .. } if message.contains(says)),
+            "{namespace} {limit:?}: {error}"
+        );
+    }
+    let ahead = ns.history(">", 99, None, wait).await.unwrap_err();
+    assert!(
+        matches!(&ahead, herald_client::Error::Remote(message) if message.contains("ahead")),
+        "{ahead}"
+    );
+}
