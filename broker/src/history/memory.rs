@@ -355,9 +355,16 @@ impl HistoryLog for MemoryHistory {
         };
         let mut log = locked(&log);
         let now = Instant::now();
-        self.expire(&mut log, now);
+        // One `expire` per append (after it): a remembered `mid` counts
+        // only within the window.
         let given = record.emit.message_id.as_deref();
-        if given.is_some_and(|mid| log.mids.contains_key(mid)) {
+        let window = self.mid_window;
+        let seen = |mid: &str| {
+            log.mids
+                .get(mid)
+                .is_some_and(|at| now.duration_since(*at) <= window)
+        };
+        if given.is_some_and(seen) {
             self.counters.duplicates.fetch_add(1, Relaxed);
             return Appended::Duplicate;
         }

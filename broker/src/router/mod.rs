@@ -588,10 +588,14 @@ impl Router {
     pub(crate) fn publish(&self, from: Option<&Outbox>, emit: &Emit) -> Published {
         Stats::add(&self.stats.events_received, 1);
         self.observer.emit(emit, from);
-        let Some(history) = self.history.as_ref().filter(|h| h.covers(&emit.namespace)) else {
+        let Some(history) = self.history.as_ref() else {
             return self.fan_out(from, emit, None);
         };
-        if let Some(backplane) = self.backplane.as_ref().filter(|b| b.keeps_history()) {
+        if let Some(backplane) = self
+            .backplane
+            .as_ref()
+            .filter(|b| b.keeps_history() && history.covers(&emit.namespace))
+        {
             // Numbered by the backplane, in one order for every node; this
             // node delivers it when it comes back (`deliver_stamped`).
             let (done, pending) = oneshot::channel();
@@ -610,7 +614,8 @@ impl Router {
             published = self.fan_out(from, emit, Some(stamp));
         });
         if matches!(appended, Appended::Unlogged) {
-            published = self.fan_out(from, emit, None);
+            // Not a history namespace (or past the cap on logs).
+            return self.fan_out(from, emit, None);
         }
         published.history = Some(appended);
         published
