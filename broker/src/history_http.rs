@@ -14,7 +14,6 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use serde::Serialize;
 use thiserror::Error;
-use url::form_urlencoded;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -25,7 +24,7 @@ use serde::Deserialize;
 use crate::admission::{self, Denied};
 use crate::auth::Grant;
 use crate::history::{Gap, Page, Stored};
-use crate::http::{Body, error, json};
+use crate::http::{Body, QueryRefusal, error, json, query_params};
 use crate::outbox::Outbox;
 use crate::state::Shared;
 use crate::wire::Answer;
@@ -120,19 +119,11 @@ impl Query {
             .strip_prefix(HISTORY_PATH)
             .map(|rest| rest.strip_prefix('/').unwrap_or(rest))
             .unwrap_or_default();
-        let (mut namespace, mut since, mut limit) = (None, None, None);
-        let query = uri.query().unwrap_or_default();
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            let slot = match &*key {
-                "namespace" => &mut namespace,
-                "since" => &mut since,
-                "limit" => &mut limit,
-                _ => return Err(HistoryError::UnknownParameter(key.into_owned())),
-            };
-            if slot.replace(value.into_owned()).is_some() {
-                return Err(HistoryError::RepeatedParameter(key.into_owned()));
-            }
-        }
+        let [namespace, since, limit] = query_params(uri, ["namespace", "since", "limit"])
+            .map_err(|refusal| match refusal {
+                QueryRefusal::Unknown(key) => HistoryError::UnknownParameter(key),
+                QueryRefusal::Repeated(key) => HistoryError::RepeatedParameter(key),
+            })?;
         let since = match since {
             None => 0,
             Some(value) => value.parse().map_err(|_| HistoryError::BadNumber {

@@ -540,3 +540,31 @@ mod tests {
         );
     }
 }
+
+/// Why a query string was refused by [`query_params`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum QueryRefusal {
+    /// A parameter that is not one of the names asked for.
+    Unknown(String),
+    /// A parameter given more than once.
+    Repeated(String),
+}
+
+/// The values of the parameters `names` in `uri`'s query (URL-decoded), in
+/// that order; any other parameter, or one given twice, is refused.
+pub(crate) fn query_params<const N: usize>(
+    uri: &http::Uri,
+    names: [&str; N],
+) -> Result<[Option<String>; N], QueryRefusal> {
+    let mut values: [Option<String>; N] = std::array::from_fn(|_| None);
+    let query = uri.query().unwrap_or_default();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let Some(slot) = names.iter().position(|n| *n == key) else {
+            return Err(QueryRefusal::Unknown(key.into_owned()));
+        };
+        if values[slot].replace(value.into_owned()).is_some() {
+            return Err(QueryRefusal::Repeated(key.into_owned()));
+        }
+    }
+    Ok(values)
+}

@@ -25,12 +25,11 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::debug;
-use url::form_urlencoded;
 
 use crate::admission::{self, Denied};
 use crate::auth::Grant;
 use crate::backplane::Member;
-use crate::http::{Body, error, json};
+use crate::http::{Body, QueryRefusal, error, json, query_params};
 use crate::outbox::Outbox;
 use crate::state::Shared;
 use crate::wire::Answer;
@@ -108,18 +107,11 @@ impl Query {
         } else {
             rest.to_owned()
         };
-        let mut room = None;
-        let mut limit = None;
-        for (key, value) in form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
-            let slot = match &*key {
-                "room" => &mut room,
-                "limit" => &mut limit,
-                _ => return Err(PresenceError::UnknownParameter(key.into_owned())),
-            };
-            if slot.replace(value.into_owned()).is_some() {
-                return Err(PresenceError::RepeatedParameter(key.into_owned()));
-            }
-        }
+        let [room, limit] =
+            query_params(uri, ["room", "limit"]).map_err(|refusal| match refusal {
+                QueryRefusal::Unknown(key) => PresenceError::UnknownParameter(key),
+                QueryRefusal::Repeated(key) => PresenceError::RepeatedParameter(key),
+            })?;
         let limit = match limit {
             None => DEFAULT_LIMIT,
             Some(text) => usize::from_str(&text)

@@ -27,10 +27,9 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use thiserror::Error;
 use tracing::debug;
-use url::form_urlencoded;
 
 use crate::admission::{self, Denied, EmitNames};
-use crate::http::{Body, error, json};
+use crate::http::{Body, QueryRefusal, error, json, query_params};
 use crate::state::Shared;
 use crate::stats::Stats;
 
@@ -152,19 +151,11 @@ impl Target {
             .strip_prefix(EMIT_PATH)
             .map(|rest| rest.strip_prefix('/').unwrap_or(rest))
             .unwrap_or_default();
-        let mut namespace = None;
-        let mut room = None;
-        let query = uri.query().unwrap_or_default();
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            let slot = match &*key {
-                "namespace" => &mut namespace,
-                "room" => &mut room,
-                _ => return Err(PublishError::UnknownParameter(key.into_owned())),
-            };
-            if slot.replace(value.into_owned()).is_some() {
-                return Err(PublishError::RepeatedParameter(key.into_owned()));
-            }
-        }
+        let [namespace, room] =
+            query_params(uri, ["namespace", "room"]).map_err(|refusal| match refusal {
+                QueryRefusal::Unknown(key) => PublishError::UnknownParameter(key),
+                QueryRefusal::Repeated(key) => PublishError::RepeatedParameter(key),
+            })?;
         let namespace = namespace.unwrap_or_else(|| "/".to_owned());
         Ok(Target {
             namespace,

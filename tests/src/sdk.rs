@@ -7,12 +7,13 @@
 //! everywhere in this crate, every wait is bounded by [`TIMEOUT`] and fails
 //! with a message saying what was awaited; nothing sleeps to synchronise.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use herald_client::{Client, ClientBuilder, ConnectionState, ReconnectPolicy};
-use tokio::sync::mpsc;
+use herald_client::{Client, ClientBuilder, ConnectionState, ReconnectPolicy, Recovery};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{TIMEOUT, TestBroker};
 
@@ -96,4 +97,75 @@ pub async fn connect(builder: ClientBuilder) -> Client {
         Ok(client) => client,
         Err(error) => panic!("the SDK client did not connect: {error}"),
     }
+}
+
+/// Streams the `u64`s `0..=events` as `tick` events of `namespace` from
+/// `publisher` to `subscriber` (fire-and-forget, the last one acked) and
+/// calls `fault` once the subscriber has received 2,000 of them; the second
+/// half is emitted only after the fault. Returns what the subscriber's
+/// handler got, in arrival order, and its first recovery report (awaited,
+/// bounded): the exactly-once-in-order checks of the history tests.
+pub async fn stream_through_fault<F, Fut>(
+    subscriber: &Client,
+    publisher: Client,
+    namespace: &str,
+    events: u64,
+    fault: F,
+) -> (Vec<u64>, BTreeMap<String, Recovery>)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let expected = usize::try_from(events).expect("a test-sized count") + 1;
+    let (recovered_tx, mut recovered_rx) = mpsc::unbounded_channel();
+    subscriber.on_recovery(move |r: &BTreeMap<String, Recovery>| {
+        let _ = recovered_tx.send(r.clone());
+    });
+    let (tx, mut rx) = mpsc::channel::<u64>(expected);
+    subscriber
+        .of(namespace)
+        .on("tick", move |n: u64| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(n).await;
+            }
+        })
+        .await
+        .expect("the subscription is taken");
+    let (fault_tx, fault_rx) = oneshot::channel::<()>();
+    let ns = publisher.of(namespace);
+    let emitting = tokio::spawn(async move {
+        for n in 0..events / 2 {
+            ns.emit("tick", &n).await.expect("a fire-and-forget emit");
+        }
+        // The second half goes out after the fault.
+        fault_rx.await.expect("the fault happened");
+        for n in events / 2..events {
+            ns.emit("tick", &n).await.expect("a fire-and-forget emit");
+        }
+        ns.emit_acked("tick", &events)
+            .await
+            .expect("the last emit is acked")
+    });
+    let mut got = Vec::with_capacity(expected);
+    let mut fault = Some((fault, fault_tx));
+    while got.len() < expected {
+        let n = bounded("the next event", rx.recv())
+            .await
+            .expect("the handler is alive");
+        got.push(n);
+        if got.len() == 2_000
+            && let Some((fault, done)) = fault.take()
+        {
+            fault().await;
+            let _ = done.send(());
+        }
+    }
+    bounded("the publisher", emitting)
+        .await
+        .expect("the publisher task ends");
+    let recovery = bounded("the recovery report", recovered_rx.recv())
+        .await
+        .expect("a resume reports its recovery");
+    (got, recovery)
 }

@@ -7,15 +7,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald_client::{Client, ConnectionState, Recovery};
+use herald_client::{Client, ConnectionState};
 use herald_config::{HistoryNamespace, Settings};
 use herald_protocol::envelope::{Event, Hello, Resume, ResumeSub, Welcome};
 use herald_protocol::{Envelope, PROTOCOL_VERSION};
 use herald_tests::proxy::CutProxy;
-use herald_tests::sdk::{FAST_RECONNECT, bounded, connect, wait_state};
+use herald_tests::sdk::{FAST_RECONNECT, bounded, connect, stream_through_fault, wait_state};
 use herald_tests::sioclient::{ClientKind, SioDriver, Transports};
 use herald_tests::{RawClient, TestBroker, emit, start_broker, start_broker_on};
-use tokio::sync::{mpsc, oneshot};
 
 const NS: &str = "/h";
 
@@ -257,51 +256,13 @@ async fn an_sdk_subscriber_cut_mid_stream_gets_every_event_once_in_order() {
             .handler_queue(EVENTS as usize),
     )
     .await;
-    let (recovered_tx, mut recovered_rx) = mpsc::unbounded_channel();
-    subscriber.on_recovery(move |r: &BTreeMap<String, Recovery>| {
-        let _ = recovered_tx.send(r.clone());
-    });
-    let (tx, mut rx) = mpsc::channel::<u64>(EVENTS as usize);
-    subscriber
-        .of(NS)
-        .on("tick", move |n: u64| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(n).await;
-            }
-        })
-        .await
-        .unwrap();
     let publisher = connect(Client::builder(broker.url()).name("publisher")).await;
-    let (cut_tx, cut_rx) = oneshot::channel::<()>();
-    let emitting = tokio::spawn(async move {
-        let ns = publisher.of(NS);
-        for n in 0..EVENTS / 2 {
-            ns.emit("tick", &n).await.unwrap();
-        }
-        // The second half goes out while the subscriber is cut off.
-        cut_rx.await.unwrap();
-        for n in EVENTS / 2..EVENTS {
-            ns.emit("tick", &n).await.unwrap();
-        }
-        ns.emit_acked("tick", &EVENTS).await.unwrap()
-    });
-    let mut got = Vec::with_capacity(EVENTS as usize);
-    let mut cut = Some(cut_tx);
-    while got.len() <= EVENTS as usize {
-        let n = bounded("the next event", rx.recv()).await.unwrap();
-        got.push(n);
-        if got.len() == 2_000 {
-            proxy.cut();
-            cut.take().unwrap().send(()).unwrap();
-        }
-    }
-    bounded("the publisher", emitting).await.unwrap();
+    let (got, recovery) = stream_through_fault(&subscriber, publisher, NS, EVENTS, || async {
+        proxy.cut();
+    })
+    .await;
     let expected: Vec<u64> = (0..=EVENTS).collect();
     assert!(got == expected, "events lost, repeated or out of order");
-    let recovery = bounded("the recovery report", recovered_rx.recv())
-        .await
-        .unwrap();
     assert!(recovery[NS].recovered, "{recovery:?}");
     wait_state(&subscriber, "subscriber", ConnectionState::Connected).await;
 }

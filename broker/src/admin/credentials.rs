@@ -12,11 +12,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use base64::Engine;
 use herald_config::AdminSettings;
-use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
 use subtle::ConstantTimeEq;
-
-use crate::http::{Body, error};
 
 /// The console's credentials; none configured means open.
 #[derive(Default)]
@@ -41,20 +39,9 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// A request without valid admin credentials: what it lacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Unauthorized(pub(crate) &'static str);
-
-impl Unauthorized {
-    /// 401 `unauthorized`, with `WWW-Authenticate: Bearer`.
-    pub(crate) fn response(self) -> Response<Body> {
-        let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", self.0);
-        response
-            .headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        response
-    }
-}
+/// A request without valid admin credentials (401, as the operator
+/// endpoints answer): what it lacks.
+pub(crate) use crate::limits::operator::Unauthorized;
 
 impl Credentials {
     /// The credentials of `[admin]`: the token (or the token file's

@@ -69,7 +69,7 @@ impl OperatorToken {
 
 /// A request without the operator token; what it lacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Unauthorized(&'static str);
+pub(crate) struct Unauthorized(pub(crate) &'static str);
 
 impl Unauthorized {
     /// 401 `unauthorized`, with `WWW-Authenticate: Bearer`.
