@@ -195,11 +195,11 @@ fn page_out<'a, D>(
             .iter()
             .map(|e| EventOut {
                 seq: e.seq,
-                mid: &e.mid,
-                ev: &e.event,
-                room: e.room.as_deref(),
-                from: e.from.as_deref(),
-                args: e.args,
+                mid: e.mid(),
+                ev: e.event(),
+                room: e.room(),
+                from: e.from(),
+                args: e.args(),
                 d: payload(e),
             })
             .collect(),
@@ -240,7 +240,7 @@ fn read<B>(req: &Request<B>, shared: &Shared) -> Result<Response<Body>, HistoryE
         .ok_or_else(|| HistoryError::NoHistory(query.namespace.clone()))?;
     let page = history
         .read(&query.namespace, query.since, query.limit, &|e| {
-            key.pattern.matches(&e.event)
+            key.pattern.matches(e.event())
         })
         .map_err(|gap| match gap {
             Gap::Ahead => HistoryError::Ahead {
@@ -258,7 +258,7 @@ fn read<B>(req: &Request<B>, shared: &Shared) -> Result<Response<Body>, HistoryE
         .is_some_and(|v| v.contains("msgpack"));
     if wants_msgpack {
         let out = page_out(&query.namespace, &page, |e| {
-            serde_bytes::Bytes::new(&e.payload)
+            serde_bytes::Bytes::new(e.payload())
         });
         let body = rmp_serde::to_vec_named(&out).unwrap_or_default();
         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -269,7 +269,7 @@ fn read<B>(req: &Request<B>, shared: &Shared) -> Result<Response<Body>, HistoryE
         return Ok(response);
     }
     let out = page_out(&query.namespace, &page, |e| {
-        rmp_serde::from_slice::<serde_json::Value>(&e.payload).unwrap_or(serde_json::Value::Null)
+        rmp_serde::from_slice::<serde_json::Value>(e.payload()).unwrap_or(serde_json::Value::Null)
     });
     let value = serde_json::to_value(&out).unwrap_or_default();
     Ok(json(StatusCode::OK, &value))
@@ -336,12 +336,12 @@ pub(crate) fn request(
         crate::mirror::catch_up(&shared, &namespace, ask.since).await;
         let read = shared.router.history().map(|history| {
             history.read(&namespace, ask.since, limit, &|e| {
-                key.pattern.matches(&e.event)
+                key.pattern.matches(e.event())
             })
         });
         let (ok, payload) = match read {
             Some(Ok(page)) => {
-                let out = page_out(&namespace, &page, |e| serde_bytes::Bytes::new(&e.payload));
+                let out = page_out(&namespace, &page, |e| serde_bytes::Bytes::new(e.payload()));
                 (true, rmp_serde::to_vec_named(&out).unwrap_or_default())
             }
             Some(Err(gap)) => (false, error_payload(&gap.to_string())),

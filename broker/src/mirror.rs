@@ -22,7 +22,6 @@
 //! Both run on the dispatcher, in order with the events, so nothing is
 //! delivered twice or skipped.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use herald_protocol::envelope::Emit;
@@ -31,7 +30,7 @@ use tracing::{debug, warn};
 
 use crate::backplane::{Backplane, HistoryEntry, HistoryRange};
 use crate::history::memory::MemoryHistory;
-use crate::history::{Record, Stamp, Stored};
+use crate::history::{MidSource, OwnedStamp, Parts, Record, Stamp, Stored};
 use crate::state::Shared;
 
 /// Longest a resume waits for its catch-up before it reads the mirror as
@@ -65,7 +64,7 @@ pub(crate) async fn on_stamped(
     (mirror, backplane): (&MemoryHistory, &dyn Backplane),
     here: bool,
     (emit, sender): (Emit, Option<String>),
-    stamp: Stamp,
+    stamp: OwnedStamp,
 ) {
     if let Some(position) = mirror.position(&emit.namespace)
         && *position.epoch == *stamp.epoch
@@ -91,7 +90,13 @@ pub(crate) async fn on_stamped(
             Err(error) => warn!(%error, "cannot fill a gap in the history mirror"),
         }
     }
-    deliver(shared, mirror, here, (&emit, sender.as_deref()), &stamp);
+    deliver(
+        shared,
+        mirror,
+        here,
+        (&emit, sender.as_deref()),
+        stamp.borrow(),
+    );
 }
 
 /// Appends one event to the mirror and, unless it was already there,
@@ -101,7 +106,7 @@ fn deliver(
     mirror: &MemoryHistory,
     here: bool,
     (emit, sender): (&Emit, Option<&str>),
-    stamp: &Stamp,
+    stamp: Stamp<'_>,
 ) {
     let record = Record { emit, sender };
     mirror.append_numbered(&emit.namespace, record, stamp, &mut |stamp| {
@@ -112,31 +117,28 @@ fn deliver(
 fn deliver_entry(shared: &Shared, mirror: &MemoryHistory, entry: &HistoryEntry, epoch: &str) {
     let stamp = Stamp {
         seq: entry.seq,
-        epoch: Arc::from(epoch),
-        mid: Arc::from(entry.mid.as_str()),
+        epoch,
+        mid: entry.mid.as_deref(),
     };
     deliver(
         shared,
         mirror,
         false,
         (&entry.emit, entry.sender.as_deref()),
-        &stamp,
+        stamp,
     );
 }
 
-fn stored(entry: HistoryEntry) -> Stored {
-    let emit = entry.emit;
-    Stored {
-        seq: entry.seq,
-        mid: Arc::from(entry.mid),
-        event: emit.event.into(),
-        room: emit.room.map(Box::from),
-        except: emit.except.map(Box::from),
-        from: entry.sender.map(Box::from),
-        exclude_self: emit.exclude_self,
-        args: emit.args,
-        payload: emit.payload,
-    }
+fn stored(entry: HistoryEntry, epoch: &str) -> Stored {
+    let record = Record {
+        emit: &entry.emit,
+        sender: entry.sender.as_deref(),
+    };
+    let mid = match entry.mid.as_deref() {
+        Some(mid) => MidSource::Given(mid),
+        None => MidSource::Derived { epoch },
+    };
+    Stored::new(entry.seq, Parts::of(record), mid)
 }
 
 /// Runs an [`Inbound::CatchUp`](crate::backplane::Inbound::CatchUp) on the
@@ -174,12 +176,12 @@ pub(crate) async fn on_catch_up(
         for entry in &newer {
             deliver_entry(shared, mirror, entry, &range.epoch);
         }
-        let older: Vec<Stored> = older.into_iter().map(stored).collect();
+        let older: Vec<Stored> = older.into_iter().map(|e| stored(e, &range.epoch)).collect();
         mirror.backfill(namespace, &range.epoch, older);
     } else {
         let last = held_up_to(&range);
         let HistoryRange { epoch, entries, .. } = range;
-        let events = entries.into_iter().map(stored).collect();
+        let events = entries.into_iter().map(|e| stored(e, &epoch)).collect();
         mirror.reset(namespace, &epoch, last, events);
     }
 }

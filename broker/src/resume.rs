@@ -227,10 +227,10 @@ impl Filter<'_> {
             &*key.namespace == ns
                 && key.group.is_none()
                 && !key.responder
-                && key.pattern.matches(&event.event)
-        }) && event.room.as_deref().is_none_or(in_room)
-            && !event.except.as_deref().is_some_and(in_room)
-            && !(event.exclude_self && event.from.as_deref() == Some(self.sid))
+                && key.pattern.matches(event.event())
+        }) && event.room().is_none_or(in_room)
+            && !event.except().is_some_and(in_room)
+            && !(event.exclude_self() && event.from() == Some(self.sid))
     }
 }
 
@@ -242,7 +242,7 @@ pub(crate) fn replay_item(
     outbox: &Outbox,
     filter: &Filter<'_>,
     outcome: &Outcome,
-    events: &[std::sync::Arc<Stored>],
+    events: &[Stored],
 ) -> Result<(Bytes, u64), Gap> {
     let ns = outcome.namespace.as_str();
     let max_bytes = shared.settings.delivery.max_queued_bytes / 2;

@@ -92,7 +92,10 @@ async fn events_carry_seq_mid_and_epoch_and_resume_replays_exactly_the_gap() {
     let (sid, first, mut publisher) = subscriber_that_left(&broker).await;
     assert_eq!(first.seq, Some(1));
     let epoch = first.epoch.clone().expect("an epoch");
-    assert!(first.message_id.is_some(), "the broker makes a mid");
+    assert_eq!(
+        first.message_id, None,
+        "a live event carries only the publisher's mid; the broker's own is in the history"
+    );
 
     for n in 2..=6 {
         publisher.emit_acked(emit(NS, "tick", payload(n))).await;
@@ -319,6 +322,12 @@ async fn the_http_history_api_reads_filters_and_refuses_bad_input() {
         .collect();
     assert_eq!(seqs, [3, 4], "the pattern filters, the size bounds");
     assert_eq!(body["events"][0]["d"], 3);
+    let epoch = body["epoch"].as_str().expect("the page names its epoch");
+    assert_eq!(
+        body["events"][0]["mid"],
+        format!("{epoch}-3"),
+        "without a publisher's mid the history names the event by epoch and seq"
+    );
     let page = broker.get("/v1/history/a.*?namespace=%2Fh&since=3").await;
     let body: serde_json::Value = serde_json::from_str(&page.body).unwrap();
     assert_eq!(body["complete"], true);

@@ -25,7 +25,7 @@ use herald_protocol::Pattern;
 use herald_protocol::envelope::{Emit, Reply};
 use tokio::sync::oneshot;
 
-use crate::history::Stamp;
+use crate::history::OwnedStamp;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -132,7 +132,7 @@ pub(crate) enum Inbound {
         here: bool,
         emit: Emit,
         sender: Option<String>,
-        stamp: Stamp,
+        stamp: OwnedStamp,
     },
     /// A resume on this node is about to read the mirror of `namespace`
     /// from `since`: bring it up to date with the backend first (in order
@@ -162,7 +162,8 @@ pub(crate) type AppendDone = oneshot::Sender<Result<Numbered, String>>;
 #[derive(Debug)]
 pub(crate) struct HistoryEntry {
     pub(crate) seq: u64,
-    pub(crate) mid: String,
+    /// The publisher's message id (else the event's is `{epoch}-{seq}`).
+    pub(crate) mid: Option<String>,
     pub(crate) emit: Emit,
     pub(crate) sender: Option<String>,
 }

@@ -128,8 +128,6 @@ pub(crate) struct Cluster {
     scripts: history::Scripts,
     /// Where catch-up requests go, behind what the listener pushed.
     inbox: mpsc::Sender<Inbound>,
-    /// Numbers the message ids this node makes.
-    next_mid: AtomicU64,
 }
 
 /// How long a namespace's epoch and last `seq` outlive its last append
@@ -178,7 +176,6 @@ impl Cluster {
             history: history.clone(),
             scripts: history::Scripts::default(),
             inbox: inbox.clone(),
-            next_mid: AtomicU64::new(0),
         });
         tasks::spawn(cluster.clone(), inbox, outbound_rx);
         Ok(cluster)
@@ -322,12 +319,8 @@ impl Backplane for Cluster {
             self.stats.dropped.fetch_add(1, Relaxed);
             return fail(done, "the cluster backplane (redis) is unreachable");
         }
-        let mid = match &emit.message_id {
-            Some(mid) => mid.clone(),
-            None => format!("{}-{}", self.node(), self.next_mid.fetch_add(1, Relaxed)),
-        };
         let mut wire = WireEmit::from_emit(emit, sender);
-        wire.mid = Some(mid);
+        wire.mid = emit.message_id.clone();
         wire.xs = emit.exclude_self;
         let message = Message {
             from: self.node().to_owned(),
@@ -390,7 +383,7 @@ impl Backplane for Cluster {
                         "history entry {seq} of {namespace} is not an event"
                     ));
                 };
-                let mid = wire.mid.clone().unwrap_or_default();
+                let mid = wire.mid.clone();
                 let (emit, sender) = wire.into_emit();
                 entries.push(HistoryEntry {
                     seq,

@@ -28,7 +28,7 @@ use super::registry::{self, Entry};
 use super::wire::{Body, Message};
 use super::{Cluster, Outbound, history};
 use crate::backplane::{AppendDone, Backplane, Inbound, Numbered, RemoteView};
-use crate::history::Stamp;
+use crate::history::OwnedStamp;
 
 /// Most queued messages sent as one pipeline.
 const MAX_BATCH: usize = 512;
@@ -205,16 +205,16 @@ fn stamped(cluster: &Cluster, payload: &[u8]) -> Option<Inbound> {
     let Body::Event(wire) = message.body else {
         return None;
     };
-    let mid = wire.mid.clone().unwrap_or_default();
+    let mid = wire.mid.clone();
     let (emit, sender) = wire.into_emit();
     Some(Inbound::Stamped {
         here: message.from == cluster.node(),
         emit,
         sender,
-        stamp: Stamp {
+        stamp: OwnedStamp {
             seq: published.seq,
-            epoch: Arc::from(published.epoch),
-            mid: Arc::from(mid),
+            epoch: published.epoch.to_owned(),
+            mid,
         },
     })
 }

@@ -11,17 +11,16 @@
 //! resuming with the old epoch is told `recovered: false`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use dashmap::DashMap;
 use herald_config::{HistoryNamespace, HistorySettings};
 use herald_protocol::names::namespace_matches;
 
 use super::{
-    Appended, Gap, HistoryLog, HistoryStats, Outcome, Page, Record, Stamp, Stored, Wanted,
+    Appended, Gap, HistoryLog, HistoryStats, MidSource, Outcome, Page, Parts, Record, Stamp,
+    Stored, Wanted,
 };
 
 /// Most namespaces with a log at once: past it, events in further
@@ -37,16 +36,16 @@ pub(crate) struct MemoryHistory {
     mid_window: Duration,
     max_mids: usize,
     epoch: Arc<str>,
-    logs: DashMap<Box<str>, Arc<Mutex<Log>>>,
-    counters: Counters,
+    logs: DashMap<Box<str>, Arc<Mutex<Log>>, foldhash::fast::RandomState>,
 }
 
+/// What one log holds and did, for `/metrics` (kept under the log's lock,
+/// so an append touches no shared counter).
 #[derive(Debug, Default)]
 struct Counters {
-    events: AtomicU64,
-    bytes: AtomicU64,
-    evicted: AtomicU64,
-    duplicates: AtomicU64,
+    bytes: u64,
+    evicted: u64,
+    duplicates: u64,
 }
 
 /// One namespace's log.
@@ -59,9 +58,10 @@ struct Log {
     epoch: Arc<str>,
     /// The last `seq` given (0: none yet).
     last: u64,
-    events: VecDeque<(Instant, Arc<Stored>)>,
+    events: VecDeque<(Instant, Stored)>,
     mids: HashMap<Arc<str>, Instant>,
     mid_order: VecDeque<(Instant, Arc<str>)>,
+    counters: Counters,
 }
 
 fn locked(log: &Mutex<Log>) -> MutexGuard<'_, Log> {
@@ -103,8 +103,7 @@ impl MemoryHistory {
             mid_window: settings.mid_window,
             max_mids: settings.max_mids,
             epoch: new_epoch(),
-            logs: DashMap::new(),
-            counters: Counters::default(),
+            logs: DashMap::default(),
         }
     }
 
@@ -135,6 +134,7 @@ impl MemoryHistory {
                     events: VecDeque::new(),
                     mids: HashMap::new(),
                     mid_order: VecDeque::new(),
+                    counters: Counters::default(),
                 }))
             })
             .clone();
@@ -148,7 +148,8 @@ impl MemoryHistory {
                 break;
             }
             if let Some((_, gone)) = log.events.pop_front() {
-                self.forget(&gone);
+                log.counters.bytes -= gone.weight() as u64;
+                log.counters.evicted += 1;
             }
         }
         while let Some((at, mid)) = log.mid_order.front() {
@@ -162,12 +163,6 @@ impl MemoryHistory {
         }
     }
 
-    fn forget(&self, gone: &Stored) {
-        self.counters.events.fetch_sub(1, Relaxed);
-        self.counters.bytes.fetch_sub(gone.weight() as u64, Relaxed);
-        self.counters.evicted.fetch_add(1, Relaxed);
-    }
-
     /// The events after `since`, or why they cannot be had; at most
     /// `limit` of them when `all` is false, all or none when it is true.
     fn after(
@@ -177,7 +172,7 @@ impl MemoryHistory {
         limit: usize,
         all: bool,
         filter: &dyn Fn(&Stored) -> bool,
-    ) -> Result<Vec<Arc<Stored>>, Gap> {
+    ) -> Result<Vec<Stored>, Gap> {
         if since > log.last {
             return Err(Gap::Ahead);
         }
@@ -198,22 +193,6 @@ impl MemoryHistory {
             .take(limit)
             .map(|(_, e)| e.clone())
             .collect())
-    }
-}
-
-/// What a log keeps of an emit numbered `seq`.
-fn stored(record: Record<'_>, seq: u64, mid: Arc<str>) -> Stored {
-    let emit = record.emit;
-    Stored {
-        seq,
-        mid,
-        event: emit.event.as_str().into(),
-        room: emit.room.as_deref().map(Box::from),
-        except: emit.except.as_deref().map(Box::from),
-        from: record.sender.map(Box::from),
-        exclude_self: emit.exclude_self,
-        args: emit.args,
-        payload: Bytes::copy_from_slice(&emit.payload),
     }
 }
 
@@ -238,20 +217,15 @@ impl MemoryHistory {
         }
     }
 
-    fn push(&self, log: &mut Log, now: Instant, event: Stored) {
+    fn push(log: &mut Log, now: Instant, event: Stored) {
         log.last = event.seq;
-        self.counters.events.fetch_add(1, Relaxed);
-        self.counters
-            .bytes
-            .fetch_add(event.weight() as u64, Relaxed);
-        log.events.push_back((now, Arc::new(event)));
+        log.counters.bytes += event.weight() as u64;
+        log.events.push_back((now, event));
     }
 
-    fn clear(&self, log: &mut Log, epoch: &str, last: u64) {
-        for (_, gone) in log.events.drain(..) {
-            self.counters.events.fetch_sub(1, Relaxed);
-            self.counters.bytes.fetch_sub(gone.weight() as u64, Relaxed);
-        }
+    fn clear(log: &mut Log, epoch: &str, last: u64) {
+        log.events.clear();
+        log.counters.bytes = 0;
         log.epoch = Arc::from(epoch);
         log.last = last;
     }
@@ -276,8 +250,8 @@ impl MemoryHistory {
         &self,
         namespace: &str,
         record: Record<'_>,
-        stamp: &Stamp,
-        publish: &mut dyn FnMut(&Stamp),
+        stamp: Stamp<'_>,
+        publish: &mut dyn FnMut(Stamp<'_>),
     ) -> bool {
         let Some(log) = self.log(namespace) else {
             publish(stamp);
@@ -285,12 +259,13 @@ impl MemoryHistory {
         };
         let mut log = locked(&log);
         if *log.epoch != *stamp.epoch {
-            self.clear(&mut log, &stamp.epoch, stamp.seq.saturating_sub(1));
+            Self::clear(&mut log, stamp.epoch, stamp.seq.saturating_sub(1));
         } else if stamp.seq <= log.last {
             return false;
         }
         let now = Instant::now();
-        self.push(&mut log, now, stored(record, stamp.seq, stamp.mid.clone()));
+        let stored = Stored::new(stamp.seq, Parts::of(record), stamp.mid_source());
+        Self::push(&mut log, now, stored);
         self.expire(&mut log, now);
         publish(stamp);
         true
@@ -304,10 +279,10 @@ impl MemoryHistory {
             return;
         };
         let mut log = locked(&log);
-        self.clear(&mut log, epoch, 0);
+        Self::clear(&mut log, epoch, 0);
         let now = Instant::now();
         for event in events.into_iter().filter(|e| e.seq <= last) {
-            self.push(&mut log, now, event);
+            Self::push(&mut log, now, event);
         }
         log.last = last;
         self.expire(&mut log, now);
@@ -329,11 +304,8 @@ impl MemoryHistory {
         }
         let now = Instant::now();
         for event in events.into_iter().rev() {
-            self.counters.events.fetch_add(1, Relaxed);
-            self.counters
-                .bytes
-                .fetch_add(event.weight() as u64, Relaxed);
-            log.events.push_front((now, Arc::new(event)));
+            log.counters.bytes += event.weight() as u64;
+            log.events.push_front((now, event));
         }
         self.expire(&mut log, now);
     }
@@ -348,7 +320,7 @@ impl HistoryLog for MemoryHistory {
         &self,
         namespace: &str,
         record: Record<'_>,
-        publish: &mut dyn FnMut(&Stamp),
+        publish: &mut dyn FnMut(Stamp<'_>),
     ) -> Appended {
         let Some(log) = self.log(namespace) else {
             return Appended::Unlogged;
@@ -365,26 +337,27 @@ impl HistoryLog for MemoryHistory {
                 .is_some_and(|at| now.duration_since(*at) <= window)
         };
         if given.is_some_and(seen) {
-            self.counters.duplicates.fetch_add(1, Relaxed);
+            log.counters.duplicates += 1;
             return Appended::Duplicate;
         }
         let seq = log.last + 1;
-        let mid: Arc<str> = match given {
-            Some(mid) => Arc::from(mid),
-            None => Arc::from(format!("{}-{seq}", log.epoch)),
+        let mid = match given {
+            Some(mid) => {
+                let mid: Arc<str> = Arc::from(mid);
+                log.mids.insert(mid.clone(), now);
+                log.mid_order.push_back((now, mid));
+                MidSource::Given(record.emit.message_id.as_deref().unwrap_or_default())
+            }
+            None => MidSource::Derived { epoch: &log.epoch },
         };
-        self.push(&mut log, now, stored(record, seq, mid.clone()));
-        if given.is_some() {
-            log.mids.insert(mid.clone(), now);
-            log.mid_order.push_back((now, mid.clone()));
-        }
+        let stored = Stored::new(seq, Parts::of(record), mid);
+        Self::push(&mut log, now, stored);
         self.expire(&mut log, now);
-        let stamp = Stamp {
+        publish(Stamp {
             seq,
-            epoch: log.epoch.clone(),
-            mid,
-        };
-        publish(&stamp);
+            epoch: &log.epoch,
+            mid: given,
+        });
         Appended::New
     }
 
@@ -460,13 +433,16 @@ impl HistoryLog for MemoryHistory {
     }
 
     fn stats(&self) -> HistoryStats {
-        HistoryStats {
-            events: self.counters.events.load(Relaxed),
-            bytes: self.counters.bytes.load(Relaxed),
-            evicted: self.counters.evicted.load(Relaxed),
-            duplicates: self.counters.duplicates.load(Relaxed),
-            logs: self.logs.len() as u64,
+        let mut stats = HistoryStats::default();
+        for log in &self.logs {
+            let log = locked(log.value());
+            stats.events += log.events.len() as u64;
+            stats.bytes += log.counters.bytes;
+            stats.evicted += log.counters.evicted;
+            stats.duplicates += log.counters.duplicates;
+            stats.logs += 1;
         }
+        stats
     }
 }
 

@@ -28,64 +28,53 @@
 //!   nothing twice).
 
 pub(crate) mod memory;
+mod stored;
+
+pub(crate) use stored::{MidSource, Parts, Stored};
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use herald_protocol::EventRef;
 use herald_protocol::envelope::Emit;
 
-/// What an event in a history namespace is stamped with.
+/// What an event in a history namespace is stamped with, as the router
+/// encodes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp<'a> {
+    pub(crate) seq: u64,
+    pub(crate) epoch: &'a str,
+    /// The publisher's message id. Without one the event's id is the
+    /// broker's, `{epoch}-{seq}`, which is not sent: a receiver has both
+    /// parts already (PROTOCOL.md §25.1).
+    pub(crate) mid: Option<&'a str>,
+}
+
+/// A stamp that came from elsewhere (the cluster's numbering), owned.
 #[derive(Debug, Clone)]
-pub(crate) struct Stamp {
+pub(crate) struct OwnedStamp {
     pub(crate) seq: u64,
-    pub(crate) epoch: Arc<str>,
-    pub(crate) mid: Arc<str>,
+    pub(crate) epoch: String,
+    pub(crate) mid: Option<String>,
 }
 
-/// One event as a log keeps it (payload copied out of the emit's frame).
-#[derive(Debug)]
-pub(crate) struct Stored {
-    pub(crate) seq: u64,
-    pub(crate) mid: Arc<str>,
-    pub(crate) event: Box<str>,
-    pub(crate) room: Option<Box<str>>,
-    pub(crate) except: Option<Box<str>>,
-    /// The sender's session id.
-    pub(crate) from: Option<Box<str>>,
-    pub(crate) exclude_self: bool,
-    pub(crate) args: bool,
-    pub(crate) payload: Bytes,
-}
-
-impl Stored {
-    /// The event as the receivers' wire formats encode it.
-    pub(crate) fn event_ref<'a>(&'a self, namespace: &'a str, epoch: &'a str) -> EventRef<'a> {
-        EventRef {
-            namespace,
-            event: &self.event,
-            room: self.room.as_deref(),
-            group: None,
-            payload: &self.payload,
-            ack: None,
-            from: self.from.as_deref(),
-            args: self.args,
-            seq: Some(self.seq),
-            mid: Some(&self.mid),
-            epoch: Some(epoch),
+impl OwnedStamp {
+    pub(crate) fn borrow(&self) -> Stamp<'_> {
+        Stamp {
+            seq: self.seq,
+            epoch: &self.epoch,
+            mid: self.mid.as_deref(),
         }
     }
+}
 
-    /// About how many bytes it holds (for the memory bound and metrics).
-    pub(crate) fn weight(&self) -> usize {
-        std::mem::size_of::<Stored>()
-            + self.mid.len()
-            + self.event.len()
-            + self.room.as_ref().map_or(0, |r| r.len())
-            + self.except.as_ref().map_or(0, |r| r.len())
-            + self.from.as_ref().map_or(0, |r| r.len())
-            + self.payload.len()
+impl<'a> Stamp<'a> {
+    /// Where the stored event's message id comes from.
+    pub(crate) fn mid_source(&self) -> MidSource<'a> {
+        match self.mid {
+            Some(mid) => MidSource::Given(mid),
+            None => MidSource::Derived { epoch: self.epoch },
+        }
     }
 }
 
@@ -131,7 +120,7 @@ pub(crate) struct Page {
     pub(crate) epoch: Arc<str>,
     /// The last `seq` appended (0 when none ever was).
     pub(crate) last: u64,
-    pub(crate) events: Vec<Arc<Stored>>,
+    pub(crate) events: Vec<Stored>,
     /// False when events right after the position asked for were already
     /// evicted (the page starts later).
     pub(crate) complete: bool,
@@ -151,7 +140,7 @@ pub(crate) struct Outcome {
     pub(crate) namespace: String,
     /// The events after the position, or why they cannot be had; the
     /// epoch and last `seq` are the log's current ones either way.
-    pub(crate) replay: Result<Vec<Arc<Stored>>, Gap>,
+    pub(crate) replay: Result<Vec<Stored>, Gap>,
     pub(crate) epoch: Arc<str>,
     pub(crate) last: u64,
 }
@@ -178,7 +167,7 @@ pub(crate) trait HistoryLog: Send + Sync + Debug {
         &self,
         namespace: &str,
         record: Record<'_>,
-        publish: &mut dyn FnMut(&Stamp),
+        publish: &mut dyn FnMut(Stamp<'_>),
     ) -> Appended;
 
     /// Up to `limit` events after `since` that `filter` keeps, oldest
@@ -215,11 +204,11 @@ pub(crate) fn check_mid(mid: Option<&str>) -> Result<(), String> {
 }
 
 /// `event` with the stamp's `seq`, `mid` and `epoch`, if any.
-pub(crate) fn stamped<'a>(mut event: EventRef<'a>, stamp: Option<&'a Stamp>) -> EventRef<'a> {
+pub(crate) fn stamped<'a>(mut event: EventRef<'a>, stamp: Option<Stamp<'a>>) -> EventRef<'a> {
     if let Some(stamp) = stamp {
         event.seq = Some(stamp.seq);
-        event.mid = Some(&stamp.mid);
-        event.epoch = Some(&stamp.epoch);
+        event.mid = stamp.mid;
+        event.epoch = Some(stamp.epoch);
     }
     event
 }

@@ -160,7 +160,7 @@ struct Eligible<'a> {
     room: Option<&'a Audience>,
     except: Option<&'a Audience>,
     /// The history stamp (`seq`, `mid`, `epoch`) the event carries.
-    stamp: Option<&'a Stamp>,
+    stamp: Option<Stamp<'a>>,
 }
 
 impl<'a> Eligible<'a> {
@@ -621,7 +621,7 @@ impl Router {
         published
     }
 
-    fn fan_out(&self, from: Option<&Outbox>, emit: &Emit, stamp: Option<&Stamp>) -> Published {
+    fn fan_out(&self, from: Option<&Outbox>, emit: &Emit, stamp: Option<Stamp<'_>>) -> Published {
         let matched = self.events.lookup(&emit.namespace, &emit.event);
         let audiences = self.audiences(emit);
         let mut eligible = Eligible::new(from, emit, &audiences);
@@ -651,7 +651,7 @@ impl Router {
         here: bool,
         emit: &Emit,
         sender: Option<&str>,
-        stamp: &Stamp,
+        stamp: Stamp<'_>,
     ) -> u64 {
         let matched = self.events.lookup(&emit.namespace, &emit.event);
         let audiences = self.audiences(emit);

@@ -144,11 +144,11 @@ fn mirror(size: usize) -> MemoryHistory {
     })
 }
 
-fn stamp(seq: u64, epoch: &str) -> crate::history::Stamp {
+fn stamp<'a>(seq: u64, epoch: &'a str, mid: &'a str) -> crate::history::Stamp<'a> {
     crate::history::Stamp {
         seq,
-        epoch: epoch.into(),
-        mid: format!("m{seq}").into(),
+        epoch,
+        mid: Some(mid),
     }
 }
 
@@ -160,7 +160,8 @@ fn numbered(h: &MemoryHistory, seq: u64, epoch: &str) -> bool {
         sender: None,
     };
     let mut delivered = false;
-    let appended = h.append_numbered("/h/a", record, &stamp(seq, epoch), &mut |_| {
+    let mid = format!("m{seq}");
+    let appended = h.append_numbered("/h/a", record, stamp(seq, epoch, &mid), &mut |_| {
         delivered = true;
     });
     assert_eq!(appended, delivered);
@@ -168,17 +169,17 @@ fn numbered(h: &MemoryHistory, seq: u64, epoch: &str) -> bool {
 }
 
 fn stored(seq: u64) -> crate::history::Stored {
-    crate::history::Stored {
-        seq,
-        mid: format!("m{seq}").into(),
-        event: "e".into(),
+    use crate::history::{MidSource, Parts, Stored};
+    let parts = Parts {
+        event: "e",
         room: None,
         except: None,
         from: None,
         exclude_self: false,
         args: false,
-        payload: bytes::Bytes::new(),
-    }
+        payload: b"",
+    };
+    Stored::new(seq, parts, MidSource::Given(&format!("m{seq}")))
 }
 
 fn recover(h: &MemoryHistory, since: u64, epoch: &str) -> Result<Vec<u64>, Gap> {
