@@ -1,8 +1,9 @@
 //! Resuming after a reconnect: the position reached in each history
 //! namespace, the `hello.resume` built from it, and de-duplication.
 //!
-//! Every event of a namespace with a history carries `seq`, `epoch` and
-//! `mid` (PROTOCOL.md "History and resume"). The client remembers, per
+//! Every event of a namespace with a history carries `seq` and `epoch`,
+//! and `mid` when its publisher gave one (PROTOCOL.md "History and
+//! resume"). The client remembers, per
 //! namespace, the epoch and the last `seq` it received and the last
 //! [`RECENT_MIDS`] message ids. On every reconnect (to the same URL or to
 //! another of its list) it sends them in `hello.resume` with its
