@@ -1,6 +1,6 @@
 //! The `herald-history` target: the Herald broker with a history on the
 //! benchmark's namespace (`[[history.namespaces]]`, PROTOCOL.md §25), so
-//! every event is numbered, stamped (`seq`, `mid`, `epoch`) and kept in
+//! every event is numbered, stamped (`seq`, `epoch`) and kept in
 //! the namespace's in-memory log before it fans out, measured by the same
 //! Herald driver as `herald`: the cost of history is reported beside it.
 

@@ -15,6 +15,7 @@ use http_body_util::Full;
 use serde::Serialize;
 use thiserror::Error;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -158,7 +159,7 @@ impl Query {
 #[derive(Serialize)]
 struct EventOut<'a, D> {
     seq: u64,
-    mid: &'a str,
+    mid: Cow<'a, str>,
     ev: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     room: Option<&'a str>,
@@ -195,7 +196,7 @@ fn page_out<'a, D>(
             .iter()
             .map(|e| EventOut {
                 seq: e.seq,
-                mid: e.mid(),
+                mid: e.mid_or_derived(&page.epoch),
                 ev: e.event(),
                 room: e.room(),
                 from: e.from(),
@@ -240,7 +241,7 @@ fn read<B>(req: &Request<B>, shared: &Shared) -> Result<Response<Body>, HistoryE
         .ok_or_else(|| HistoryError::NoHistory(query.namespace.clone()))?;
     let page = history
         .read(&query.namespace, query.since, query.limit, &|e| {
-            key.pattern.matches(e.event())
+            key.pattern.matches(e)
         })
         .map_err(|gap| match gap {
             Gap::Ahead => HistoryError::Ahead {
@@ -334,11 +335,10 @@ pub(crate) fn request(
     let namespace = namespace.to_owned();
     tokio::spawn(async move {
         crate::mirror::catch_up(&shared, &namespace, ask.since).await;
-        let read = shared.router.history().map(|history| {
-            history.read(&namespace, ask.since, limit, &|e| {
-                key.pattern.matches(e.event())
-            })
-        });
+        let read = shared
+            .router
+            .history()
+            .map(|history| history.read(&namespace, ask.since, limit, &|e| key.pattern.matches(e)));
         let (ok, payload) = match read {
             Some(Ok(page)) => {
                 let out = page_out(&namespace, &page, |e| serde_bytes::Bytes::new(e.payload()));

@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 
 use crate::backplane::{Backplane, HistoryEntry, HistoryRange};
 use crate::history::memory::MemoryHistory;
-use crate::history::{MidSource, OwnedStamp, Parts, Record, Stamp, Stored};
+use crate::history::{OwnedStamp, Parts, Record, Stamp, Stored};
 use crate::state::Shared;
 
 /// Longest a resume waits for its catch-up before it reads the mirror as
@@ -129,16 +129,16 @@ fn deliver_entry(shared: &Shared, mirror: &MemoryHistory, entry: &HistoryEntry, 
     );
 }
 
-fn stored(entry: HistoryEntry, epoch: &str) -> Stored {
+fn stored(entry: &HistoryEntry) -> Stored {
     let record = Record {
         emit: &entry.emit,
         sender: entry.sender.as_deref(),
     };
-    let mid = match entry.mid.as_deref() {
-        Some(mid) => MidSource::Given(mid),
-        None => MidSource::Derived { epoch },
+    let parts = Parts {
+        mid: entry.mid.as_deref(),
+        ..Parts::of(record)
     };
-    Stored::new(entry.seq, Parts::of(record), mid)
+    Stored::new(entry.seq, parts)
 }
 
 /// Runs an [`Inbound::CatchUp`](crate::backplane::Inbound::CatchUp) on the
@@ -176,12 +176,12 @@ pub(crate) async fn on_catch_up(
         for entry in &newer {
             deliver_entry(shared, mirror, entry, &range.epoch);
         }
-        let older: Vec<Stored> = older.into_iter().map(|e| stored(e, &range.epoch)).collect();
+        let older: Vec<Stored> = older.iter().map(stored).collect();
         mirror.backfill(namespace, &range.epoch, older);
     } else {
         let last = held_up_to(&range);
         let HistoryRange { epoch, entries, .. } = range;
-        let events = entries.into_iter().map(|e| stored(e, &epoch)).collect();
+        let events = entries.iter().map(stored).collect();
         mirror.reset(namespace, &epoch, last, events);
     }
 }

@@ -12,15 +12,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use herald_config::{HistoryNamespace, HistorySettings};
 use herald_protocol::names::namespace_matches;
 
+use super::clock::{ms, now_ms};
+use super::ring::Ring;
 use super::{
-    Appended, Gap, HistoryLog, HistoryStats, MidSource, Outcome, Page, Parts, Record, Stamp,
-    Stored, Wanted,
+    Appended, Gap, HistoryLog, HistoryStats, Outcome, Page, Parts, Record, Stamp, Stored, Wanted,
 };
 
 /// Most namespaces with a log at once: past it, events in further
@@ -33,7 +34,8 @@ const MAX_LOGS: usize = 4096;
 pub(crate) struct MemoryHistory {
     rules: Vec<HistoryNamespace>,
     replay_limit: usize,
-    mid_window: Duration,
+    /// `history.mid_window`, in milliseconds.
+    mid_window: u64,
     max_mids: usize,
     epoch: Arc<str>,
     logs: DashMap<Box<str>, Arc<Mutex<Log>>, foldhash::fast::RandomState>,
@@ -43,7 +45,6 @@ pub(crate) struct MemoryHistory {
 /// so an append touches no shared counter).
 #[derive(Debug, Default)]
 struct Counters {
-    bytes: u64,
     evicted: u64,
     duplicates: u64,
 }
@@ -52,15 +53,17 @@ struct Counters {
 #[derive(Debug)]
 struct Log {
     size: usize,
-    ttl: Duration,
+    /// Milliseconds an event is kept.
+    ttl: u64,
     /// The epoch its `seq`s belong to: this process's on one node; in a
     /// cluster, Redis's (empty until the node first hears of the log).
     epoch: Arc<str>,
     /// The last `seq` given (0: none yet).
     last: u64,
-    events: VecDeque<(Instant, Stored)>,
-    mids: HashMap<Arc<str>, Instant>,
-    mid_order: VecDeque<(Instant, Arc<str>)>,
+    events: Ring,
+    /// Message ids seen, with when (in [`now_ms`]).
+    mids: HashMap<Arc<str>, u64>,
+    mid_order: VecDeque<(u64, Arc<str>)>,
     counters: Counters,
 }
 
@@ -68,31 +71,27 @@ fn locked(log: &Mutex<Log>) -> MutexGuard<'_, Log> {
     log.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A new epoch: the start time in nanoseconds and the process id, in
-/// base 36, so two starts never share one.
+/// Characters in an epoch.
+const EPOCH_LEN: usize = 8;
+
+/// A new epoch: 8 random base-36 characters (41 bits: two starts share
+/// one with odds of 1 in 2.8 × 10^12). Every event in a history namespace
+/// carries it, so it is kept short.
 fn new_epoch() -> Arc<str> {
+    use std::hash::BuildHasher;
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    Arc::from(format!(
-        "{}{}",
-        base36(nanos),
-        base36(u128::from(std::process::id()))
-    ))
-}
-
-fn base36(mut n: u128) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
+    // Keyed from the operating system's randomness at every call.
+    let mut n =
+        std::collections::hash_map::RandomState::new().hash_one((nanos, std::process::id()));
+    let mut epoch = String::with_capacity(EPOCH_LEN);
+    for _ in 0..EPOCH_LEN {
+        epoch.push(char::from(DIGITS[(n % 36) as usize]));
         n /= 36;
-        if n == 0 {
-            break;
-        }
     }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
+    Arc::from(epoch)
 }
 
 impl MemoryHistory {
@@ -100,7 +99,7 @@ impl MemoryHistory {
         MemoryHistory {
             rules: settings.namespaces.clone(),
             replay_limit: settings.replay_limit,
-            mid_window: settings.mid_window,
+            mid_window: ms(settings.mid_window),
             max_mids: settings.max_mids,
             epoch: new_epoch(),
             logs: DashMap::default(),
@@ -128,10 +127,10 @@ impl MemoryHistory {
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Log {
                     size: rule.size,
-                    ttl: rule.ttl,
+                    ttl: ms(rule.ttl),
                     epoch: self.epoch.clone(),
                     last: 0,
-                    events: VecDeque::new(),
+                    events: Ring::default(),
                     mids: HashMap::new(),
                     mid_order: VecDeque::new(),
                     counters: Counters::default(),
@@ -142,18 +141,16 @@ impl MemoryHistory {
     }
 
     /// Drops events past their age and message ids past the window.
-    fn expire(&self, log: &mut Log, now: Instant) {
-        while let Some((at, _)) = log.events.front() {
-            if now.duration_since(*at) <= log.ttl && log.events.len() <= log.size {
+    fn expire(&self, log: &mut Log, now: u64) {
+        while let Some((_, at)) = log.events.front() {
+            if now.saturating_sub(at) <= log.ttl && log.events.len() <= log.size {
                 break;
             }
-            if let Some((_, gone)) = log.events.pop_front() {
-                log.counters.bytes -= gone.weight() as u64;
-                log.counters.evicted += 1;
-            }
+            log.events.pop_front();
+            log.counters.evicted += 1;
         }
         while let Some((at, mid)) = log.mid_order.front() {
-            if now.duration_since(*at) <= self.mid_window && log.mid_order.len() <= self.max_mids {
+            if now.saturating_sub(*at) <= self.mid_window && log.mid_order.len() <= self.max_mids {
                 break;
             }
             if log.mids.get(mid) == Some(at) {
@@ -171,12 +168,12 @@ impl MemoryHistory {
         since: u64,
         limit: usize,
         all: bool,
-        filter: &dyn Fn(&Stored) -> bool,
+        filter: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<Stored>, Gap> {
         if since > log.last {
             return Err(Gap::Ahead);
         }
-        let first = log.events.front().map_or(log.last + 1, |(_, e)| e.seq);
+        let first = log.first();
         if since + 1 < first {
             return Err(Gap::TooOld);
         }
@@ -185,14 +182,25 @@ impl MemoryHistory {
             return Err(Gap::OverLimit);
         }
         let skip = usize::try_from(since + 1 - first).unwrap_or(usize::MAX);
-        Ok(log
-            .events
-            .iter()
-            .skip(skip)
-            .filter(|(_, e)| filter(e))
-            .take(limit)
-            .map(|(_, e)| e.clone())
-            .collect())
+        Ok(Stored::copies(
+            log.events
+                .iter_from(skip)
+                .filter(|e| filter(e.event()))
+                .take(limit),
+        ))
+    }
+}
+
+impl Log {
+    /// The oldest `seq` kept (`last + 1` when none is).
+    fn first(&self) -> u64 {
+        self.events.front().map_or(self.last + 1, |(seq, _)| seq)
+    }
+
+    fn clear(&mut self, epoch: &str, last: u64) {
+        self.events.clear();
+        self.epoch = Arc::from(epoch);
+        self.last = last;
     }
 }
 
@@ -217,27 +225,14 @@ impl MemoryHistory {
         }
     }
 
-    fn push(log: &mut Log, now: Instant, event: Stored) {
-        log.last = event.seq;
-        log.counters.bytes += event.weight() as u64;
-        log.events.push_back((now, event));
-    }
-
-    fn clear(log: &mut Log, epoch: &str, last: u64) {
-        log.events.clear();
-        log.counters.bytes = 0;
-        log.epoch = Arc::from(epoch);
-        log.last = last;
-    }
-
     /// Where the namespace's log stands; `None` when it keeps no history.
     pub(crate) fn position(&self, namespace: &str) -> Option<Position> {
         let log = self.log(namespace)?;
         let mut log = locked(&log);
-        self.expire(&mut log, Instant::now());
+        self.expire(&mut log, now_ms());
         Some(Position {
             epoch: log.epoch.clone(),
-            first: log.events.front().map_or(log.last + 1, |(_, e)| e.seq),
+            first: log.first(),
             last: log.last,
         })
     }
@@ -259,13 +254,17 @@ impl MemoryHistory {
         };
         let mut log = locked(&log);
         if *log.epoch != *stamp.epoch {
-            Self::clear(&mut log, stamp.epoch, stamp.seq.saturating_sub(1));
+            log.clear(stamp.epoch, stamp.seq.saturating_sub(1));
         } else if stamp.seq <= log.last {
             return false;
         }
-        let now = Instant::now();
-        let stored = Stored::new(stamp.seq, Parts::of(record), stamp.mid_source());
-        Self::push(&mut log, now, stored);
+        let now = now_ms();
+        let parts = Parts {
+            mid: stamp.mid,
+            ..Parts::of(record)
+        };
+        log.events.push_back(now, stamp.seq, &parts);
+        log.last = stamp.seq;
         self.expire(&mut log, now);
         publish(stamp);
         true
@@ -279,12 +278,11 @@ impl MemoryHistory {
             return;
         };
         let mut log = locked(&log);
-        Self::clear(&mut log, epoch, 0);
-        let now = Instant::now();
-        for event in events.into_iter().filter(|e| e.seq <= last) {
-            Self::push(&mut log, now, event);
+        log.clear(epoch, last);
+        let now = now_ms();
+        for event in events.iter().filter(|e| e.seq <= last) {
+            log.events.push_back(now, event.seq, &event.parts());
         }
-        log.last = last;
         self.expire(&mut log, now);
     }
 
@@ -296,17 +294,14 @@ impl MemoryHistory {
             return;
         };
         let mut log = locked(&log);
-        let first = log.events.front().map_or(log.last + 1, |(_, e)| e.seq);
+        let first = log.first();
         let fits = events.last().is_some_and(|e| e.seq + 1 == first)
             && events.windows(2).all(|w| w[0].seq + 1 == w[1].seq);
         if *log.epoch != *epoch || !fits {
             return;
         }
-        let now = Instant::now();
-        for event in events.into_iter().rev() {
-            log.counters.bytes += event.weight() as u64;
-            log.events.push_front((now, event));
-        }
+        let now = now_ms();
+        log.events.prepend(now, &events);
         self.expire(&mut log, now);
     }
 }
@@ -326,7 +321,7 @@ impl HistoryLog for MemoryHistory {
             return Appended::Unlogged;
         };
         let mut log = locked(&log);
-        let now = Instant::now();
+        let now = now_ms();
         // One `expire` per append (after it): a remembered `mid` counts
         // only within the window.
         let given = record.emit.message_id.as_deref();
@@ -334,24 +329,20 @@ impl HistoryLog for MemoryHistory {
         let seen = |mid: &str| {
             log.mids
                 .get(mid)
-                .is_some_and(|at| now.duration_since(*at) <= window)
+                .is_some_and(|at| now.saturating_sub(*at) <= window)
         };
         if given.is_some_and(seen) {
             log.counters.duplicates += 1;
             return Appended::Duplicate;
         }
         let seq = log.last + 1;
-        let mid = match given {
-            Some(mid) => {
-                let mid: Arc<str> = Arc::from(mid);
-                log.mids.insert(mid.clone(), now);
-                log.mid_order.push_back((now, mid));
-                MidSource::Given(record.emit.message_id.as_deref().unwrap_or_default())
-            }
-            None => MidSource::Derived { epoch: &log.epoch },
-        };
-        let stored = Stored::new(seq, Parts::of(record), mid);
-        Self::push(&mut log, now, stored);
+        if let Some(mid) = given {
+            let mid: Arc<str> = Arc::from(mid);
+            log.mids.insert(mid.clone(), now);
+            log.mid_order.push_back((now, mid));
+        }
+        log.events.push_back(now, seq, &Parts::of(record));
+        log.last = seq;
         self.expire(&mut log, now);
         publish(Stamp {
             seq,
@@ -366,18 +357,18 @@ impl HistoryLog for MemoryHistory {
         namespace: &str,
         since: u64,
         limit: usize,
-        filter: &dyn Fn(&Stored) -> bool,
+        filter: &dyn Fn(&str) -> bool,
     ) -> Result<Page, Gap> {
         let log = self.log(namespace).ok_or(Gap::NoHistory)?;
         let mut log = locked(&log);
-        self.expire(&mut log, Instant::now());
+        self.expire(&mut log, now_ms());
         let mut complete = true;
         let events = match self.after(&log, since, limit, false, filter) {
             Err(Gap::TooOld) => {
                 // A reader that asks for too old a position gets what is
                 // left, marked incomplete.
                 complete = false;
-                let since = log.events.front().map_or(log.last, |(_, e)| e.seq - 1);
+                let since = log.first() - 1;
                 self.after(&log, since, limit, false, filter)?
             }
             other => other?,
@@ -400,7 +391,7 @@ impl HistoryLog for MemoryHistory {
         // an append takes one), so recoveries cannot deadlock.
         let mut guards: Vec<Option<MutexGuard<'_, Log>>> =
             logs.iter().map(|log| log.as_deref().map(locked)).collect();
-        let now = Instant::now();
+        let now = now_ms();
         let outcomes: Vec<Outcome> = order
             .iter()
             .zip(guards.iter_mut())
@@ -437,7 +428,7 @@ impl HistoryLog for MemoryHistory {
         for log in &self.logs {
             let log = locked(log.value());
             stats.events += log.events.len() as u64;
-            stats.bytes += log.counters.bytes;
+            stats.bytes += log.events.weight() as u64;
             stats.evicted += log.counters.evicted;
             stats.duplicates += log.counters.duplicates;
             stats.logs += 1;

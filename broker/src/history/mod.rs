@@ -27,10 +27,12 @@
 //!   resuming connection registered inside `attach` misses nothing and sees
 //!   nothing twice).
 
+mod clock;
 pub(crate) mod memory;
+mod ring;
 mod stored;
 
-pub(crate) use stored::{MidSource, Parts, Stored};
+pub(crate) use stored::{Parts, Stored};
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -64,16 +66,6 @@ impl OwnedStamp {
             seq: self.seq,
             epoch: &self.epoch,
             mid: self.mid.as_deref(),
-        }
-    }
-}
-
-impl<'a> Stamp<'a> {
-    /// Where the stored event's message id comes from.
-    pub(crate) fn mid_source(&self) -> MidSource<'a> {
-        match self.mid {
-            Some(mid) => MidSource::Given(mid),
-            None => MidSource::Derived { epoch: self.epoch },
         }
     }
 }
@@ -177,7 +169,7 @@ pub(crate) trait HistoryLog: Send + Sync + Debug {
         namespace: &str,
         since: u64,
         limit: usize,
-        filter: &dyn Fn(&Stored) -> bool,
+        filter: &dyn Fn(&str) -> bool,
     ) -> Result<Page, Gap>;
 
     /// The events after each position (all of them, or none when more than

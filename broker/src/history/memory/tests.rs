@@ -169,17 +169,8 @@ fn numbered(h: &MemoryHistory, seq: u64, epoch: &str) -> bool {
 }
 
 fn stored(seq: u64) -> crate::history::Stored {
-    use crate::history::{MidSource, Parts, Stored};
-    let parts = Parts {
-        event: "e",
-        room: None,
-        except: None,
-        from: None,
-        exclude_self: false,
-        args: false,
-        payload: b"",
-    };
-    Stored::new(seq, parts, MidSource::Given(&format!("m{seq}")))
+    use crate::history::{Parts, Stored};
+    Stored::new(seq, Parts::plain(b"", Some(&format!("m{seq}"))))
 }
 
 fn recover(h: &MemoryHistory, since: u64, epoch: &str) -> Result<Vec<u64>, Gap> {
@@ -275,4 +266,20 @@ fn a_mirror_reset_holds_what_redis_holds_up_to_its_last() {
         "nothing after 2 is held"
     );
     assert_eq!(recover(&h, 4, "e2"), Ok(Vec::new()));
+}
+
+#[test]
+fn epochs_are_short_random_and_differ_between_starts() {
+    let a = history(5, 5).read("/h/a", 0, 1, &|_| true).unwrap().epoch;
+    let b = history(5, 5).read("/h/a", 0, 1, &|_| true).unwrap().epoch;
+    assert_ne!(a, b);
+    for epoch in [a, b] {
+        assert_eq!(epoch.len(), 8, "{epoch}");
+        assert!(
+            epoch
+                .bytes()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()),
+            "{epoch}"
+        );
+    }
 }
