@@ -164,17 +164,48 @@ pub fn encode_event_into(event: &EventRef<'_>, out: &mut Vec<u8>) {
     fast::write_event(event, out);
 }
 
-/// About how many bytes [`encode_event`] produces (enough in practice to
-/// need no reallocation).
+/// How many bytes [`encode_event`] produces (exactly: it sizes the
+/// broker's frame buffers, which are then never reallocated).
 pub fn event_len_hint(event: &EventRef<'_>) -> usize {
-    48 + event.namespace.len()
-        + event.event.len()
-        + event.room.map_or(0, str::len)
-        + event.group.map_or(0, str::len)
-        + event.from.map_or(0, |from| from.len() + 8)
-        + event.mid.map_or(0, |mid| mid.len() + 16)
-        + event.epoch.map_or(0, |epoch| epoch.len() + 8)
-        + event.payload.len()
+    fn str_len(s: &str) -> usize {
+        let header = match s.len() {
+            0..=31 => 1,
+            32..=255 => 2,
+            256..=65_535 => 3,
+            _ => 5,
+        };
+        header + s.len()
+    }
+    fn uint_len(n: u64) -> usize {
+        match n {
+            0..=127 => 1,
+            128..=255 => 2,
+            256..=65_535 => 3,
+            65_536..=0xFFFF_FFFF => 5,
+            _ => 9,
+        }
+    }
+    let bin_len = |len: usize| {
+        let header = match len {
+            0..=255 => 2,
+            256..=65_535 => 3,
+            _ => 5,
+        };
+        header + len
+    };
+    // The map header, then each key and its value.
+    1 + (2 + 6)
+        + (3 + str_len(event.namespace))
+        + (3 + str_len(event.event))
+        + event.room.map_or(0, |room| 5 + str_len(room))
+        + event.group.map_or(0, |group| 2 + str_len(group))
+        + (2 + bin_len(event.payload.len()))
+        + event.ack.map_or(0, |ack| 4 + uint_len(ack))
+        + event.seq.map_or(0, |seq| 4 + uint_len(seq))
+        + event.mid.map_or(0, |mid| 4 + str_len(mid))
+        + event.from.map_or(0, |from| 5 + str_len(from))
+        + if event.args { 5 + 1 } else { 0 }
+        + event.epoch.map_or(0, |epoch| 6 + str_len(epoch))
 }
 
 /// A borrowed view of an `emit` envelope, so a client can encode its emit

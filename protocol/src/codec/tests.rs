@@ -376,7 +376,10 @@ proptest! {
                     mid: e.message_id.as_deref(),
                     epoch: e.epoch.as_deref(),
                 };
-                prop_assert_eq!(encode_event(&view), encode(&envelope));
+                let encoded = encode_event(&view);
+                prop_assert_eq!(&encoded, &encode(&envelope));
+                // The hint sizes the broker's frame buffer exactly.
+                prop_assert_eq!(event_len_hint(&view), encoded.len());
             }
         }
     }
@@ -560,4 +563,37 @@ fn args_false_is_omitted_and_nil_is_absent() {
         b'o', b'k', 0xc3, 0xa4, b'a', b'r', b'g', b's', 0xc0,
     ]);
     assert_eq!(decode(&frame), Ok(plain));
+}
+
+#[test]
+fn the_event_length_hint_is_exact_across_msgpack_header_sizes() {
+    let long_name = "n".repeat(40);
+    let longer_name = "r".repeat(300);
+    for (payload_len, number) in [
+        (0, 5),
+        (200, 200),
+        (300, 300),
+        (70_000, 70_000),
+        (10, 1 << 40),
+    ] {
+        let payload = vec![7u8; payload_len];
+        let view = EventRef {
+            namespace: "/chat",
+            event: &long_name,
+            room: Some(&longer_name),
+            group: Some("g"),
+            payload: &payload,
+            ack: Some(number),
+            from: Some("n1-3"),
+            args: true,
+            seq: Some(number),
+            mid: Some(&long_name),
+            epoch: Some("abcdefgh"),
+        };
+        assert_eq!(
+            event_len_hint(&view),
+            encode_event(&view).len(),
+            "{payload_len}"
+        );
+    }
 }
