@@ -38,7 +38,29 @@ pub(crate) struct MemoryHistory {
     mid_window: u64,
     max_mids: usize,
     epoch: Arc<str>,
+    /// The logs of the namespaces the config names (rules without a
+    /// wildcard): made at the start and kept, so an append finds one
+    /// without taking a lock or a reference count.
+    named: HashMap<Box<str>, Mutex<Log>, foldhash::fast::RandomState>,
+    /// The logs of namespaces matched by a wildcard rule, made on first use.
     logs: DashMap<Box<str>, Arc<Mutex<Log>>, foldhash::fast::RandomState>,
+}
+
+/// A namespace's log, as [`MemoryHistory::log`] finds it.
+enum LogRef<'a> {
+    Named(&'a Mutex<Log>),
+    Made(Arc<Mutex<Log>>),
+}
+
+impl std::ops::Deref for LogRef<'_> {
+    type Target = Mutex<Log>;
+
+    fn deref(&self) -> &Mutex<Log> {
+        match self {
+            LogRef::Named(log) => log,
+            LogRef::Made(log) => log,
+        }
+    }
 }
 
 /// What one log holds and did, for `/metrics` (kept under the log's lock,
@@ -96,13 +118,51 @@ fn new_epoch() -> Arc<str> {
 
 impl MemoryHistory {
     pub(crate) fn new(settings: &HistorySettings) -> MemoryHistory {
-        MemoryHistory {
+        MemoryHistory::with_epoch(settings, new_epoch())
+    }
+
+    fn with_epoch(settings: &HistorySettings, epoch: Arc<str>) -> MemoryHistory {
+        let mut history = MemoryHistory {
             rules: settings.namespaces.clone(),
             replay_limit: settings.replay_limit,
             mid_window: ms(settings.mid_window),
             max_mids: settings.max_mids,
-            epoch: new_epoch(),
+            epoch,
+            named: HashMap::default(),
             logs: DashMap::default(),
+        };
+        let literal = |rule: &&HistoryNamespace| {
+            !rule
+                .namespace
+                .split('/')
+                .any(|seg| seg == "*" || seg == ">")
+        };
+        history.named = history
+            .rules
+            .iter()
+            .filter(literal)
+            .filter_map(|rule| {
+                // The first rule that matches is the namespace's.
+                let first = history.rule(&rule.namespace)?;
+                Some((
+                    rule.namespace.as_str().into(),
+                    Mutex::new(history.new_log(first)),
+                ))
+            })
+            .collect();
+        history
+    }
+
+    fn new_log(&self, rule: &HistoryNamespace) -> Log {
+        Log {
+            size: rule.size,
+            ttl: ms(rule.ttl),
+            epoch: self.epoch.clone(),
+            last: 0,
+            events: Ring::default(),
+            mids: HashMap::new(),
+            mid_order: VecDeque::new(),
+            counters: Counters::default(),
         }
     }
 
@@ -112,10 +172,14 @@ impl MemoryHistory {
             .find(|rule| namespace_matches(&rule.namespace, namespace))
     }
 
-    /// The namespace's log, made on first use (none past [`MAX_LOGS`]).
-    fn log(&self, namespace: &str) -> Option<Arc<Mutex<Log>>> {
+    /// The namespace's log: a named one, or one made on first use (none
+    /// past [`MAX_LOGS`]).
+    fn log(&self, namespace: &str) -> Option<LogRef<'_>> {
+        if let Some(log) = self.named.get(namespace) {
+            return Some(LogRef::Named(log));
+        }
         if let Some(log) = self.logs.get(namespace) {
-            return Some(log.clone());
+            return Some(LogRef::Made(log.clone()));
         }
         let rule = self.rule(namespace)?;
         if self.logs.len() >= MAX_LOGS {
@@ -124,20 +188,9 @@ impl MemoryHistory {
         let log = self
             .logs
             .entry(namespace.into())
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(Log {
-                    size: rule.size,
-                    ttl: ms(rule.ttl),
-                    epoch: self.epoch.clone(),
-                    last: 0,
-                    events: Ring::default(),
-                    mids: HashMap::new(),
-                    mid_order: VecDeque::new(),
-                    counters: Counters::default(),
-                }))
-            })
+            .or_insert_with(|| Arc::new(Mutex::new(self.new_log(rule))))
             .clone();
-        Some(log)
+        Some(LogRef::Made(log))
     }
 
     /// Drops events past their age and message ids past the window.
@@ -219,10 +272,7 @@ impl MemoryHistory {
     /// epochs come from Redis (each log's is empty until the node hears
     /// of it, so nothing is recovered from a log it never caught up).
     pub(crate) fn mirror(settings: &HistorySettings) -> MemoryHistory {
-        MemoryHistory {
-            epoch: Arc::from(""),
-            ..MemoryHistory::new(settings)
-        }
+        MemoryHistory::with_epoch(settings, Arc::from(""))
     }
 
     /// Where the namespace's log stands; `None` when it keeps no history.
@@ -385,8 +435,7 @@ impl HistoryLog for MemoryHistory {
         let mut order: Vec<&Wanted> = wanted.iter().collect();
         order.sort_by(|a, b| a.namespace.cmp(&b.namespace));
         order.dedup_by(|a, b| a.namespace == b.namespace);
-        let logs: Vec<Option<Arc<Mutex<Log>>>> =
-            order.iter().map(|w| self.log(&w.namespace)).collect();
+        let logs: Vec<Option<LogRef<'_>>> = order.iter().map(|w| self.log(&w.namespace)).collect();
         // Locked in name order (every recovery takes them in that order;
         // an append takes one), so recoveries cannot deadlock.
         let mut guards: Vec<Option<MutexGuard<'_, Log>>> =
@@ -425,8 +474,10 @@ impl HistoryLog for MemoryHistory {
 
     fn stats(&self) -> HistoryStats {
         let mut stats = HistoryStats::default();
-        for log in &self.logs {
-            let log = locked(log.value());
+        let made = self.logs.iter().map(|log| Arc::clone(log.value()));
+        let named = self.named.values().map(LogRef::Named);
+        for log in named.chain(made.map(LogRef::Made)) {
+            let log = locked(&log);
             stats.events += log.events.len() as u64;
             stats.bytes += log.events.weight() as u64;
             stats.evicted += log.counters.evicted;

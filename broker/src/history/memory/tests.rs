@@ -283,3 +283,41 @@ fn epochs_are_short_random_and_differ_between_starts() {
         );
     }
 }
+
+#[test]
+fn a_named_namespace_takes_the_first_matching_rule_and_counts_in_the_stats() {
+    let rule = |namespace: &str, size| HistoryNamespace {
+        namespace: namespace.into(),
+        size,
+        ttl: Duration::from_secs(60),
+    };
+    let h = MemoryHistory::new(&HistorySettings {
+        namespaces: vec![rule("/h/>", 2), rule("/h/a", 5), rule("/named", 3)],
+        replay_limit: 10,
+        mid_window: Duration::from_secs(60),
+        max_mids: 2,
+    });
+    for _ in 0..4 {
+        seq(&h, None);
+    }
+    let kept = h.read("/h/a", 0, 10, &|_| true).unwrap().events.len();
+    assert_eq!(kept, 2, "/h/> comes first, so its size bounds /h/a");
+    for namespace in ["/named", "/h/b"] {
+        let emit = Emit {
+            namespace: namespace.into(),
+            event: "e".into(),
+            ..Emit::default()
+        };
+        let record = Record {
+            emit: &emit,
+            sender: None,
+        };
+        assert!(matches!(
+            h.append(namespace, record, &mut |_| {}),
+            Appended::New
+        ));
+    }
+    let stats = h.stats();
+    // Two named logs (/h/a, /named), one made on first use (/h/b).
+    assert_eq!((stats.logs, stats.events), (3, 4), "{stats:?}");
+}
