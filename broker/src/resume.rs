@@ -223,14 +223,15 @@ impl Filter<'_> {
     fn wants(&self, ns: &str, event: &Stored) -> bool {
         let in_room =
             |room: &str| room == self.sid || self.rooms.iter().any(|(n, r)| n == ns && r == room);
+        let event = event.parts();
         self.subs.iter().any(|key| {
             &*key.namespace == ns
                 && key.group.is_none()
                 && !key.responder
-                && key.pattern.matches(event.event())
-        }) && event.room().is_none_or(in_room)
-            && !event.except().is_some_and(in_room)
-            && !(event.exclude_self() && event.from() == Some(self.sid))
+                && key.pattern.matches(event.event)
+        }) && event.room.is_none_or(in_room)
+            && !event.except.is_some_and(in_room)
+            && !(event.exclude_self && event.from == Some(self.sid))
     }
 }
 

@@ -212,39 +212,38 @@ impl MemoryHistory {
             log.mid_order.pop_front();
         }
     }
+}
 
+impl Log {
     /// The events after `since`, or why they cannot be had; at most
     /// `limit` of them when `all` is false, all or none when it is true.
     fn after(
         &self,
-        log: &Log,
         since: u64,
         limit: usize,
         all: bool,
         filter: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<Stored>, Gap> {
-        if since > log.last {
+        if since > self.last {
             return Err(Gap::Ahead);
         }
-        let first = log.first();
+        let first = self.first();
         if since + 1 < first {
             return Err(Gap::TooOld);
         }
-        let missed = usize::try_from(log.last - since).unwrap_or(usize::MAX);
+        let missed = usize::try_from(self.last - since).unwrap_or(usize::MAX);
         if all && missed > limit {
             return Err(Gap::OverLimit);
         }
         let skip = usize::try_from(since + 1 - first).unwrap_or(usize::MAX);
         Ok(Stored::copies(
-            log.events
+            self.events
                 .iter_from(skip)
                 .filter(|e| filter(e.event()))
                 .take(limit),
         ))
     }
-}
 
-impl Log {
     /// The oldest `seq` kept (`last + 1` when none is).
     fn first(&self) -> u64 {
         self.events.front().map_or(self.last + 1, |(seq, _)| seq)
@@ -413,13 +412,13 @@ impl HistoryLog for MemoryHistory {
         let mut log = locked(&log);
         self.expire(&mut log, now_ms());
         let mut complete = true;
-        let events = match self.after(&log, since, limit, false, filter) {
+        let events = match log.after(since, limit, false, filter) {
             Err(Gap::TooOld) => {
                 // A reader that asks for too old a position gets what is
                 // left, marked incomplete.
                 complete = false;
                 let since = log.first() - 1;
-                self.after(&log, since, limit, false, filter)?
+                log.after(since, limit, false, filter)?
             }
             other => other?,
         };
@@ -458,7 +457,7 @@ impl HistoryLog for MemoryHistory {
                 let replay = if epoch.is_empty() || want.epoch.as_deref() != Some(&*epoch) {
                     Err(Gap::Epoch)
                 } else {
-                    self.after(log, want.since, self.replay_limit, true, &|_| true)
+                    log.after(want.since, self.replay_limit, true, &|_| true)
                 };
                 Outcome {
                     namespace: want.namespace.clone(),

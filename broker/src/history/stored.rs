@@ -242,10 +242,6 @@ impl Stored {
         self.parts().room
     }
 
-    pub(crate) fn except(&self) -> Option<&str> {
-        self.parts().except
-    }
-
     /// The sender's session id.
     pub(crate) fn from(&self) -> Option<&str> {
         self.parts().from
@@ -262,10 +258,6 @@ impl Stored {
             Some(mid) => Cow::Borrowed(mid),
             None => Cow::Owned(format!("{epoch}-{}", self.seq)),
         }
-    }
-
-    pub(crate) fn exclude_self(&self) -> bool {
-        self.parts().exclude_self
     }
 
     pub(crate) fn args(&self) -> bool {
@@ -316,11 +308,11 @@ mod tests {
         assert_eq!(stored.payload(), b"\x01\x02payload");
         assert_eq!(stored.event(), "chat.message");
         assert_eq!(stored.room(), Some("lobby"));
-        assert_eq!(stored.except(), None);
+        assert_eq!(stored.parts().except, None);
         assert_eq!(stored.from(), Some("s1"));
         assert_eq!(stored.mid(), Some("m-1"));
         assert_eq!(stored.mid_or_derived("ep"), "m-1");
-        assert!(stored.exclude_self());
+        assert!(stored.parts().exclude_self);
         assert!(!stored.args());
     }
 
